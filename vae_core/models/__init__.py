@@ -1,0 +1,41 @@
+"""Model families: a plain dict maps a type name to its (config class, module class)."""
+from __future__ import annotations
+
+from ..errors import VAEError
+from .base import ModelConfig, Posterior, VAEBase, check_param_budget
+from .conv import ConvConfig, ConvVAE
+from .mlp import CVAEConfig, MLPConfig, MLPVAE
+from .vq import VQConfig, VQVAE
+
+MODEL_TYPES: dict[str, tuple[type[ModelConfig], type[VAEBase]]] = {
+    "mlp": (MLPConfig, MLPVAE),
+    "cvae": (CVAEConfig, MLPVAE),
+    "conv": (ConvConfig, ConvVAE),
+    "vq": (VQConfig, VQVAE),
+}
+
+
+def config_from_dict(d: dict) -> ModelConfig:
+    if not isinstance(d, dict) or "model_type" not in d:
+        raise VAEError("The model config has no 'model_type'; it must name one of "
+                       f"{sorted(MODEL_TYPES)}.")
+    kind = d["model_type"]
+    if kind not in MODEL_TYPES:
+        raise VAEError(f"Unknown model type {kind!r}; choose one of {sorted(MODEL_TYPES)}.")
+    cfg = MODEL_TYPES[kind][0].from_dict(d)
+    check_param_budget(cfg)
+    return cfg
+
+
+def build_model(config: ModelConfig | dict) -> VAEBase:
+    """Validate the config (refusing absurd sizes first), then allocate the model."""
+    if isinstance(config, dict):
+        config = config_from_dict(config)
+    else:
+        config.validate()
+        check_param_budget(config)
+    return MODEL_TYPES[config.model_type][1](config)
+
+
+__all__ = ["MODEL_TYPES", "ModelConfig", "Posterior", "VAEBase", "build_model", "config_from_dict",
+           "MLPConfig", "CVAEConfig", "ConvConfig", "VQConfig", "MLPVAE", "ConvVAE", "VQVAE"]

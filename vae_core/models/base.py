@@ -1,0 +1,223 @@
+"""What every model shares: the posterior object, config validation, and the interface.
+
+Every model speaks:
+    encode(x, y=None) -> Posterior
+    decode(z, y=None) -> x_hat (the likelihood's mean, images roughly in [0, 1])
+    sample(n, generator=None, y=None, temperature=1.0) -> images
+    latent_shape, config, num_classes
+so pages and the training loop never ask what kind of model they hold.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import ClassVar, Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..config import from_dict, to_dict
+from ..errors import VAEError
+
+LOG_2PI = math.log(2 * math.pi)
+Likelihood = Literal["bernoulli", "gaussian", "gaussian-learned", "laplace"]
+
+# Guards against configs that would allocate absurd amounts of memory before we notice.
+MAX_WIDTH = 16_384          # widest layer, channel count or codebook size we accept
+MAX_PARAMS = 200_000_000    # a VAE explorer has no business with more than this
+
+
+class Posterior:
+    """A diagonal Gaussian q(z|x) (or a point mass when logvar is None, as for a VQ-VAE)."""
+
+    def __init__(self, mu: torch.Tensor, logvar: torch.Tensor | None):
+        self.mu = mu
+        self.logvar = logvar
+
+    @property
+    def std(self) -> torch.Tensor:
+        if self.logvar is None:
+            return torch.zeros_like(self.mu)
+        return torch.exp(0.5 * self.logvar)
+
+    def mode(self) -> torch.Tensor:
+        return self.mu
+
+    def rsample(self, eps: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """z = mu + std * eps; eps may carry leading sample dimensions, e.g. (k, B, D)."""
+        if self.logvar is None:
+            return self.mu if eps is None else self.mu.expand(eps.shape)
+        if eps is None:
+            eps = torch.randn(self.mu.shape, generator=generator, device=self.mu.device, dtype=self.mu.dtype)
+        return self.mu + self.std * eps
+
+    sample = rsample
+
+    def kl_per_dim(self) -> torch.Tensor:
+        """Closed-form KL(q || N(0, I)) per latent element, shape of mu."""
+        if self.logvar is None:
+            return torch.zeros_like(self.mu)
+        return 0.5 * (self.mu.pow(2) + self.logvar.exp() - 1.0 - self.logvar)
+
+    def kl(self) -> torch.Tensor:
+        """KL per image, shape (B,)."""
+        return self.kl_per_dim().flatten(1).sum(1)
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log q(z|x) summed over latent elements; z may have leading sample dims."""
+        var = self.logvar.exp()
+        lp = -0.5 * ((z - self.mu).pow(2) / var + self.logvar + LOG_2PI)
+        return lp.flatten(-len(self.mu.shape) + 1).sum(-1)
+
+
+def standard_normal_log_prob(z: torch.Tensor, event_dims: int) -> torch.Tensor:
+    """log N(z; 0, I) summed over the last ``event_dims`` dimensions."""
+    return (-0.5 * (z.pow(2) + LOG_2PI)).flatten(-event_dims).sum(-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Config validation: refuse bad values with a message, before anything is allocated.
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Base of every model config. Subclasses add fields; ``model_type`` names the family."""
+
+    model_type: ClassVar[str] = ""
+    in_shape: tuple[int, ...] = (1, 28, 28)   # (C, H, W) of the images
+    latent_dim: int = 20
+    likelihood: Likelihood = "bernoulli"
+    sigma: float = 0.1                          # fixed std of the Gaussian likelihood
+    laplace_scale: float = 0.1                  # scale b of the Laplace likelihood
+    num_classes: int = 0                        # > 0 only for conditional models
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        """Validate a plain dict (e.g. a config.json) into a config; never allocates tensors."""
+        return from_dict(cls, d, ignore=("model_type", "vae_core_version"))
+
+    def to_dict(self) -> dict:
+        return {"model_type": self.model_type, **to_dict(self)}
+
+    def validate(self) -> None:
+        name = type(self).__name__
+        if len(self.in_shape) != 3 or any(s <= 0 for s in self.in_shape):
+            raise VAEError(f"{name}.in_shape must be three positive integers (C, H, W), got {list(self.in_shape)}.")
+        c, h, w = self.in_shape
+        if c not in (1, 3):
+            raise VAEError(f"{name}.in_shape has {c} channels; only 1 (grey) or 3 (RGB) are supported.")
+        if h * w > 1024 * 1024:
+            raise VAEError(f"{name}.in_shape {h}x{w} is too large for this explorer (at most 1024x1024).")
+        _positive(name, "latent_dim", self.latent_dim)
+        if self.sigma <= 0 or self.laplace_scale <= 0:
+            raise VAEError(f"{name}.sigma and laplace_scale must be positive.")
+        if self.num_classes < 0 or self.num_classes > MAX_WIDTH:
+            raise VAEError(f"{name}.num_classes must be between 0 and {MAX_WIDTH}, got {self.num_classes}.")
+
+    def estimated_params(self) -> int:
+        raise NotImplementedError
+
+
+def _positive(cls_name: str, field: str, value: int, limit: int = MAX_WIDTH) -> None:
+    if value <= 0 or value > limit:
+        raise VAEError(f"{cls_name}.{field} must be between 1 and {limit}, got {value}.")
+
+
+def check_param_budget(cfg: ModelConfig) -> None:
+    n = cfg.estimated_params()
+    if n > MAX_PARAMS:
+        raise VAEError(f"This {cfg.model_type} config would have about {n:,} parameters "
+                       f"(limit {MAX_PARAMS:,}); reduce its layer sizes.")
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class VAEBase(nn.Module):
+    """Shared behaviour. A subclass sets ``self.config`` and implements ``encode`` and ``decode_logits``."""
+
+    config: ModelConfig
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        if config.likelihood == "gaussian-learned":
+            # One learned log-std per pixel: a cheap way to let the model find its own noise level.
+            self.log_sigma = nn.Parameter(torch.full(tuple(config.in_shape), math.log(config.sigma)))
+
+    # -- the interface --------------------------------------------------------------------------
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return (self.config.latent_dim,)
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Posterior:
+        raise NotImplementedError
+
+    def decode_logits(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The decoder's raw output: logits for Bernoulli, the mean for Gaussian and Laplace."""
+        raise NotImplementedError
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The mean of p(x|z), shape (B, C, H, W)."""
+        out = self.decode_logits(z, y)
+        return torch.sigmoid(out) if self.config.likelihood == "bernoulli" else out
+
+    def prior_sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
+        z = torch.randn((n, *self.latent_shape), generator=generator, device=_gen_device(generator, self.device))
+        return z.to(self.device) * temperature
+
+    def sample(self, n: int, generator: torch.Generator | None = None, y: torch.Tensor | int | None = None,
+               temperature: float = 1.0) -> torch.Tensor:
+        """Decode n draws from the prior (scaled by temperature) into images."""
+        z = self.prior_sample(n, generator, temperature)
+        return self.decode(z, self._labels(y, n))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
+        post = self.encode(x, y)
+        return self.decode(post.mode(), y)
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _labels(self, y, n: int) -> torch.Tensor | None:
+        if self.num_classes == 0:
+            return None
+        if y is None:
+            raise VAEError("This is a conditional model: choose a class to sample from.")
+        if isinstance(y, int):
+            y = torch.full((n,), y, dtype=torch.long, device=self.device)
+        return y.to(self.device)
+
+    def one_hot(self, y: torch.Tensor | None, n: int) -> torch.Tensor | None:
+        if self.num_classes == 0:
+            return None
+        if y is None:
+            raise VAEError("This is a conditional model: it needs a class label for every image.")
+        if y.min() < 0 or y.max() >= self.num_classes:
+            raise VAEError(f"Class labels must be in 0..{self.num_classes - 1}.")
+        return F.one_hot(y.long(), self.num_classes).to(dtype=torch.float32)
+
+    def extra_loss(self, post: Posterior) -> dict[str, torch.Tensor]:
+        """Model-specific loss terms (the VQ-VAE's codebook and commitment losses)."""
+        return {}
+
+
+def _gen_device(generator: torch.Generator | None, fallback: torch.device) -> torch.device:
+    return generator.device if generator is not None else fallback
+
+
+def mlp(sizes: list[int], final_activation: bool = False) -> nn.Sequential:
+    """Linear layers with ReLU between them."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2 or final_activation:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
