@@ -1,0 +1,143 @@
+"""Likelihoods, the closed-form KL, and the training objectives, each reporting its loss by named parts.
+
+Conventions: per-image quantities have shape (B,) (or (k, B) with k posterior samples);
+``loss_parts`` returns scalar batch means, with "loss" the quantity that is minimised.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .config import TrainConfig
+from .models.base import LOG_2PI, Posterior, VAEBase, standard_normal_log_prob
+
+Randn = Callable[[tuple[int, ...]], torch.Tensor]   # draws standard normal noise of a local shape
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, 1)) elementwise."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+
+
+def log_likelihood(model: VAEBase, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """log p(x | z) summed over pixels; ``out`` is the decoder's raw output, maybe with a leading k dim."""
+    cfg = model.config
+    x = x.expand_as(out)
+    if cfg.likelihood == "bernoulli":
+        lp = -F.binary_cross_entropy_with_logits(out, x, reduction="none")
+    elif cfg.likelihood == "laplace":
+        b = cfg.laplace_scale
+        lp = -(x - out).abs() / b - math.log(2 * b)
+    else:
+        log_sigma = model.log_sigma if cfg.likelihood == "gaussian-learned" else torch.tensor(math.log(cfg.sigma))
+        lp = -0.5 * ((x - out) * torch.exp(-log_sigma)).pow(2) - log_sigma - 0.5 * LOG_2PI
+    return lp.flatten(-3).sum(-1)
+
+
+def kl_weight(cfg: TrainConfig, step: int, total_steps: int) -> float:
+    """beta times the annealing factor at this step."""
+    if cfg.kl_anneal == "linear":
+        return cfg.beta * min(1.0, step / cfg.anneal_steps)
+    if cfg.kl_anneal == "cyclical":
+        # Fu et al. (2019): each cycle ramps up over its first half, then holds at 1.
+        period = max(1, total_steps // cfg.anneal_cycles)
+        return cfg.beta * min(1.0, (step % period) / (0.5 * period))
+    return cfg.beta
+
+
+def free_bits_kl(kl_per_dim: torch.Tensor, free_bits: float) -> torch.Tensor:
+    """Sum over dimensions of max(batch-mean KL, free_bits) (Kingma et al., 2016)."""
+    per_dim = kl_per_dim.flatten(1).mean(0)
+    return per_dim.clamp(min=free_bits).sum()
+
+
+def tc_decomposition(z: torch.Tensor, post: Posterior, dataset_size: int) -> dict[str, torch.Tensor]:
+    """beta-TCVAE's split of the KL by minibatch-weighted sampling (Chen et al., 2018).
+
+    Returns per-image estimates of the index-code mutual information, the total correlation
+    and the dimension-wise KL. z: (B, D).
+    """
+    B = z.shape[0]
+    mu, logvar = post.mu, post.logvar
+    # log q(z_i,d | x_j) for every pair (i, j): (B, B, D)
+    mat = -0.5 * ((z[:, None] - mu[None]).pow(2) * torch.exp(-logvar[None]) + logvar[None] + LOG_2PI)
+    log_nm = math.log(dataset_size * B)
+    log_qz = torch.logsumexp(mat.sum(2), dim=1) - log_nm                 # (B,)
+    log_prod_qzd = (torch.logsumexp(mat, dim=1) - log_nm).sum(1)          # (B,)
+    log_qzx = post.log_prob(z)
+    log_pz = standard_normal_log_prob(z, 1)
+    return {"mi": log_qzx - log_qz, "tc": log_qz - log_prod_qzd, "dwkl": log_prod_qzd - log_pz}
+
+
+def log_importance_weights(model: VAEBase, x: torch.Tensor, y, post: Posterior, eps: torch.Tensor) -> torch.Tensor:
+    """log p(x, z_k) - log q(z_k | x) for k posterior samples; eps: (k, B, *latent). Returns (k, B)."""
+    z = post.rsample(eps)
+    out = model.decode_logits(z, y)
+    n_latent = len(model.latent_shape)
+    return log_likelihood(model, out, x) + standard_normal_log_prob(z, n_latent) - post.log_prob(z)
+
+
+def iwae_bound(log_w: torch.Tensor) -> torch.Tensor:
+    """log (1/k) sum_k w_k per image, from (k, B) log weights."""
+    return torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])
+
+
+def mmd_imq(z: torch.Tensor, z_prior: torch.Tensor) -> torch.Tensor:
+    """Unbiased MMD^2 with inverse multiquadratic kernels at several scales (Tolstikhin et al., 2018)."""
+    n, d = z.shape
+    if n < 2:
+        return z.new_zeros(())
+    xx, yy, xy = torch.cdist(z, z).pow(2), torch.cdist(z_prior, z_prior).pow(2), torch.cdist(z, z_prior).pow(2)
+    off = 1.0 - torch.eye(n, device=z.device, dtype=z.dtype)
+    total = z.new_zeros(())
+    for scale in (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0):
+        c = 2.0 * d * scale
+        total = total + ((c / (c + xx)) * off).sum() / (n * (n - 1)) \
+            + ((c / (c + yy)) * off).sum() / (n * (n - 1)) - 2 * (c / (c + xy)).mean()
+    return total
+
+
+def loss_parts(model: VAEBase, x: torch.Tensor, y: torch.Tensor | None, cfg: TrainConfig, *,
+               step: int, total_steps: int, randn: Randn, dataset_size: int) -> dict[str, torch.Tensor]:
+    """One minibatch's objective, by named parts (batch means). 'loss' is what gets minimised;
+    'total' is always the negative ELBO, so runs with different objectives stay comparable."""
+    post = model.encode(x, y)
+    is_vq = post.logvar is None
+    parts: dict[str, torch.Tensor] = {}
+    if cfg.objective == "iwae" and not is_vq:
+        log_w = log_importance_weights(model, x, y, post, randn((cfg.iwae_k, *post.mu.shape)))
+        recon = -log_likelihood(model, model.decode_logits(post.rsample(randn(post.mu.shape)), y), x).detach()
+        kl = post.kl().detach()
+        iwae = -iwae_bound(log_w)
+        parts.update(recon=recon.mean(), kl=kl.mean(), iwae=iwae.mean(), loss=iwae.mean())
+    else:
+        z = post.rsample(None if is_vq else randn(post.mu.shape))
+        recon = -log_likelihood(model, model.decode_logits(z, y), x)      # (B,)
+        kl = post.kl()                                                     # (B,)
+        parts.update(recon=recon.mean(), kl=kl.mean())
+        w = kl_weight(cfg, step, total_steps)
+        if is_vq:
+            extra = model.extra_loss(post)
+            counts = extra.pop("_counts")
+            parts.update({k: v.mean() for k, v in extra.items()})
+            parts["loss"] = recon.mean() + parts["codebook"] + parts["commitment"]
+            parts["_counts"] = counts
+        elif cfg.objective == "tcvae":
+            tc = tc_decomposition(z, post, dataset_size)
+            parts.update({k: v.mean() for k, v in tc.items()})
+            anneal = w / cfg.beta if cfg.beta > 0 else 1.0
+            parts["loss"] = recon.mean() + anneal * (cfg.mi_weight * parts["mi"] + cfg.beta * parts["tc"]
+                                                     + cfg.dwkl_weight * parts["dwkl"])
+        elif cfg.objective == "wae-mmd":
+            mmd = mmd_imq(z.flatten(1), randn(z.flatten(1).shape))
+            parts["mmd"] = mmd
+            parts["loss"] = recon.mean() + cfg.mmd_weight * mmd
+        else:
+            kl_term = free_bits_kl(post.kl_per_dim(), cfg.free_bits) if cfg.free_bits > 0 else kl.mean()
+            parts["loss"] = recon.mean() + w * kl_term
+        parts["kl_weight"] = torch.tensor(float(w))
+    parts["total"] = parts["recon"] + parts["kl"]
+    return parts
