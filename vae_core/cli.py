@@ -1,0 +1,298 @@
+"""`python -m vae_core train | evaluate | sample | push`.
+
+Every config field is a flag (--latent-dim 2, --hidden-dims 512 256, --kl-anneal linear, ...)
+and can also come from a YAML or JSON file (--config run.yaml); flags win over the file.
+Problems a user can fix print one line and exit with status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Literal, get_args, get_origin
+
+from .config import TrainConfig, field_types
+from .errors import VAEError
+
+PUSH_FILES = ("config.json", "model.safetensors", "README.md", "samples.png", "training_config.json")
+
+
+def _model_fields() -> dict[str, object]:
+    from .models import MODEL_TYPES
+    fields: dict[str, object] = {}
+    for cfg_cls, _ in MODEL_TYPES.values():
+        fields.update(field_types(cfg_cls))
+    return fields
+
+
+def _add_field_flags(parser: argparse.ArgumentParser, fields: dict[str, object], title: str) -> None:
+    group = parser.add_argument_group(title)
+    for name, hint in fields.items():
+        flag = "--" + name.replace("_", "-")
+        kw: dict = {"default": None, "dest": name}
+        if get_origin(hint) is Literal:
+            kw.update(choices=list(get_args(hint)))
+        elif hint is bool:
+            kw.update(action=argparse.BooleanOptionalAction)
+        elif get_origin(hint) is tuple:
+            kw.update(nargs="+", type=int, metavar="N")
+        elif hint in (int, float, str):
+            kw.update(type=hint)
+        group.add_argument(flag, **kw)
+
+
+def _read_config_file(path: str) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise VAEError(f"Config file {path} does not exist.")
+    text = p.read_text()
+    try:
+        if p.suffix in (".yaml", ".yml"):
+            import yaml
+            d = yaml.safe_load(text)
+        else:
+            d = json.loads(text)
+    except Exception as e:   # yaml and json raise several types; all mean "malformed"
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise VAEError(f"Config file {path} is malformed ({first}); fix its syntax.") from None
+    if not isinstance(d, dict):
+        raise VAEError(f"Config file {path} must hold a mapping with 'model' and/or 'train' sections.")
+    return d
+
+
+def build_run_config(args: argparse.Namespace):
+    """Defaults < config file < flags. Shapes and class counts default to the dataset's."""
+    from .data import load_dataset
+    from .models import MODEL_TYPES
+    from .train import RunConfig
+
+    file = _read_config_file(args.config) if args.config else {}
+    extra = set(file) - {"model", "train"}
+    if extra:
+        raise VAEError(f"Config file {args.config} has unknown section(s) {sorted(extra)}; use 'model' and 'train'.")
+    model_d = dict(file.get("model") or {})
+    train_d = dict(file.get("train") or {})
+    if args.model:
+        model_d["model_type"] = args.model
+    model_d.setdefault("model_type", "mlp")
+    kind = model_d["model_type"]
+    if kind not in MODEL_TYPES:
+        raise VAEError(f"Unknown model type {kind!r}; choose one of {sorted(MODEL_TYPES)}.")
+    own = field_types(MODEL_TYPES[kind][0])
+    for name in _model_fields():
+        v = getattr(args, name, None)
+        if v is None:
+            continue
+        if name not in own:
+            raise VAEError(f"--{name.replace('_', '-')} does not apply to model type {kind!r}.")
+        model_d[name] = list(v) if isinstance(v, list) else v
+    for name in field_types(TrainConfig):
+        v = getattr(args, name, None)
+        if v is not None:
+            train_d[name] = v
+    probe = RunConfig.from_dict({"model": {"model_type": kind}, "train": train_d}).train
+    if "in_shape" not in model_d or (own.get("num_classes") and "num_classes" not in model_d and kind == "cvae"):
+        data = load_dataset(probe.dataset, "train", image_size=probe.image_size)
+        model_d.setdefault("in_shape", list(data.shape))
+        if kind == "cvae":
+            model_d.setdefault("num_classes", data.num_classes)
+    return RunConfig.from_dict({"model": model_d, "train": train_d})
+
+
+def cmd_train(args) -> int:
+    import torch.distributed as dist
+    from tqdm import tqdm
+
+    from .train import load_run_config, train
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        import torch
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    if args.resume and args.out and not _any_flags(args):
+        config = load_run_config(args.out)
+    else:
+        config = build_run_config(args)
+        if args.resume and args.out and args.epochs is not None:
+            saved = load_run_config(args.out)
+            config = dataclasses.replace(saved, train=dataclasses.replace(saved.train, epochs=args.epochs))
+    bar = None
+    try:
+        for ev in train(config, out_dir=args.out, resume=args.resume):
+            if rank:
+                continue
+            if ev.kind == "start":
+                bar = tqdm(total=ev.total_steps, initial=ev.step, unit="step", dynamic_ncols=True,
+                           disable=args.quiet)
+                tqdm.write(ev.message) if not args.quiet else None
+            elif ev.kind == "step":
+                bar.update(ev.step - bar.n)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in ev.losses.items() if k != "kl_weight"}
+                                | {"img/s": f"{ev.images_per_s:,.0f}"})
+            elif ev.kind == "epoch" and ev.eval and not args.quiet:
+                e = ev.eval
+                units = f", active units {e['active_units']}/{e['latent_units']}" if "active_units" in e else ""
+                tqdm.write(f"epoch {ev.epoch}: test ELBO {e['elbo']:.2f} (recon {e['recon']:.2f}, "
+                           f"KL {e['kl']:.2f}){units}")
+            elif ev.kind == "done":
+                if bar:
+                    bar.close()
+                where = f"; saved to {args.out}" if args.out else ""
+                print(f"{ev.message} after {ev.step} steps in {ev.elapsed:.1f} s{where}")
+    finally:
+        if bar:
+            bar.close()
+        if dist.is_initialized():
+            dist.barrier()      # rank 0 may still be writing the last checkpoint
+            dist.destroy_process_group()
+    return 0
+
+
+def _any_flags(args) -> bool:
+    names = set(_model_fields()) | set(field_types(TrainConfig)) | {"model", "config"}
+    return any(getattr(args, n, None) is not None for n in names)
+
+
+def cmd_evaluate(args) -> int:
+    from tqdm import tqdm
+
+    from .data import load_dataset
+    from .hub import load_model
+    from .metrics import evaluate_model
+
+    model = load_model(args.model_source, device=args.device, revision=args.revision)
+    c, h, w = model.config.in_shape
+    data = load_dataset(args.dataset, args.split, image_size=h, channels=c)
+    with tqdm(total=len(data), unit="img", disable=args.quiet or args.json, desc="evaluating") as bar:
+        res = evaluate_model(model, data, batch_size=args.batch_size, iwae_k=args.iwae_k, seed=args.seed,
+                             progress=lambda done, n: bar.update(done - bar.n))
+    if args.json:
+        print(json.dumps(res, indent=2))
+        return 0
+    print(f"{args.model_source} on {args.dataset} ({args.split}, {res['n_images']} images)")
+    rows = [("test ELBO (nats)", res["elbo"]), ("  reconstruction", res["recon"]), ("  KL", res["kl"])]
+    if "log_likelihood" in res:
+        rows += [(f"IWAE log p(x), k={res['iwae_k']} (nats)", res["log_likelihood"]),
+                 ("  bits/dim", res["bits_per_dim"])]
+    if "active_units" in res:
+        rows.append(("active units", f"{res['active_units']}/{res['latent_units']}"))
+    rows.append(("reconstruction MSE", res["mse"]))
+    if "codebook_usage" in res:
+        rows += [("codebook usage", res["codebook_usage"]), ("perplexity", res["perplexity"])]
+    for k, v in rows:
+        print(f"  {k:<36} {v:.4f}" if isinstance(v, float) else f"  {k:<36} {v}")
+    print(f"  binarisation: {res['binarisation']}")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    import torch
+
+    from .hub import load_model
+    from .images import save_grid
+
+    model = load_model(args.model_source, device=args.device, revision=args.revision)
+    gen = torch.Generator(device=model.device).manual_seed(args.seed)
+    if model.num_classes and args.label is None:
+        raise VAEError(f"This conditional model needs --label (0..{model.num_classes - 1}).")
+    with torch.inference_mode():
+        x = model.sample(args.n, generator=gen, y=args.label, temperature=args.temperature)
+    save_grid(x, args.out, nrow=args.nrow, scale=args.scale)
+    print(f"wrote {args.n} samples to {args.out}")
+    return 0
+
+
+def cmd_push(args) -> int:
+    from huggingface_hub import HfApi
+    from huggingface_hub import errors as hf_errors
+
+    run = Path(args.run_dir)
+    from .hub import load_model
+    load_model(run, device="cpu")        # refuse to publish something that does not load
+    token = os.environ.get(args.token_env)
+    if not token:
+        raise VAEError(f"Set the {args.token_env} environment variable to a Hub token with write access.")
+    files = [f for f in PUSH_FILES if (run / f).is_file()] + (["optimizer.safetensors", "trainer_state.json"]
+                                                               if args.with_optimizer else [])
+    api = HfApi(token=token)
+    try:
+        api.create_repo(args.repo_id, private=args.private, exist_ok=True)
+        info = api.upload_folder(repo_id=args.repo_id, folder_path=str(run), allow_patterns=files,
+                                 commit_message=args.message)
+    except hf_errors.HfHubHTTPError as e:
+        raise VAEError(f"The Hub refused the upload to {args.repo_id}: {str(e).splitlines()[0]}") from None
+    print(f"pushed {len(files)} files to {getattr(info, 'commit_url', args.repo_id)}")
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m vae_core", description="Train, evaluate, sample and publish VAEs.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model (every config field is a flag)",
+                       description="Train a VAE. Flags override --config; the run folder gets a Hub-layout "
+                                   "checkpoint after every epoch.")
+    t.add_argument("--config", help="YAML or JSON file with 'model' and 'train' sections")
+    from .models import MODEL_TYPES
+    t.add_argument("--model", choices=sorted(MODEL_TYPES), help="model family (default: mlp)")
+    t.add_argument("--out", help="run folder to write (Hub layout)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_field_flags(t, {k: v for k, v in _model_fields().items()}, "model config")
+    _add_field_flags(t, field_types(TrainConfig), "training config")
+    t.set_defaults(func=cmd_train)
+
+    def model_args(sp):
+        sp.add_argument("model_source", help="shipped checkpoint name, run folder, or Hub repo id org/name[@rev]")
+        sp.add_argument("--revision", help="Hub revision (branch, tag or commit)")
+        sp.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
+        sp.add_argument("--seed", type=int, default=0)
+
+    e = sub.add_parser("evaluate", help="test ELBO, IWAE log-likelihood, active units, reconstruction error")
+    model_args(e)
+    e.add_argument("--dataset", default="mnist-5k")
+    e.add_argument("--split", default="test", choices=["train", "test", "all"])
+    e.add_argument("--iwae-k", type=int, default=100, help="importance samples (0: skip the IWAE estimate)")
+    e.add_argument("--batch-size", type=int, default=250)
+    e.add_argument("--json", action="store_true", help="print every metric as JSON")
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("sample", help="write a PNG grid of samples from the prior")
+    model_args(s)
+    s.add_argument("--n", type=int, default=64)
+    s.add_argument("--nrow", type=int, default=None)
+    s.add_argument("--temperature", type=float, default=1.0)
+    s.add_argument("--label", type=int, default=None, help="class to sample, for a conditional model")
+    s.add_argument("--scale", type=int, default=2, help="enlarge pixels this many times")
+    s.add_argument("--out", default="samples.png")
+    s.set_defaults(func=cmd_sample)
+
+    u = sub.add_parser("push", help="upload a run folder to a Hub model repo")
+    u.add_argument("run_dir")
+    u.add_argument("repo_id", help="org/name")
+    u.add_argument("--private", action="store_true")
+    u.add_argument("--token-env", default="HF_TOKEN", help="environment variable that holds the token")
+    u.add_argument("--with-optimizer", action="store_true", help="also upload the optimizer state for resuming")
+    u.add_argument("--message", default="Upload VAE with vae_core")
+    u.set_defaults(func=cmd_push)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except VAEError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the last checkpoint is kept", file=sys.stderr)
+        return 130

@@ -1,0 +1,337 @@
+"""train(config, data): one training loop for the CLI, the app's live page and the tests.
+
+The loop is a generator of Events. The dataset lives on the device as a uint8 tensor and is
+shuffled by index each epoch, so there is no per-sample Python work. Every random draw comes
+from a generator seeded by (seed, epoch), which makes runs deterministic on CPU and lets
+``resume`` continue to exactly the weights an uninterrupted run reaches. Under torchrun every
+rank draws the noise of the whole global batch and keeps its slice, so N processes make the
+same update as one process on the same global batch.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import shlex
+import time
+from pathlib import Path
+from typing import Iterator, Literal
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from safetensors.torch import load_file, save_file
+
+from . import hub
+from .config import TrainConfig, from_dict, to_dict
+from .data import ImageSet, load_dataset
+from .device import pick_device
+from .errors import TrainingDiverged, VAEError
+from .images import save_grid
+from .metrics import evaluate_model
+from .models import ModelConfig, VAEBase, build_model, config_from_dict
+from .objectives import loss_parts
+
+SAMPLE_COUNT = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    model: ModelConfig
+    train: TrainConfig
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        if not isinstance(d, dict) or set(d) - {"model", "train"}:
+            raise VAEError("A run config is an object with two keys, 'model' and 'train'; "
+                           f"got {sorted(d) if isinstance(d, dict) else type(d).__name__}.")
+        model = d.get("model", {"model_type": "mlp"})
+        return cls(config_from_dict(model), from_dict(TrainConfig, d.get("train", {})))
+
+    def to_dict(self) -> dict:
+        return {"model": self.model.to_dict(), "train": to_dict(self.train)}
+
+    def command(self) -> str:
+        """A CLI command that reproduces this run."""
+        args = ["python", "-m", "vae_core", "train", "--model", self.model.model_type]
+        defaults = type(self.model)()
+        for f in dataclasses.fields(self.model):
+            v = getattr(self.model, f.name)
+            if f.name != "in_shape" and v != getattr(defaults, f.name):
+                args += [f"--{f.name.replace('_', '-')}", *map(str, v if isinstance(v, tuple) else [v])]
+        tdef = TrainConfig()
+        for f in dataclasses.fields(self.train):
+            v = getattr(self.train, f.name)
+            if v != getattr(tdef, f.name) and f.name not in ("device", "threads"):
+                args += [f"--{f.name.replace('_', '-')}", str(v)]
+        return shlex.join(args) + " --out RUN_DIR"
+
+
+@dataclasses.dataclass
+class Event:
+    kind: Literal["start", "step", "epoch", "done"]
+    step: int
+    epoch: int                      # completed epochs (for "step": the epoch in progress, from 0)
+    total_steps: int
+    losses: dict[str, float] = dataclasses.field(default_factory=dict)
+    images_per_s: float = 0.0
+    elapsed: float = 0.0            # seconds of training so far (evaluation excluded)
+    eval: dict | None = None        # held-out metrics, on "epoch" events
+    samples: torch.Tensor | None = None   # (n, C, H, W) floats in [0, 1] on CPU
+    message: str = ""
+
+
+def check_compatible(config: RunConfig, data: ImageSet) -> None:
+    m, t = config.model, config.train
+    if tuple(data.shape) != tuple(m.in_shape):
+        raise VAEError(f"The model expects images of shape {list(m.in_shape)} but {data.name or 'the dataset'} "
+                       f"has {list(data.shape)}; set in_shape to match or resize the data with image_size.")
+    if m.num_classes and data.labels is None:
+        raise VAEError(f"A conditional model needs labels, and {data.name or 'this dataset'} has none.")
+    if m.num_classes and int(data.labels.max()) >= m.num_classes:
+        raise VAEError(f"The dataset has {int(data.labels.max()) + 1} classes but the model has num_classes="
+                       f"{m.num_classes}.")
+    if m.model_type == "vq" and t.objective != "elbo":
+        raise VAEError(f"The VQ-VAE trains with its own objective; objective={t.objective!r} does not apply.")
+    if len(data) < 2:
+        raise VAEError("The dataset needs at least two images to train on.")
+
+
+def _dist_info() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class _Objective(nn.Module):
+    """Wraps the model so DistributedDataParallel sees the whole loss computation as one forward."""
+
+    def __init__(self, model: VAEBase):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, y, cfg, step, total_steps, randn, dataset_size):
+        return loss_parts(self.model, x, y, cfg, step=step, total_steps=total_steps, randn=randn,
+                          dataset_size=dataset_size)
+
+
+def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch)
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    # The fused kernel updates all parameters in one pass; it exists for CPU and CUDA.
+    fused = device.type in ("cpu", "cuda")
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+
+
+def init_model(config: ModelConfig, seed: int) -> VAEBase:
+    """Build the model with its weights drawn from ``seed``, without touching the global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(config)
+
+
+def train(config: RunConfig, data: ImageSet | None = None, test_data: ImageSet | None = None, *,
+          out_dir: str | Path | None = None, resume: bool = False, model: VAEBase | None = None,
+          log_every: int = 10) -> Iterator[Event]:
+    """Train, yielding Events: "start", "step" every ``log_every`` steps, "epoch", "done".
+
+    With ``out_dir`` a checkpoint (Hub layout plus optimizer and trainer state) is written
+    atomically after each epoch. ``resume`` continues from the checkpoint in ``out_dir``.
+    Closing the generator stops the run; the last checkpoint stays as it was.
+    """
+    cfg = config.train
+    rank, world = _dist_info()
+    device = pick_device(cfg.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", torch.cuda.current_device())
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if data is None:
+        data = load_dataset(cfg.dataset, "train", image_size=cfg.image_size)
+        if test_data is None:
+            test_data = load_dataset(cfg.dataset, "test", image_size=cfg.image_size)
+    check_compatible(config, data)
+    if cfg.batch_size * 1 > len(data):
+        raise VAEError(f"batch_size {cfg.batch_size} is larger than the {len(data)} training images; lower it.")
+    if cfg.batch_size % world:
+        raise VAEError(f"batch_size {cfg.batch_size} must divide evenly among {world} processes.")
+
+    out = Path(out_dir) if out_dir else None
+    start_epoch, history, elapsed = 0, [], 0.0
+    if model is None:
+        model = init_model(config.model, cfg.seed)
+    model = model.to(device).train()
+    opt = make_optimizer(model, cfg, device)
+    if resume:
+        if out is None:
+            raise VAEError("--resume needs --out, the run folder to continue.")
+        start_epoch, history, elapsed = _load_run(out, config, model, opt)
+        if start_epoch >= cfg.epochs:
+            raise VAEError(f"{out} already finished {start_epoch} epochs; raise --epochs to train further.")
+
+    objective: nn.Module = _Objective(model)
+    if world > 1:
+        objective = nn.parallel.DistributedDataParallel(
+            objective, device_ids=[device.index] if device.type == "cuda" else None)
+
+    images = data.images.to(device)                                   # uint8, stays on the device
+    labels = data.labels.to(device) if data.labels is not None and model.num_classes else None
+    n, B = len(data), cfg.batch_size
+    local_B = B // world
+    steps_per_epoch = n // B                                          # the last partial batch is dropped
+    total_steps = steps_per_epoch * cfg.epochs
+    step = start_epoch * steps_per_epoch
+    amp = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.precision == "bf16" else contextlib.nullcontext()
+    part_names: list[str] | None = None
+    yield Event("start", step, start_epoch, total_steps, elapsed=elapsed,
+                message=f"training on {device} ({n} images, {steps_per_epoch} steps per epoch)")
+
+    for epoch in range(start_epoch, cfg.epochs):
+        gen = epoch_generator(cfg.seed, epoch, device)
+        perm = torch.randperm(n, generator=gen, device=device)
+
+        def randn(shape, batch_axis=0):
+            # Draw the whole global batch's noise and keep this rank's slice (identical across world sizes).
+            gshape = list(shape)
+            gshape[batch_axis] *= world
+            eps = torch.randn(gshape, generator=gen, device=device)
+            return eps.narrow(batch_axis, rank * local_B, shape[batch_axis]) if world > 1 else eps
+
+        vq_counts = None
+        acc, acc_steps, t0 = [], 0, time.perf_counter()
+        for i in range(steps_per_epoch):
+            idx = perm[i * B + rank * local_B: i * B + (rank + 1) * local_B]
+            x = images.index_select(0, idx).float().div_(255.0)       # (b, C, H, W) in [0, 1]
+            y = labels.index_select(0, idx) if labels is not None else None
+            with amp:
+                parts = objective(x, y, cfg, step, total_steps, randn, n)
+            loss = parts["loss"]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            step += 1
+            counts = parts.pop("_counts", None)
+            if counts is not None:
+                vq_counts = counts if vq_counts is None else vq_counts + counts
+            if part_names is None:
+                part_names = list(parts)
+            acc.append(torch.stack([parts[k].detach().float() for k in part_names]))
+            acc_steps += 1
+            if acc_steps == log_every or i == steps_per_epoch - 1:
+                rows = torch.stack(acc)                               # (steps, parts): one sync per log
+                _check_finite(rows, part_names, step - acc_steps + 1, out)
+                dt = time.perf_counter() - t0
+                elapsed += dt
+                means = dict(zip(part_names, rows.mean(0).tolist()))
+                yield Event("step", step, epoch, total_steps, means, acc_steps * B / max(dt, 1e-9), elapsed)
+                if cfg.max_seconds and elapsed >= cfg.max_seconds:
+                    yield Event("done", step, epoch, total_steps, means, elapsed=elapsed,
+                                message=f"stopped at the time limit of {cfg.max_seconds:g} s")
+                    return
+                acc, acc_steps, t0 = [], 0, time.perf_counter()
+
+        if vq_counts is not None:
+            if world > 1:
+                dist.all_reduce(vq_counts)
+            model.code_usage.copy_(vq_counts / vq_counts.sum())
+        ev = Event("epoch", step, epoch + 1, total_steps, means, elapsed=elapsed)
+        if rank == 0:
+            if test_data is not None and (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+                ev.eval = evaluate_model(model, test_data if test_data is not None else data,
+                                         seed=cfg.seed, max_images=2000)
+            if cfg.sample_every and ((epoch + 1) % cfg.sample_every == 0 or epoch + 1 == cfg.epochs):
+                ev.samples = fixed_samples(model, cfg.seed)
+            history.append({"epoch": epoch + 1, "step": step, **{k: round(v, 5) for k, v in means.items()},
+                            **({"test_elbo": round(ev.eval["elbo"], 4)} if ev.eval else {})})
+            if out is not None:
+                save_run(out, config, model, opt, epoch=epoch + 1, step=step, history=history,
+                         elapsed=elapsed, metrics=ev.eval)
+        yield ev
+    yield Event("done", step, cfg.epochs, total_steps, means, elapsed=elapsed, message="finished")
+
+
+def _check_finite(rows: torch.Tensor, names: list[str], first_step: int, out: Path | None) -> None:
+    bad = ~torch.isfinite(rows).all(1)
+    if bad.any():
+        at = first_step + int(bad.nonzero()[0])
+        kept = f"; the last good checkpoint in {out} is kept" if out is not None and out.exists() else ""
+        raise TrainingDiverged(f"The loss became NaN or Inf at step {at}{kept}. Try a lower learning rate "
+                               "(--lr), gradient clipping (--grad-clip 1.0) or KL annealing.", step=at)
+
+
+@torch.inference_mode()
+def fixed_samples(model: VAEBase, seed: int, n: int = SAMPLE_COUNT) -> torch.Tensor:
+    """The same prior draws every epoch, so the grid shows the model changing, not the noise."""
+    was = model.training
+    model.eval()
+    gen = torch.Generator(device=model.device).manual_seed(seed)
+    y = (torch.arange(n, device=model.device) % model.num_classes) if model.num_classes else None
+    z = model.prior_sample(n, gen)
+    x = model.decode(z, y).float().clamp(0, 1).cpu()
+    model.train(was)
+    return x
+
+
+# ---------------------------------------------------------------------------------------------
+# Run folders
+
+
+def save_run(out: Path, config: RunConfig, model: VAEBase, opt: torch.optim.Optimizer, *, epoch: int,
+             step: int, history: list, elapsed: float, metrics: dict | None) -> None:
+    """Write the whole run folder atomically: model, card, config, optimizer and trainer state."""
+    opt_tensors, opt_meta = optimizer_state(opt)
+    card_metrics = summarize_metrics(metrics) if metrics else None
+    state = {"epoch": epoch, "step": step, "elapsed": elapsed, "history": history,
+             "optimizer": opt_meta, "metrics": card_metrics}
+
+    def write(tmp: Path):
+        samples = fixed_samples(model, config.train.seed)
+        save_grid(samples, tmp / "samples.png", nrow=8, scale=2)
+        card = hub.model_card(model, training=config.to_dict()["train"], metrics=card_metrics,
+                              command=config.command(), sample_image="samples.png",
+                              extra=f"Trained for {epoch} epochs ({step} steps, {elapsed:.1f} s).")
+        hub.write_model_files(tmp, model, card)
+        save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+        (tmp / "training_config.json").write_text(json.dumps(config.to_dict(), indent=2))
+        hub._fsync_write(tmp / "trainer_state.json", json.dumps(state, indent=2).encode())
+
+    hub.atomic_folder(out, write)
+
+
+def summarize_metrics(m: dict) -> dict:
+    keys = ("elbo", "recon", "kl", "mse", "active_units", "log_likelihood", "bits_per_dim",
+            "codebook_usage", "perplexity")
+    return {k: (round(m[k], 4) if isinstance(m[k], float) else m[k]) for k in keys if k in m}
+
+
+def optimizer_state(opt: torch.optim.Optimizer):
+    return hub.optimizer_to_files(opt)
+
+
+def _load_run(out: Path, config: RunConfig, model: VAEBase, opt: torch.optim.Optimizer):
+    hub.recover_folder(out)
+    state_path = out / "trainer_state.json"
+    if not state_path.is_file():
+        raise VAEError(f"{out} has no trainer_state.json, so there is nothing to resume; start a new run.")
+    saved = RunConfig.from_dict(json.loads((out / "training_config.json").read_text()))
+    if saved.model != config.model or dataclasses.replace(saved.train, epochs=0, device="auto", threads=0) != \
+            dataclasses.replace(config.train, epochs=0, device="auto", threads=0):
+        raise VAEError(f"The config differs from the one {out} was trained with (only --epochs may change "
+                       "on resume); start a new run folder instead.")
+    model.load_state_dict(hub.load_state(out, model), strict=True)
+    state = json.loads(state_path.read_text())
+    opt_tensors = load_file(str(out / "optimizer.safetensors"), device=str(model.device))
+    hub.optimizer_from_files(opt, opt_tensors, state["optimizer"])
+    return int(state["epoch"]), list(state["history"]), float(state["elapsed"])
+
+
+def load_run_config(out: str | Path) -> RunConfig:
+    path = Path(out) / "training_config.json"
+    if not path.is_file():
+        raise VAEError(f"{out} has no training_config.json; it is not a run folder written by vae_core train.")
+    return RunConfig.from_dict(json.loads(path.read_text()))
