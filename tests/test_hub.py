@@ -1,0 +1,193 @@
+import json
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from vae_core import VAEError, build_model, load_model, save_pretrained
+from vae_core.device import pick_device
+from vae_core.hub import atomic_folder, recover_folder
+
+CFG = {"model_type": "mlp", "in_shape": [1, 8, 8], "hidden_dims": [16], "latent_dim": 3}
+
+
+@pytest.fixture
+def saved(tmp_path):
+    torch.manual_seed(0)
+    model = build_model(CFG)
+    return model, save_pretrained(model, tmp_path / "m")
+
+
+def test_save_then_load_is_bit_identical(saved):
+    model, folder = saved
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    loaded = load_model(folder, device="cpu")
+    assert not loaded.training
+    x = torch.rand(4, 1, 8, 8)
+    with torch.no_grad():
+        model.eval()
+        assert torch.equal(model.encode(x).mu, loaded.encode(x).mu)
+        assert torch.equal(model.decode(model.encode(x).mu), loaded.decode(loaded.encode(x).mu))
+
+
+def test_mismatched_checkpoint_is_refused(saved):
+    _, folder = saved
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["latent_dim"] = 4
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(VAEError, match="shape"):
+        load_model(folder)
+
+
+def test_missing_and_extra_keys_are_refused(saved):
+    _, folder = saved
+    state = load_file(str(folder / "model.safetensors"))
+    state["extra.weight"] = torch.zeros(1)
+    save_file(state, str(folder / "model.safetensors"))
+    with pytest.raises(VAEError, match="unexpected"):
+        load_model(folder)
+
+
+def test_wrong_dtype_and_nan_weights_are_refused(saved):
+    _, folder = saved
+    state = load_file(str(folder / "model.safetensors"))
+    bad = dict(state)
+    bad["encoder.0.weight"] = bad["encoder.0.weight"].double()
+    save_file(bad, str(folder / "model.safetensors"))
+    with pytest.raises(VAEError, match="float64"):
+        load_model(folder)
+    state["encoder.0.bias"][0] = float("nan")
+    save_file(state, str(folder / "model.safetensors"))
+    with pytest.raises(VAEError, match="NaN"):
+        load_model(folder)
+
+
+class _Boom:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):   # unpickling this would create the marker file
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_a_pickle_is_refused_and_never_run(tmp_path):
+    folder = tmp_path / "pickled"
+    folder.mkdir()
+    marker = tmp_path / "PWNED"
+    (folder / "config.json").write_text(json.dumps(CFG))
+    for name in ("pytorch_model.bin", "model.pt", "weights.pkl"):
+        (folder / name).write_bytes(pickle.dumps(_Boom(marker)))
+    with pytest.raises(VAEError, match="pickle"):
+        load_model(folder)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("damage, match", [
+    (lambda f: (f / "model.safetensors").write_bytes(b"\x00" * 10), "corrupt"),
+    (lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:200]), "corrupt"),
+    (lambda f: (f / "model.safetensors").unlink(), "no model.safetensors"),
+    (lambda f: (f / "config.json").write_text("{not json"), "not valid JSON"),
+    (lambda f: (f / "config.json").unlink(), "no config.json"),
+    (lambda f: (f / "config.json").write_text(json.dumps({**CFG, "hidden_dims": [10 ** 9]})), "hidden_dims"),
+])
+def test_damaged_checkpoints_get_one_clear_message(saved, damage, match):
+    _, folder = saved
+    damage(folder)
+    with pytest.raises(VAEError, match=match):
+        load_model(folder)
+
+
+def test_bad_sources_are_explained(tmp_path):
+    with pytest.raises(VAEError, match="No folder"):
+        load_model(str(tmp_path / "missing" / "run"))
+    f = tmp_path / "file.txt"
+    f.write_text("x")
+    with pytest.raises(VAEError, match="is a file"):
+        load_model(f)
+    with pytest.raises(VAEError, match="not a shipped checkpoint"):
+        load_model("no-such-model")
+
+
+def _hub_cache(tmp_path, folder, repo="acme/tiny-vae", commit="a" * 40, revision="main"):
+    """A Hub cache laid out the way huggingface_hub writes one."""
+    repo_dir = tmp_path / "hub" / f"models--{repo.replace('/', '--')}"
+    snap = repo_dir / "snapshots" / commit
+    (repo_dir / "blobs").mkdir(parents=True)
+    snap.mkdir(parents=True)
+    for f in folder.iterdir():
+        blob = repo_dir / "blobs" / f"{f.name}.blob"
+        shutil.copy(f, blob)
+        os.symlink(os.path.relpath(blob, snap), snap / f.name)
+    (repo_dir / "refs").mkdir()
+    (repo_dir / "refs" / revision).write_text(commit)
+    return tmp_path / "hub"
+
+
+def test_loading_by_repo_id_offline_through_the_hub_cache(saved, tmp_path, monkeypatch):
+    model, folder = saved
+    cache = _hub_cache(tmp_path, folder)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    import huggingface_hub.constants as c
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(c, "HF_HUB_OFFLINE", True)
+    x = torch.rand(2, 1, 8, 8)
+    for source in ("acme/tiny-vae", "hub:acme/tiny-vae", "acme/tiny-vae@main"):
+        loaded = load_model(source, device="cpu")
+        with torch.no_grad():
+            assert torch.equal(loaded.encode(x).mu, model.eval().encode(x).mu)
+    with pytest.raises(VAEError, match="local cache|no model repo"):
+        load_model("acme/other-vae")
+    with pytest.raises(VAEError):
+        load_model("acme/tiny-vae@v9")
+
+
+def test_interrupted_folder_swap_recovers_the_previous_checkpoint(saved):
+    model, folder = saved
+    old = folder.parent / f".{folder.name}.old"
+    os.rename(folder, old)                 # as if a crash fell between the two renames
+    loaded = load_model(folder)
+    assert folder.is_dir() and not old.exists() and loaded is not None
+
+
+def test_a_failed_write_leaves_the_old_folder_untouched(saved):
+    _, folder = saved
+    before = (folder / "model.safetensors").read_bytes()
+
+    def write(tmp):
+        (tmp / "model.safetensors").write_bytes(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        atomic_folder(folder, write)
+    assert (folder / "model.safetensors").read_bytes() == before
+    assert not list(folder.parent.glob(f".{folder.name}.tmp-*"))
+
+
+def test_device_choice_prefers_cuda_then_mps(monkeypatch):
+    assert pick_device("cpu").type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device().type == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert pick_device().type == "mps"
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert pick_device().type == "cpu"
+    with pytest.raises(VAEError, match="CUDA"):
+        pick_device("cuda")
+
+
+def test_shipped_checkpoints_load_and_decode():
+    from vae_core import shipped_checkpoints
+    names = shipped_checkpoints()
+    assert "mnist-mlp" in names
+    for name in names:
+        model = load_model(name, device="cpu")
+        with torch.inference_mode():
+            y = 0 if model.num_classes else None
+            x = model.sample(4, generator=torch.Generator().manual_seed(0), y=y)
+        assert x.shape == (4, *model.config.in_shape) and torch.isfinite(x).all()
