@@ -170,3 +170,11 @@ def test_two_process_ddp_matches_one_process_on_the_same_global_batch(tiny_run_c
     for k, v in single.state_dict().items():
         torch.testing.assert_close(ddp[k], v, rtol=1e-5, atol=1e-6)
     assert not torch.equal(ddp["encoder.0.weight"], init_model(cfg.model, 0).state_dict()["encoder.0.weight"])
+
+
+def test_bf16_autocast_trains(tiny_run_config):
+    cfg = dataclasses.replace(tiny_run_config, train=dataclasses.replace(tiny_run_config.train, precision="bf16", epochs=1))
+    model = init_model(cfg.model, 0)
+    events = _run(cfg, model=model)
+    assert events[-1].kind == "done" and all(p.dtype == torch.float32 for p in model.parameters())
+    assert torch.isfinite(torch.tensor(events[-1].losses["total"]))
