@@ -1,0 +1,83 @@
+"""Oracle tests, as disentanglement_lib tests its own metrics: known representations, known scores."""
+import numpy as np
+import pytest
+
+from vae_core import disentanglement as dl
+
+GT = dl.IdentityFactors()
+IDENTITY = lambda x: np.asarray(x, dtype=np.float64)
+ZEROS = lambda x: np.zeros_like(x, dtype=np.float64)
+DUPLICATED = lambda x: np.hstack([x, x]).astype(np.float64)
+
+
+def permuted(seed=0):
+    """Each point's factors in a random order: every code carries every factor alike."""
+    rng = np.random.default_rng(seed)
+    return lambda x: np.stack([rng.permutation(row) for row in np.asarray(x, dtype=np.float64)])
+
+
+SMALL = {
+    "beta_vae": dict(batch_size=5, num_train=500, num_eval=300),
+    "factor_vae": dict(batch_size=5, num_train=1000, num_eval=500, num_variance_estimate=1000),
+    "mig": dict(num_train=2000),
+    "sap": dict(num_train=1000, num_test=500),
+    "dci": dict(num_train=600, num_test=300),
+    "modularity_explicitness": dict(num_train=1500, num_test=500),
+}
+HEADLINE = {"beta_vae": "beta_vae", "factor_vae": "factor_vae", "mig": "mig", "sap": "sap",
+            "dci": "dci_disentanglement", "modularity_explicitness": "modularity"}
+
+
+@pytest.mark.parametrize("name", list(dl.METRICS))
+def test_identity_representation_scores_at_least_0_9(name):
+    kw = dict(SMALL[name])
+    if name == "sap":
+        kw["continuous_factors"] = True       # as disentanglement_lib's own oracle test; see the next test
+    scores = dl.METRICS[name](GT, IDENTITY, seed=0, **kw)
+    assert scores[HEADLINE[name]] >= 0.9, scores
+    if name == "dci":
+        assert scores["dci_completeness"] >= 0.9 and scores["dci_informativeness"] >= 0.9
+    if name == "modularity_explicitness":
+        assert scores["explicitness"] >= 0.9
+
+
+def test_sap_with_the_linear_svm_reaches_its_ceiling_on_a_binary_identity():
+    """With a classifier, an uninformative code still scores chance accuracy (0.5 for a binary
+    factor), so the best possible top-two gap is 0.5: the identity reaches it."""
+    gt = dl.IdentityFactors(num_factors=5, values=2)
+    scores = dl.sap(gt, IDENTITY, num_train=1000, num_test=500)
+    assert scores["sap"] == pytest.approx(0.5, abs=0.05)
+    assert np.allclose(np.diag(scores["sap_matrix"]), 1.0)
+
+
+@pytest.mark.parametrize("name", ["mig", "sap", "factor_vae"])
+def test_all_zeros_representation_scores_at_most_0_2(name):
+    scores = dl.METRICS[name](GT, ZEROS, seed=0, **SMALL[name])
+    assert scores[HEADLINE[name]] <= 0.2, scores
+
+
+def test_permuted_codes_score_low_on_dci_disentanglement():
+    assert dl.dci(GT, permuted(), seed=0, **SMALL["dci"])["dci_disentanglement"] <= 0.2
+
+
+def test_a_duplicated_latent_brings_mig_down():
+    assert dl.mig(GT, DUPLICATED, seed=0, **SMALL["mig"])["mig"] <= 0.1
+
+
+def test_seeded_metrics_are_reproducible():
+    a = dl.factor_vae_metric(GT, IDENTITY, seed=3, **SMALL["factor_vae"])
+    b = dl.factor_vae_metric(GT, IDENTITY, seed=3, **SMALL["factor_vae"])
+    assert a == b
+
+
+def test_dci_and_modularity_closed_forms():
+    """The importance-matrix cases disentanglement_lib checks."""
+    diag = np.diag(5.0 * np.ones(5))
+    assert dl.dci_disentanglement(diag) == pytest.approx(1.0)
+    assert dl.dci_disentanglement(np.zeros((10, 10))) == pytest.approx(0.0)
+    assert dl.dci_disentanglement(np.vstack([diag, diag])) == pytest.approx(1.0)
+    assert dl.dci_disentanglement(np.hstack([diag, diag])) == pytest.approx(1 - np.log(2) / np.log(10))
+    assert dl.dci_completeness(np.vstack([diag, diag])) == pytest.approx(1 - np.log(2) / np.log(10))
+    assert dl.modularity(diag) == pytest.approx(1.0)
+    assert dl.modularity(np.array([[1.0, 0], [0, 1.0], [0, 0]])) == pytest.approx(2 / 3)
+    assert dl.modularity(np.hstack([diag, diag])) == pytest.approx(1 - 1 / 9)

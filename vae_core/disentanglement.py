@@ -1,0 +1,251 @@
+"""Disentanglement metrics on data with ground-truth factors, computed the way disentanglement_lib does.
+
+Each metric takes a ``GroundTruth`` (factor sizes, a factor sampler, and a renderer from factor
+indices to observations), a ``representation`` (observations -> codes, (n, D) numpy; for a VAE
+the encoder mean), and a seed; defaults are disentanglement_lib's (unsupervised_study_v1):
+
+- beta-VAE metric (Higgins et al., 2017): batches of 64 pairs sharing one factor; logistic
+  regression predicts the shared factor from mean |z1 - z2|; 10,000 train / 5,000 eval points.
+- FactorVAE metric (Kim & Mnih, 2018): codes scaled by their global std (10,000 samples);
+  dimensions with std < 0.05 pruned; for a batch of 64 with one factor fixed, the dimension of
+  least normalised variance votes for that factor; majority-vote classifier accuracy.
+- MIG (Chen et al., 2018): 10,000 points, each code dimension histogram-discretised into 20
+  bins, sklearn's mutual_info_score, top-two gap divided by the factor's entropy.
+- SAP (Kumar et al., 2018): per (code, factor) a LinearSVC(C=0.01, balanced) on one code
+  dimension (or R^2 for continuous factors); mean top-two gap over factors.
+- DCI (Eastwood & Williams, 2018): gradient-boosted trees per factor; importance matrix to
+  disentanglement and completeness (entropy-based), informativeness as accuracy.
+- Modularity and explicitness (Ridgeway & Mozer, 2018).
+"""
+from __future__ import annotations
+
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+import scipy.stats
+from sklearn import ensemble, linear_model, metrics, preprocessing, svm
+
+Representation = Callable[[object], np.ndarray]
+
+
+class GroundTruth(Protocol):
+    factor_sizes: Sequence[int]
+    factor_names: Sequence[str]
+
+    def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """(n, F) integer factor indices."""
+
+    def observations(self, factors: np.ndarray) -> object:
+        """What ``representation`` takes for these factor indices (images for a dataset)."""
+
+
+class IdentityFactors:
+    """The test oracle disentanglement_lib uses: ten factors of ten values, observed as themselves."""
+
+    def __init__(self, num_factors: int = 10, values: int = 10):
+        self.factor_sizes = [values] * num_factors
+        self.factor_names = [f"factor {i}" for i in range(num_factors)]
+
+    def sample_factors(self, n, rng):
+        return rng.integers(0, self.factor_sizes[0], size=(n, len(self.factor_sizes)))
+
+    def observations(self, factors):
+        return np.asarray(factors, dtype=np.float64)
+
+
+def factor_codes(gt: GroundTruth, rep: Representation, n: int, rng: np.random.Generator,
+                 batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """n random points: codes (n, D) and their factor indices (n, F)."""
+    codes, factors = [], []
+    for start in range(0, n, batch_size):
+        f = gt.sample_factors(min(batch_size, n - start), rng)
+        factors.append(f)
+        codes.append(np.asarray(rep(gt.observations(f)), dtype=np.float64))
+    return np.concatenate(codes), np.concatenate(factors)
+
+
+# ---------------------------------------------------------------------------------------------
+# Discrete mutual information (shared by MIG, modularity and the app's heatmap)
+
+
+def histogram_discretize(codes: np.ndarray, num_bins: int = 20) -> np.ndarray:
+    """Each column into ``num_bins`` equal-width bins, as disentanglement_lib's histogram discretizer."""
+    out = np.zeros(codes.shape, dtype=np.int64)
+    for j in range(codes.shape[1]):
+        edges = np.histogram(codes[:, j], num_bins)[1][:-1]
+        out[:, j] = np.digitize(codes[:, j], edges)
+    return out
+
+
+def mutual_information_matrix(codes: np.ndarray, factors: np.ndarray, num_bins: int = 20) -> np.ndarray:
+    """I(code_i; factor_j) in nats, (D, F), codes discretised into histogram bins."""
+    d = histogram_discretize(codes, num_bins)
+    return np.array([[metrics.mutual_info_score(factors[:, j], d[:, i]) for j in range(factors.shape[1])]
+                     for i in range(codes.shape[1])])
+
+
+def factor_entropy(factors: np.ndarray) -> np.ndarray:
+    return np.array([metrics.mutual_info_score(factors[:, j], factors[:, j]) for j in range(factors.shape[1])])
+
+
+# ---------------------------------------------------------------------------------------------
+# The metrics
+
+
+def mig(gt: GroundTruth, rep: Representation, seed: int = 0, num_train: int = 10_000, num_bins: int = 20) -> dict:
+    codes, factors = factor_codes(gt, rep, num_train, np.random.default_rng(seed))
+    return mig_from_codes(codes, factors, num_bins)
+
+
+def mig_from_codes(codes: np.ndarray, factors: np.ndarray, num_bins: int = 20) -> dict:
+    m = mutual_information_matrix(codes, factors, num_bins)
+    top = np.sort(m, axis=0)[::-1]
+    second = top[1] if len(top) > 1 else np.zeros_like(top[0])
+    gaps = (top[0] - second) / factor_entropy(factors)
+    return {"mig": float(np.mean(gaps)), "mig_per_factor": gaps.tolist(), "mutual_information": m.tolist()}
+
+
+def sap(gt: GroundTruth, rep: Representation, seed: int = 0, num_train: int = 10_000, num_test: int = 5_000,
+        continuous_factors: bool = False) -> dict:
+    rng = np.random.default_rng(seed)
+    codes, factors = factor_codes(gt, rep, num_train, rng)
+    codes_t, factors_t = factor_codes(gt, rep, num_test, rng)
+    D, F = codes.shape[1], factors.shape[1]
+    score = np.zeros((D, F))
+    for i in range(D):
+        for j in range(F):
+            if continuous_factors:
+                cov = np.cov(codes[:, i], factors[:, j], ddof=1)
+                score[i, j] = cov[0, 1] ** 2 / (cov[0, 0] * cov[1, 1]) if cov[0, 0] > 1e-12 else 0.0
+            else:
+                clf = svm.LinearSVC(C=0.01, class_weight="balanced")
+                clf.fit(codes[:, i:i + 1], factors[:, j])
+                score[i, j] = np.mean(clf.predict(codes_t[:, i:i + 1]) == factors_t[:, j])
+    s = np.sort(score, axis=0)
+    return {"sap": float(np.mean(s[-1] - s[-2])) if D > 1 else float(np.mean(s[-1])), "sap_matrix": score.tolist()}
+
+
+def beta_vae_metric(gt: GroundTruth, rep: Representation, seed: int = 0, batch_size: int = 64,
+                    num_train: int = 10_000, num_eval: int = 5_000) -> dict:
+    rng = np.random.default_rng(seed)
+
+    def points(n):
+        feats, labels = [], np.zeros(n, dtype=np.int64)
+        for i in range(n):
+            k = int(rng.integers(len(gt.factor_sizes)))
+            f1, f2 = gt.sample_factors(batch_size, rng), gt.sample_factors(batch_size, rng)
+            f2[:, k] = f1[:, k]
+            z1 = np.asarray(rep(gt.observations(f1)), dtype=np.float64)
+            z2 = np.asarray(rep(gt.observations(f2)), dtype=np.float64)
+            feats.append(np.mean(np.abs(z1 - z2), axis=0))
+            labels[i] = k
+        return np.stack(feats), labels
+
+    x_tr, y_tr = points(num_train)
+    x_ev, y_ev = points(num_eval)
+    model = linear_model.LogisticRegression(random_state=seed, max_iter=1000).fit(x_tr, y_tr)
+    return {"beta_vae_train": float(model.score(x_tr, y_tr)), "beta_vae": float(model.score(x_ev, y_ev))}
+
+
+def factor_vae_metric(gt: GroundTruth, rep: Representation, seed: int = 0, batch_size: int = 64,
+                      num_train: int = 10_000, num_eval: int = 5_000, num_variance_estimate: int = 10_000,
+                      prune_threshold: float = 0.05) -> dict:
+    rng = np.random.default_rng(seed)
+    codes, _ = factor_codes(gt, rep, num_variance_estimate, rng)
+    global_var = np.var(codes, axis=0, ddof=1)
+    active = np.sqrt(global_var) >= prune_threshold
+    if not active.any():
+        return {"factor_vae_train": 0.0, "factor_vae": 0.0, "factor_vae_active_dims": 0}
+    F, D = len(gt.factor_sizes), codes.shape[1]
+
+    def votes(n):
+        v = np.zeros((F, D), dtype=np.int64)
+        for _ in range(n):
+            k = int(rng.integers(F))
+            f = gt.sample_factors(batch_size, rng)
+            f[:, k] = f[0, k]
+            z = np.asarray(rep(gt.observations(f)), dtype=np.float64)
+            local = np.var(z, axis=0, ddof=1)
+            v[k, np.flatnonzero(active)[np.argmin(local[active] / global_var[active])]] += 1
+        return v
+
+    train_votes = votes(num_train)
+    classifier = np.argmax(train_votes, axis=0)           # each dimension predicts its majority factor
+    eval_votes = votes(num_eval)
+    cols = np.arange(D)
+    return {"factor_vae_train": float(train_votes[classifier, cols].sum() / train_votes.sum()),
+            "factor_vae": float(eval_votes[classifier, cols].sum() / eval_votes.sum()),
+            "factor_vae_active_dims": int(active.sum())}
+
+
+def dci(gt: GroundTruth, rep: Representation, seed: int = 0, num_train: int = 10_000, num_test: int = 5_000) -> dict:
+    rng = np.random.default_rng(seed)
+    codes, factors = factor_codes(gt, rep, num_train, rng)
+    codes_t, factors_t = factor_codes(gt, rep, num_test, rng)
+    D, F = codes.shape[1], factors.shape[1]
+    importance = np.zeros((D, F))
+    acc_train, acc_test = [], []
+    for j in range(F):
+        model = ensemble.GradientBoostingClassifier(random_state=seed).fit(codes, factors[:, j])
+        importance[:, j] = np.abs(model.feature_importances_)
+        acc_train.append(np.mean(model.predict(codes) == factors[:, j]))
+        acc_test.append(np.mean(model.predict(codes_t) == factors_t[:, j]))
+    return {"dci_disentanglement": dci_disentanglement(importance), "dci_completeness": dci_completeness(importance),
+            "dci_informativeness_train": float(np.mean(acc_train)),
+            "dci_informativeness": float(np.mean(acc_test)), "importance_matrix": importance.tolist()}
+
+
+def dci_disentanglement(importance: np.ndarray) -> float:
+    per_code = 1.0 - scipy.stats.entropy(importance.T + 1e-11, base=importance.shape[1])
+    if importance.sum() == 0:
+        importance = np.ones_like(importance)
+    weight = importance.sum(axis=1) / importance.sum()
+    return float(np.sum(per_code * weight))
+
+
+def dci_completeness(importance: np.ndarray) -> float:
+    per_factor = 1.0 - scipy.stats.entropy(importance + 1e-11, base=importance.shape[0])
+    if importance.sum() == 0:
+        importance = np.ones_like(importance)
+    weight = importance.sum(axis=0) / importance.sum()
+    return float(np.sum(per_factor * weight))
+
+
+def modularity(mi: np.ndarray) -> float:
+    sq = np.square(mi)
+    top = np.max(sq, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        delta = (np.sum(sq, axis=1) - top) / (top * (sq.shape[1] - 1.0))
+    score = 1.0 - delta
+    score[top == 0] = 0.0
+    return float(np.mean(score))
+
+
+def modularity_explicitness(gt: GroundTruth, rep: Representation, seed: int = 0, num_train: int = 10_000,
+                            num_test: int = 5_000, num_bins: int = 20) -> dict:
+    rng = np.random.default_rng(seed)
+    codes, factors = factor_codes(gt, rep, num_train, rng)
+    codes_t, factors_t = factor_codes(gt, rep, num_test, rng)
+    mod = modularity(mutual_information_matrix(codes, factors, num_bins))
+    mean, std = codes.mean(0), codes.std(0)
+    std = np.where(std > 0, std, 1.0)
+    x_tr, x_te = (codes - mean) / std, (codes_t - mean) / std
+    exp_tr, exp_te = [], []
+    for j in range(factors.shape[1]):
+        clf = linear_model.LogisticRegression(max_iter=1000).fit(x_tr, factors[:, j])
+        mlb = preprocessing.MultiLabelBinarizer(classes=clf.classes_)
+        exp_tr.append(metrics.roc_auc_score(mlb.fit_transform(factors[:, j:j + 1]), clf.predict_proba(x_tr)))
+        known = np.isin(factors_t[:, j], clf.classes_)
+        exp_te.append(metrics.roc_auc_score(mlb.fit_transform(factors_t[known, j:j + 1]),
+                                            clf.predict_proba(x_te[known])))
+    return {"modularity": mod, "explicitness_train": float(np.mean(exp_tr)), "explicitness": float(np.mean(exp_te))}
+
+
+METRICS = {
+    "beta_vae": beta_vae_metric,
+    "factor_vae": factor_vae_metric,
+    "mig": mig,
+    "sap": sap,
+    "dci": dci,
+    "modularity_explicitness": modularity_explicitness,
+}
