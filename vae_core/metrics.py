@@ -100,3 +100,52 @@ def iwae_log_likelihood(model: VAEBase, x: torch.Tensor, y, post, k: int, genera
 
 
 __all__ = ["evaluate_model", "iwae_log_likelihood", "iwae_bound", "AU_THRESHOLD"]
+
+
+@torch.inference_mode()
+def mutual_information_estimate(model: VAEBase, data: ImageSet, n: int = 1000, seed: int = 0) -> float:
+    """I(x; z) under the encoder, in nats (He et al., 2019): E[log q(z|x)] - E[log q(z)], with the
+    aggregate posterior q(z) approximated by the mixture of the n encoded images. At most log n."""
+    dev = model.device
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(data), generator=rng)[:n]
+    sub = data.subset(idx)
+    x = sub.images.to(dev).float().div_(255)
+    y = sub.labels.to(dev) if model.num_classes and sub.labels is not None else None
+    post = model.encode(x, y)
+    if post.logvar is None:
+        raise ValueError("A VQ-VAE's encoder is deterministic; report its codebook usage instead.")
+    mu, logvar = post.mu.flatten(1), post.logvar.flatten(1)
+    z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=gen, device=dev)
+    # log q(z|x) at the same samples as log q(z) below: the shared noise cancels in the difference.
+    log_qzx = (-0.5 * ((z - mu).pow(2) / logvar.exp() + logvar + math.log(2 * math.pi))).sum(1)
+    log_qz = []
+    for start in range(0, len(z), 256):                       # (chunk, n) log q(z_i | x_j)
+        zi = z[start:start + 256, None]
+        lp = -0.5 * ((zi - mu[None]).pow(2) / logvar[None].exp() + logvar[None] + math.log(2 * math.pi)).sum(-1)
+        log_qz.append(torch.logsumexp(lp, 1) - math.log(len(z)))
+    return float((log_qzx - torch.cat(log_qz)).mean())
+
+
+def collapse_warnings(eval_result: dict, kl_floor: float = 0.01) -> list[str]:
+    """Plain-language warnings when the latent space carries little information."""
+    if "kl_per_dim" not in eval_result:
+        usage = eval_result.get("codebook_usage")
+        if usage is not None and usage < 0.25:
+            return [f"Only {usage:.0%} of the codebook is used. Try a smaller codebook, a lower commitment "
+                    "weight, or re-initialising dead codes."]
+        return []
+    kl = eval_result["kl_per_dim"]
+    used = sum(k > kl_floor for k in kl)
+    active, total = eval_result.get("active_units", used), len(kl)
+    out = []
+    if used == 0 or eval_result.get("kl", 0.0) < 0.5:
+        out.append(f"Posterior collapse: the KL is {eval_result.get('kl', 0.0):.2f} nats, so the decoder ignores "
+                   "the latent code. Try KL annealing (--kl-anneal linear), free bits (--free-bits 0.1), "
+                   "a lower beta, or a weaker decoder (fewer hidden units).")
+    elif active < total / 2:
+        out.append(f"Partial collapse: only {active} of {total} latent dimensions are active "
+                   f"(Cov_x E[z|x] > {AU_THRESHOLD}). Fewer dimensions would do; if you need more, try "
+                   "free bits or KL annealing.")
+    return out

@@ -1,0 +1,174 @@
+"""Reconstruction quality (MSE, PSNR, SSIM) and sample quality in a small classifier's feature space.
+
+Inception weights cannot be downloaded here, so sample quality is measured in the feature space
+of a small classifier that the project trains on the same data: a Fréchet distance between
+Gaussian fits of real and generated features (named "classifier Fréchet distance", not FID,
+since the features differ), and precision/recall by k-nearest-neighbour manifolds
+(Kynkäänniemi et al., 2019).
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from .data import ImageSet
+from .models import VAEBase
+
+
+# ---------------------------------------------------------------------------------------------
+# Reconstruction
+
+
+def psnr(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    """Per image, for images in [0, 1]."""
+    mse = (x - x_hat).pow(2).flatten(1).mean(1).clamp_min(1e-10)
+    return 10.0 * torch.log10(1.0 / mse)
+
+
+def ssim(x: torch.Tensor, x_hat: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """Per-image SSIM (Wang et al., 2004) with a Gaussian window, images in [0, 1], (B, C, H, W)."""
+    c = x.shape[1]
+    window = min(window, x.shape[-1], x.shape[-2]) | 1
+    coords = torch.arange(window, dtype=x.dtype, device=x.device) - window // 2
+    g = torch.exp(-coords.pow(2) / (2 * sigma ** 2))
+    g = (g / g.sum())
+    kernel = (g[:, None] * g[None, :]).expand(c, 1, window, window)
+    blur = lambda t: F.conv2d(t, kernel, groups=c)
+    mu_x, mu_y = blur(x), blur(x_hat)
+    sxx = blur(x * x) - mu_x ** 2
+    syy = blur(x_hat * x_hat) - mu_y ** 2
+    sxy = blur(x * x_hat) - mu_x * mu_y
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (sxx + syy + c2))
+    return s.flatten(1).mean(1)
+
+
+@torch.inference_mode()
+def reconstruction_quality(model: VAEBase, data: ImageSet, batch_size: int = 500, max_images: int = 2000) -> dict:
+    dev = model.device
+    sums = {"mse": 0.0, "psnr": 0.0, "ssim": 0.0}
+    n = min(len(data), max_images)
+    for start in range(0, n, batch_size):
+        x = data.images[start:min(n, start + batch_size)].to(dev).float().div_(255)
+        y = data.labels[start:start + len(x)].to(dev) if model.num_classes and data.labels is not None else None
+        x_hat = model.decode(model.encode(x, y).mode(), y).clamp(0, 1)
+        sums["mse"] += (x - x_hat).pow(2).flatten(1).mean(1).sum().item()
+        sums["psnr"] += psnr(x, x_hat).sum().item()
+        sums["ssim"] += ssim(x, x_hat).sum().item()
+    return {k: v / n for k, v in sums.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# A small feature classifier, trained once per dataset and cached
+
+
+class FeatureNet(nn.Module):
+    def __init__(self, in_shape: tuple[int, int, int], num_classes: int, width: int = 256, feat: int = 64):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(in_shape), width), nn.ReLU(),
+                                  nn.Linear(width, feat), nn.ReLU())
+        self.head = nn.Linear(feat, num_classes)
+
+    def features(self, x):
+        return self.body(x)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("VAE_CACHE_DIR", Path.home() / ".cache" / "vae-latent-explorer"))
+
+
+def feature_classifier(data: ImageSet, epochs: int = 15, seed: int = 0) -> FeatureNet:
+    """Train (or load from the cache) a classifier on labelled ``data``; its penultimate layer is the feature space."""
+    if data.labels is None:
+        raise ValueError("The feature classifier needs a labelled dataset.")
+    key = hashlib.sha256(data.images.numpy().tobytes()[:1_000_000] + bytes(str((data.shape, len(data), seed,
+                                                                                   epochs)), "utf8")).hexdigest()[:16]
+    path = cache_dir() / "classifiers" / f"{data.name or 'data'}-{key}.safetensors"
+    if path.is_file():
+        net = FeatureNet(data.shape, data.num_classes)
+        net.load_state_dict(load_file(str(path)), strict=True)
+        return net.eval()
+    g = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = FeatureNet(data.shape, data.num_classes)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    x_all, y_all = data.float_images(), data.labels
+    for _ in range(epochs):
+        perm = torch.randperm(len(data), generator=g)
+        for i in range(0, len(data), 128):
+            idx = perm[i:i + 128]
+            loss = F.cross_entropy(net(x_all[idx]), y_all[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
+    os.replace(tmp, path)
+    return net.eval()
+
+
+@torch.inference_mode()
+def classifier_accuracy(net: FeatureNet, data: ImageSet) -> float:
+    return float((net(data.float_images()).argmax(1) == data.labels).float().mean())
+
+
+def frechet_distance(f1: np.ndarray, f2: np.ndarray) -> float:
+    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)) between Gaussian fits of two feature sets."""
+    mu1, mu2 = f1.mean(0), f2.mean(0)
+    s1, s2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
+    # Tr (S1 S2)^(1/2) = Tr (S1^(1/2) S2 S1^(1/2))^(1/2): a symmetric PSD form, stable even when
+    # dead ReLU features make the covariances singular.
+    w, v = np.linalg.eigh(s1)
+    s1_half = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    tr_covmean = np.sqrt(np.clip(np.linalg.eigvalsh(s1_half @ s2 @ s1_half), 0, None)).sum()
+    return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * tr_covmean)
+
+
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[float, float]:
+    """Kynkäänniemi et al. (2019): the share of fakes inside the real manifold, and of reals inside the fake one."""
+    def radii(a):
+        d = torch.cdist(torch.from_numpy(a), torch.from_numpy(a))
+        return d.kthvalue(k + 1, dim=1).values                   # the 0th neighbour is the point itself
+
+    def coverage(ref, query):
+        r = radii(ref)
+        d = torch.cdist(torch.from_numpy(query), torch.from_numpy(ref))
+        return float((d <= r[None]).any(1).float().mean())
+
+    return coverage(real, fake), coverage(fake, real)
+
+
+def sample_quality(model: VAEBase, train_data: ImageSet, test_data: ImageSet, n: int = 1000, seed: int = 0) -> dict:
+    """Classifier Fréchet distance and precision/recall of n samples against n test images.
+
+    The same numbers for the training images against the test images give the floor a perfect
+    generator would reach.
+    """
+    net = feature_classifier(train_data)          # trains outside inference mode, once per dataset
+    n = min(n, len(test_data))
+    with torch.inference_mode():
+        g = torch.Generator(device=model.device).manual_seed(seed)
+        y = (torch.arange(n, device=model.device) % model.num_classes) if model.num_classes else None
+        fake = model.sample(n, generator=g, y=y).clamp(0, 1).float().cpu()
+        rng = np.random.default_rng(seed)          # random subsets: datasets may be sorted by class
+        real = test_data.subset(np.sort(rng.choice(len(test_data), n, replace=False))).float_images()
+        ref = train_data.subset(np.sort(rng.choice(len(train_data), n, replace=False))).float_images()
+        fr, ff, fref = (net.features(t).double().numpy() for t in (real, fake, ref))
+    p, r = precision_recall(fr, ff)
+    p0, r0 = precision_recall(fr, fref)
+    return {"classifier_frechet_distance": frechet_distance(fr, ff), "precision": p, "recall": r,
+            "reference_frechet_distance": frechet_distance(fr, fref), "reference_precision": p0,
+            "reference_recall": r0, "classifier_test_accuracy": classifier_accuracy(net, test_data), "n": n}
