@@ -300,7 +300,11 @@ def save_run(out: Path, config: RunConfig, model: VAEBase, opt: torch.optim.Opti
         (tmp / "training_config.json").write_text(json.dumps(config.to_dict(), indent=2))
         hub._fsync_write(tmp / "trainer_state.json", json.dumps(state, indent=2).encode())
 
-    hub.atomic_folder(out, write)
+    try:
+        hub.atomic_folder(out, write)
+    except OSError as e:
+        raise VAEError(f"Could not write the checkpoint to {out} ({e.strerror or e}); the previous checkpoint "
+                       "there is intact. Free some disk space or choose another --out, then --resume.") from None
 
 
 def summarize_metrics(m: dict) -> dict:
