@@ -154,7 +154,7 @@ def train(config: RunConfig, data: ImageSet | None = None, test_data: ImageSet |
         if test_data is None:
             test_data = load_dataset(cfg.dataset, "test", image_size=cfg.image_size)
     check_compatible(config, data)
-    if cfg.batch_size * 1 > len(data):
+    if cfg.batch_size > len(data):
         raise VAEError(f"batch_size {cfg.batch_size} is larger than the {len(data)} training images; lower it.")
     if cfg.batch_size % world:
         raise VAEError(f"batch_size {cfg.batch_size} must divide evenly among {world} processes.")
@@ -241,16 +241,18 @@ def train(config: RunConfig, data: ImageSet | None = None, test_data: ImageSet |
             model.code_usage.copy_(vq_counts / vq_counts.sum())
         ev = Event("epoch", step, epoch + 1, total_steps, means, elapsed=elapsed)
         if rank == 0:
-            if test_data is not None and (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+            last = epoch + 1 == cfg.epochs
+            if (test_data is not None and (epoch + 1) % cfg.eval_every == 0) or last:
+                # Without held-out data, the final epoch is still evaluated, on the training images.
                 ev.eval = evaluate_model(model, test_data if test_data is not None else data,
                                          seed=cfg.seed, max_images=2000)
-            if cfg.sample_every and ((epoch + 1) % cfg.sample_every == 0 or epoch + 1 == cfg.epochs):
+            if (cfg.sample_every and (epoch + 1) % cfg.sample_every == 0) or last or out is not None:
                 ev.samples = fixed_samples(model, cfg.seed)
             history.append({"epoch": epoch + 1, "step": step, **{k: round(v, 5) for k, v in means.items()},
                             **({"test_elbo": round(ev.eval["elbo"], 4)} if ev.eval else {})})
             if out is not None:
                 save_run(out, config, model, opt, epoch=epoch + 1, step=step, history=history,
-                         elapsed=elapsed, metrics=ev.eval)
+                         elapsed=elapsed, metrics=ev.eval, samples=ev.samples)
         yield ev
     yield Event("done", step, cfg.epochs, total_steps, means, elapsed=elapsed, message="finished")
 
@@ -282,16 +284,18 @@ def fixed_samples(model: VAEBase, seed: int, n: int = SAMPLE_COUNT) -> torch.Ten
 
 
 def save_run(out: Path, config: RunConfig, model: VAEBase, opt: torch.optim.Optimizer, *, epoch: int,
-             step: int, history: list, elapsed: float, metrics: dict | None) -> None:
+             step: int, history: list, elapsed: float, metrics: dict | None,
+             samples: torch.Tensor | None = None) -> None:
     """Write the whole run folder atomically: model, card, config, optimizer and trainer state."""
     opt_tensors, opt_meta = optimizer_state(opt)
     card_metrics = summarize_metrics(metrics) if metrics else None
     state = {"epoch": epoch, "step": step, "elapsed": elapsed, "history": history,
              "optimizer": opt_meta, "metrics": card_metrics}
 
+    grid_images = samples if samples is not None else fixed_samples(model, config.train.seed)
+
     def write(tmp: Path):
-        samples = fixed_samples(model, config.train.seed)
-        save_grid(samples, tmp / "samples.png", nrow=8, scale=2)
+        save_grid(grid_images, tmp / "samples.png", nrow=8, scale=2)
         card = hub.model_card(model, training=config.to_dict()["train"], metrics=card_metrics,
                               command=config.command(), sample_image="samples.png",
                               extra=f"Trained for {epoch} epochs ({step} steps, {elapsed:.1f} s).")
