@@ -132,6 +132,51 @@ def save_pretrained(model: VAEBase, folder: str | Path, card: str | None = None)
     return folder
 
 
+# The files a push uploads; a run's optimizer state and trainer state only when asked.
+PUSH_FILES = ("config.json", "model.safetensors", "README.md", "samples.png", "training_config.json")
+RESUME_FILES = ("optimizer.safetensors", "trainer_state.json")
+
+
+def push_to_hub(folder: str | Path, repo_id: str, token: str | None, *, private: bool = False,
+                with_optimizer: bool = False, message: str = "Upload VAE with vae_core") -> str:
+    """Upload a model folder (its config, weights, card and sample grid) to a Hub model repo; returns the commit URL.
+
+    The folder must load first, so nothing broken is published. ``token`` is used for this
+    upload only: it is never printed, logged, written to disk or cached (no ``huggingface_hub.login``).
+    """
+    from huggingface_hub import HfApi
+    from huggingface_hub import errors as hf_errors
+
+    folder = Path(folder)
+    m = REPO_ID.match(repo_id or "")
+    if not m or repo_id.startswith("hub:") or m.group(4):
+        raise VAEError(f"{repo_id!r} is not a Hub repo id to push to; write it as org/name.")
+    if not token:
+        raise VAEError("Pushing needs a Hugging Face token with write access.")
+    load_model(folder, device="cpu")             # refuse to publish something that does not load
+    files = [f for f in PUSH_FILES if (folder / f).is_file()]
+    if with_optimizer:
+        missing = [f for f in RESUME_FILES if not (folder / f).is_file()]
+        if missing:
+            raise VAEError(f"{folder} has no {', '.join(missing)}; only a training run folder can be pushed "
+                           "with its optimizer state.")
+        files += list(RESUME_FILES)
+
+    def scrub(text: str) -> str:                 # an error message must never carry the token
+        return text.replace(token, "***")
+
+    try:
+        api = HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), allow_patterns=files,
+                                 commit_message=message)
+    except hf_errors.HfHubHTTPError as e:
+        raise VAEError(scrub(f"The Hub refused the upload to {repo_id}: {str(e).splitlines()[0]}")) from None
+    except OSError as e:
+        raise VAEError(f"Could not reach the Hub to push {repo_id} ({type(e).__name__}); check the network.") from None
+    return str(getattr(info, "commit_url", None) or f"https://huggingface.co/{repo_id}")
+
+
 # ---------------------------------------------------------------------------------------------
 # Reading
 
@@ -155,23 +200,45 @@ def resolve_source(source: str | Path, revision: str | None = None) -> Path:
     if m and not s.startswith((".", "/", "~")):
         repo_id = f"{m.group(2)}/{m.group(3)}"
         rev = revision or (m.group(4)[1:] if m.group(4) else None)
-        return download_repo(repo_id, rev)
+        return fetch_model_repo(repo_id, rev)
     if (path.parent.exists() and path.parent != Path(".")) or s.startswith((".", "/", "~")):
         raise VAEError(f"No folder at {s}; check the path (a run folder holds config.json and model.safetensors).")
     raise VAEError(f"{s!r} is not a shipped checkpoint ({', '.join(shipped_checkpoints()) or 'none found'}), "
                    "a local folder, or a Hub repo id of the form org/name[@revision].")
 
 
-def download_repo(repo_id: str, revision: str | None = None) -> Path:
+# Fetched first, to learn what kind of repo it is before any weights travel.
+META_FILES = ("config.json", "model_index.json", "vae/config.json", "model_config.json", "README.md")
+
+
+def fetch_model_repo(repo_id: str, revision: str | None = None) -> Path:
+    """Fetch what loading a repo needs: its metadata first, then only the weights that will be read.
+
+    A diffusers VAE (or a Stable Diffusion pipeline's ``vae/``) gets its config and safetensors
+    weights only, so a pipeline's UNet and a ``.bin`` copy never download; a pythae repo gets
+    nothing more, since its pickle is refused. The second fetch is pinned to the commit of the first.
+    """
+    meta = download_repo(repo_id, revision, META_FILES)
+    commit = meta.name if meta.parent.name == "snapshots" else revision
+    sub = diffusers_subfolder(meta)
+    if sub is not None:
+        prefix = f"{sub}/" if sub else ""
+        return download_repo(repo_id, commit, [f"{prefix}config.json", f"{prefix}diffusion_pytorch_model.safetensors"])
+    if is_pythae_folder(meta):
+        return meta
+    return download_repo(repo_id, commit)
+
+
+def download_repo(repo_id: str, revision: str | None = None, allow_patterns=None) -> Path:
     """Fetch a model repo's config, weights and card through huggingface_hub (its cache works offline)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub import errors as hf_errors
 
     os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "30")
+    if allow_patterns is None:
+        allow_patterns = ["config.json", "*.safetensors", "README.md", "*.json", *[f"*{sfx}" for sfx in PICKLE_SUFFIXES]]
     try:
-        local = snapshot_download(repo_id, revision=revision, repo_type="model",
-                                  allow_patterns=["config.json", "*.safetensors", "README.md", "*.json",
-                                                  *[f"*{sfx}" for sfx in PICKLE_SUFFIXES]])
+        local = snapshot_download(repo_id, revision=revision, repo_type="model", allow_patterns=list(allow_patterns))
     except hf_errors.RepositoryNotFoundError:
         raise VAEError(f"The Hub has no model repo {repo_id!r} (or it is private): check the spelling, "
                        "or set HF_TOKEN for a private repo.") from None
@@ -203,9 +270,47 @@ def read_config(folder: Path) -> dict:
         d = json.loads(cfg_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise VAEError(f"{cfg_path} is not valid JSON ({e}); restore it from the run that wrote it.") from None
-    if isinstance(d, dict) and d.get("_class_name", "").startswith("Autoencoder"):
-        raise VAEError(f"{folder} holds a diffusers {d['_class_name']}; open it with the diffusers adapter.")
+    if isinstance(d, dict) and str(d.get("_class_name", "")).startswith("Autoencoder"):
+        raise VAEError(f"{folder} holds a diffusers {d['_class_name']}; open it with load_model, "
+                       "which goes through the diffusers adapter.")
     return d
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def diffusers_subfolder(folder: Path) -> str | None:
+    """'' when ``folder`` holds a diffusers autoencoder, 'vae' for a Stable Diffusion pipeline's, else None."""
+    from .models.diffusers_adapter import is_diffusers_config
+
+    folder = Path(folder)
+    if (folder / "config.json").is_file():
+        return "" if is_diffusers_config(_read_json(folder / "config.json")) else None
+    if (folder / "vae" / "config.json").is_file() and is_diffusers_config(_read_json(folder / "vae" / "config.json")):
+        return "vae"
+    return None
+
+
+def is_pythae_folder(folder: Path) -> bool:
+    """pythae's BaseAE.save writes model_config.json + model.pt (a pickle), and no config.json."""
+    folder = Path(folder)
+    return (folder / "model_config.json").is_file() and not (folder / "config.json").is_file()
+
+
+def pythae_refusal(folder: Path, source: str) -> VAEError:
+    import shlex
+
+    d = _read_json(Path(folder) / "model_config.json")
+    d = d if isinstance(d, dict) else {}
+    pickles = ["model.pt"] + [f"{part}.pkl" for part in ("encoder", "decoder") if d.get(f"uses_default_{part}") is False]
+    return VAEError(f"{source} is a pythae {d.get('name', 'model')}: its weights are a Python pickle "
+                    f"({', '.join(pickles)}), and unpickling a file can run any code hidden in it, so vae_core never "
+                    "opens one while loading. If you trust the file, convert it once into a safetensors model folder "
+                    f"and open that: python -m vae_core convert {shlex.quote(source)} converted-model")
 
 
 def load_state(folder: Path, model: VAEBase) -> dict[str, torch.Tensor]:
@@ -240,14 +345,31 @@ def load_state(folder: Path, model: VAEBase) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_model(source: str | Path, device: str | torch.device | None = None, revision: str | None = None) -> VAEBase:
+def load_model(source: str | Path, device: str | torch.device | None = None, revision: str | None = None,
+               image_size: int | None = None) -> VAEBase:
     """Open a model from a shipped name, a local Hub-layout folder, or a Hub repo id (org/name[@rev]).
 
     The config is validated before any tensor is allocated; weights load strictly. The model is
     returned in eval mode on ``device`` (default: cuda, then mps, then cpu).
+    A diffusers AutoencoderKL / AutoencoderTiny (a repo such as stabilityai/sd-vae-ft-mse, or a
+    pipeline's vae/ folder) opens through ``models.diffusers_adapter`` when diffusers is installed;
+    ``image_size`` is then its working image side (default 128). A pythae model is refused: it is a pickle.
     """
     folder = resolve_source(source, revision)
+    sub = diffusers_subfolder(folder)
+    if sub is not None:
+        from .models.diffusers_adapter import load_diffusers_vae
+        commit = folder.name if folder.parent.name == "snapshots" else (revision or "")
+        model = load_diffusers_vae(folder, sub, image_size=image_size, source=str(source), revision=commit)
+        model.source = str(source)
+        model.folder = folder
+        return model.to(pick_device(device)).eval()
+    if is_pythae_folder(folder):
+        raise pythae_refusal(folder, str(source))
     config = config_from_dict(read_config(folder))
+    if image_size is not None and tuple(config.in_shape[1:]) != (image_size, image_size):
+        raise VAEError(f"This {config.model_type} model takes {config.in_shape[1]}x{config.in_shape[2]} images; "
+                       "image_size can only be chosen for a diffusers VAE.")
     model = build_model(config)
     state = load_state(folder, model)
     model.load_state_dict(state, strict=True)
