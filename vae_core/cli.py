@@ -1,4 +1,4 @@
-"""`python -m vae_core train | evaluate | sample | push`.
+"""`python -m vae_core train | evaluate | sample | push | convert`.
 
 Every config field is a flag (--latent-dim 2, --hidden-dims 512 256, --kl-anneal linear, ...)
 and can also come from a YAML or JSON file (--config run.yaml); flags win over the file.
@@ -17,7 +17,7 @@ from typing import Literal, get_args, get_origin
 from .config import TrainConfig, field_types
 from .errors import VAEError
 
-PUSH_FILES = ("config.json", "model.safetensors", "README.md", "samples.png", "training_config.json")
+from .hub import PUSH_FILES  # noqa: F401  (re-exported: other modules import it from here)
 
 
 def _model_fields() -> dict[str, object]:
@@ -165,7 +165,7 @@ def cmd_evaluate(args) -> int:
 
     from .data import load_dataset
     from .hub import load_model
-    from .metrics import evaluate_model
+    from .metrics import collapse_warnings, evaluate_model, mutual_information_estimate
 
     model = load_model(args.model_source, device=args.device, revision=args.revision)
     c, h, w = model.config.in_shape
@@ -173,22 +173,52 @@ def cmd_evaluate(args) -> int:
     with tqdm(total=len(data), unit="img", disable=args.quiet or args.json, desc="evaluating") as bar:
         res = evaluate_model(model, data, batch_size=args.batch_size, iwae_k=args.iwae_k, seed=args.seed,
                              progress=lambda done, n: bar.update(done - bar.n))
+    if "kl_per_dim" in res:
+        res["mutual_information"] = mutual_information_estimate(model, data, seed=args.seed)
+    res["warnings"] = collapse_warnings(res)
+    if args.quality:
+        from .quality import reconstruction_quality, sample_quality
+        res.update(reconstruction_quality(model, data))
+        if data.labels is not None:
+            train_data = load_dataset(args.dataset, "train", image_size=h, channels=c)
+            res.update(sample_quality(model, train_data, data, seed=args.seed))
+    if args.disentanglement:
+        from .disentanglement import evaluate_disentanglement
+        with tqdm(total=6, desc="disentanglement", disable=args.quiet or args.json) as bar:
+            res["disentanglement"] = {k: v for k, v in evaluate_disentanglement(
+                model, seed=args.seed, scale=args.disentanglement_scale,
+                progress=lambda name, i, n: (bar.set_postfix_str(name), bar.update(i - bar.n))).items()
+                if not isinstance(v, list)}
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
     print(f"{args.model_source} on {args.dataset} ({args.split}, {res['n_images']} images)")
-    rows = [("test ELBO (nats)", res["elbo"]), ("  reconstruction", res["recon"]), ("  KL", res["kl"])]
+    rows = []
+    if "elbo" in res:
+        rows += [("test ELBO (nats)", res["elbo"]), ("  reconstruction", res["recon"]), ("  KL", res["kl"])]
+    else:
+        rows.append(("reconstruction -log p(x|z) (nats)", res["recon"]))
     if "log_likelihood" in res:
         rows += [(f"IWAE log p(x), k={res['iwae_k']} (nats)", res["log_likelihood"]),
                  ("  bits/dim", res["bits_per_dim"])]
     if "active_units" in res:
         rows.append(("active units", f"{res['active_units']}/{res['latent_units']}"))
+    if "mutual_information" in res:
+        rows.append(("I(x; z) estimate (nats)", res["mutual_information"]))
     rows.append(("reconstruction MSE", res["mse"]))
-    if "codebook_usage" in res:
-        rows += [("codebook usage", res["codebook_usage"]), ("perplexity", res["perplexity"])]
+    for key, label in (("psnr", "PSNR (dB)"), ("ssim", "SSIM"), ("classifier_frechet_distance",
+                       "classifier Frechet distance"), ("reference_frechet_distance", "  real-vs-real floor"),
+                       ("precision", "sample precision"), ("recall", "sample recall"),
+                       ("codebook_usage", "codebook usage"), ("perplexity", "perplexity")):
+        if key in res:
+            rows.append((label, res[key]))
+    for k, v in res.get("disentanglement", {}).items():
+        rows.append((k, v))
     for k, v in rows:
         print(f"  {k:<36} {v:.4f}" if isinstance(v, float) else f"  {k:<36} {v}")
     print(f"  binarisation: {res['binarisation']}")
+    for warning in res["warnings"]:
+        print(f"warning: {warning}")
     return 0
 
 
@@ -210,25 +240,26 @@ def cmd_sample(args) -> int:
 
 
 def cmd_push(args) -> int:
-    from huggingface_hub import HfApi
-    from huggingface_hub import errors as hf_errors
+    from .hub import push_to_hub
 
-    run = Path(args.run_dir)
-    from .hub import load_model
-    load_model(run, device="cpu")        # refuse to publish something that does not load
     token = os.environ.get(args.token_env)
     if not token:
         raise VAEError(f"Set the {args.token_env} environment variable to a Hub token with write access.")
-    files = [f for f in PUSH_FILES if (run / f).is_file()] + (["optimizer.safetensors", "trainer_state.json"]
-                                                               if args.with_optimizer else [])
-    api = HfApi(token=token)
-    try:
-        api.create_repo(args.repo_id, private=args.private, exist_ok=True)
-        info = api.upload_folder(repo_id=args.repo_id, folder_path=str(run), allow_patterns=files,
-                                 commit_message=args.message)
-    except hf_errors.HfHubHTTPError as e:
-        raise VAEError(f"The Hub refused the upload to {args.repo_id}: {str(e).splitlines()[0]}") from None
-    print(f"pushed {len(files)} files to {getattr(info, 'commit_url', args.repo_id)}")
+    url = push_to_hub(args.run_dir, args.repo_id, token, private=args.private, with_optimizer=args.with_optimizer,
+                      message=args.message)
+    print(f"pushed {args.run_dir} to {url}")
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from .convert import convert_pythae
+
+    result = convert_pythae(args.source, args.out, i_trust_this_file=args.trust_pickle, revision=args.revision,
+                            in_shape=tuple(args.in_shape) if args.in_shape else None)
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"wrote {result.folder} ({result.model_type}, latent {result.latent_dim}); "
+          f"open it with: python -m vae_core sample {result.folder}")
     return 0
 
 
@@ -259,8 +290,15 @@ def make_parser() -> argparse.ArgumentParser:
     model_args(e)
     e.add_argument("--dataset", default="mnist-5k")
     e.add_argument("--split", default="test", choices=["train", "test", "all"])
-    e.add_argument("--iwae-k", type=int, default=100, help="importance samples (0: skip the IWAE estimate)")
+    e.add_argument("--iwae-k", type=int, default=5000,
+                   help="importance samples for the IWAE log-likelihood (0: skip it; the app uses fewer)")
     e.add_argument("--batch-size", type=int, default=250)
+    e.add_argument("--quality", action="store_true",
+                   help="add PSNR/SSIM and sample quality in a small classifier's feature space")
+    e.add_argument("--disentanglement", action="store_true",
+                   help="add beta-VAE, FactorVAE, MIG, SAP, DCI and modularity on dSprites")
+    e.add_argument("--disentanglement-scale", type=float, default=1.0,
+                   help="scale of the metrics' sample counts (1.0: disentanglement_lib's defaults)")
     e.add_argument("--json", action="store_true", help="print every metric as JSON")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_evaluate)
@@ -283,6 +321,19 @@ def make_parser() -> argparse.ArgumentParser:
     u.add_argument("--with-optimizer", action="store_true", help="also upload the optimizer state for resuming")
     u.add_argument("--message", default="Upload VAE with vae_core")
     u.set_defaults(func=cmd_push)
+
+    c = sub.add_parser("convert", help="convert a pythae model (a pickle) into a safetensors model folder",
+                       description="Convert a model saved by pythae (model_config.json + model.pt) into a vae_core "
+                                   "folder. Run it only on a file you trust: model.pt is read as tensors only, and "
+                                   "fully unpickled (which can run code) only with --trust-pickle.")
+    c.add_argument("source", help="pythae model folder, or a Hub repo id org/name[@rev]")
+    c.add_argument("out", help="folder to write (Hub layout: config.json, model.safetensors, README.md)")
+    c.add_argument("--revision", help="Hub revision (branch, tag or commit)")
+    c.add_argument("--trust-pickle", action="store_true",
+                   help="if model.pt holds more than tensors, unpickle it fully: this runs any code in it")
+    c.add_argument("--in-shape", nargs=3, type=int, metavar=("C", "H", "W"),
+                   help="image shape, when pythae's input_dim is flat (e.g. [784])")
+    c.set_defaults(func=cmd_convert)
     return p
 
 

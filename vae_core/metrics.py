@@ -27,8 +27,10 @@ def evaluate_model(model: VAEBase, data: ImageSet, *, batch_size: int = 500, iwa
     dev = model.device
     gen = torch.Generator(device=dev).manual_seed(seed)
     n = len(data) if max_images is None else min(len(data), max_images)
-    is_vq = model.encode(data.images[:1].to(dev).float() / 255,
-                         None if data.labels is None or not model.num_classes else data.labels[:1].to(dev)).logvar is None
+    is_vq = hasattr(model, "codes")                 # a codebook: KL is log K per position
+    x0 = data.images[:1].to(dev).float() / 255
+    y0 = None if data.labels is None or not model.num_classes else data.labels[:1].to(dev)
+    point_mass = model.encode(x0, y0).logvar is None   # e.g. TAESD: no posterior variance, no ELBO
     sums = {"recon": 0.0, "kl": 0.0, "mse": 0.0, "iwae_ll": 0.0}
     kl_dim = mu_sum = mu_sq = None
     pixels = math.prod(model.config.in_shape)
@@ -39,13 +41,13 @@ def evaluate_model(model: VAEBase, data: ImageSet, *, batch_size: int = 500, iwa
         y = None if data.labels is None or not model.num_classes else data.labels[start:start + len(x)].to(dev)
         post = model.encode(x, y)
         mu = post.mu.flatten(1)
-        eps = None if is_vq else torch.randn(post.mu.shape, generator=gen, device=dev)
+        eps = None if point_mass else torch.randn(post.mu.shape, generator=gen, device=dev)
         z = post.rsample(eps)
         sums["recon"] += -log_likelihood(model, model.decode_logits(z, y), x).sum().item()
         sums["mse"] += (model.decode(post.mode(), y) - x).pow(2).flatten(1).mean(1).sum().item()
         if is_vq:
             counts += torch.bincount(model.codes(post.mu).flatten(), minlength=counts.numel()).float()
-        else:
+        elif not point_mass:
             kl = post.kl_per_dim().flatten(1)
             sums["kl"] += kl.sum().item()
             kl_dim = kl.sum(0) if kl_dim is None else kl_dim + kl.sum(0)
@@ -62,8 +64,9 @@ def evaluate_model(model: VAEBase, data: ImageSet, *, batch_size: int = 500, iwa
         # A one-hot posterior against a uniform prior over K codes: KL = log K at every position.
         g = model.latent_shape[1] * model.latent_shape[2]
         sums["kl"] = n * g * math.log(model.config.codebook_size)
-    out = {"n_images": n, "recon": sums["recon"] / n, "kl": sums["kl"] / n,
-           "elbo": -(sums["recon"] + sums["kl"]) / n, "mse": sums["mse"] / n}
+    out = {"n_images": n, "recon": sums["recon"] / n, "mse": sums["mse"] / n}
+    if is_vq or not point_mass:
+        out.update(kl=sums["kl"] / n, elbo=-(sums["recon"] + sums["kl"]) / n)
     if not is_vq:
         out.update(active_units=int((var > AU_THRESHOLD).sum()), latent_units=int(var.numel()),
                    latent_variance=var.tolist())
@@ -76,9 +79,9 @@ def evaluate_model(model: VAEBase, data: ImageSet, *, batch_size: int = 500, iwa
         out["codebook_usage"] = float((counts > 0).float().mean())
         out["perplexity"] = float(torch.exp(-(probs * torch.log(probs + 1e-10)).sum()))
         out["code_frequencies"] = probs.tolist()
-    else:
+    elif not point_mass:
         out["kl_per_dim"] = (kl_dim / n).tolist()
-    if iwae_k and not is_vq:
+    if iwae_k and not point_mass:
         ll = sums["iwae_ll"] / n
         out.update(iwae_k=iwae_k, log_likelihood=ll, bits_per_dim=-ll / (pixels * math.log(2)))
     return out
