@@ -87,7 +87,7 @@ def model_card(model: VAEBase, *, training: dict | None = None, metrics: dict | 
     front = ["---", f"library_name: {LIBRARY_NAME}", "tags:", "- vae", "- variational-autoencoder",
              "- pytorch", f"- {LIBRARY_NAME}", f"- {cfg.model_type}"]
     if dataset and str(dataset).startswith("hf:"):
-        front += ["datasets:", f"- {str(dataset)[3:].split(':')[0]}"]   # only Hub datasets have Hub ids
+        front += ["datasets:", f"- {str(dataset)[3:].split(':')[0].split('@')[0]}"]   # the bare Hub id
     front.append("---")
     n_params = sum(p.numel() for p in model.parameters())
     lines = [*front, "", f"# {cfg.model_type.upper()} VAE", "",
