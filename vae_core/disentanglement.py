@@ -85,7 +85,7 @@ def model_representation(model, batch_size: int = 256) -> Representation:
 
 
 def factor_codes(gt: GroundTruth, rep: Representation, n: int, rng: np.random.Generator,
-                 batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+                 batch_size: int = 8192) -> tuple[np.ndarray, np.ndarray]:
     """n random points: codes (n, D) and their factor indices (n, F)."""
     codes, factors = [], []
     for start in range(0, n, batch_size):
@@ -156,21 +156,35 @@ def sap(gt: GroundTruth, rep: Representation, seed: int = 0, num_train: int = 10
     return {"sap": float(np.mean(s[-1] - s[-2])) if D > 1 else float(np.mean(s[-1])), "sap_matrix": score.tolist()}
 
 
+def _codes_of(gt: GroundTruth, rep: Representation, factors: np.ndarray) -> np.ndarray:
+    """Codes for factors of shape (points, batch, F): one render and encode call, (points, batch, D) out."""
+    c, b, f = factors.shape
+    z = np.asarray(rep(gt.observations(factors.reshape(c * b, f))), dtype=np.float64)
+    return z.reshape(c, b, -1)
+
+
+def _chunks(n: int, batch_size: int, images_per_call: int = 8192):
+    per = max(1, images_per_call // batch_size)
+    for start in range(0, n, per):
+        yield min(per, n - start)
+
+
 def beta_vae_metric(gt: GroundTruth, rep: Representation, seed: int = 0, batch_size: int = 64,
                     num_train: int = 10_000, num_eval: int = 5_000) -> dict:
     rng = np.random.default_rng(seed)
+    F = len(gt.factor_sizes)
 
     def points(n):
-        feats, labels = [], np.zeros(n, dtype=np.int64)
-        for i in range(n):
-            k = int(rng.integers(len(gt.factor_sizes)))
-            f1, f2 = gt.sample_factors(batch_size, rng), gt.sample_factors(batch_size, rng)
-            f2[:, k] = f1[:, k]
-            z1 = np.asarray(rep(gt.observations(f1)), dtype=np.float64)
-            z2 = np.asarray(rep(gt.observations(f2)), dtype=np.float64)
-            feats.append(np.mean(np.abs(z1 - z2), axis=0))
-            labels[i] = k
-        return np.stack(feats), labels
+        feats, labels = [], []
+        for c in _chunks(n, batch_size):                  # many points per render call, not one
+            k = rng.integers(F, size=c)
+            f1 = gt.sample_factors(c * batch_size, rng).reshape(c, batch_size, F)
+            f2 = gt.sample_factors(c * batch_size, rng).reshape(c, batch_size, F)
+            rows = np.arange(c)
+            f2[rows, :, k] = f1[rows, :, k]               # each pair shares factor k
+            feats.append(np.mean(np.abs(_codes_of(gt, rep, f1) - _codes_of(gt, rep, f2)), axis=1))
+            labels.append(k)
+        return np.concatenate(feats), np.concatenate(labels)
 
     x_tr, y_tr = points(num_train)
     x_ev, y_ev = points(num_eval)
@@ -188,16 +202,18 @@ def factor_vae_metric(gt: GroundTruth, rep: Representation, seed: int = 0, batch
     if not active.any():
         return {"factor_vae_train": 0.0, "factor_vae": 0.0, "factor_vae_active_dims": 0}
     F, D = len(gt.factor_sizes), codes.shape[1]
+    active_idx = np.flatnonzero(active)
 
     def votes(n):
         v = np.zeros((F, D), dtype=np.int64)
-        for _ in range(n):
-            k = int(rng.integers(F))
-            f = gt.sample_factors(batch_size, rng)
-            f[:, k] = f[0, k]
-            z = np.asarray(rep(gt.observations(f)), dtype=np.float64)
-            local = np.var(z, axis=0, ddof=1)
-            v[k, np.flatnonzero(active)[np.argmin(local[active] / global_var[active])]] += 1
+        for c in _chunks(n, batch_size):
+            k = rng.integers(F, size=c)
+            f = gt.sample_factors(c * batch_size, rng).reshape(c, batch_size, F)
+            rows = np.arange(c)
+            f[rows, :, k] = f[rows, 0, k][:, None]        # factor k fixed within each batch
+            local = np.var(_codes_of(gt, rep, f), axis=1, ddof=1)              # (c, D)
+            winners = active_idx[np.argmin(local[:, active] / global_var[active], axis=1)]
+            np.add.at(v, (k, winners), 1)
         return v
 
     train_votes = votes(num_train)
