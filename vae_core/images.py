@@ -100,7 +100,21 @@ def decode_image(data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: 
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, rgba)
-    return img.convert("L" if img.mode in ("1", "L", "I", "I;16", "F") else "RGB")
+    if img.mode.startswith("I") or img.mode == "F":
+        return _deep_grey_to_l(img)
+    return img.convert("L" if img.mode in ("1", "L") else "RGB")
+
+
+def _deep_grey_to_l(img: Image.Image) -> Image.Image:
+    """16-bit, 32-bit and float greys scaled into 0..255: Pillow's convert("L") would clip them at 255."""
+    arr = np.asarray(img)
+    if img.mode == "F":
+        scaled = arr * 255.0 if float(arr.max(initial=0.0)) <= 1.0 else arr
+    elif img.mode.startswith("I;16") or int(arr.max(initial=0)) > 255:
+        scaled = arr.astype(np.int64) >> 8                 # 16 significant bits (Pillow reads 16-bit PNGs as "I")
+    else:
+        scaled = arr
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
 
 
 def to_model_input(img: Image.Image, in_shape: tuple[int, int, int], invert: bool | None = None) -> torch.Tensor:
@@ -112,8 +126,9 @@ def to_model_input(img: Image.Image, in_shape: tuple[int, int, int], invert: boo
     c, h, w = in_shape
     img = img.convert("L" if c == 1 else "RGB")
     light = _is_light(img)
-    fit = img.copy()
-    fit.thumbnail((w, h), Image.LANCZOS)
+    from PIL import ImageOps
+
+    fit = ImageOps.contain(img, (w, h), Image.LANCZOS)          # scaled up or down, aspect kept
     ground = 255 if light else 0                              # pad with the picture's own background
     canvas = Image.new(fit.mode, (w, h), ground if c == 1 else (ground,) * 3)
     canvas.paste(fit, ((w - fit.width) // 2, (h - fit.height) // 2))
