@@ -1,0 +1,100 @@
+"""vae_core.live: background training jobs, limits from the environment, save and push."""
+import time
+
+import pytest
+
+import vae_core
+from vae_core.config import TrainConfig
+from vae_core.live import Limits, TrainingJob, push_to_hub
+from vae_core.models import MLPConfig
+from vae_core.train import RunConfig
+
+
+def tiny(epochs=1, **train):
+    return RunConfig(MLPConfig(in_shape=(1, 8, 8), latent_dim=2, hidden_dims=(16,)),
+                     TrainConfig(dataset="digits", epochs=epochs, batch_size=64, **train))
+
+
+def finish(job, limit=60):
+    job.join(limit)
+    assert not job.is_alive()
+    return job.snapshot()
+
+
+def test_limits_from_env():
+    lim = Limits.from_env({"VAE_EXPLORER_MAX_EPOCHS": "3", "VAE_EXPLORER_MAX_SECONDS": "0.5",
+                           "VAE_EXPLORER_MAX_JOBS": "1", "VAE_EXPLORER_RUNS_DIR": "/tmp/x",
+                           "VAE_EXPLORER_TORCH_THREADS": "0"})
+    assert (lim.max_epochs, lim.max_seconds, lim.max_jobs, str(lim.runs_dir), lim.torch_threads) == \
+        (3, 0.5, 1, "/tmp/x", 0)
+    assert Limits.from_env({}) == Limits()
+    with pytest.raises(vae_core.VAEError, match="VAE_EXPLORER_MAX_EPOCHS"):
+        Limits.from_env({"VAE_EXPLORER_MAX_EPOCHS": "many"})
+    with pytest.raises(vae_core.VAEError, match="positive"):
+        Limits.from_env({"VAE_EXPLORER_MAX_SECONDS": "-1"})
+
+
+def test_limits_refuse_epochs_and_cap_time():
+    lim = Limits(max_epochs=2, max_seconds=10)
+    with pytest.raises(vae_core.VAEError, match="limit of 2"):
+        lim.apply(tiny(epochs=3))
+    assert lim.apply(tiny()).train.max_seconds == 10
+    assert lim.apply(tiny(max_seconds=4.0)).train.max_seconds == 4.0
+
+
+def test_job_trains_in_the_background(tmp_path):
+    job = TrainingJob(tiny(epochs=2), limits=Limits(runs_dir=tmp_path), log_every=5).start()
+    snap = finish(job)
+    assert snap.status == "finished" and snap.error == ""
+    assert snap.step == snap.total_steps > 0 and snap.progress == 1.0 and snap.epoch == 2
+    assert snap.history and {"step", "epoch", "loss", "recon", "kl"} <= set(snap.history[-1])
+    assert len(snap.evals) == 2 and snap.samples is not None and snap.samples.shape[1:] == (1, 8, 8)
+    assert not job.model.training
+    folder = job.save("toy")
+    model = vae_core.load_model(folder, device="cpu")
+    assert model.config == job.config.model
+    assert (folder / "samples.png").is_file() and (folder / "training_config.json").is_file()
+    assert "elbo" in vae_core.hub.read_card_metrics(folder)
+
+
+def test_stop_and_time_limit():
+    job = TrainingJob(tiny(epochs=40), log_every=1).start()
+    while job.snapshot().step < 3 and job.is_alive():
+        time.sleep(0.02)
+    job.stop()
+    snap = finish(job)
+    assert snap.status == "stopped" and snap.step < snap.total_steps
+    timed = finish(TrainingJob(tiny(epochs=40), limits=Limits(max_epochs=50, max_seconds=0.2), log_every=1).start())
+    assert timed.status == "finished" and "time limit" in timed.message and timed.step < timed.total_steps
+
+
+def test_failures_are_reported_not_raised():
+    cfg = RunConfig(MLPConfig(in_shape=(1, 28, 28), latent_dim=2), TrainConfig(dataset="digits", epochs=1))
+    snap = finish(TrainingJob(cfg).start())
+    assert snap.status == "failed" and "expects images of shape" in snap.error
+
+
+def test_too_many_jobs_at_once():
+    lim = Limits(max_jobs=1)
+    first = TrainingJob(tiny(epochs=40), limits=lim).start()
+    try:
+        with pytest.raises(vae_core.VAEError, match="already training"):
+            TrainingJob(tiny(), limits=lim).start()
+    finally:
+        first.stop()
+        finish(first)
+
+
+def test_save_and_push_refuse_bad_input(tmp_path, monkeypatch):
+    job = TrainingJob(tiny(), limits=Limits(runs_dir=tmp_path))
+    with pytest.raises(vae_core.VAEError, match="not finished"):
+        job.save("x")
+    finish(job.start())
+    with pytest.raises(vae_core.VAEError, match="folder name"):
+        job.save("../escape")
+    folder = job.save("ok")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    with pytest.raises(vae_core.VAEError, match="HF_TOKEN"):
+        push_to_hub(folder, "me/my-vae")
+    with pytest.raises(vae_core.VAEError, match="not a Hub repo id"):
+        push_to_hub(folder, "no slash")

@@ -1,0 +1,82 @@
+"""vae_core.project: PCA / t-SNE / UMAP maps, exact kNN, nearest neighbours, warm-up."""
+import numpy as np
+import pytest
+import torch
+
+import vae_core
+from vae_core import project
+
+
+@pytest.fixture(scope="module")
+def codes():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(3, 6, generator=g) * 5
+    return (centres.repeat_interleave(40, 0) + torch.randn(120, 6, generator=g)).float()
+
+
+def test_pca_shape_and_variance_order(codes):
+    pts = project.pca(codes)
+    assert pts.shape == (120, 2) and pts.dtype == np.float32
+    assert pts[:, 0].var() >= pts[:, 1].var()
+
+
+def test_knn_is_exact_with_each_point_first(codes):
+    idx, dist = project.knn(codes, 5, chunk=32)                 # several chunks
+    brute = torch.cdist(codes, codes)
+    assert (idx[:, 0] == np.arange(120)).all() and (dist[:, 0] == 0).all()
+    want = brute.topk(5, largest=False).values.numpy()
+    assert np.allclose(np.sort(dist, 1)[:, 1:], np.sort(want, 1)[:, 1:], atol=1e-3)
+    assert idx.dtype == np.int32
+
+
+def test_nearest_neighbours_excludes_the_point_itself(codes):
+    near = project.nearest_neighbours(codes, [0, 50], k=3)
+    assert near.shape == (2, 3) and 0 not in near[0] and 50 not in near[1]
+    assert all(n < 40 for n in near[0])                          # same cluster
+    with pytest.raises(vae_core.VAEError):
+        project.nearest_neighbours(codes, [500])
+
+
+def test_umap_separates_clusters(codes):
+    pts = project.umap(codes, n_neighbors=10)
+    assert pts.shape == (120, 2) and np.isfinite(pts).all()
+    centre = [pts[i * 40:(i + 1) * 40].mean(0) for i in range(3)]
+    spread = max(pts[i * 40:(i + 1) * 40].std(0).max() for i in range(3))
+    assert min(np.linalg.norm(centre[i] - centre[j]) for i in range(3) for j in range(i)) > spread
+
+
+def test_tsne_and_dispatch(codes):
+    assert project.project(codes, "tsne", perplexity=10).shape == (120, 2)
+    assert project.project(codes, "pca").shape == (120, 2)
+    with pytest.raises(vae_core.VAEError, match="Unknown projection"):
+        project.project(codes, "mds")
+
+
+def test_bad_input_is_refused(codes):
+    bad = codes.clone()
+    bad[3, 1] = float("nan")
+    with pytest.raises(vae_core.VAEError, match="NaN"):
+        project.pca(bad)
+    with pytest.raises(vae_core.VAEError, match="n_neighbors"):
+        project.umap(codes[:5], n_neighbors=15)
+    with pytest.raises(vae_core.VAEError, match="perplexity"):
+        project.tsne(codes[:5], perplexity=30)
+
+
+def test_spatial_codes_are_flattened():
+    x = torch.randn(30, 4, 3, 3)
+    assert project.pca(x).shape == (30, 2)
+
+
+def test_umap_epochs_scale_down_for_large_maps():
+    assert project.umap_epochs(5_000) == 200 and project.umap_epochs(20_000) == 100
+
+
+def test_warm_up_runs_once_and_reports():
+    timings = project.warm_up(n=60)
+    assert set(timings) == {"import_s", "fit_s"}
+    t1, t2 = project.start_warm_up(), project.start_warm_up()
+    assert t1 is t2
+    t1.join(120)
+    assert "error" not in project.warm_result
+    assert project.enable_numba_cache() == 0                     # already on

@@ -1,0 +1,249 @@
+"""Walks through latent space: traversals, manifold grids, interpolation, latent arithmetic.
+
+Everything here runs under ``torch.inference_mode()`` on a model that may be shared between
+sessions, so nothing writes to the model. A "unit" is what one slider moves: a latent
+dimension for a flat latent (B, D), a whole channel for a spatial latent (B, C, h, w).
+Flat units are set to a value (z_d = v, in prior standard deviations); spatial units are
+shifted by v times the channel's spread over the data, since one number cannot stand for
+a whole feature map.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable, Literal
+
+import torch
+
+from .data import ImageSet
+from .errors import VAEError
+from .metrics import evaluate_model
+from .models import VAEBase
+
+
+@dataclasses.dataclass(frozen=True)
+class UnitStats:
+    kl: tuple[float, ...]           # mean KL per unit over the data (0 for a VQ-VAE)
+    spread: tuple[float, ...]       # std over the data of the unit's posterior mean
+    active: tuple[bool, ...]        # Var_x(mu) above the active-units threshold
+    order: tuple[int, ...]          # units from most to least informative
+
+    @classmethod
+    def uniform(cls, n: int) -> "UnitStats":
+        """No data to measure on: every unit active, natural order."""
+        return cls((0.0,) * n, (1.0,) * n, (True,) * n, tuple(range(n)))
+
+
+def _labels(model: VAEBase, y, n: int) -> torch.Tensor | None:
+    """Class labels for n images: None for an unconditional model, an int broadcast, or a tensor."""
+    if not getattr(model, "num_classes", 0):
+        return None
+    if y is None:
+        raise VAEError("This is a conditional model: choose a class.")
+    if isinstance(y, int):
+        return torch.full((n,), y, dtype=torch.long, device=model.device)
+    return torch.as_tensor(y, device=model.device)
+
+
+def is_spatial(model: VAEBase) -> bool:
+    return len(model.latent_shape) == 3
+
+
+def num_units(model: VAEBase) -> int:
+    return model.latent_shape[0]
+
+
+def labels_for(model: VAEBase, data: ImageSet) -> torch.Tensor | None:
+    """The labels a conditional model needs, or None for an unconditional one."""
+    if not model.num_classes:
+        return None
+    if data.labels is None:
+        raise VAEError(f"This conditional model needs class labels, and {data.name or 'the dataset'} has none; "
+                       "pick a labelled dataset.")
+    return data.labels
+
+
+@torch.inference_mode()
+def unit_stats(model: VAEBase, data: ImageSet, max_images: int = 1000) -> UnitStats:
+    """KL and spread per unit from ``evaluate_model``; units ordered by KL (by spread for a VQ-VAE)."""
+    from .metrics import AU_THRESHOLD
+
+    m = evaluate_model(model, data, max_images=max_images)
+    if "latent_variance" in m:
+        var = torch.tensor(m["latent_variance"]).view(model.latent_shape)
+    else:                                       # a VQ-VAE: measure the spread of z_e ourselves
+        var = encode_dataset(model, data.subset(range(min(len(data), max_images)))).var(0, unbiased=False)
+    kl = torch.tensor(m["kl_per_dim"]).view(model.latent_shape) if "kl_per_dim" in m else torch.zeros_like(var)
+    if is_spatial(model):                       # a channel summed (KL) or averaged (variance) over positions
+        kl, var = kl.flatten(1).sum(1), var.flatten(1).mean(1)
+    key = kl if kl.abs().sum() > 0 else var
+    order = torch.argsort(key, descending=True, stable=True)
+    return UnitStats(tuple(kl.tolist()), tuple(var.sqrt().tolist()), tuple((var > AU_THRESHOLD).tolist()),
+                     tuple(order.tolist()))
+
+
+def set_units(model: VAEBase, base: torch.Tensor, values, stats: UnitStats) -> torch.Tensor:
+    """The code ``base`` (1, *latent) with every unit moved to ``values`` (one number per unit)."""
+    v = torch.as_tensor(values, dtype=base.dtype, device=base.device)
+    if not is_spatial(model):
+        return v.view(1, -1).clone()
+    spread = torch.tensor(stats.spread, dtype=base.dtype, device=base.device)
+    return base + (v * spread).view(1, -1, 1, 1)
+
+
+@torch.inference_mode()
+def decode(model: VAEBase, z: torch.Tensor, y: int | torch.Tensor | None = None) -> torch.Tensor:
+    """Decode codes into images on the CPU, clamped to [0, 1]."""
+    z = z.to(model.device)
+    return model.decode(z, _labels(model, y, z.shape[0])).float().clamp(0, 1).cpu()
+
+
+@torch.inference_mode()
+def encode(model: VAEBase, x: torch.Tensor, y: int | torch.Tensor | None = None) -> torch.Tensor:
+    """Posterior means of images (B, C, H, W) in [0, 1]: (B, *latent) on the CPU."""
+    if tuple(x.shape[1:]) != tuple(model.config.in_shape):
+        raise VAEError(f"The model expects images of shape {list(model.config.in_shape)}, got {list(x.shape[1:])}.")
+    x = x.to(model.device, torch.float32)
+    return model.encode(x, _labels(model, y, x.shape[0])).mode().float().cpu()
+
+
+@torch.inference_mode()
+def encode_dataset(model: VAEBase, data: ImageSet, batch_size: int = 500,
+                   progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """Posterior means of every image: (N, *latent) float32 on the CPU."""
+    y = labels_for(model, data)
+    out = []
+    for start in range(0, len(data), batch_size):
+        x = data.images[start:start + batch_size].to(model.device).float().div_(255)
+        yb = None if y is None else y[start:start + batch_size].to(model.device)
+        out.append(model.encode(x, yb).mode().float().cpu())
+        if progress:
+            progress(min(start + batch_size, len(data)), len(data))
+    return torch.cat(out) if out else torch.zeros((0, *model.latent_shape))
+
+
+@torch.inference_mode()
+def reconstruct(model: VAEBase, data: ImageSet, idx) -> torch.Tensor:
+    sub = data.subset(idx)
+    y = labels_for(model, sub)
+    return decode(model, encode(model, sub.float_images(), y), y)
+
+
+@torch.inference_mode()
+def sample_grid(model: VAEBase, n: int, seed: int, temperature: float = 1.0,
+                y: int | torch.Tensor | None = None) -> torch.Tensor:
+    """n prior samples, reproducible from ``seed`` (a private generator: no global RNG is touched)."""
+    if not 1 <= n <= 1024:
+        raise VAEError(f"The number of samples must be between 1 and 1024, got {n}.")
+    if not 0 < temperature <= 10:
+        raise VAEError(f"The temperature must be in (0, 10], got {temperature}.")
+    gen = torch.Generator(device=model.device).manual_seed(seed)
+    return decode(model, model.prior_sample(n, gen, temperature), y)
+
+
+def traversal_codes(model: VAEBase, base: torch.Tensor, units, stats: UnitStats, lo: float = -3.0,
+                    hi: float = 3.0, steps: int = 7) -> torch.Tensor:
+    """Codes for a traversal grid: one row per unit in ``units``, ``steps`` values from lo to hi."""
+    values = torch.linspace(lo, hi, steps)
+    rows = []
+    for u in units:
+        z = base.repeat(steps, *([1] * (base.dim() - 1)))                      # (steps, *latent)
+        if is_spatial(model):
+            z[:, u] += (values * stats.spread[u]).view(-1, 1, 1)
+        else:
+            z[:, u] = values
+        rows.append(z)
+    return torch.cat(rows) if rows else base[:0]
+
+
+@torch.inference_mode()
+def traversal_grid(model: VAEBase, base: torch.Tensor, units, stats: UnitStats, lo: float = -3.0,
+                   hi: float = 3.0, steps: int = 7, y: int | None = None) -> torch.Tensor:
+    """Decoded traversal: (len(units) * steps, C, H, W), row-major."""
+    z = traversal_codes(model, base.cpu(), units, stats, lo, hi, steps)
+    return decode(model, z, y)
+
+
+def manifold_codes(n: int, edge: float = 0.05) -> torch.Tensor:
+    """An n x n grid of 2-D codes at evenly spaced quantiles of N(0, 1) (Kingma & Welling, 2014, fig. 4).
+
+    Rows run from high z_2 (top) to low, columns from low z_1 to high, so the picture reads
+    like the usual plot of the latent plane.
+    """
+    q = torch.linspace(edge, 1 - edge, n, dtype=torch.float64)
+    v = (math.sqrt(2) * torch.erfinv(2 * q - 1)).float()         # Gaussian inverse CDF
+    z2, z1 = torch.meshgrid(v.flip(0), v, indexing="ij")
+    return torch.stack([z1.reshape(-1), z2.reshape(-1)], 1)        # (n*n, 2)
+
+
+@torch.inference_mode()
+def manifold_grid(model: VAEBase, n: int = 15, y: int | None = None) -> torch.Tensor:
+    if model.latent_shape != (2,):
+        raise VAEError(f"The manifold grid needs a 2-D latent; this model's latent shape is {list(model.latent_shape)}.")
+    if not 2 <= n <= 40:
+        raise VAEError(f"The manifold grid size must be between 2 and 40, got {n}.")
+    return decode(model, manifold_codes(n), y)
+
+
+def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """(1 - t) a + t b for every t: a, b (*latent) -> (len(t), *latent)."""
+    t = t.view(-1, *([1] * a.dim())).to(a.dtype)
+    return (1 - t) * a + t * b
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """Spherical interpolation (Shoemake, 1985; White, 2016): keeps the norm typical of Gaussian codes.
+
+    Falls back to lerp when a and b point the same way (the angle is ~0, and sin(omega) ~ 0).
+    """
+    af, bf = a.flatten().double(), b.flatten().double()
+    cos = (af @ bf / (af.norm() * bf.norm()).clamp_min(eps)).clamp(-1, 1)
+    omega = torch.arccos(cos)
+    if omega.abs() < 1e-4:
+        return lerp(a, b, t)
+    t = t.double().view(-1, 1)
+    so = torch.sin(omega)
+    out = (torch.sin((1 - t) * omega) / so) * af + (torch.sin(t * omega) / so) * bf
+    return out.to(a.dtype).view(-1, *a.shape)
+
+
+@torch.inference_mode()
+def interpolate(model: VAEBase, z_a: torch.Tensor, z_b: torch.Tensor, steps: int = 10,
+                method: Literal["linear", "spherical"] = "linear", y: int | None = None) -> torch.Tensor:
+    """Decoded path from z_a to z_b (each (1, *latent) or (*latent)), ``steps`` images including both ends."""
+    if not 2 <= steps <= 64:
+        raise VAEError(f"Interpolation steps must be between 2 and 64, got {steps}.")
+    if method not in ("linear", "spherical"):
+        raise VAEError(f"Interpolation must be 'linear' or 'spherical', got {method!r}.")
+    a, b = z_a.reshape(model.latent_shape).cpu(), z_b.reshape(model.latent_shape).cpu()
+    t = torch.linspace(0, 1, steps)
+    z = (lerp if method == "linear" else slerp)(a, b, t)
+    return decode(model, z, y)
+
+
+def arithmetic(z_a: torch.Tensor, z_b: torch.Tensor, z_c: torch.Tensor) -> torch.Tensor:
+    """A - B + C: what is to C as A is to B."""
+    return z_a - z_b + z_c
+
+
+@torch.inference_mode()
+def attribute_vector(model: VAEBase, data: ImageSet, to_class: int, from_class: int,
+                     max_per_class: int = 500) -> torch.Tensor:
+    """Mean code of class ``to_class`` minus the mean code of ``from_class`` (1, *latent).
+
+    Added to a code, it moves the image from the one class towards the other (White, 2016).
+    """
+    if data.labels is None:
+        raise VAEError(f"Attribute vectors need class labels, and {data.name or 'the dataset'} has none.")
+    means = []
+    for c in (to_class, from_class):
+        idx = (data.labels == c).nonzero().flatten()[:max_per_class]
+        if len(idx) == 0:
+            raise VAEError(f"The dataset has no images of class {c}.")
+        means.append(encode_dataset(model, data.subset(idx)).mean(0, keepdim=True))
+    return means[0] - means[1]
+
+
+__all__ = ["UnitStats", "arithmetic", "attribute_vector", "decode", "encode", "encode_dataset", "interpolate",
+           "is_spatial", "labels_for", "lerp", "manifold_codes", "manifold_grid", "num_units", "reconstruct",
+           "sample_grid", "set_units", "slerp", "traversal_codes", "traversal_grid", "unit_stats"]
