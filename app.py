@@ -1,0 +1,23 @@
+"""VAE Latent Explorer: `streamlit run app.py`.
+
+The frame: page config, the shared sidebar (model, dataset, device) and the navigation over
+the pages in pages/. Each page reads the sidebar's choices from ``explorer_ui.context()``.
+"""
+import streamlit as st
+
+import explorer_ui as ui
+
+st.set_page_config(page_title="VAE Latent Explorer", page_icon=":material/blur_on:", layout="wide")
+ui.configure_torch()
+ui.warm_up_thread()
+
+nav = st.navigation([
+    st.Page("app_pages/sample.py", title="Sample", icon=":material/grid_view:", default=True),
+    st.Page("app_pages/traverse.py", title="Traverse", icon=":material/tune:"),
+    st.Page("app_pages/interpolate.py", title="Interpolate", icon=":material/linear_scale:"),
+    st.Page("app_pages/latent_map.py", title="Latent map", icon=":material/scatter_plot:"),
+    st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
+])
+st.sidebar.title("VAE Latent Explorer")
+ui.sidebar()
+nav.run()

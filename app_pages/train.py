@@ -1,0 +1,132 @@
+"""Train: a run in the background, watched live; then explore, save or push it."""
+import time
+from pathlib import Path
+
+import plotly.graph_objects as go
+import streamlit as st
+
+import explorer_ui as ui
+import vae_core
+from vae_core import models
+from vae_core.live import Limits, TrainingJob, push_to_hub
+from vae_core.train import RunConfig
+
+st.title("Train")
+FAMILIES = {"mlp": "MLP", "conv": "Convolutional", "cvae": "Conditional (MLP)", "vq": "VQ-VAE"}
+LEARNING_RATES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
+
+
+def run_config(dataset: str, family: str, latent: int, beta: float, anneal: str, epochs: int, lr: float):
+    data = ui.load_data(dataset, "train")
+    cfg_cls = vae_core.MODEL_TYPES[family][0]
+    fields = {"in_shape": data.shape, "latent_dim": latent}
+    if family == "cvae":
+        fields["num_classes"] = data.num_classes
+    model_cfg = cfg_cls(**fields)
+    model_cfg.validate()
+    models.check_param_budget(model_cfg)
+    train_cfg = vae_core.TrainConfig(dataset=dataset, epochs=epochs, beta=beta, kl_anneal=anneal, lr=lr,
+                                     batch_size=min(128, len(data)))
+    train_cfg.validate()
+    return RunConfig(model_cfg, train_cfg), data
+
+
+def loss_figure(history: list[dict]) -> go.Figure:
+    fig = go.Figure()
+    steps = [h["step"] for h in history]
+    for name in [k for k in history[0] if k not in ("step", "epoch")]:
+        fig.add_trace(go.Scatter(x=steps, y=[h[name] for h in history], name=name, mode="lines"))
+    fig.update_layout(height=320, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="step",
+                      yaxis_type="log" if all(h["loss"] > 0 for h in history) else "linear")
+    return fig
+
+
+def show_progress(job: TrainingJob) -> None:
+    s = job.snapshot()
+    eta = f", about {s.eta:.0f} s left" if s.eta is not None and not s.done else ""
+    st.progress(s.progress, text=f"{s.status}: step {s.step:,}/{s.total_steps:,}, epoch {s.epoch}/{s.epochs}{eta}"
+                                 f" ({s.images_per_s:,.0f} images/s)")
+    if s.error:
+        st.error(s.error)
+    elif s.message:
+        st.caption(s.message)
+    left, right = st.columns([3, 2])
+    if s.history:
+        left.plotly_chart(loss_figure(s.history), key="train_losses")
+    if s.evals:
+        e = s.evals[-1]
+        left.caption(f"held-out after epoch {e['epoch']}: ELBO {e.get('elbo', float('nan')):.2f}, "
+                     f"KL {e.get('kl', float('nan')):.2f}" +
+                     (f", active units {e['active_units']}/{e['latent_units']}" if "active_units" in e else ""))
+    if s.samples is not None:
+        with right:
+            ui.show_grid(s.samples[:36], nrow=6, target=42, caption=f"samples after epoch {s.epoch} (fixed noise)")
+
+
+def explore_model(job: TrainingJob) -> None:
+    """on_click: make the finished run the current model (runs before the sidebar is drawn)."""
+    model = job.model
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model.trained_on = job.config.train.dataset
+    snap = job.snapshot()
+    model.card_metrics = {k: snap.evals[-1][k] for k in ("elbo", "recon", "kl", "active_units")
+                          if snap.evals and k in snap.evals[-1]}
+    st.session_state["trained_model"] = (model, f"{job.config.model.model_type} trained here")
+    st.session_state["model_kind"] = ui.SESSION_RUN
+
+
+with ui.guard("Training"):
+    limits = Limits.from_env()
+    job = st.session_state.get("train_job")
+    running = job is not None and job.is_alive()
+    c1, c2, c3, c4 = st.columns(4)
+    dataset = c1.selectbox("Dataset", list(vae_core.DATASETS), key="train_dataset", disabled=running)
+    family = c2.selectbox("Model family", list(FAMILIES), format_func=FAMILIES.get, key="train_family",
+                          disabled=running)
+    latent = c3.number_input("Latent size", 1, 64, 8, key="train_latent", disabled=running,
+                             help="The code's dimension (a VQ-VAE: the size of each code vector).")
+    epochs = c4.number_input(f"Epochs (at most {limits.max_epochs})", 1, limits.max_epochs,
+                             min(10, limits.max_epochs), key="train_epochs", disabled=running)
+    c5, c6, c7, c8 = st.columns(4)
+    beta = c5.number_input("Beta (KL weight)", 0.0, 20.0, 1.0, 0.1, key="train_beta", disabled=running)
+    anneal = c6.selectbox("KL annealing", ["none", "linear", "cyclical"], key="train_anneal", disabled=running)
+    lr = c7.select_slider("Learning rate", LEARNING_RATES, value=1e-3, format_func=lambda v: f"{v:g}",
+                          key="train_lr", disabled=running)
+    c8.caption(f"Runs stop after {limits.max_seconds:g} s on this server.")
+
+    b1, b2, _ = st.columns([1, 1, 4])
+    if b1.button("Start", key="train_start", type="primary", disabled=running):
+        config, data = run_config(dataset, family, int(latent), float(beta), anneal, int(epochs), float(lr))
+        job = TrainingJob(config, data, ui.load_data(dataset, "test"), limits=limits).start()
+        st.session_state["train_job"] = job
+        running = True
+    if b2.button("Stop", key="train_stop", disabled=not running):
+        job.stop()
+
+    if job is None:
+        st.info("Choose the settings and press Start: the run trains in the background while you use the app.")
+        st.stop()
+
+    @st.fragment(run_every=1.0 if running else None)
+    def live():
+        show_progress(job)
+        if running and not job.is_alive():
+            st.rerun()             # finished: redraw the whole page, with the buttons for what comes next
+
+    live()
+
+    if not job.is_alive() and job.model is not None and job.snapshot().status != "failed":
+        st.subheader("What next")
+        d1, d2, d3 = st.columns(3)
+        d1.button("Explore it", key="train_explore", on_click=explore_model, args=(job,),
+                  help="Make this run the current model of every page (sidebar: This session's run).")
+        name = d2.text_input("Run folder name", value=f"run-{time.strftime('%Y%m%d-%H%M%S')}", key="train_save_name")
+        if d2.button("Save as run folder", key="train_save"):
+            folder = job.save(name)
+            d2.success(f"Saved to {folder}; open it with Model source: Folder.")
+            st.session_state["train_saved"] = str(folder)
+        repo = d3.text_input("Hub repo id", key="train_repo", placeholder="org/name")
+        if d3.button("Push to the Hub", key="train_push"):
+            saved = st.session_state.get("train_saved") or str(job.save(name))
+            d3.success(f"Pushed: {push_to_hub(Path(saved), repo.strip())}")

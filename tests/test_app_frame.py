@@ -1,0 +1,68 @@
+"""The frame: sidebar pickers, model summary, navigation, and bad model/dataset input."""
+from tests.app_conftest_helpers import assert_clean, errors, image_urls, open_app
+
+
+def test_opens_with_a_shipped_mnist_model():
+    at = open_app()
+    assert_clean(at)
+    assert at.sidebar.radio(key="model_kind").value == "Shipped"
+    assert at.sidebar.selectbox(key="model_shipped").value == "mnist-mlp"
+    summary = " ".join(m.value for m in at.sidebar.markdown)
+    assert "mlp" in summary and "latent 20" in summary and "parameters" in summary and "mnist-5k" in summary
+    assert "elbo" in summary                                     # the card's metrics table
+    assert any("Device in use: " in c.value for c in at.sidebar.caption)
+    for key in ("device", "dataset", "split"):
+        assert at.sidebar.selectbox(key=key).value
+    assert image_urls(at)                                       # the default page (Sample) shows a grid
+
+
+def test_every_page_runs_with_the_default_model():
+    at = open_app()
+    for page in ("sample", "traverse", "interpolate", "latent_map", "train"):
+        at.switch_page(f"app_pages/{page}.py").run()
+        assert_clean(at)
+        assert at.sidebar.selectbox(key="model_shipped").value == "mnist-mlp"   # one sidebar on every page
+
+
+def test_unknown_hub_id_shows_an_error_and_the_sidebar_still_works():
+    at = open_app()
+    at.sidebar.radio(key="model_kind").set_value("Hub").run()
+    at.sidebar.text_input(key="model_hub").set_value("nobody-xyz/no-such-model").run()
+    assert not at.exception
+    assert any("no-such-model" in e.value for e in at.sidebar.error)
+    assert any("Choose a working model" in i.value for i in at.info)
+    at.run()                                                     # a rerun does not hit the network again
+    assert any("Retry" == b.label for b in at.sidebar.button)
+    at.sidebar.radio(key="model_kind").set_value("Shipped").run()
+    assert_clean(at)
+    assert image_urls(at)
+
+
+def test_a_folder_that_is_not_a_checkpoint(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    at = open_app()
+    at.sidebar.radio(key="model_kind").set_value("Folder").run()
+    at.sidebar.text_input(key="model_folder").set_value(str(tmp_path)).run()
+    assert not at.exception
+    assert any("config.json" in e.value for e in at.sidebar.error)
+    at.sidebar.text_input(key="model_folder").set_value(str(tmp_path / "missing")).run()
+    assert any("No folder" in e.value for e in at.sidebar.error)
+
+
+def test_every_shipped_model_samples_without_error():
+    at = open_app()
+    for name in at.sidebar.selectbox(key="model_shipped").options:
+        at.sidebar.selectbox(key="model_shipped").set_value(name).run()
+        assert_clean(at)
+        assert image_urls(at), name
+
+
+def test_dataset_of_another_shape_is_explained_and_can_be_resized():
+    at = open_app("traverse")
+    at.sidebar.selectbox(key="dataset").set_value("digits").run()
+    assert not at.exception
+    assert any("1x28x28" in w.value and "digits" in w.value for w in at.sidebar.warning)
+    assert errors(at)                                            # the page needs the data: it says so and stops
+    at.sidebar.checkbox(key="resize_data").check().run()
+    assert_clean(at)
+    assert image_urls(at)

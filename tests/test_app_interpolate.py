@@ -1,0 +1,74 @@
+"""Interpolate page: sources, steps and path, uploads good and bad, arithmetic, attribute vectors."""
+from tests.app_conftest_helpers import assert_clean, errors, image_urls, open_app, png
+
+
+def test_widgets_and_changes():
+    at = open_app("interpolate")
+    assert_clean(at)
+    for key in ("interp_steps", "interp_attr_alpha"):
+        assert at.slider(key=key)
+    assert {b.key for b in at.get("download_button")} == {"interp_download_png", "interp_download_gif"}
+    before = image_urls(at)
+    at.slider(key="interp_steps").set_value(4).run()
+    assert_clean(at)
+    assert image_urls(at) != before
+    before = image_urls(at)
+    at.radio(key="interp_method").set_value("spherical").run()
+    assert_clean(at)
+    assert image_urls(at) != before
+    before = image_urls(at)
+    at.number_input(key="interp_b_index").set_value(40).run()
+    assert image_urls(at) != before
+
+
+def test_random_button_picks_another_image():
+    at = open_app("interpolate")
+    at.button(key="interp_a_random").click().run()
+    assert_clean(at)
+    assert at.number_input(key="interp_a_index").value != 0
+
+
+def test_upload_is_converted_and_previewed():
+    at = open_app("interpolate")
+    at.radio(key="interp_b_source").set_value("Upload").run()
+    assert any("Upload an image" in i.value for i in at.info)
+    at.file_uploader(key="interp_b_upload").set_value(("digit.jpg", png((90, 60), "white", fmt="JPEG"),
+                                                       "image/jpeg")).run()
+    assert_clean(at)
+    assert any("what the model sees" in c for img in at.image for c in img.captions)
+
+
+def test_corrupt_and_enormous_uploads_show_errors():
+    at = open_app("interpolate")
+    at.radio(key="interp_a_source").set_value("Upload").run()
+    at.file_uploader(key="interp_a_upload").set_value(("bad.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 50,
+                                                       "image/png")).run()
+    assert not at.exception
+    assert any("not an image" in e or "corrupt" in e for e in errors(at))
+    at.file_uploader(key="interp_a_upload").set_value(("big.png", png((5000, 4000), "black", mode="L"),
+                                                       "image/png")).run()
+    assert not at.exception
+    assert any("pixels" in e for e in errors(at))
+
+
+def test_arithmetic_and_attribute_vector():
+    at = open_app("interpolate")
+    before = image_urls(at)
+    at.number_input(key="interp_c_index").set_value(11).run()
+    assert_clean(at)
+    assert image_urls(at) != before
+    before = image_urls(at)
+    at.slider(key="interp_attr_alpha").set_value(-1.5).run()
+    assert_clean(at)
+    assert image_urls(at)[-1] != before[-1]
+    at.selectbox(key="interp_attr_to").set_value(7).run()
+    assert_clean(at)
+
+
+def test_conditional_model_upload_asks_for_its_class():
+    at = open_app("interpolate", model="mnist-cvae")
+    assert_clean(at)
+    at.radio(key="interp_a_source").set_value("Upload").run()
+    at.file_uploader(key="interp_a_upload").set_value(("d.png", png(), "image/png")).run()
+    assert_clean(at)
+    assert at.selectbox(key="interp_a_class")

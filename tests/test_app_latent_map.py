@@ -1,0 +1,66 @@
+"""Latent map page: projections, background UMAP, selecting points, 2-D codes."""
+import time
+
+import explorer_ui
+from tests.app_conftest_helpers import assert_clean, errors, image_urls, open_app
+
+
+def chart(at):
+    return [e for e in at.main if getattr(e, "key", None) == "map_chart"] or at.get("plotly_chart")
+
+
+def test_pca_map_and_showing_points_by_index():
+    at = open_app("latent_map")
+    assert_clean(at)
+    assert chart(at)
+    assert at.slider(key="map_points").value == 5000
+    assert at.selectbox(key="map_colour").value == "label"
+    at.text_input(key="map_pick").set_value("3, 17").run()
+    assert_clean(at)
+    assert len(at.image) == 2                       # originals + reconstructions, then neighbours
+    before = image_urls(at)
+    at.slider(key="map_k").set_value(3).run()
+    assert image_urls(at)[1] != before[1]
+    at.text_input(key="map_pick").set_value("three").run()
+    assert any("not a list of image indices" in e for e in errors(at))
+
+
+def test_umap_runs_in_the_background_and_then_shows():
+    at = open_app("latent_map")
+    at.slider(key="map_points").set_value(300).run()
+    at.radio(key="map_method").set_value("UMAP").run()
+    assert not at.exception
+    deadline = time.time() + 90
+    while any("running in the background" in i.value for i in at.info) and time.time() < deadline:
+        time.sleep(0.5)
+        at.run()
+    assert_clean(at)
+    assert not any("running in the background" in i.value for i in at.info)
+    at.slider(key="map_neighbors").set_value(5).run()           # new parameters: a new map
+    assert not at.exception
+
+
+def test_tsne_on_few_points():
+    at = open_app("latent_map")
+    at.slider(key="map_points").set_value(200).run()
+    at.radio(key="map_method").set_value("t-SNE").run()
+    at.slider(key="map_perplexity").set_value(10.0).run()
+    deadline = time.time() + 90
+    while any("running in the background" in i.value for i in at.info) and time.time() < deadline:
+        time.sleep(0.5)
+        at.run()
+    assert_clean(at)
+
+
+def test_two_dimensional_codes_with_the_prior():
+    at = open_app("latent_map", model="mnist-mlp-2d")
+    assert at.radio(key="map_method").options[0] == "Codes (2-D latent)"
+    at.radio(key="map_method").set_value("Codes (2-D latent)").run()
+    assert_clean(at)
+
+
+def test_selection_helpers():
+    event = {"selection": {"points": [{"customdata": 4}, {"customdata": [9]}, {"x": 1}]}}
+    assert explorer_ui.selected_points(event) == [4, 9]
+    assert explorer_ui.selected_points(None) == []
+    assert explorer_ui.parse_indices("1, 2 3") == [1, 2, 3]

@@ -1,0 +1,46 @@
+"""Sample page: widgets exist, moving them changes the grid, class and VQ handling."""
+from tests.app_conftest_helpers import assert_clean, image_urls, open_app
+
+
+def test_widgets_and_download():
+    at = open_app("sample")
+    assert_clean(at)
+    for key in ("sample_count", "sample_temperature"):
+        assert at.slider(key=key)
+    assert at.number_input(key="sample_seed").value == 0
+    assert at.button(key="sample_resample")
+    assert at.get("download_button")[0].label.startswith("Download")
+
+
+def test_each_control_changes_the_grid():
+    at = open_app("sample")
+    seen = [image_urls(at)]
+    for change in (lambda: at.slider(key="sample_count").set_value(9),
+                   lambda: at.slider(key="sample_temperature").set_value(0.5),
+                   lambda: at.number_input(key="sample_seed").set_value(7),
+                   lambda: at.button(key="sample_resample").click()):
+        change()
+        at.run()
+        assert_clean(at)
+        assert image_urls(at) not in seen
+        seen.append(image_urls(at))
+
+
+def test_same_seed_same_grid():
+    a, b = open_app("sample"), open_app("sample")
+    assert image_urls(a) == image_urls(b)
+
+
+def test_conditional_model_has_a_class_choice():
+    at = open_app("sample", model="mnist-cvae")
+    assert_clean(at)
+    before = image_urls(at)
+    at.selectbox(key="sample_class").set_value(7).run()
+    assert_clean(at)
+    assert image_urls(at) != before
+
+
+def test_vq_model_says_how_it_samples():
+    at = open_app("sample", model="mnist-vq")
+    assert_clean(at)
+    assert any("training code frequencies" in i.value or "frequencies" in i.value for i in at.info)
