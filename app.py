@@ -17,6 +17,7 @@ nav = st.navigation([
     st.Page("app_pages/interpolate.py", title="Interpolate", icon=":material/linear_scale:"),
     st.Page("app_pages/latent_map.py", title="Latent map", icon=":material/scatter_plot:"),
     st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("app_pages/analyze.py", title="Analyze", icon=":material/analytics:"),
 ])
 st.sidebar.title("VAE Latent Explorer")
 ui.sidebar()

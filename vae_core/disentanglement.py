@@ -268,6 +268,12 @@ def modularity(mi: np.ndarray) -> float:
     return float(np.mean(score))
 
 
+def _macro_auc(y_bin: np.ndarray, proba: np.ndarray) -> float:
+    """Macro ROC-AUC over the classes that the sample holds both in and out of (small samples miss some)."""
+    cols = (y_bin.min(0) == 0) & (y_bin.max(0) == 1)
+    return float(metrics.roc_auc_score(y_bin[:, cols], proba[:, cols])) if cols.any() else float("nan")
+
+
 def modularity_explicitness(gt: GroundTruth, rep: Representation, seed: int = 0, num_train: int = 10_000,
                             num_test: int = 5_000, num_bins: int = 20) -> dict:
     rng = np.random.default_rng(seed)
@@ -281,10 +287,9 @@ def modularity_explicitness(gt: GroundTruth, rep: Representation, seed: int = 0,
     for j in range(factors.shape[1]):
         clf = linear_model.LogisticRegression(max_iter=1000).fit(x_tr, factors[:, j])
         mlb = preprocessing.MultiLabelBinarizer(classes=clf.classes_)
-        exp_tr.append(metrics.roc_auc_score(mlb.fit_transform(factors[:, j:j + 1]), clf.predict_proba(x_tr)))
+        exp_tr.append(_macro_auc(mlb.fit_transform(factors[:, j:j + 1]), clf.predict_proba(x_tr)))
         known = np.isin(factors_t[:, j], clf.classes_)
-        exp_te.append(metrics.roc_auc_score(mlb.fit_transform(factors_t[known, j:j + 1]),
-                                            clf.predict_proba(x_te[known])))
+        exp_te.append(_macro_auc(mlb.fit_transform(factors_t[known, j:j + 1]), clf.predict_proba(x_te[known])))
     return {"modularity": mod, "explicitness_train": float(np.mean(exp_tr)), "explicitness": float(np.mean(exp_te))}
 
 

@@ -1,0 +1,76 @@
+"""Analyze page: each analysis draws its pictures, settings change them, and bad combinations explain themselves."""
+from tests.app_conftest_helpers import assert_clean, image_urls, open_app
+
+
+def _charts(at):
+    return [c.proto.spec for c in at.get("plotly_chart")]
+
+
+def test_default_analyses_show_units_and_reconstructions():
+    at = open_app("analyze")
+    assert_clean(at)
+    assert at.multiselect(key="an_pick").value == ["Latent units", "Reconstructions"]
+    labels = [m.label for m in at.metric]
+    assert {"ELBO (nats)", "Active units", "I(x; z) (nats)", "MSE", "PSNR (dB)", "SSIM"} <= set(labels)
+    assert any("KL per latent unit" in spec for spec in _charts(at))
+    assert len(image_urls(at)) == 1                       # the originals-over-reconstructions grid
+
+
+def test_moving_the_controls_changes_the_output():
+    at = open_app("analyze")
+    before = image_urls(at)
+    at.slider(key="an_recon_count").set_value(8).run()
+    assert_clean(at)
+    assert image_urls(at) != before
+    elbo = next(m.value for m in at.metric if m.label == "ELBO (nats)")
+    at.select_slider(key="an_n").set_value(250).run()
+    assert_clean(at)
+    assert next(m.value for m in at.metric if m.label == "ELBO (nats)") != elbo
+    at.select_slider(key="an_iwae_k").set_value(10).run()
+    assert_clean(at)
+    assert any(m.label.startswith("log p(x)") for m in at.metric)
+
+
+def test_anomalies_with_a_class_show_roc_and_threshold():
+    at = open_app("analyze")
+    at.multiselect(key="an_pick").set_value(["Anomalies"]).run()
+    at.select_slider(key="an_n").set_value(250).run()
+    at.selectbox(key="an_score_kind").set_value("Reconstruction error").run()
+    assert_clean(at)
+    assert any("Pick a class" in i.value for i in at.info)
+    at.selectbox(key="an_anomaly_class").set_value("0").run()
+    assert_clean(at)
+    specs = _charts(at)
+    assert any("ROC-AUC" in s for s in specs) and any("flagged" in s for s in specs)
+    hist = next(s for s in specs if "flagged" in s)
+    at.slider(key="an_threshold").set_value(60.0).run()
+    assert_clean(at)
+    assert next(s for s in _charts(at) if "flagged" in s) != hist
+
+
+def test_factors_and_disentanglement_on_dsprites():
+    at = open_app("analyze", model="dsprites-beta4")
+    at.sidebar.selectbox(key="dataset").set_value("dsprites").run()
+    assert_clean(at)
+    pick = at.multiselect(key="an_pick")
+    assert "Factors" in pick.options and "Disentanglement" in pick.options
+    pick.set_value(["Factors", "Disentanglement"]).run()
+    at.select_slider(key="an_n").set_value(500).run()
+    assert_clean(at)
+    assert any("Mutual information of each unit" in s for s in _charts(at))
+    assert len(image_urls(at)) == 1                       # one traversal row per factor
+    at.select_slider(key="an_dis_scale").set_value(0.01).run()
+    at.button(key="an_dis_run").click().run()
+    assert_clean(at)
+    assert any("Disentanglement scores" in s for s in _charts(at))
+
+
+def test_disentanglement_needs_factors_and_a_mismatched_dataset_is_explained():
+    at = open_app("analyze")
+    assert "Disentanglement" not in at.multiselect(key="an_pick").options      # mnist has no factors
+    at.sidebar.selectbox(key="dataset").set_value("dsprites").run()          # a 28x28 model on 64x64 data
+    assert not at.exception
+    assert any("expects 1x28x28" in e for e in [e.value for e in at.error])
+    at.sidebar.checkbox(key="resize_data").check().run()                    # the user resizes on purpose
+    assert_clean(at)
+    assert "Factors" in at.multiselect(key="an_pick").options
