@@ -6,7 +6,7 @@ import torch
 
 import explorer_ui as ui
 from vae_core import analyze, explore
-from vae_core.disentanglement import METRICS, evaluate_disentanglement
+from vae_core.disentanglement import evaluate_disentanglement
 
 st.title("Analyze")
 UNITS, FACTORS, ANOMALIES, RECON, DISENTANGLEMENT = ("Latent units", "Factors", "Anomalies", "Reconstructions",

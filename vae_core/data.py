@@ -28,7 +28,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Literal
@@ -38,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import VAEError
+from .hub import atomic_file
 
 Split = Literal["train", "test", "all"]
 SPLIT_SEED = 1234          # fixed, so every run and every user sees the same split
@@ -303,11 +303,8 @@ def build_dsprites_cache(path: str | Path | None = None, progress: Progress | No
     for stale in path.parent.glob(f".{path.name}.tmp-*"):      # left by a build that was killed outright
         if stale.stat().st_mtime < time.time() - 600:           # (a live build writes every second)
             stale.unlink(missing_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    tmp.chmod(0o644)
-    try:
+
+    def write(tmp: Path) -> None:
         packed = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(DSPRITES_N, 64 * 64 // 8))
         for start in range(0, DSPRITES_N, chunk):
             stop = min(start + chunk, DSPRITES_N)
@@ -316,12 +313,8 @@ def build_dsprites_cache(path: str | Path | None = None, progress: Progress | No
                 progress(stop, DSPRITES_N)
         packed.flush()
         del packed
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    atomic_file(path, write)
     return path
 
 
@@ -620,22 +613,6 @@ def _labels_tensor(values: list, class_names: tuple[str, ...], column: str):
     return None, (), [f"Column {column!r} does not hold class labels (whole numbers or names); labels were dropped."]
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    tmp.chmod(0o644)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _load_hub(spec: str, split: str, image_size: int, channels: int, *, column, label_column, config, revision,
               max_images, progress) -> ImageSet:
     opts = parse_hf_spec(spec)
@@ -756,7 +733,7 @@ def _decode_parquet(key: dict, files: list[str], fetch: Callable[[str], Path], p
     tensors = {"images": images.contiguous()}
     if label_tensor is not None:
         tensors["labels"] = label_tensor
-    _atomic_write(_hub_decoded_path(key), lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    atomic_file(_hub_decoded_path(key), lambda tmp: save_file(tensors, str(tmp), metadata=meta))
     return ImageSet(images, label_tensor, class_names=class_names, name=name, warnings=tuple(notes))
 
 

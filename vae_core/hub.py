@@ -44,6 +44,24 @@ def _fsync_write(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
+def atomic_file(path: Path, write) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, fsync it, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    tmp.chmod(0o644)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def atomic_folder(dest: Path, write) -> None:
     """Call ``write(tmp_dir)`` then swap tmp_dir into ``dest``.
 
@@ -229,16 +247,80 @@ def fetch_model_repo(repo_id: str, revision: str | None = None) -> Path:
     return download_repo(repo_id, commit)
 
 
+HUB_REQUEST_TIMEOUT = 10.0      # seconds a single Hub request may wait for the server (connect or read)
+HUB_FETCH_TIMEOUT = 120.0       # seconds a whole fetch may take before the app gives up on it
+
+
+def _hub_timeouts() -> tuple[float, float]:
+    """(per-request, whole-fetch) time-outs: VAE_EXPLORER_HUB_TIMEOUT / VAE_EXPLORER_HUB_FETCH_TIMEOUT."""
+    def read(name, default):
+        try:
+            value = float(os.environ.get(name) or default)
+        except ValueError:
+            raise VAEError(f"{name}={os.environ[name]!r} is not a number of seconds; fix the server's environment.") from None
+        return value if value > 0 else default
+    return read("VAE_EXPLORER_HUB_TIMEOUT", HUB_REQUEST_TIMEOUT), read("VAE_EXPLORER_HUB_FETCH_TIMEOUT", HUB_FETCH_TIMEOUT)
+
+
+def _check_remote_sizes(repo_id: str, revision: str | None, allow_patterns) -> None:
+    """Refuse, before anything downloads, a repo whose wanted files add up to more than MAX_WEIGHTS_BYTES.
+
+    Uses the Hub's file metadata; when it cannot be had (offline, an old server), the sizes
+    are checked after the download instead.
+    """
+    import fnmatch
+
+    from huggingface_hub import HfApi
+
+    try:
+        info = HfApi().model_info(repo_id, revision=revision, files_metadata=True)
+    except Exception:      # offline or refused: snapshot_download reports it with the right message
+        return
+    total = sum(int(getattr(f, "size", None) or 0) for f in (info.siblings or [])
+                if any(fnmatch.fnmatch(f.rfilename, pat) for pat in allow_patterns))
+    if total > MAX_WEIGHTS_BYTES:
+        raise VAEError(f"{repo_id} holds {total / 2**30:.1f} GiB of files to fetch; this server loads at most "
+                       f"{MAX_WEIGHTS_BYTES / 2**30:.0f} GiB. Pick a smaller model.")
+
+
+def _check_local_sizes(repo_id: str, local: Path) -> None:
+    total = sum(p.stat().st_size for p in Path(local).rglob("*") if p.is_file())
+    if total > MAX_WEIGHTS_BYTES:
+        raise VAEError(f"{repo_id} holds {total / 2**30:.1f} GiB of files; this server loads at most "
+                       f"{MAX_WEIGHTS_BYTES / 2**30:.0f} GiB. Pick a smaller model.")
+
+
 def download_repo(repo_id: str, revision: str | None = None, allow_patterns=None) -> Path:
-    """Fetch a model repo's config, weights and card through huggingface_hub (its cache works offline)."""
+    """Fetch a model repo's config, weights and card through huggingface_hub (its cache works offline).
+
+    Each request waits at most VAE_EXPLORER_HUB_TIMEOUT seconds (default 10) and the whole fetch
+    VAE_EXPLORER_HUB_FETCH_TIMEOUT (default 120); more than MAX_WEIGHTS_BYTES of files is refused,
+    from the Hub's metadata before the download where it can be had. ``trust_remote_code`` is never used:
+    nothing fetched is executed, only JSON and safetensors are read.
+    """
+    import concurrent.futures
+
+    from huggingface_hub import constants as hf_constants
     from huggingface_hub import snapshot_download
     from huggingface_hub import errors as hf_errors
 
-    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "30")
+    request_timeout, fetch_timeout = _hub_timeouts()
+    # huggingface_hub reads HF_HUB_*_TIMEOUT from the environment once, at import: set its constants.
+    hf_constants.HF_HUB_DOWNLOAD_TIMEOUT = request_timeout
+    hf_constants.HF_HUB_ETAG_TIMEOUT = request_timeout
     if allow_patterns is None:
         allow_patterns = ["config.json", "*.safetensors", "README.md", "*.json", *[f"*{sfx}" for sfx in PICKLE_SUFFIXES]]
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-fetch")
     try:
-        local = snapshot_download(repo_id, revision=revision, repo_type="model", allow_patterns=list(allow_patterns))
+        if not hf_constants.HF_HUB_OFFLINE:
+            _check_remote_sizes(repo_id, revision, list(allow_patterns))
+        fut = pool.submit(snapshot_download, repo_id, revision=revision, repo_type="model",
+                          allow_patterns=list(allow_patterns))
+        try:
+            local = fut.result(timeout=fetch_timeout)
+        except concurrent.futures.TimeoutError:
+            raise VAEError(f"The Hugging Face Hub did not deliver {repo_id!r} within {fetch_timeout:g} s; it may be slow "
+                           "or unreachable. Try again later, or pick a shipped checkpoint or a local folder.") from None
     except hf_errors.RepositoryNotFoundError:
         raise VAEError(f"The Hub has no model repo {repo_id!r} (or it is private): check the spelling, "
                        "or set HF_TOKEN for a private repo.") from None
@@ -252,6 +334,9 @@ def download_repo(repo_id: str, revision: str | None = None, allow_patterns=None
     except (OSError, ValueError) as e:
         raise VAEError(f"Could not fetch {repo_id!r} from the Hub ({type(e).__name__}: {str(e).splitlines()[0]}); "
                        "check the network or use a local folder.") from None
+    finally:
+        pool.shutdown(wait=False)      # a fetch past its time-out finishes (or fails) on its own thread
+    _check_local_sizes(repo_id, Path(local))
     return Path(local)
 
 

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from .data import ImageSet
+from .hub import atomic_file
 from .models import VAEBase
 
 
@@ -113,10 +114,8 @@ def feature_classifier(data: ImageSet, epochs: int = 15, seed: int = 0) -> Featu
             opt.zero_grad()
             loss.backward()
             opt.step()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
-    os.replace(tmp, path)
+    state = {k: v.contiguous() for k, v in net.state_dict().items()}
+    atomic_file(path, lambda tmp: save_file(state, str(tmp)))
     return net.eval()
 
 

@@ -6,7 +6,6 @@ import math
 from typing import ClassVar
 
 import torch
-import torch.nn as nn
 
 from ..errors import VAEError
 from .base import MAX_WIDTH, ModelConfig, Posterior, VAEBase, _positive, mlp
