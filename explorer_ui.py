@@ -300,8 +300,26 @@ def sidebar() -> Context:
     if ctx.data_error:
         sb.warning(ctx.data_error)
     sb.caption(f"Device in use: {ctx.device}")
+    job = st.session_state.get("train_job")
+    if job is not None:
+        job.touch()                          # this session is alive: its run goes on
     st.session_state["_ctx"] = ctx
     return ctx
+
+
+def session_alive():
+    """A function that says whether this browser session is still connected (None outside a server).
+
+    A training run started here is tied to it: once the tab is closed for longer than
+    VAE_EXPLORER_SESSION_TIMEOUT, the run is stopped and its thread ends (vae_core.live)."""
+    from streamlit import runtime
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    run_ctx = get_script_run_ctx()
+    if not runtime.exists() or run_ctx is None:
+        return None
+    rt, session_id = runtime.get_instance(), run_ctx.session_id
+    return lambda: rt.is_active_session(session_id) is True      # (AppTest's stand-in runtime answers a Mock)
 
 
 def context() -> Context:
@@ -379,6 +397,19 @@ def _random_index(key: str, n: int) -> None:
     st.session_state[key] = int(torch.randint(n, (1,), generator=gen))
 
 
+def _frame_count(data: bytes) -> int:
+    """Frames in an upload that decode_image has already accepted (an animated GIF, PNG or WEBP: more than 1)."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data), formats=images.ALLOWED_FORMATS) as probe:
+            return int(getattr(probe, "n_frames", 1))
+    except Exception:             # counting frames is a courtesy: the image itself decoded
+        return 1
+
+
 def image_input(slot: str, title: str, ctx: Context, default_index: int = 0):
     """Widgets for one image; returns (x (1, C, H, W) in [0, 1], label or None, caption), or None
     while the user has not given one yet."""
@@ -405,6 +436,9 @@ def image_input(slot: str, title: str, ctx: Context, default_index: int = 0):
             return None
         img = images.decode_image(up.getvalue())
         caption = f"upload {up.name}"
+        frames = _frame_count(up.getvalue())
+        if frames > 1:
+            st.info(f"{up.name} is animated ({frames} frames); the first frame is used.")
     else:
         from streamlit_drawable_canvas import st_canvas
 

@@ -98,7 +98,8 @@ with ui.guard("Training"):
     b1, b2, _ = st.columns([1, 1, 4])
     if b1.button("Start", key="train_start", type="primary", disabled=running):
         config, data = run_config(dataset, family, int(latent), float(beta), anneal, int(epochs), float(lr))
-        job = TrainingJob(config, data, ui.load_data(dataset, "test"), limits=limits).start()
+        job = TrainingJob(config, data, ui.load_data(dataset, "test"), limits=limits,
+                          alive=ui.session_alive(), watched=True).start()     # ends with its session
         st.session_state["train_job"] = job
         running = True
     if b2.button("Stop", key="train_stop", disabled=not running):
@@ -110,6 +111,7 @@ with ui.guard("Training"):
 
     @st.fragment(run_every=1.0 if running else None)
     def live():
+        job.touch()
         show_progress(job)
         if running and not job.is_alive():
             st.rerun()             # finished: redraw the whole page, with the buttons for what comes next

@@ -11,6 +11,12 @@ public host cannot be exhausted:
     VAE_EXPLORER_TORCH_THREADS torch's intra-op threads in the server process (default 1; 0: torch's
                                default). One thread a request suits a server of many small requests:
                                on a busy 2-core machine it cut the Traverse p95 from 227 ms to 82 ms.
+    VAE_EXPLORER_SESSION_TIMEOUT seconds a watched run goes on once its session is gone (default 120)
+
+A run started from the app is *watched*: it belongs to a browser session, and a reaper thread
+stops it once that session has been gone (closed tab, lost connection) for longer than the
+session time-out, so no run and no worker thread outlives its session. The page says the
+session is alive through ``alive()`` (Streamlit's runtime) and ``touch()`` (every rerun).
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ import re
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -40,6 +47,7 @@ class Limits:
     max_jobs: int = 2
     runs_dir: Path = Path("runs")
     torch_threads: int = 1
+    session_timeout: float = 120.0
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Limits":
@@ -61,7 +69,8 @@ class Limits:
                    number("VAE_EXPLORER_MAX_SECONDS", cls.max_seconds, float),
                    number("VAE_EXPLORER_MAX_JOBS", cls.max_jobs, int),
                    Path(env.get("VAE_EXPLORER_RUNS_DIR") or cls.runs_dir),
-                   number("VAE_EXPLORER_TORCH_THREADS", cls.torch_threads, int, zero_ok=True))
+                   number("VAE_EXPLORER_TORCH_THREADS", cls.torch_threads, int, zero_ok=True),
+                   number("VAE_EXPLORER_SESSION_TIMEOUT", cls.session_timeout, float))
 
     def apply(self, config: RunConfig) -> RunConfig:
         """Refuse too many epochs; cap the run time at max_seconds (a run may ask for less)."""
@@ -75,6 +84,44 @@ class Limits:
 
 _running_lock = threading.Lock()
 _running: set["TrainingJob"] = set()
+
+# Watched jobs and the one reaper thread that ends those whose session is gone; the reaper
+# exits as soon as no watched job is left, so it never outlives the sessions either.
+_watch_lock = threading.Lock()
+_watched: set["TrainingJob"] = set()
+_reaper: threading.Thread | None = None
+
+
+def _watch(job: "TrainingJob") -> None:
+    global _reaper
+    with _watch_lock:
+        _watched.add(job)
+        if _reaper is None or not _reaper.is_alive():
+            _reaper = threading.Thread(target=_reap, name="vae-training-reaper", daemon=True)
+            _reaper.start()
+
+
+def _reap() -> None:
+    global _reaper
+    while True:
+        with _watch_lock:
+            jobs = [j for j in _watched if j.is_alive() or j._thread is None]
+            _watched.intersection_update(jobs)
+            if not jobs:
+                _reaper = None
+                return
+        now = time.monotonic()
+        for job in jobs:
+            if job.alive is not None:
+                try:
+                    if job.alive():
+                        job.touch()
+                except Exception:          # a runtime shutting down: treat the session as gone
+                    pass
+            if now - job.last_seen > job.limits.session_timeout:
+                job.stop(reason=f"its browser session ended (gone for over {job.limits.session_timeout:g} s)",
+                         release=True)
+        time.sleep(max(0.05, min(1.0, min(j.limits.session_timeout for j in jobs) / 4)))
 
 
 @dataclasses.dataclass
@@ -108,7 +155,10 @@ class TrainingJob:
     """One training run in a daemon thread. ``model`` is the job's own, never a shared one."""
 
     def __init__(self, config: RunConfig, data: ImageSet | None = None, test_data: ImageSet | None = None,
-                 *, limits: Limits | None = None, log_every: int = 10):
+                 *, limits: Limits | None = None, log_every: int = 10,
+                 alive: Callable[[], bool] | None = None, watched: bool | None = None):
+        """``watched`` (default: when ``alive`` is given) ties the run to a session: it is stopped once
+        ``alive()`` has been false, and ``touch()`` not called, for ``limits.session_timeout`` seconds."""
         self.limits = limits or Limits.from_env()
         self.config = self.limits.apply(config)
         self.data, self.test_data = data, test_data
@@ -117,6 +167,11 @@ class TrainingJob:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._stop_reason = ""
+        self._release = False
+        self.alive = alive
+        self.watched = alive is not None if watched is None else watched
+        self.last_seen = time.monotonic()
         self._state = Snapshot("starting", 0, 0, 0, self.config.train.epochs, 0.0, None, 0.0, [], [], None, "", "")
 
     # -- control ----------------------------------------------------------------------------
@@ -130,10 +185,21 @@ class TrainingJob:
             _running.add(self)
             self._thread = threading.Thread(target=self._run, name="vae-training", daemon=True)
             self._thread.start()
+        if self.watched:
+            _watch(self)
         return self
 
-    def stop(self) -> None:
-        """Ask the run to stop at its next event (at most ``log_every`` steps, or one evaluation)."""
+    def touch(self) -> None:
+        """The job's session is still here (called on every rerun of the session)."""
+        self.last_seen = time.monotonic()
+
+    def stop(self, reason: str = "", release: bool = False) -> None:
+        """Ask the run to stop at its next event (at most ``log_every`` steps, or one evaluation).
+
+        ``release`` also drops the job's model and data when the thread ends (its session is gone)."""
+        if reason and not self._stop.is_set():
+            self._stop_reason = reason
+        self._release = self._release or release
         self._stop.set()
         with self._lock:
             if not self._state.done:
@@ -178,7 +244,12 @@ class TrainingJob:
                 self._state.error = error
                 self._state.eta = 0.0
                 if status == "stopped":
-                    self._state.message = f"stopped by you after {self._state.step} steps"
+                    self._state.message = (f"stopped after {self._state.step} steps: {self._stop_reason}"
+                                           if self._stop_reason else f"stopped by you after {self._state.step} steps")
+            if self._release:                  # nobody is left to save or explore it: free the memory
+                self.model = self.data = self.test_data = None
+            with _running_lock:
+                _running.discard(self)
 
     def _record(self, ev) -> None:
         with self._lock:
