@@ -1,4 +1,5 @@
 """Train: a run in the background, watched live; then explore, save or push it."""
+import os
 import time
 from pathlib import Path
 
@@ -8,7 +9,8 @@ import streamlit as st
 import explorer_ui as ui
 import vae_core
 from vae_core import models
-from vae_core.live import Limits, TrainingJob, push_to_hub
+from vae_core.hub import push_to_hub
+from vae_core.live import Limits, TrainingJob
 from vae_core.train import RunConfig
 
 st.title("Train")
@@ -129,6 +131,10 @@ with ui.guard("Training"):
             d2.success(f"Saved to {folder}; open it with Model source: Folder.")
             st.session_state["train_saved"] = str(folder)
         repo = d3.text_input("Hub repo id", key="train_repo", placeholder="org/name")
+        token = d3.text_input("Hub token (write access)", type="password", key="train_token",
+                              help="Used for this push only: never logged or written anywhere. "
+                                   "Leave it empty to use the server's HF_TOKEN.")
         if d3.button("Push to the Hub", key="train_push"):
             saved = st.session_state.get("train_saved") or str(job.save(name))
-            d3.success(f"Pushed: {push_to_hub(Path(saved), repo.strip())}")
+            url = push_to_hub(Path(saved), repo.strip(), token or os.environ.get("HF_TOKEN"))
+            d3.success(f"Pushed: {url}")

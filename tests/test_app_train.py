@@ -79,3 +79,38 @@ def test_bad_settings_show_an_error(train_page):
     at.button(key="train_start").click().run()
     assert not at.exception
     assert any("8x8" in e or "pixels" in e for e in errors(at))
+
+
+def test_push_takes_a_token_from_a_password_field_and_never_shows_it(train_page, monkeypatch):
+    """The token goes to the upload only: the page never echoes it, whatever happens."""
+    import huggingface_hub
+
+    calls = {}
+
+    class FakeApi:
+        def __init__(self, token):
+            calls["token"] = token
+
+        def create_repo(self, repo_id, private, exist_ok):
+            pass
+
+        def upload_folder(self, repo_id, folder_path, allow_patterns, commit_message):
+            calls["files"] = allow_patterns
+            return type("Info", (), {"commit_url": f"https://hub.example/{repo_id}/commit/1"})()
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    at = train_page.run()
+    at.button(key="train_start").click().run()
+    wait_done(at)
+    assert at.text_input(key="train_token").proto.type == at.text_input(key="train_token").proto.PASSWORD
+    at.button(key="train_push").click().run()
+    assert any("not a Hub repo id" in e for e in errors(at))      # said, not crashed
+    at.text_input(key="train_repo").input("me/tiny-vae").run()
+    at.button(key="train_push").click().run()
+    assert any("token" in e for e in errors(at))                  # no token in the field or the environment
+    at.text_input(key="train_token").input("hf_secret_123").run()
+    at.button(key="train_push").click().run()
+    assert calls["token"] == "hf_secret_123" and "model.safetensors" in calls["files"]
+    assert any("hub.example/me/tiny-vae" in s.value for s in at.success)
+    shown = " ".join(str(e.value) for kind in (at.success, at.error, at.info, at.markdown, at.caption) for e in kind)
+    assert "hf_secret_123" not in shown

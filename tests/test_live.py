@@ -5,7 +5,8 @@ import pytest
 
 import vae_core
 from vae_core.config import TrainConfig
-from vae_core.live import Limits, TrainingJob, push_to_hub
+from vae_core.hub import push_to_hub
+from vae_core.live import Limits, TrainingJob
 from vae_core.models import MLPConfig
 from vae_core.train import RunConfig
 
@@ -93,8 +94,7 @@ def test_save_and_push_refuse_bad_input(tmp_path, monkeypatch):
     with pytest.raises(vae_core.VAEError, match="folder name"):
         job.save("../escape")
     folder = job.save("ok")
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    with pytest.raises(vae_core.VAEError, match="HF_TOKEN"):
-        push_to_hub(folder, "me/my-vae")
+    with pytest.raises(vae_core.VAEError, match="token"):
+        push_to_hub(folder, "me/my-vae", None)
     with pytest.raises(vae_core.VAEError, match="not a Hub repo id"):
-        push_to_hub(folder, "no slash")
+        push_to_hub(folder, "no slash", "a-token")

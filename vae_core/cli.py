@@ -17,7 +17,6 @@ from typing import Literal, get_args, get_origin
 from .config import TrainConfig, field_types
 from .errors import VAEError
 
-from .hub import PUSH_FILES  # noqa: F401  (re-exported: other modules import it from here)
 
 
 def _model_fields() -> dict[str, object]:

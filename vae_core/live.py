@@ -305,29 +305,4 @@ class TrainingJob:
         return folder
 
 
-def push_to_hub(folder: Path, repo_id: str, *, token: str | None = None, private: bool = False) -> str:
-    """Upload a saved run folder to a Hub model repo; returns the commit URL."""
-    from huggingface_hub import HfApi
-    from huggingface_hub import errors as hf_errors
-
-    from .cli import PUSH_FILES
-
-    if not hub.REPO_ID.match(repo_id or "") or repo_id.startswith("hub:") or "@" in repo_id:
-        raise VAEError(f"{repo_id!r} is not a Hub repo id; write it as org/name.")
-    token = token or os.environ.get("HF_TOKEN")
-    if not token:
-        raise VAEError("Pushing needs a Hub token with write access: set HF_TOKEN in the server's environment.")
-    hub.load_model(folder, device="cpu")             # refuse to publish something that does not load
-    try:
-        api = HfApi(token=token)
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), allow_patterns=list(PUSH_FILES),
-                                 commit_message="Upload VAE trained in VAE Latent Explorer")
-    except hf_errors.HfHubHTTPError as e:
-        raise VAEError(f"The Hub refused the upload to {repo_id}: {str(e).splitlines()[0]}") from None
-    except OSError as e:
-        raise VAEError(f"Could not reach the Hub to push {repo_id} ({type(e).__name__}); check the network.") from None
-    return str(getattr(info, "commit_url", repo_id))
-
-
-__all__ = ["Limits", "Snapshot", "TrainingJob", "push_to_hub"]
+__all__ = ["Limits", "Snapshot", "TrainingJob"]
