@@ -181,13 +181,27 @@ def test_device_choice_prefers_cuda_then_mps(monkeypatch):
         pick_device("cuda")
 
 
-def test_shipped_checkpoints_load_and_decode():
-    from vae_core import shipped_checkpoints
-    names = shipped_checkpoints()
-    assert "mnist-mlp" in names
-    for name in names:
-        model = load_model(name, device="cpu")
-        with torch.inference_mode():
-            y = 0 if model.num_classes else None
-            x = model.sample(4, generator=torch.Generator().manual_seed(0), y=y)
-        assert x.shape == (4, *model.config.in_shape) and torch.isfinite(x).all()
+@pytest.mark.parametrize("name", __import__("vae_core").shipped_checkpoints())
+def test_every_shipped_checkpoint_round_trips_and_reproduces_its_card(name):
+    """Load, encode, decode, finite outputs; then the card's held-out metrics, recomputed."""
+    from vae_core import load_dataset
+    from vae_core.hub import read_card_metrics
+    from vae_core.metrics import evaluate_model
+    from vae_core.train import load_run_config
+
+    model = load_model(name, device="cpu")
+    run = load_run_config(model.folder)
+    test = load_dataset(run.train.dataset, "test", image_size=run.train.image_size)
+    with torch.inference_mode():
+        x = test.float_images()[:8]
+        y = test.labels[:8] if model.num_classes else None
+        x_hat = model.decode(model.encode(x, y).mode(), y)
+        samples = model.sample(4, generator=torch.Generator().manual_seed(0), y=0 if model.num_classes else None)
+    assert x_hat.shape == x.shape and torch.isfinite(x_hat).all() and torch.isfinite(samples).all()
+    card = read_card_metrics(model.folder)
+    # The card's numbers come from the same seeded evaluation that training ran after its last epoch.
+    res = evaluate_model(model, test, seed=run.train.seed, max_images=2000)
+    for key in ("elbo", "recon", "kl", "mse"):
+        assert float(card[key]) == pytest.approx(res[key], rel=2e-3, abs=2e-3), key
+    if "active_units" in card:
+        assert int(card["active_units"]) == res["active_units"]
