@@ -18,7 +18,8 @@ ENV HOME=/home/user \
     STREAMLIT_SERVER_FILE_WATCHER_TYPE=none \
     STREAMLIT_BROWSER_GATHER_USAGE_STATS=false \
     STREAMLIT_SERVER_ENABLE_XSRF_PROTECTION=false \
-    STREAMLIT_SERVER_ENABLE_CORS=false
+    STREAMLIT_SERVER_ENABLE_CORS=false \
+    VAE_EXPLORER_TORCH_THREADS=1
 # The two STREAMLIT_SERVER_ENABLE_* settings: a Space shows the app inside an iframe on huggingface.co,
 # where browsers drop the app's _xsrf cookie as a third-party cookie, so every upload would get a 403.
 WORKDIR /home/user/app

@@ -132,7 +132,11 @@ def _failures() -> dict:
 
 @st.cache_resource
 def configure_torch() -> int:
-    """Once per server process: torch's intra-op threads (VAE_EXPLORER_TORCH_THREADS, default 1)."""
+    """Once per server process: torch's intra-op threads (VAE_EXPLORER_TORCH_THREADS).
+
+    0 (the default) leaves torch's own choice, best for one user on a machine; a public host with
+    many concurrent sessions sets 1 (the Dockerfile does), so sessions do not oversubscribe the cores.
+    """
     from vae_core.live import Limits
 
     threads = Limits.from_env().torch_threads

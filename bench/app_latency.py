@@ -175,7 +175,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--skip-cold", action="store_true", help="skip the fresh-install UMAP run (~40 s)")
     ap.add_argument("--torch-threads", type=int, default=None,
-                    help="torch intra-op threads for the app (VAE_EXPLORER_TORCH_THREADS; its default is 1) and "
+                    help="torch intra-op threads for the app (VAE_EXPLORER_TORCH_THREADS; its default, 0, is torch's) and "
                          "the CLI (--threads; its default is torch's); 0: torch's default for both")
     ap.add_argument("--only", choices=["traverse", "map", "train"], help="run one part")
     args = ap.parse_args()

@@ -414,7 +414,7 @@ def test_torch_threads_are_capped_from_the_environment(monkeypatch):
         open_app()                                                       # app.py configures torch at start
         assert seen == [1]
         monkeypatch.delenv("VAE_EXPLORER_TORCH_THREADS")
-        assert Limits.from_env().torch_threads == 1                      # the default is one thread
+        assert Limits.from_env().torch_threads == 0                      # the default leaves torch alone
         monkeypatch.setenv("VAE_EXPLORER_TORCH_THREADS", "0")
         ui.configure_torch.clear()
         open_app()

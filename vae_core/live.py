@@ -46,7 +46,7 @@ class Limits:
     max_seconds: float = 300.0
     max_jobs: int = 2
     runs_dir: Path = Path("runs")
-    torch_threads: int = 1
+    torch_threads: int = 0        # 0: torch's default; a public host sets 1
     session_timeout: float = 120.0
 
     @classmethod
