@@ -36,7 +36,10 @@ def run_config(dataset: str, family: str, latent: int, beta: float, anneal: str,
 def loss_figure(history: list[dict]) -> go.Figure:
     fig = go.Figure()
     steps = [h["step"] for h in history]
-    for name in [k for k in history[0] if k not in ("step", "epoch")]:
+    names = [k for k in history[0] if k not in ("step", "epoch", "kl_weight")]   # kl_weight is a schedule, not a loss
+    if all(abs(h["loss"] - h["total"]) < 1e-6 for h in history):
+        names.remove("loss")                  # a plain ELBO optimises exactly the total: one line, not two
+    for name in names:
         fig.add_trace(go.Scatter(x=steps, y=[h[name] for h in history], name=name, mode="lines"))
     fig.update_layout(height=320, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="step",
                       yaxis_type="log" if all(h["loss"] > 0 for h in history) else "linear")

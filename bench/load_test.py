@@ -1,0 +1,287 @@
+"""Load: N concurrent real browser sessions against one app server (a benchmark, not a CI test).
+
+    python -m bench.load_test --sessions 10 --seconds 120
+    python -m bench.load_test --sessions 1                 # the baseline
+
+Starts `streamlit run app.py` on a free local port (tests.browser_helpers.streamlit_server), launches
+ONE headless Debian Chromium with one browser context per session (much lighter than N browsers)
+and runs a scripted exploration in every context at once (asyncio Playwright):
+
+    open the app -> Sample: Resample (x2) -> Traverse: move a slider (x3) -> Latent map: wait for the chart
+
+Each interaction is timed from the action to the DOM change it should cause (a new image src, the
+page's title, the chart). The server's memory (VmRSS of the server and its children, from /proc)
+is read before the sessions, at its peak during them, and --settle seconds after they close.
+Prints a markdown table; targets from the issue: 100% success, p95 interaction < 500 ms, memory
+growth < 50 MB a session, and back within 100 MB of the start afterwards.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+from tests.browser_helpers import CHROMIUM_ARGS, chromium_path, streamlit_server
+
+MAX_SESSIONS = 50
+MAX_SECONDS = 600
+MAIN = '[data-testid="stMain"]'
+IMG = f'{MAIN} [data-testid="stImage"] img'
+SLIDER_THUMB = f'{MAIN} [data-testid="stSlider"] :is(input[type="range"], [role="slider"])'
+
+
+# ---------------------------------------------------------------------------------------------
+# The server's memory, from /proc (psutil is not a dependency)
+
+
+def server_pid(port: int) -> int | None:
+    """The `streamlit run` process that listens on ``port`` (found by its command line)."""
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"streamlit" in b" ".join(cmd) and str(port).encode() in cmd:
+            return int(d.name)
+    return None
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def rss_mb(pid: int) -> float:
+    """VmRSS of ``pid`` and all its descendants, in MB."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+        todo += _children(p)
+    return total / 1024
+
+
+class MemoryWatch:
+    """Samples the server's RSS every ``every`` seconds in a thread; ``peak`` since the last reset."""
+
+    def __init__(self, pid: int, every: float = 0.25):
+        self.pid, self.every, self.peak = pid, every, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-watch", daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_mb(self.pid))
+            self._stop.wait(self.every)
+
+    def __enter__(self):
+        self.peak = rss_mb(self.pid)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+# ---------------------------------------------------------------------------------------------
+# One scripted session
+
+
+async def wait_idle(page, timeout_ms: float) -> None:
+    await page.locator('[data-testid="stApp"][data-test-script-state="running"]').wait_for(
+        state="detached", timeout=timeout_ms)
+    await page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=timeout_ms)
+
+
+async def first_src(page) -> str:
+    return await page.evaluate(f"() => {{ const i = document.querySelector('{IMG}'); return i ? i.src : ''; }}")
+
+
+async def timed_image_change(page, action, timeout_ms: float) -> float:
+    """Seconds from ``action()`` until the first image on the page has a new src."""
+    before = await first_src(page)
+    t = time.perf_counter()
+    await action()
+    await page.wait_for_function(
+        f"(before) => {{ const i = document.querySelector('{IMG}'); return i && i.src && i.src !== before; }}",
+        arg=before, timeout=timeout_ms, polling="raf")
+    return time.perf_counter() - t
+
+
+async def go_to(page, title: str, timeout_ms: float) -> float:
+    t = time.perf_counter()
+    await page.locator('[data-testid="stSidebarNavLink"]', has_text=title).first.click()
+    await page.locator(f"{MAIN} h1", has_text=title).wait_for(state="visible", timeout=timeout_ms)
+    await wait_idle(page, timeout_ms)
+    return time.perf_counter() - t
+
+
+async def explore_session(browser, url: str, i: int, deadline: float, timings: list, failures: list) -> bool:
+    """One user's exploration in its own browser context; records (kind, seconds) into ``timings``."""
+    ctx = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = await ctx.new_page()
+    step = "open"
+
+    def left_ms() -> float:
+        return max(1000.0, (deadline - time.monotonic()) * 1000)
+
+    try:
+        t = time.perf_counter()
+        await page.goto(url, wait_until="domcontentloaded", timeout=left_ms())
+        await page.locator('[data-testid="stSidebarNav"]').wait_for(state="visible", timeout=left_ms())
+        await page.locator(IMG).first.wait_for(state="visible", timeout=left_ms())
+        await wait_idle(page, left_ms())
+        timings.append(("open the app", time.perf_counter() - t))
+
+        step = "resample"
+        resample = page.get_by_role("button", name="Resample")
+        for _ in range(2):
+            timings.append(("Sample: resample", await timed_image_change(page, resample.click, left_ms())))
+            await wait_idle(page, left_ms())
+
+        step = "traverse"
+        timings.append(("switch page", await go_to(page, "Traverse", left_ms())))
+        thumb = page.locator(SLIDER_THUMB).nth(i % 4)                 # sessions move different units
+        await thumb.focus()
+        for key in ("ArrowRight", "ArrowRight", "ArrowLeft"):
+            timings.append(("Traverse: slider", await timed_image_change(page, lambda: thumb.press(key), left_ms())))
+            await wait_idle(page, left_ms())
+
+        step = "latent map"
+        t = time.perf_counter()
+        await page.locator('[data-testid="stSidebarNavLink"]', has_text="Latent map").first.click()
+        await page.locator(f'{MAIN} [data-testid="stPlotlyChart"]').first.wait_for(state="visible",
+                                                                                     timeout=left_ms())
+        timings.append(("Latent map: chart", time.perf_counter() - t))
+        await wait_idle(page, left_ms())
+
+        step = "check"
+        problems = await page.locator('[data-testid="stException"], [data-testid="stAlertContentError"]').all_inner_texts()
+        if problems:
+            failures.append(f"session {i}: error on the page: {problems[0][:200]}")
+            return False
+        return True
+    except Exception as e:                    # a timeout or a missing element: this session failed
+        failures.append(f"session {i} failed at {step}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+        return False
+    finally:
+        await ctx.close()
+
+
+async def drive(url: str, n: int, seconds: float, stagger: float) -> tuple[list, list, list]:
+    from playwright.async_api import async_playwright
+
+    timings, failures = [], []
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
+        try:
+            deadline = time.monotonic() + seconds
+
+            async def one(i):
+                await asyncio.sleep(i * stagger)                     # users arrive over a few seconds
+                return await explore_session(browser, url, i, deadline, timings, failures)
+
+            try:
+                ok = await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(n))), seconds + 30)
+            except asyncio.TimeoutError:
+                ok = [False] * n
+                failures.append(f"the run passed its limit of {seconds:g} s")
+        finally:
+            await browser.close()
+    return list(ok), timings, failures
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def percentile(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))] if xs else float("nan")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sessions", type=int, default=10, help=f"concurrent browser sessions (at most {MAX_SESSIONS})")
+    ap.add_argument("--seconds", type=float, default=120, help=f"time limit of the sessions (at most {MAX_SECONDS})")
+    ap.add_argument("--settle", type=float, default=30, help="seconds after the sessions close before 'after'")
+    ap.add_argument("--stagger", type=float, default=0.5, help="seconds between session starts")
+    ap.add_argument("--no-warm-up", action="store_true", help="skip the single session that fills the caches first")
+    args = ap.parse_args(argv)
+    if not 1 <= args.sessions <= MAX_SESSIONS:
+        ap.error(f"--sessions must be between 1 and {MAX_SESSIONS}")
+    if not 0 < args.seconds <= MAX_SECONDS:
+        ap.error(f"--seconds must be in (0, {MAX_SECONDS}]")
+    if chromium_path() is None:
+        print("Chromium is not installed (apt-get install chromium); this benchmark never downloads a browser.")
+        return 2
+
+    # Many sessions on one server: measure it as the public Space runs it, with torch on one thread.
+    with streamlit_server(max_seconds=20, extra_env={"VAE_EXPLORER_TORCH_THREADS": "1"}) as url:
+        pid = server_pid(int(url.rsplit(":", 1)[1]))
+        if pid is None:
+            print("could not find the server process")
+            return 2
+        start = rss_mb(pid)
+        warm = start
+        if not args.no_warm_up:
+            # One session first: loading the model, the dataset and the codes are process-wide caches,
+            # paid once per server, not per session.
+            ok, _, fails = asyncio.run(drive(url, 1, args.seconds, 0))
+            if not all(ok):
+                print("warm-up session failed:", *fails, sep="\n  ")
+            time.sleep(3)
+            warm = rss_mb(pid)
+        t0 = time.monotonic()
+        with MemoryWatch(pid) as watch:
+            ok, timings, failures = asyncio.run(drive(url, args.sessions, args.seconds, args.stagger))
+        wall = time.monotonic() - t0
+        peak = watch.peak
+        time.sleep(args.settle)
+        after = rss_mb(pid)
+
+    n = args.sessions
+    kinds = sorted({k for k, _ in timings}, key=[k for k, _ in timings].index)
+    interactions = [s for k, s in timings if k not in ("open the app", "Latent map: chart")]
+    print(f"\n## Load test: {n} concurrent browser session(s), {os.cpu_count()} CPU cores, "
+          f"{wall:.1f} s wall\n")
+    print("| measure | value |\n|---|---|")
+    print(f"| sessions succeeded | {sum(ok)}/{n} ({100 * sum(ok) / n:.0f}%) |")
+    print(f"| interactions (resample, slider, page switch) p50 / p95 | "
+          f"{1000 * statistics.median(interactions) if interactions else float('nan'):.0f} ms / "
+          f"{1000 * percentile(interactions, 95):.0f} ms (n={len(interactions)}) |")
+    for k in kinds:
+        xs = [s for kk, s in timings if kk == k]
+        print(f"| {k} p50 / p95 | {1000 * statistics.median(xs):.0f} ms / {1000 * percentile(xs, 95):.0f} ms "
+              f"(n={len(xs)}) |")
+    print(f"| server RSS at start / after warm-up session | {start:.0f} MB / {warm:.0f} MB |")
+    print(f"| server RSS peak during the sessions | {peak:.0f} MB (+{peak - warm:.0f} MB, "
+          f"{(peak - warm) / n:.1f} MB a session) |")
+    print(f"| server RSS {args.settle:g} s after they closed | {after:.0f} MB ({after - warm:+.0f} MB vs warm, "
+          f"{after - start:+.0f} MB vs start) |")
+    if failures:
+        print("\nFailures:")
+        for f in failures:
+            print(f"- {f}")
+    return 0 if all(ok) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
