@@ -18,7 +18,7 @@ import torch
 
 import vae_core
 from vae_core import explore, hub, images, project
-from vae_core.data import ImageSet
+from vae_core.data import LARGE_DATASETS, ImageSet
 from vae_core.models import VAEBase
 
 SESSION_RUN = "This session's run"
@@ -264,7 +264,7 @@ def _model_picker(sb) -> tuple[VAEBase | None, str, str]:
 
 
 def _dataset_picker(sb, model: VAEBase | None) -> tuple[ImageSet | None, str, str]:
-    names = list(vae_core.DATASETS)
+    names = [n for n in vae_core.DATASETS if n not in LARGE_DATASETS]   # those stay with the CLI
     name = sb.selectbox("Dataset", names, key="dataset", help="\n".join(
         f"- **{n}**: {vae_core.DATASETS[n][1]}" for n in names))
     split = sb.selectbox("Split", SPLITS, key="split")

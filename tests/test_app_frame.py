@@ -66,3 +66,12 @@ def test_dataset_of_another_shape_is_explained_and_can_be_resized():
     at.sidebar.checkbox(key="resize_data").check().run()
     assert_clean(at)
     assert image_urls(at)
+
+
+def test_the_dataset_picker_leaves_datasets_too_large_for_a_shared_server_to_the_cli():
+    from vae_core.data import DATASETS, LARGE_DATASETS
+    at = open_app()
+    options = at.sidebar.selectbox(key="dataset").options
+    assert "dsprites-full" in LARGE_DATASETS and "dsprites-full" in DATASETS
+    assert not set(options) & LARGE_DATASETS
+    assert {"mnist-5k", "digits", "dsprites"} <= set(options)

@@ -823,6 +823,9 @@ DATASETS: dict[str, tuple[Callable[[], ImageSet], str]] = {
 }
 # Sets too large to load whole and then split: these loaders take the split themselves.
 SPLIT_LOADERS: dict[str, Callable[..., ImageSet]] = {"dsprites-full": _dsprites_full}
+# Too large to hold in a shared server's memory (all of dsprites-full is 3 GB as uint8): the CLI
+# and the library load them, the app's dataset picker does not offer them.
+LARGE_DATASETS = frozenset({"dsprites-full"})
 
 
 @functools.lru_cache(maxsize=8)
