@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import json
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -147,8 +148,29 @@ def configure_torch() -> int:
 
 @st.cache_resource
 def warm_up_thread() -> threading.Thread:
-    """Start paying numba's compile cost for UMAP as soon as the server runs the app."""
-    return project.start_warm_up()
+    """Once per server process, in the background: pay numba's compile cost for UMAP, import the
+    plotting library the map, Train and Analyze pages draw with, then freeze the heap."""
+    def run():
+        project.start_warm_up().join()
+        import plotly.graph_objects  # noqa: F401
+        freeze_heap()
+
+    thread = threading.Thread(target=run, name="warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def freeze_heap() -> int:
+    """Put every object alive now out of the cyclic garbage collector's sight (``gc.freeze``).
+
+    The modules of torch, streamlit, numba and umap are about 400,000 long-lived objects. Every
+    full collection scanned all of them: a 250-340 ms pause every few reruns, which was the slow
+    tail of a Traverse slider move in the browser (bench/browser_latency.py). Objects made later,
+    which include every session's, are collected as before. Returns how many objects are frozen.
+    """
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 # ---------------------------------------------------------------------------------------------

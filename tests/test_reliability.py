@@ -423,6 +423,27 @@ def test_torch_threads_are_capped_from_the_environment(monkeypatch):
         ui.configure_torch.clear()
 
 
+def test_the_long_lived_heap_is_frozen_and_later_garbage_is_still_collected():
+    import gc
+    import weakref
+
+    import explorer_ui as ui
+
+    class Node:
+        pass
+
+    try:
+        assert ui.freeze_heap() > 100_000             # torch's and streamlit's modules, at least
+        node = Node()
+        node.me = node                                  # a cycle: only the cyclic collector frees it
+        ref = weakref.ref(node)
+        del node
+        gc.collect()
+        assert ref() is None
+    finally:
+        gc.unfreeze()
+
+
 # ---------------------------------------------------------------------------------------------
 # Training runs and their sessions
 
