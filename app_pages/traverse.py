@@ -25,62 +25,72 @@ def base_code(model, ctx, mode: str, y):
     return torch.zeros(1, *model.latent_shape), None, "the zero code"
 
 
+@st.fragment
+def sliders_and_grids(model, stats, base, original, where, mode, y, model_key: str):
+    """The sliders, the image decoded from them and the grids: a slider move reruns only this part
+    of the page (not the sidebar, nor the base code's widgets), on the server and in the browser."""
+    with ui.guard("Traversal"):
+        spatial = explore.is_spatial(model)
+        n = explore.num_units(model)
+        keys = [f"traverse_z{u}" for u in range(n)]
+        start = [0.0] * n if spatial else base.flatten().tolist()
+        signature = (model_key, mode, where)
+        # Sliders start at the base code; a new base (or a new model) moves them there. (Streamlit
+        # drops all of a page's widget values together when another page runs: one check suffices.)
+        if st.session_state.get("traverse_signature") != signature or keys[0] not in st.session_state:
+            for k, v in zip(keys, start):
+                st.session_state[k] = float(min(max(v, -RANGE), RANGE))
+            st.session_state["traverse_signature"] = signature
+
+        left, right = st.columns([1, 2])
+        with right:
+            unit = "channel shift (x its spread)" if spatial else "value"
+            st.caption(f"One slider per latent {'channel' if spatial else 'dimension'} ({unit}), most informative "
+                       f"first; base: {where}.")
+            cols, per_col = st.columns(4), -(-n // 4)           # read down each column, most informative first
+            values = [0.0] * n
+            for pos, u in enumerate(stats.order):
+                tag = f"KL {stats.kl[u]:.2f}" if any(stats.kl) else f"spread {stats.spread[u]:.2f}"
+                label = f"z{u} ({tag}{'' if stats.active[u] else ', inactive'})"
+                values[u] = cols[pos // per_col].slider(label, -RANGE, RANGE, step=0.05, key=keys[u],
+                                                  help=None if stats.active[u] else "Collapsed: the encoder "
+                                                  "ignores this unit (its mean hardly varies over the data), so "
+                                                  "moving it changes little.")
+
+        z = explore.set_units(model, base, values, stats)
+        with left:
+            images = [explore.decode(model, z, y)]
+            if original is not None:
+                images.insert(0, original)
+            ui.show_grid(torch.cat(images), nrow=len(images), target=168,
+                         caption=("original, " if original is not None else "") + "decoded from the sliders")
+
+        st.subheader("Traversal grid")
+        g1, g2 = st.columns(2)
+        rows = g1.slider("Rows (top units)", 1, n, min(8, n), key="traverse_rows")
+        steps = g2.slider("Columns (values from -3 to 3)", 3, 15, 7, 2, key="traverse_cols")
+        top = list(stats.order[:rows])
+        grid = explore.traversal_grid(model, z, top, stats, -3.0, 3.0, steps, y=y)
+        ui.show_grid(grid, nrow=steps, target=56, caption="rows: " + ", ".join(f"z{u}" for u in top) +
+                     f"; columns: {steps} values from -3 to 3" + (" (x the channel's spread)" if spatial else ""))
+
+
 with ui.guard("Traversal"):
     ctx = ui.context()
     model = ctx.require_model()
     stats = ui.unit_stats(ctx.model_key, ctx.data_key, model, ctx.data)
-    spatial = explore.is_spatial(model)
-    left, right = st.columns([1, 2])
-    with left:
+    top_left, _ = st.columns([1, 2])
+    with top_left:
         mode = st.radio("Base code", ["Dataset image", "Random sample", "Zero"], key="traverse_base", horizontal=True)
         y = ui.class_picker(model, ctx.data, "traverse_class")
         base, original, where = base_code(model, ctx, mode, y)
-
-    # Sliders start at the base code; a new base (or a new model) moves them there.
-    n = explore.num_units(model)
-    keys = [f"traverse_z{u}" for u in range(n)]
-    start = [0.0] * n if spatial else base.flatten().tolist()
-    signature = (ctx.model_key, mode, where)
-    # (Streamlit drops all of a page's widget values together when another page runs: one check suffices.)
-    if st.session_state.get("traverse_signature") != signature or keys[0] not in st.session_state:
-        for k, v in zip(keys, start):
-            st.session_state[k] = float(min(max(v, -RANGE), RANGE))
-        st.session_state["traverse_signature"] = signature
     if ctx.data is None:
         st.caption("Units are in their natural order: choose a matching dataset to order them by KL.")
 
-    with right:
-        unit = "channel shift (x its spread)" if spatial else "value"
-        st.caption(f"One slider per latent {'channel' if spatial else 'dimension'} ({unit}), most informative "
-                   f"first; base: {where}.")
-        cols, per_col = st.columns(4), -(-n // 4)           # read down each column, most informative first
-        values = [0.0] * n
-        for pos, u in enumerate(stats.order):
-            tag = f"KL {stats.kl[u]:.2f}" if any(stats.kl) else f"spread {stats.spread[u]:.2f}"
-            label = f"z{u} ({tag}{'' if stats.active[u] else ', inactive'})"
-            values[u] = cols[pos // per_col].slider(label, -RANGE, RANGE, step=0.05, key=keys[u],
-                                              help=None if stats.active[u] else "Collapsed: the encoder ignores "
-                                              "this unit (its mean hardly varies over the data), so moving it "
-                                              "changes little.")
+sliders_and_grids(model, stats, base, original, where, mode, y, ctx.model_key)
 
-    z = explore.set_units(model, base, values, stats)
-    with left:
-        images = [explore.decode(model, z, y)]
-        if original is not None:
-            images.insert(0, original)
-        ui.show_grid(torch.cat(images), nrow=len(images), target=168,
-                     caption=("original, " if original is not None else "") + "decoded from the sliders")
-
-    st.subheader("Traversal grid")
-    g1, g2 = st.columns(2)
-    rows = g1.slider("Rows (top units)", 1, n, min(8, n), key="traverse_rows")
-    steps = g2.slider("Columns (values from -3 to 3)", 3, 15, 7, 2, key="traverse_cols")
-    top = list(stats.order[:rows])
-    grid = explore.traversal_grid(model, z, top, stats, -3.0, 3.0, steps, y=y)
-    ui.show_grid(grid, nrow=steps, target=56, caption="rows: " + ", ".join(f"z{u}" for u in top) +
-                 f"; columns: {steps} values from -3 to 3" + (" (x the channel's spread)" if spatial else ""))
-
-    if model.latent_shape == (2,):
+if model.latent_shape == (2,):
+    with ui.guard("Traversal"):
         st.subheader("The latent plane")
         m = st.slider("Grid size", 5, 30, 15, key="traverse_manifold")
         ui.show_grid(explore.manifold_grid(model, m, y=y), nrow=m, target=28,
