@@ -104,6 +104,15 @@ def test_evaluate_and_sample(tmp_path, capsys):
     assert Image.open(png).size[0] > 28
 
 
+def test_evaluate_fid_without_torch_fidelity_says_what_to_install(monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch_fidelity", None)            # as on a CPU torch: not importable
+    assert main(["evaluate", "mnist-mlp", "--iwae-k", "2", "--fid", "--fid-samples", "50", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "requirements-fid.txt" in err and "Traceback" not in err
+
+
 def test_push_uploads_only_the_model_files(tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     main(["train", *TINY, "--out", str(out)])

@@ -181,6 +181,11 @@ def cmd_evaluate(args) -> int:
         if data.labels is not None:
             train_data = load_dataset(args.dataset, "train", image_size=h, channels=c)
             res.update(sample_quality(model, train_data, data, seed=args.seed))
+    if args.fid:
+        from .quality import inception_fid
+        fid = inception_fid(model, data, n=args.fid_samples, seed=args.seed,
+                            weights_path=args.fid_weights)
+        res.update({"fid": fid["fid"], "fid_n": fid["n"]})
     if args.disentanglement:
         from .disentanglement import evaluate_disentanglement
         with tqdm(total=6, desc="disentanglement", disable=args.quiet or args.json) as bar:
@@ -208,7 +213,8 @@ def cmd_evaluate(args) -> int:
     for key, label in (("psnr", "PSNR (dB)"), ("ssim", "SSIM"), ("classifier_frechet_distance",
                        "classifier Frechet distance"), ("reference_frechet_distance", "  real-vs-real floor"),
                        ("precision", "sample precision"), ("recall", "sample recall"),
-                       ("codebook_usage", "codebook usage"), ("perplexity", "perplexity")):
+                       ("codebook_usage", "codebook usage"), ("perplexity", "perplexity"),
+                       ("fid", f"FID (Inception, n={res.get('fid_n')})")):
         if key in res:
             rows.append((label, res[key]))
     for k, v in res.get("disentanglement", {}).items():
@@ -294,6 +300,10 @@ def make_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=250)
     e.add_argument("--quality", action="store_true",
                    help="add PSNR/SSIM and sample quality in a small classifier's feature space")
+    e.add_argument("--fid", action="store_true",
+                   help="add the real FID (Inception-v3 via torch-fidelity: pip install -r requirements-fid.txt)")
+    e.add_argument("--fid-samples", type=int, default=10_000, help="images on each side of the FID (default 10000)")
+    e.add_argument("--fid-weights", default=None, help="a local copy of torch-fidelity's Inception weights (offline)")
     e.add_argument("--disentanglement", action="store_true",
                    help="add beta-VAE, FactorVAE, MIG, SAP, DCI and modularity on dSprites")
     e.add_argument("--disentanglement-scale", type=float, default=1.0,

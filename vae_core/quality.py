@@ -4,7 +4,8 @@ Inception weights cannot be downloaded here, so sample quality is measured in th
 of a small classifier that the project trains on the same data: a Fréchet distance between
 Gaussian fits of real and generated features (named "classifier Fréchet distance", not FID,
 since the features differ), and precision/recall by k-nearest-neighbour manifolds
-(Kynkäänniemi et al., 2019).
+(Kynkäänniemi et al., 2019). Where torch-fidelity, a matching torchvision and its Inception
+weights are at hand, ``inception_fid`` gives the real FID.
 """
 from __future__ import annotations
 
@@ -18,8 +19,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
+from torch.utils.data import Dataset
 
 from .data import ImageSet
+from .device import pick_device
+from .errors import VAEError
 from .hub import atomic_file
 from .models import VAEBase
 
@@ -171,3 +175,102 @@ def sample_quality(model: VAEBase, train_data: ImageSet, test_data: ImageSet, n:
     return {"classifier_frechet_distance": frechet_distance(fr, ff), "precision": p, "recall": r,
             "reference_frechet_distance": frechet_distance(fr, fref), "reference_precision": p0,
             "reference_recall": r0, "classifier_test_accuracy": classifier_accuracy(net, test_data), "n": n}
+
+
+# ---------------------------------------------------------------------------------------------
+# Real FID: Inception-v3 features through torch-fidelity, where the user's environment has it
+#
+# torch-fidelity imports torchvision, which needs a build matching the installed torch, and it
+# downloads the Inception weights on first use; neither is available everywhere, so the import
+# happens inside the function and every failure becomes a VAEError that says what to do.
+
+FID_REQUIREMENTS = "requirements-fid.txt"
+FID_FEATURE_EXTRACTOR = "inception-v3-compat"           # torch-fidelity's port of the TF Inception of FID
+
+
+class _UInt8Images(Dataset):
+    """In-memory images as torch-fidelity reads a Dataset: each item a uint8 tensor (3, H, W) in 0..255."""
+
+    def __init__(self, images: torch.Tensor):
+        self.images = images                                     # uint8 (N, 3, H, W)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.images[i]
+
+
+def to_uint8_rgb(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) images, uint8 or float in [0, 1], as uint8 (B, 3, H, W): grey repeated to RGB."""
+    if x.dim() != 4 or x.shape[1] not in (1, 3):
+        raise VAEError(f"Real FID needs grey or RGB images (B, 1|3, H, W), got {tuple(x.shape)}.")
+    if x.dtype != torch.uint8:
+        x = x.float().mul(255).round_().clamp_(0, 255).to(torch.uint8)
+    return x.expand(-1, 3, -1, -1).contiguous()                  # (B, 3, H, W)
+
+
+def _import_torch_fidelity():
+    """torch_fidelity, or a VAEError that says how to install it."""
+    try:
+        import torch_fidelity
+    except (ImportError, OSError, RuntimeError) as err:
+        # torchvision built for another torch fails in several ways: a missing module, an
+        # undefined symbol in its extension, an unregistered operator.
+        reason = str(err).splitlines()[0] if str(err) else "import failed"
+        raise VAEError(
+            f"Real FID needs torch-fidelity and a torchvision that matches your torch {torch.__version__} "
+            f"({type(err).__name__}: {reason}). "
+            f"Install both: pip install -r {FID_REQUIREMENTS} (with torchvision from your torch's index); "
+            f"on this machine use the classifier-feature Fréchet distance (sample_quality) instead.") from err
+    return torch_fidelity
+
+
+def inception_fid(model: VAEBase, data: ImageSet, n: int = 10_000, seed: int = 0, batch_size: int = 64,
+                  device: str | torch.device | None = None, weights_path: str | os.PathLike | None = None) -> dict:
+    """FID (Heusel et al., 2017) of n model samples against n random images of ``data``.
+
+    torch-fidelity's "inception-v3-compat" reproduces the TensorFlow Inception of the original
+    FID code (it resizes to 299x299 itself), so the number compares with published FIDs of the
+    same n; FID is biased upwards for small n, so compare only numbers with equal n. Grey images
+    are repeated to three channels. n is capped at ``len(data)``. ``device`` runs the feature
+    extractor (default: the model's device; torch-fidelity uses CUDA or the CPU). Without
+    network access, ``weights_path`` names a downloaded copy of torch-fidelity's Inception weights.
+    """
+    fidelity = _import_torch_fidelity()
+    dev = model.device if device is None else pick_device(device)
+    n = min(n, len(data))
+    if n < 2:
+        raise VAEError(f"Real FID needs at least 2 images to fit a covariance, got n={n}.")
+    with torch.inference_mode():
+        g = torch.Generator(device=model.device).manual_seed(seed)
+        fake = []
+        for start in range(0, n, batch_size):                   # batches: n may be 10,000 decodes
+            m = min(batch_size, n - start)
+            y = (torch.arange(start, start + m, device=model.device) % model.num_classes
+                 if model.num_classes else None)                # classes in turn, as in sample_quality
+            x = model.sample(m, generator=g, y=y).clamp(0, 1).cpu()          # (m, C, H, W) in [0, 1]
+            if tuple(x.shape[1:]) != data.shape:
+                raise VAEError(f"The model draws images of shape {tuple(x.shape[1:])} but {data.name or 'the dataset'} "
+                               f"holds {data.shape}; load the dataset at the model's size and channels.")
+            fake.append(to_uint8_rgb(x))
+        fake = torch.cat(fake)                                   # (n, 3, H, W)
+        rng = np.random.default_rng(seed)              # a random subset: datasets may be sorted by class
+        real = to_uint8_rgb(data.images[torch.from_numpy(np.sort(rng.choice(len(data), n, replace=False)))])
+    kwargs = {"feature_extractor_weights_path": os.fspath(weights_path)} if weights_path is not None else {}
+    try:
+        metrics = fidelity.calculate_metrics(
+            input1=_UInt8Images(fake), input2=_UInt8Images(real), fid=True,
+            feature_extractor=FID_FEATURE_EXTRACTOR, cuda=dev.type == "cuda", batch_size=batch_size,
+            verbose=False, cache=False,
+            save_cpu_ram=True,                         # in-memory tensors: no DataLoader worker processes
+            **kwargs)
+    except OSError as err:                             # urllib's URLError, socket errors, a missing file
+        where = (f"the file {weights_path}" if weights_path is not None else
+                 f"a download into {Path(torch.hub.get_dir()) / 'checkpoints'} (needs the internet once)")
+        raise VAEError(
+            f"Real FID could not load the Inception weights from {where}: {err}. Connect once so "
+            f"torch-fidelity can download them, or pass weights_path= a copy fetched elsewhere; offline, "
+            f"use the classifier-feature Fréchet distance (sample_quality) instead.") from err
+    return {"fid": float(metrics["frechet_inception_distance"]), "n": n,
+            "feature_extractor": f"{FID_FEATURE_EXTRACTOR} (torch-fidelity)"}
