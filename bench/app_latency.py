@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -39,6 +40,9 @@ def app_test(page: str | None = None):
 
 def bench_traverse(moves: int) -> dict:
     at = app_test("app_pages/traverse.py")
+    for t in threading.enumerate():      # a server that has been up a few seconds: its warm-up is done
+        if t.name in ("warm-up", "umap-warm-up"):
+            t.join()
     sliders = [s.key for s in at.slider if s.key.startswith("traverse_z")][:8]
     rng = random.Random(0)
     for _ in range(5):                                          # warm caches and allocators

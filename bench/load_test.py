@@ -20,6 +20,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
+import tempfile
 import statistics
 import sys
 import threading
@@ -78,27 +80,80 @@ def rss_mb(pid: int) -> float:
     return total / 1024
 
 
-class MemoryWatch:
-    """Samples the server's RSS every ``every`` seconds in a thread; ``peak`` since the last reset."""
+CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of ``pid`` (all its threads), from /proc/PID/stat."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _tree(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += _children(p)
+    return out
+
+
+def _browser_pids() -> list[int]:
+    """Chromium's processes (the headless browser and its renderers) on this machine."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                exe = (d / "cmdline").read_bytes().split(b"\0")[0]
+            except OSError:
+                continue
+            if exe.endswith((b"chromium", b"chrome", b"chrome-headless-shell")) or b"/chromium/" in exe:
+                pids.append(int(d.name))
+    return pids
+
+
+class Watch:
+    """Every ``every`` seconds in a thread: the server's RSS (``peak`` since start) and the CPU time
+    that the server and the browsers have used since start (each process's last reading is kept, so
+    processes that end during the run still count)."""
 
     def __init__(self, pid: int, every: float = 0.25):
         self.pid, self.every, self.peak = pid, every, 0.0
+        self._cpu: dict[str, dict[int, float]] = {"server": {}, "browsers": {}}
+        self._base: dict[str, float] = {}
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rss-watch", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="load-watch", daemon=True)
+
+    def _sample(self):
+        self.peak = max(self.peak, rss_mb(self.pid))
+        for kind, pids in (("server", _tree(self.pid)), ("browsers", _browser_pids())):
+            for p in pids:
+                c = cpu_seconds(p)
+                if c is not None:
+                    self._cpu[kind][p] = c
 
     def _run(self):
         while not self._stop.is_set():
-            self.peak = max(self.peak, rss_mb(self.pid))
+            self._sample()
             self._stop.wait(self.every)
 
+    def cpu(self, kind: str) -> float:
+        """CPU seconds used by ``kind`` ("server" or "browsers") since the watch started."""
+        return sum(self._cpu[kind].values()) - self._base[kind]
+
     def __enter__(self):
-        self.peak = rss_mb(self.pid)
+        self._sample()
+        self._base = {k: sum(v.values()) for k, v in self._cpu.items()}
         self._thread.start()
         return self
 
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+        self._sample()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,11 +189,19 @@ async def go_to(page, title: str, timeout_ms: float) -> float:
     return time.perf_counter() - t
 
 
-async def explore_session(browser, url: str, i: int, deadline: float, timings: list, failures: list) -> bool:
-    """One user's exploration in its own browser context; records (kind, seconds) into ``timings``."""
+async def explore_session(browser, url: str, i: int, deadline: float, timings: list, failures: list,
+                          think: float = 0.0) -> bool:
+    """One user's exploration in its own browser context; records (kind, seconds) into ``timings``.
+    Between interactions the user looks at the result for ``think`` seconds on average (0.5x to
+    1.5x, seeded by the session's number)."""
     ctx = await browser.new_context(viewport={"width": 1400, "height": 1000})
     page = await ctx.new_page()
     step = "open"
+    rng = random.Random(i)
+
+    async def look():
+        if think > 0:
+            await asyncio.sleep(think * rng.uniform(0.5, 1.5))
 
     def left_ms() -> float:
         return max(1000.0, (deadline - time.monotonic()) * 1000)
@@ -150,20 +213,24 @@ async def explore_session(browser, url: str, i: int, deadline: float, timings: l
         await page.locator(IMG).first.wait_for(state="visible", timeout=left_ms())
         await wait_idle(page, left_ms())
         timings.append(("open the app", time.perf_counter() - t))
+        await look()
 
         step = "resample"
         resample = page.get_by_role("button", name="Resample")
         for _ in range(2):
             timings.append(("Sample: resample", await timed_image_change(page, resample.click, left_ms())))
             await wait_idle(page, left_ms())
+            await look()
 
         step = "traverse"
         timings.append(("switch page", await go_to(page, "Traverse", left_ms())))
+        await look()
         thumb = page.locator(SLIDER_THUMB).nth(i % 4)                 # sessions move different units
         await thumb.focus()
         for key in ("ArrowRight", "ArrowRight", "ArrowLeft"):
             timings.append(("Traverse: slider", await timed_image_change(page, lambda: thumb.press(key), left_ms())))
             await wait_idle(page, left_ms())
+            await look()
 
         step = "latent map"
         t = time.perf_counter()
@@ -186,7 +253,7 @@ async def explore_session(browser, url: str, i: int, deadline: float, timings: l
         await ctx.close()
 
 
-async def drive(url: str, n: int, seconds: float, stagger: float) -> tuple[list, list, list]:
+async def drive(url: str, n: int, seconds: float, stagger: float, think: float = 0.0) -> tuple[list, list, list]:
     from playwright.async_api import async_playwright
 
     timings, failures = [], []
@@ -197,7 +264,7 @@ async def drive(url: str, n: int, seconds: float, stagger: float) -> tuple[list,
 
             async def one(i):
                 await asyncio.sleep(i * stagger)                     # users arrive over a few seconds
-                return await explore_session(browser, url, i, deadline, timings, failures)
+                return await explore_session(browser, url, i, deadline, timings, failures, think)
 
             try:
                 ok = await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(n))), seconds + 30)
@@ -223,6 +290,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=120, help=f"time limit of the sessions (at most {MAX_SECONDS})")
     ap.add_argument("--settle", type=float, default=30, help="seconds after the sessions close before 'after'")
     ap.add_argument("--stagger", type=float, default=0.5, help="seconds between session starts")
+    ap.add_argument("--think", type=float, default=0.0,
+                    help="mean seconds a user looks at a result before the next interaction (0: none, a stress test)")
     ap.add_argument("--no-warm-up", action="store_true", help="skip the single session that fills the caches first")
     args = ap.parse_args(argv)
     if not 1 <= args.sessions <= MAX_SESSIONS:
@@ -234,7 +303,12 @@ def main(argv=None) -> int:
         return 2
 
     # Many sessions on one server: measure it as the public Space runs it, with torch on one thread.
-    with streamlit_server(max_seconds=20, extra_env={"VAE_EXPLORER_TORCH_THREADS": "1"}) as url:
+    # bench/server_timing times every script run inside the server (its sitecustomize hook).
+    run_log = Path(tempfile.mkstemp(prefix="vae-load-runs-", suffix=".txt")[1])
+    hook = str(Path(__file__).resolve().parent / "server_timing")
+    env = {"VAE_EXPLORER_TORCH_THREADS": "1", "VAE_BENCH_RUN_LOG": str(run_log),
+           "PYTHONPATH": os.pathsep.join(filter(None, [hook, os.environ.get("PYTHONPATH")]))}
+    with streamlit_server(max_seconds=20, extra_env=env) as url:
         pid = server_pid(int(url.rsplit(":", 1)[1]))
         if pid is None:
             print("could not find the server process")
@@ -249,19 +323,25 @@ def main(argv=None) -> int:
                 print("warm-up session failed:", *fails, sep="\n  ")
             time.sleep(3)
             warm = rss_mb(pid)
+        run_log.write_text("")                           # only the N sessions' runs from here on
         t0 = time.monotonic()
-        with MemoryWatch(pid) as watch:
-            ok, timings, failures = asyncio.run(drive(url, args.sessions, args.seconds, args.stagger))
+        with Watch(pid) as watch:
+            ok, timings, failures = asyncio.run(drive(url, args.sessions, args.seconds, args.stagger, args.think))
         wall = time.monotonic() - t0
         peak = watch.peak
         time.sleep(args.settle)
         after = rss_mb(pid)
 
+    runs = [float(w) + float(r) for w, r, *_ in (line.split() for line in run_log.read_text().splitlines() if line)]
+    if os.environ.get("VAE_BENCH_KEEP_RUN_LOG"):
+        print(f"server run log kept: {run_log}")
+    else:
+        run_log.unlink(missing_ok=True)
     n = args.sessions
     kinds = sorted({k for k, _ in timings}, key=[k for k, _ in timings].index)
     interactions = [s for k, s in timings if k not in ("open the app", "Latent map: chart")]
     print(f"\n## Load test: {n} concurrent browser session(s), {os.cpu_count()} CPU cores, "
-          f"{wall:.1f} s wall\n")
+          f"{wall:.1f} s wall, think time {args.think:g} s\n")
     print("| measure | value |\n|---|---|")
     print(f"| sessions succeeded | {sum(ok)}/{n} ({100 * sum(ok) / n:.0f}%) |")
     print(f"| interactions (resample, slider, page switch) p50 / p95 | "
@@ -271,6 +351,12 @@ def main(argv=None) -> int:
         xs = [s for kk, s in timings if kk == k]
         print(f"| {k} p50 / p95 | {1000 * statistics.median(xs):.0f} ms / {1000 * percentile(xs, 95):.0f} ms "
               f"(n={len(xs)}) |")
+    if runs:
+        print(f"| server: request to end of a script run, p50 / p95 | {1000 * statistics.median(runs):.0f} ms / "
+              f"{1000 * percentile(runs, 95):.0f} ms (n={len(runs)} runs) |")
+    cores = os.cpu_count() or 1
+    print(f"| CPU time: server / browsers (of {cores * wall:.0f} core-seconds) | {watch.cpu('server'):.1f} s / "
+          f"{watch.cpu('browsers'):.1f} s |")
     print(f"| server RSS at start / after warm-up session | {start:.0f} MB / {warm:.0f} MB |")
     print(f"| server RSS peak during the sessions | {peak:.0f} MB (+{peak - warm:.0f} MB, "
           f"{(peak - warm) / n:.1f} MB a session) |")
