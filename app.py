@@ -9,7 +9,6 @@ import explorer_ui as ui
 
 st.set_page_config(page_title="VAE Latent Explorer", page_icon=":material/blur_on:", layout="wide")
 ui.configure_torch()
-ui.warm_up_thread()
 
 nav = st.navigation([
     st.Page("app_pages/sample.py", title="Sample", icon=":material/grid_view:", default=True),
@@ -21,4 +20,9 @@ nav = st.navigation([
 ])
 st.sidebar.title("VAE Latent Explorer")
 ui.sidebar()
-nav.run()
+try:
+    nav.run()
+finally:
+    # UMAP's warm-up starts once the first page is drawn: its imports would otherwise hold the GIL
+    # for seconds while that page is made (bench/startup.py).
+    ui.warm_up_thread()

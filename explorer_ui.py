@@ -11,6 +11,7 @@ import dataclasses
 import gc
 import json
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -146,11 +147,19 @@ def configure_torch() -> int:
     return torch.get_num_threads()
 
 
+WARM_UP_DELAY_S = 2.0
+
+
 @st.cache_resource
 def warm_up_thread() -> threading.Thread:
     """Once per server process, in the background: pay numba's compile cost for UMAP, import the
-    plotting library the map, Train and Analyze pages draw with, then freeze the heap."""
+    plotting library the map, Train and Analyze pages draw with, then freeze the heap.
+
+    app.py calls this after the first page is drawn, and the work waits WARM_UP_DELAY_S more: its
+    imports hold the GIL for seconds, and the server must first send that page's images (their
+    HTTP requests waited out the whole warm-up before: bench/startup.py)."""
     def run():
+        time.sleep(WARM_UP_DELAY_S)
         project.start_warm_up().join()
         import plotly.graph_objects  # noqa: F401
         freeze_heap()

