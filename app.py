@@ -1,7 +1,7 @@
 """VAE Latent Explorer: `streamlit run app.py`.
 
 The frame: page config, the shared sidebar (model, dataset, device) and the navigation over
-the pages in pages/. Each page reads the sidebar's choices from ``explorer_ui.context()``.
+the pages in app_pages/. Each page reads the sidebar's choices from ``explorer_ui.context()``.
 """
 import streamlit as st
 

@@ -49,7 +49,7 @@ def bench_traverse(moves: int) -> dict:
         at.slider(key=rng.choice(sliders)).set_value(round(rng.uniform(-3, 3), 2)).run()
     times = []
     for _ in range(moves):
-        s = at.slider(key=rng.choice(sliders)).set_value(round(rng.uniform(-3, 3), 2))
+        at.slider(key=rng.choice(sliders)).set_value(round(rng.uniform(-3, 3), 2))
         t = time.perf_counter()
         at.run()
         times.append(time.perf_counter() - t)

@@ -10,7 +10,10 @@ and runs a scripted exploration in every context at once (asyncio Playwright):
     open the app -> Sample: Resample (x2) -> Traverse: move a slider (x3) -> Latent map: wait for the chart
 
 Each interaction is timed from the action to the DOM change it should cause (a new image src, the
-page's title, the chart). The server's memory (VmRSS of the server and its children, from /proc)
+page's title, the chart). --think S makes every user look at each result for S seconds on average
+before the next action (0, the default, is a stress test). To tell browser time from server time,
+the CPU seconds of the server and of Chromium are read from /proc, and bench/server_timing (put on
+the server's PYTHONPATH) logs every script run inside the server, fragments included. The server's memory (VmRSS of the server and its children, from /proc)
 is read before the sessions, at its peak during them, and --settle seconds after they close.
 Prints a markdown table; targets from the issue: 100% success, p95 interaction < 500 ms, memory
 growth < 50 MB a session, and back within 100 MB of the start afterwards.
@@ -107,7 +110,8 @@ def _browser_pids() -> list[int]:
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
-                exe = (d / "cmdline").read_bytes().split(b"\0")[0]
+                # Chromium rewrites its command line into one space-separated string.
+                exe = (d / "cmdline").read_bytes().replace(b"\0", b" ").split(b" ", 1)[0]
             except OSError:
                 continue
             if exe.endswith((b"chromium", b"chrome", b"chrome-headless-shell")) or b"/chromium/" in exe:

@@ -150,8 +150,8 @@ def main():
     base_wall = statistics.median(r[1] for r in rows["baseline (pytorch/examples style)"])
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch 128, "
           f"{args.epochs} epochs of mnist-5k (4,000 train images), median of {args.repeats}")
-    print(f"| loop | images/s | ratio | whole run (s) | ratio |")
-    print(f"|---|---:|---:|---:|---:|")
+    print("| loop | images/s | ratio | whole run (s) | ratio |")
+    print("|---|---:|---:|---:|---:|")
     for name, rs in rows.items():
         ips, wall = statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs)
         print(f"| {name} | {ips:,.0f} | {ips / base_ips:.2f}x | {wall:.2f} | {wall / base_wall:.2f}x |")

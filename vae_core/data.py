@@ -123,7 +123,7 @@ def _read_mnist_cache(path: Path, key: str) -> tuple[torch.Tensor, torch.Tensor]
             images, labels = fh.get_tensor("images"), fh.get_tensor("labels")
     except (SafetensorError, OSError, ValueError, KeyError):
         return None                                   # missing or unreadable: parse the CSV again
-    if images.shape != (5000, 1, 28, 28) or images.dtype != torch.uint8 or labels.shape != (5000,):
+    if (images.shape, images.dtype, labels.shape, labels.dtype) != ((5000, 1, 28, 28), torch.uint8, (5000,), torch.int64):
         return None
     return images, labels
 
