@@ -54,9 +54,11 @@ def _healthy(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def streamlit_server(max_seconds: float = 20, timeout: float = 90, extra_env: dict | None = None):
-    """Run ``streamlit run app.py`` on a free port; yields its URL; always ends it (and its children)."""
-    port = free_port()
+def streamlit_server(max_seconds: float = 20, timeout: float = 90, extra_env: dict | None = None,
+                     port: int | None = None):
+    """Run ``streamlit run app.py`` on ``port`` (a free one by default); yields its URL; always ends
+    it (and its children)."""
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     runs = tempfile.mkdtemp(prefix="vae-browser-runs-")
     env = {**os.environ,
@@ -78,7 +80,7 @@ def streamlit_server(max_seconds: float = 20, timeout: float = 90, extra_env: di
                 tail = log.read().decode(errors="replace")[-3000:]
                 raise RuntimeError(f"streamlit did not answer {url}/_stcore/health within {timeout:g} s "
                                    f"(exit code {proc.poll()}):\n{tail}")
-            time.sleep(0.25)
+            time.sleep(0.05)
         yield url
     finally:
         with contextlib.suppress(ProcessLookupError):

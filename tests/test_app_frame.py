@@ -1,4 +1,10 @@
 """The frame: sidebar pickers, model summary, navigation, and bad model/dataset input."""
+import subprocess
+import sys
+from pathlib import Path
+
+from streamlit.web.server.app_discovery import discover_asgi_app
+
 from tests.app_conftest_helpers import assert_clean, errors, image_urls, open_app
 
 
@@ -75,3 +81,30 @@ def test_the_dataset_picker_leaves_datasets_too_large_for_a_shared_server_to_the
     assert "dsprites-full" in LARGE_DATASETS and "dsprites-full" in DATASETS
     assert not set(options) & LARGE_DATASETS
     assert {"mnist-5k", "digits", "dsprites"} <= set(options)
+
+
+def test_streamlit_run_serves_app_py_as_an_app_whose_start_imports_the_explorer_in_the_background():
+    """`streamlit run app.py` finds ``app`` (Streamlit's ASGI mode); its lifespan returns at once and
+    a background thread imports torch and the explorer, with the collector back on and the
+    imported modules frozen afterwards. Run in a fresh interpreter, where nothing is imported yet."""
+    root = Path(__file__).resolve().parent.parent
+    found = discover_asgi_app(root / "app.py")
+    assert found.is_asgi_app and found.import_string == "app:app"
+    probe = """
+import asyncio, gc, sys, threading
+import app
+assert "torch" not in sys.modules and "explorer_ui" not in sys.modules   # importing app.py is light
+
+async def start():
+    async with app.lifespan(app.app):
+        return [t for t in threading.enumerate() if t.name == "preload"]
+
+(thread,) = asyncio.run(start())
+thread.join(120)
+assert not thread.is_alive()
+assert "explorer_ui" in sys.modules and "torch" in sys.modules
+assert gc.isenabled() and gc.get_freeze_count() > 100_000
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
