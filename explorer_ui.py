@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gc
 import json
 import threading
 import time
@@ -19,6 +18,7 @@ import streamlit as st
 import torch
 
 import vae_core
+from explorer_heap import imports_then_freeze
 from vae_core import explore, hub, images, project
 from vae_core.data import LARGE_DATASETS, ImageSet
 from vae_core.models import VAEBase
@@ -152,34 +152,21 @@ WARM_UP_DELAY_S = 2.0
 
 @st.cache_resource
 def warm_up_thread() -> threading.Thread:
-    """Once per server process, in the background: pay numba's compile cost for UMAP, import the
-    plotting library the map, Train and Analyze pages draw with, then freeze the heap.
+    """Once per server process, in the background: pay numba's compile cost for UMAP and import the
+    plotting library the map, Train and Analyze pages draw with (explorer_heap.imports_then_freeze).
 
     app.py calls this after the first page is drawn, and the work waits WARM_UP_DELAY_S more: its
     imports hold the GIL for seconds, and the server must first send that page's images (their
     HTTP requests waited out the whole warm-up before: bench/startup.py)."""
     def run():
         time.sleep(WARM_UP_DELAY_S)
-        project.start_warm_up().join()
-        import plotly.graph_objects  # noqa: F401
-        freeze_heap()
+        with imports_then_freeze():
+            project.start_warm_up().join()
+            import plotly.graph_objects  # noqa: F401
 
     thread = threading.Thread(target=run, name="warm-up", daemon=True)
     thread.start()
     return thread
-
-
-def freeze_heap() -> int:
-    """Put every object alive now out of the cyclic garbage collector's sight (``gc.freeze``).
-
-    The modules of torch, streamlit, numba and umap are about 400,000 long-lived objects. Every
-    full collection scanned all of them: a 250-340 ms pause every few reruns, which was the slow
-    tail of a Traverse slider move in the browser (bench/browser_latency.py). Objects made later,
-    which include every session's, are collected as before. Returns how many objects are frozen.
-    """
-    gc.collect()
-    gc.freeze()
-    return gc.get_freeze_count()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -423,25 +423,35 @@ def test_torch_threads_are_capped_from_the_environment(monkeypatch):
         ui.configure_torch.clear()
 
 
-def test_the_long_lived_heap_is_frozen_and_later_garbage_is_still_collected():
+def test_imports_pause_the_collector_then_freeze_and_later_garbage_is_still_collected():
     import gc
     import weakref
 
-    import explorer_ui as ui
+    from explorer_heap import imports_then_freeze
 
     class Node:
         pass
 
     try:
-        assert ui.freeze_heap() > 100_000             # torch's and streamlit's modules, at least
+        with imports_then_freeze():
+            assert not gc.isenabled()
+            import explorer_ui  # noqa: F401
+        assert gc.isenabled()
+        assert gc.get_freeze_count() > 100_000          # torch's and streamlit's modules, at least
         node = Node()
         node.me = node                                  # a cycle: only the cyclic collector frees it
         ref = weakref.ref(node)
         del node
         gc.collect()
         assert ref() is None
+
+        gc.unfreeze()
+        with pytest.raises(ImportError), imports_then_freeze():
+            import no_such_module  # noqa: F401
+        assert gc.isenabled() and gc.get_freeze_count() == 0     # a failed block freezes nothing
     finally:
         gc.unfreeze()
+        gc.enable()
 
 
 # ---------------------------------------------------------------------------------------------
