@@ -181,11 +181,13 @@ ARM_INTERACTION = """want => {
         const img = main.querySelector('[data-testid="stImage"] img');
         return !!img && img.getAttribute('src') !== want.src;
     };
-    const t = window.__interaction = {act: null, done: null};
-    const start = () => { if (t.act === null) t.act = performance.now(); };
-    for (const type of ['pointerdown', 'keydown']) document.addEventListener(type, start, {capture: true, once: true});
+    window.__interaction?.stop();                        // an earlier arming that never finished
+    const input = new AbortController();
+    const t = window.__interaction = {act: null, done: null, stop: () => { input.abort(); obs.disconnect(); }};
+    const start = () => { if (t.act === null) { t.act = performance.now(); input.abort(); } };
+    for (const type of ['pointerdown', 'keydown']) document.addEventListener(type, start, {capture: true, signal: input.signal});
     const obs = new MutationObserver(() => {
-        if (t.act !== null && t.done === null && shown()) { t.done = performance.now(); obs.disconnect(); }
+        if (t.act !== null && t.done === null && shown()) { t.done = performance.now(); t.stop(); }
     });
     obs.observe(document.body, {subtree: true, childList: true, characterData: true, attributes: true,
                                 attributeFilter: ['src']});

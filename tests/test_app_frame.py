@@ -91,15 +91,17 @@ def test_streamlit_run_serves_app_py_as_an_app_whose_start_imports_the_explorer_
     found = discover_asgi_app(root / "app.py")
     assert found.is_asgi_app and found.import_string == "app:app"
     probe = """
-import asyncio, gc, sys, threading
+import asyncio, gc, sys, threading, time
 import app
 assert "torch" not in sys.modules and "explorer_ui" not in sys.modules   # importing app.py is light
 
 async def start():
+    t0 = time.perf_counter()
     async with app.lifespan(app.app):
-        return [t for t in threading.enumerate() if t.name == "preload"]
+        return time.perf_counter() - t0, [t for t in threading.enumerate() if t.name == "preload"]
 
-(thread,) = asyncio.run(start())
+entered, (thread,) = asyncio.run(start())
+assert entered < 0.5 and thread.is_alive()                                 # the server does not wait
 thread.join(120)
 assert not thread.is_alive()
 assert "explorer_ui" in sys.modules and "torch" in sys.modules

@@ -435,11 +435,17 @@ def test_imports_pause_the_collector_then_freeze_and_later_garbage_is_still_coll
     for t in threading.enumerate():         # an AppTest run earlier may have started the app's warm-up,
         if t.name in ("warm-up", "umap-warm-up"):   # which pauses and freezes too
             t.join(300)
+            assert not t.is_alive()
     try:
         with imports_then_freeze():
             assert not gc.isenabled()
             import explorer_ui  # noqa: F401
+            garbage = Node()
+            garbage.me = garbage                        # made while paused: collected before the freeze
+            made_in_block = weakref.ref(garbage)
+            del garbage
         assert gc.isenabled()
+        assert made_in_block() is None
         assert gc.get_freeze_count() > 100_000          # torch's and streamlit's modules, at least
         node = Node()
         node.me = node                                  # a cycle: only the cyclic collector frees it
@@ -452,6 +458,12 @@ def test_imports_pause_the_collector_then_freeze_and_later_garbage_is_still_coll
         with pytest.raises(ImportError), imports_then_freeze():
             import no_such_module  # noqa: F401
         assert gc.isenabled() and gc.get_freeze_count() == 0     # a failed block freezes nothing
+
+        gc.disable()
+        with imports_then_freeze():
+            pass
+        assert not gc.isenabled()                       # left as it was found
+        gc.enable()
     finally:
         gc.unfreeze()
         gc.enable()
