@@ -1,52 +1,33 @@
 """VAE Latent Explorer: `streamlit run app.py`.
 
-The frame: page config, the shared sidebar (model, dataset, device) and the navigation over
-the pages in app_pages/. Each page reads the sidebar's choices from ``explorer_ui.context()``.
+The frame only: page config, the shared sidebar (model, dataset, device) and the navigation over
+the pages in explorer/pages/. Each page reads the sidebar's choices from ``explorer.session.context()``.
 
 This file is read twice. `streamlit run app.py` first imports it as a module and serves ``app``
-(Streamlit's ASGI mode), whose lifespan starts importing torch and the explorer in the
-background while the browser loads Streamlit's front end; then every script run executes it
-as ``__main__``, which draws the frame.
+(Streamlit's ASGI mode), whose lifespan starts the server's start-up work (explorer.startup);
+then every script run executes it as ``__main__``, which draws the frame.
 """
 import streamlit as st
 
+from explorer import startup
+
+PAGES = (("sample", "Sample", ":material/grid_view:"), ("traverse", "Traverse", ":material/tune:"),
+         ("interpolate", "Interpolate", ":material/linear_scale:"),
+         ("latent_map", "Latent map", ":material/scatter_plot:"), ("train", "Train", ":material/model_training:"),
+         ("analyze", "Analyze", ":material/analytics:"))
+
 if __name__ == "__main__":
-    import explorer_ui as ui
+    from explorer.sidebar import sidebar
 
     st.set_page_config(page_title="VAE Latent Explorer", page_icon=":material/blur_on:", layout="wide")
-    ui.configure_torch()
-
-    nav = st.navigation([
-        st.Page("app_pages/sample.py", title="Sample", icon=":material/grid_view:", default=True),
-        st.Page("app_pages/traverse.py", title="Traverse", icon=":material/tune:"),
-        st.Page("app_pages/interpolate.py", title="Interpolate", icon=":material/linear_scale:"),
-        st.Page("app_pages/latent_map.py", title="Latent map", icon=":material/scatter_plot:"),
-        st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
-        st.Page("app_pages/analyze.py", title="Analyze", icon=":material/analytics:"),
-    ])
+    startup.configure_torch()
+    nav = st.navigation([st.Page(f"explorer/pages/{name}.py", title=title, icon=icon, default=i == 0)
+                         for i, (name, title, icon) in enumerate(PAGES)])
     st.sidebar.title("VAE Latent Explorer")
-    ui.sidebar()
+    sidebar()
     try:
         nav.run()
     finally:
-        # UMAP's warm-up starts once the first page is drawn: its imports would otherwise hold the GIL
-        # for seconds while that page is made (bench/startup.py).
-        ui.warm_up_thread()
+        startup.warm_up()           # after the first page is drawn, so its imports do not delay that page
 else:
-    import contextlib
-    import threading
-
-    from explorer_heap import imports_then_freeze
-
-    def preload() -> None:
-        """Import torch and the explorer (0.8 s here) while the browser loads the front end, so the
-        first page's run does not wait for them; a run that starts sooner waits on the import lock."""
-        with imports_then_freeze():
-            import explorer_ui  # noqa: F401
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_app):
-        threading.Thread(target=preload, name="preload", daemon=True).start()
-        yield
-
-    app = st.App(__file__, lifespan=lifespan)
+    app = st.App(__file__, lifespan=startup.lifespan)

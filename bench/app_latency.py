@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -39,10 +38,9 @@ def app_test(page: str | None = None):
 
 
 def bench_traverse(moves: int) -> dict:
-    at = app_test("app_pages/traverse.py")
-    for t in threading.enumerate():      # a server that has been up a few seconds: its warm-up is done
-        if t.name in ("warm-up", "umap-warm-up"):
-            t.join()
+    at = app_test("explorer/pages/traverse.py")
+    from explorer import startup
+    startup.warm_up().wait()             # a server that has been up a few seconds: its warm-up is done
     sliders = [s.key for s in at.slider if s.key.startswith("traverse_z")][:8]
     rng = random.Random(0)
     for _ in range(5):                                          # warm caches and allocators
@@ -80,7 +78,7 @@ FRESH = textwrap.dedent("""
     t0 = time.perf_counter()
     import torch
     from vae_core import project
-    project.start_warm_up()                          # what app.py does when the server starts
+    project.warm_up()                                # what the server does when it starts (explorer.startup)
     codes = torch.load(sys.argv[1])
     t1 = time.perf_counter()
     project.umap(codes)
@@ -124,7 +122,7 @@ def bench_map(skip_cold: bool) -> dict:
 
     # In the app: first visit (encode 5,000 images + PCA), UMAP in the background, revisits.
     at = app_test()
-    t = time.perf_counter(); at.switch_page("app_pages/latent_map.py").run()
+    t = time.perf_counter(); at.switch_page("explorer/pages/latent_map.py").run()
     res["page_first_visit_pca_s"] = time.perf_counter() - t
     at.radio(key="map_method").set_value("UMAP")
     t = time.perf_counter(); at.run(); res["page_umap_request_s"] = time.perf_counter() - t
@@ -150,7 +148,7 @@ def cli_images_per_s(epochs: int, threads: int = 0) -> float:
 
 def app_images_per_s(epochs: int) -> float:
     """The Train page itself: Start, then poll once a second as its fragment does."""
-    at = app_test("app_pages/train.py")
+    at = app_test("explorer/pages/train.py")
     at.number_input(key="train_epochs").set_value(epochs)
     at.number_input(key="train_latent").set_value(20)
     at.button(key="train_start").click().run()

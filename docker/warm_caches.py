@@ -3,7 +3,7 @@
 `PYTHONPATH=. python docker/warm_caches.py` from the app folder (the Dockerfile runs it as the app's user,
 so the files are its own):
 - numba: umap-learn's jitted functions compiled into NUMBA_CACHE_DIR (``vae_core.project.warm_up``);
-- the shipped checkpoints and built-in datasets, opened once (imports, bytecode, data files);
+- the shipped checkpoints and the datasets the app offers, opened once (imports, bytecode, data files);
 - Hub VAEs named in VAE_PREFETCH (space-separated repo ids, e.g. "madebyollin/taesd"), fetched
   into the Hugging Face cache (HF_HOME) so the first visitor does not wait for the download.
 A prefetch that fails is reported and skipped: the cache only saves time.
@@ -15,7 +15,8 @@ import time
 
 
 def main() -> int:
-    from vae_core import DATASETS, VAEError, load_dataset, load_model, shipped_checkpoints
+    from vae_core import VAEError, load_dataset, load_model, shipped_checkpoints
+    from vae_core.data import app_datasets
     from vae_core.project import warm_up
 
     t0 = time.perf_counter()
@@ -24,9 +25,9 @@ def main() -> int:
           f"(into {os.environ.get('NUMBA_CACHE_DIR', 'the default cache folder')})")
     for name in shipped_checkpoints():
         load_model(name, device="cpu")
-    for name in DATASETS:
+    for name in app_datasets():                  # not dsprites-full: the app never offers it
         load_dataset(name, "train")
-    print(f"opened {len(shipped_checkpoints())} checkpoints and {len(DATASETS)} datasets")
+    print(f"opened {len(shipped_checkpoints())} checkpoints and {len(app_datasets())} datasets")
     for repo in os.environ.get("VAE_PREFETCH", "").split():
         try:
             model = load_model(repo, device="cpu")

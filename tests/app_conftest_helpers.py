@@ -12,6 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # The app sets torch to one intra-op thread for the whole server process; in a test process that
 # would leak into every later test, so the app tests leave torch's threads alone.
 os.environ.setdefault("VAE_EXPLORER_TORCH_THREADS", "0")
+# No preload, heap freeze or UMAP warm-up in the test process (explorer.startup): AppTest runs the app here.
+os.environ.setdefault("VAE_EXPLORER_WARMUP", "0")
 APP = str(ROOT / "app.py")
 
 
@@ -21,7 +23,7 @@ def open_app(page: str | None = None, model: str | None = None, timeout: float =
     if model:
         at.sidebar.selectbox(key="model_shipped").set_value(model).run()
     if page:
-        at.switch_page(f"app_pages/{page}.py").run()
+        at.switch_page(f"explorer/pages/{page}.py").run()
     return at
 
 

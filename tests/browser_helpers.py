@@ -28,8 +28,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--
 MISSING_CHROMIUM = ("Debian's Chromium is not installed (.ci/run installs it: apt-get install chromium); "
                     "the real-browser test needs it and never downloads a browser.")
 
-# The navigation links' titles, as app.py names the pages, and the file name each page's
-# screenshot gets. Analyze joins when app_pages/analyze.py exists.
+# The navigation links' titles, as app.py names the pages, and the file name each page's screenshot gets.
 PAGES = {"Sample": "sample", "Traverse": "traverse", "Interpolate": "interpolate", "Latent map": "latent_map",
          "Train": "train", "Analyze": "analyze"}
 
@@ -55,9 +54,9 @@ def _healthy(url: str) -> bool:
 
 @contextlib.contextmanager
 def streamlit_server(max_seconds: float = 20, timeout: float = 90, extra_env: dict | None = None,
-                     port: int | None = None):
+                     port: int | None = None, log_sink: list | None = None):
     """Run ``streamlit run app.py`` on ``port`` (a free one by default); yields its URL; always ends
-    it (and its children)."""
+    it (and its children). ``log_sink`` receives the server's log lines once it has ended."""
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     runs = tempfile.mkdtemp(prefix="vae-browser-runs-")
@@ -91,6 +90,9 @@ def streamlit_server(max_seconds: float = 20, timeout: float = 90, extra_env: di
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+        if log_sink is not None:
+            log.seek(0)
+            log_sink.extend(log.read().decode(errors="replace").splitlines())
         log.close()
         shutil.rmtree(runs, ignore_errors=True)
 

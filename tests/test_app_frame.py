@@ -1,4 +1,5 @@
 """The frame: sidebar pickers, model summary, navigation, and bad model/dataset input."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,7 @@ def test_opens_with_a_shipped_mnist_model():
 def test_every_page_runs_with_the_default_model():
     at = open_app()
     for page in ("sample", "traverse", "interpolate", "latent_map", "train"):
-        at.switch_page(f"app_pages/{page}.py").run()
+        at.switch_page(f"explorer/pages/{page}.py").run()
         assert_clean(at)
         assert at.sidebar.selectbox(key="model_shipped").value == "mnist-mlp"   # one sidebar on every page
 
@@ -74,13 +75,16 @@ def test_dataset_of_another_shape_is_explained_and_can_be_resized():
     assert image_urls(at)
 
 
-def test_the_dataset_picker_leaves_datasets_too_large_for_a_shared_server_to_the_cli():
-    from vae_core.data import DATASETS, LARGE_DATASETS
+def test_the_dataset_pickers_leave_datasets_too_large_for_a_shared_server_to_the_cli():
+    from vae_core.data import DATASETS
+    large = {name for name, spec in DATASETS.items() if not spec.in_app}
+    assert "dsprites-full" in large and DATASETS["dsprites-full"].nbytes > 2 ** 31
     at = open_app()
     options = at.sidebar.selectbox(key="dataset").options
-    assert "dsprites-full" in LARGE_DATASETS and "dsprites-full" in DATASETS
-    assert not set(options) & LARGE_DATASETS
+    assert not set(options) & large
     assert {"mnist-5k", "digits", "dsprites"} <= set(options)
+    at.switch_page("explorer/pages/train.py").run()
+    assert not set(at.selectbox(key="train_dataset").options) & large
 
 
 def test_streamlit_run_serves_app_py_as_an_app_whose_start_imports_the_explorer_in_the_background():
@@ -93,20 +97,45 @@ def test_streamlit_run_serves_app_py_as_an_app_whose_start_imports_the_explorer_
     probe = """
 import asyncio, gc, sys, threading, time
 import app
-assert "torch" not in sys.modules and "explorer_ui" not in sys.modules   # importing app.py is light
+assert "torch" not in sys.modules and "vae_core" not in sys.modules     # importing app.py is light
 
 async def start():
     t0 = time.perf_counter()
-    async with app.lifespan(app.app):
+    async with app.startup.lifespan(app.app):
         return time.perf_counter() - t0, [t for t in threading.enumerate() if t.name == "preload"]
 
 entered, (thread,) = asyncio.run(start())
 assert entered < 0.5 and thread.is_alive()                                 # the server does not wait
 thread.join(120)
 assert not thread.is_alive()
-assert "explorer_ui" in sys.modules and "torch" in sys.modules
+assert "explorer.sidebar" in sys.modules and "torch" in sys.modules
 assert gc.isenabled() and gc.get_freeze_count() > 100_000
 print("ok")
 """
-    out = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, timeout=180)
+    env = {**os.environ, "VAE_EXPLORER_WARMUP": "1"}
+    out = subprocess.run([sys.executable, "-c", probe], cwd=root, env=env, capture_output=True, text=True,
+                         timeout=180)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+
+
+def test_the_start_up_switch_turns_the_preload_off():
+    """VAE_EXPLORER_WARMUP=0 (the tests' setting): the lifespan starts nothing, so no freeze reaches the process."""
+    root = Path(__file__).resolve().parent.parent
+    probe = """
+import asyncio, gc, sys, threading
+import app
+
+async def start():
+    async with app.startup.lifespan(app.app):
+        return [t.name for t in threading.enumerate()]
+
+assert "preload" not in asyncio.run(start())
+from explorer import startup
+assert startup.warm_up().done.is_set() and startup.warm_up().thread is None
+assert gc.get_freeze_count() == 0 and "torch" not in sys.modules
+print("ok")
+"""
+    env = {**os.environ, "VAE_EXPLORER_WARMUP": "0"}
+    out = subprocess.run([sys.executable, "-c", probe], cwd=root, env=env, capture_output=True, text=True,
+                         timeout=180)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]

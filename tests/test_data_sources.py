@@ -12,16 +12,16 @@ import torch
 from PIL import Image
 
 from vae_core import VAEError, load_dataset
-from vae_core import data as D
+from vae_core.data import dsprites as D
+from vae_core.data import hub_parquet as HP
+from vae_core.data.imageset import split_indices
+from vae_core.settings import cache_dir
 
 
 @pytest.fixture(autouse=True)
 def _isolated_caches(tmp_path, monkeypatch):
-    """Every test gets its own disk cache and an empty in-process memo."""
+    """Every test gets its own disk cache (nothing is kept in memory between loads)."""
     monkeypatch.setenv("VAE_CACHE_DIR", str(tmp_path / "vae-cache"))
-    D._MEMO.clear()
-    yield
-    D._MEMO.clear()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,7 +166,7 @@ def test_dsprites_full_build_and_split(tmp_path):
     assert path.stat().st_size == 128 + D.DSPRITES_N * 512 and calls[-1] == (D.DSPRITES_N, D.DSPRITES_N)
     test = load_dataset("dsprites-full", "test")
     assert len(test) == 147_456 and test.factors.shape == (147_456, 5)
-    idx = D.split_indices(D.DSPRITES_N, "test")
+    idx = split_indices(D.DSPRITES_N, "test")
     assert torch.equal(test.images[::997], D.render_dsprites(idx[::997]))
 
 
@@ -257,10 +257,9 @@ def test_hub_dataset_offline_from_the_cache(hub, digits8):
 
 def test_hub_dataset_decodes_once_then_reads_its_disk_cache(hub, monkeypatch):
     first = load_dataset("hf:acme/tiny-digits", "train", image_size=12)
-    cached = list((D.cache_dir() / "hf" / "acme--tiny-digits").glob("*.safetensors"))
+    cached = list((cache_dir() / "hf" / "acme--tiny-digits").glob("*.safetensors"))
     assert len(cached) == 1 and not list(cached[0].parent.glob(".*tmp*"))
-    D._MEMO.clear()
-    monkeypatch.setattr(D, "_decode_parquet", lambda *a, **k: pytest.fail("decoded again"))
+    monkeypatch.setattr(HP, "_decode_parquet", lambda *a, **k: pytest.fail("decoded again"))
     again = load_dataset("hf:acme/tiny-digits", "train", image_size=12)
     assert torch.equal(again.images, first.images) and torch.equal(again.labels, first.labels)
     assert again.class_names == first.class_names
@@ -354,13 +353,13 @@ def test_hub_online_path_downloads_only_the_shards_it_needs(tmp_path, monkeypatc
 
 
 def test_parquet_layouts_and_specs():
-    L = D._parquet_layout
+    L = HP._parquet_layout
     assert (L("data/train-00000-of-00003.parquet").config, L("data/train-00000-of-00003.parquet").split) == ("data", "train")
     assert (L("mnist/test-00000-of-00001.parquet").config, L("mnist/test-00000-of-00001.parquet").split) == ("mnist", "test")
     assert (L("plain_text/train/0000.parquet").config, L("plain_text/train/0000.parquet").split) == ("plain_text", "train")
     assert L("default/partial-train/0003.parquet").split == "train"
     assert (L("validation.parquet").config, L("validation.parquet").split) == ("", "validation")
-    spec = D.parse_hf_spec("hf:zalando-datasets/fashion_mnist@refs/convert/parquet:image:label=label:config=fashion_mnist")
+    spec = HP.parse_hf_spec("hf:zalando-datasets/fashion_mnist@refs/convert/parquet:image:label=label:config=fashion_mnist")
     assert spec == {"repo": "zalando-datasets/fashion_mnist", "revision": "refs/convert/parquet", "column": "image",
                     "label": "label", "config": "fashion_mnist", "max_images": None}
 

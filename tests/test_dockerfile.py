@@ -120,7 +120,8 @@ def test_no_secrets_in_the_image_definition():
 
 def test_build_context_keeps_what_the_app_needs():
     pats = dockerignore()
-    for needed in ("app.py", "explorer_ui.py", "vae_core/hub.py", "checkpoints/mnist-mlp/model.safetensors",
+    for needed in ("app.py", "explorer/sidebar.py", "explorer/pages/sample.py", "vae_core/hub.py",
+                   "vae_core/data/registry.py", "checkpoints/mnist-mlp/model.safetensors",
                    "docker/warm_caches.py", "requirements.txt", "requirements-extras.txt", ".streamlit/config.toml"):
         assert not ignored(needed, pats), needed
     for dropped in (".git/config", "vae_core/__pycache__/hub.cpython-311.pyc", "runs/x/model.safetensors"):

@@ -8,9 +8,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from vae_core import VAEError, build_model, load_model, save_pretrained
+from vae_core import VAEError, build_model, load_model, open_model, save_pretrained
 from vae_core.device import pick_device
-from vae_core.hub import atomic_folder, recover_folder
+from vae_core.checkpoint import atomic_folder
 
 CFG = {"model_type": "mlp", "in_shape": [1, 8, 8], "hidden_dims": [16], "latent_dim": 3}
 
@@ -181,16 +181,21 @@ def test_device_choice_prefers_cuda_then_mps(monkeypatch):
         pick_device("cuda")
 
 
+def run_dataset(folder) -> str:
+    return json.loads((folder / "training_config.json").read_text())["train"]["dataset"]
+
+
 @pytest.mark.parametrize("name", __import__("vae_core").shipped_checkpoints())
 def test_every_shipped_checkpoint_round_trips_and_reproduces_its_card(name):
     """Load, encode, decode, finite outputs; then the card's held-out metrics, recomputed."""
     from vae_core import load_dataset
-    from vae_core.hub import read_card_metrics
+    from vae_core.checkpoint import read_card_metrics
     from vae_core.metrics import evaluate_model
     from vae_core.train import load_run_config
 
-    model = load_model(name, device="cpu")
-    run = load_run_config(model.folder)
+    model, info = open_model(name, device="cpu")
+    assert info.kind == "shipped" and info.trained_on == run_dataset(info.folder)
+    run = load_run_config(info.folder)
     test = load_dataset(run.train.dataset, "test", image_size=run.train.image_size)
     with torch.inference_mode():
         x = test.float_images()[:8]
@@ -198,7 +203,8 @@ def test_every_shipped_checkpoint_round_trips_and_reproduces_its_card(name):
         x_hat = model.decode(model.encode(x, y).mode(), y)
         samples = model.sample(4, generator=torch.Generator().manual_seed(0), y=0 if model.num_classes else None)
     assert x_hat.shape == x.shape and torch.isfinite(x_hat).all() and torch.isfinite(samples).all()
-    card = read_card_metrics(model.folder)
+    card = read_card_metrics(info.folder)
+    assert info.metrics == card
     # The card's numbers come from the same seeded evaluation that training ran after its last epoch.
     res = evaluate_model(model, test, seed=run.train.seed, max_images=2000)
     for key in ("elbo", "recon", "kl", "mse"):

@@ -1,4 +1,6 @@
 """vae_core.project: PCA / t-SNE / UMAP maps, exact kNN, nearest neighbours, warm-up."""
+import gc
+
 import numpy as np
 import pytest
 import torch
@@ -72,11 +74,25 @@ def test_umap_epochs_scale_down_for_large_maps():
     assert project.umap_epochs(5_000) == 200 and project.umap_epochs(20_000) == 100
 
 
-def test_warm_up_runs_once_and_reports():
+def test_warm_up_reports_and_turns_numba_caching_on_once():
     timings = project.warm_up(n=60)
     assert set(timings) == {"import_s", "fit_s"}
-    t1, t2 = project.start_warm_up(), project.start_warm_up()
-    assert t1 is t2
-    t1.join(120)
-    assert "error" not in project.warm_result
-    assert project.enable_numba_cache() == 0                     # already on
+    assert project.enable_numba_cache() is project.enable_numba_cache()     # done once per process
+    assert project.enable_numba_cache.cache_info().misses == 1
+
+
+def test_the_servers_warm_up_runs_in_its_own_thread_and_says_when_it_is_done(monkeypatch):
+    from explorer import startup
+
+    monkeypatch.setattr(startup, "WARM_UP_DELAY_S", 0.0)
+    warm = startup.WarmUp(run=True)
+    assert warm.thread is not None and warm.thread.name == "warm-up"
+    try:
+        assert warm.wait(120) and not warm.error
+    finally:
+        gc.unfreeze()                                            # the warm-up froze this test process's heap
+    assert set(warm.timings) == {"import_s", "fit_s"}
+    warm.thread.join(5)
+    assert not warm.thread.is_alive()
+    off = startup.WarmUp(run=False)                              # VAE_EXPLORER_WARMUP=0: nothing runs
+    assert off.thread is None and off.wait(0)

@@ -26,7 +26,9 @@ from tests.app_conftest_helpers import ROOT, assert_clean, errors, image_urls, o
 from vae_core import explore, hub
 from vae_core.config import TrainConfig
 from vae_core.images import MAX_UPLOAD_BYTES, decode_image
-from vae_core.live import Limits, TrainingJob
+from explorer.limits import Settings
+from tests.waiting import wait_for
+from vae_core.live import TrainingJob, TrainingLimits
 from vae_core.models import MLPConfig
 from vae_core.train import RunConfig
 
@@ -207,8 +209,8 @@ def test_hostile_uploads_on_the_interpolate_page_get_messages_and_the_session_go
 
 
 def test_no_remote_code_and_a_torch_without_the_unpickling_cves():
-    sources = [p for p in [ROOT / "app.py", ROOT / "explorer_ui.py", *ROOT.glob("app_pages/*.py"),
-                           *ROOT.glob("vae_core/**/*.py")]]
+    sources = [ROOT / "app.py", *ROOT.glob("explorer/**/*.py"), *ROOT.glob("vae_core/**/*.py")]
+    assert len(sources) > 30
     for p in sources:
         text = p.read_text()
         assert not re.search(r"trust_remote_code\s*=\s*True", text), p
@@ -242,15 +244,19 @@ class _Boom:
 
 @pytest.fixture
 def fake_hub(monkeypatch, tmp_path):
-    """snapshot_download and model_info replaced: what they were asked, and what they return."""
+    """snapshot_download and model_info replaced: what they were asked, and what they return.
+
+    With ``state["hang"]`` a download hangs, as a Hub that never answers does, until the test ends."""
     import huggingface_hub
 
     calls = {"download": [], "info": []}
-    state = {"delay": 0.0, "sizes": None, "folder": None, "error": None}
+    state = {"hang": False, "sizes": None, "folder": None, "error": None}
+    test_over = threading.Event()
 
     def snapshot_download(repo_id, revision=None, **kw):
         calls["download"].append((repo_id, revision))
-        time.sleep(state["delay"])
+        if state["hang"]:
+            test_over.wait(60)
         if state["error"] is not None:
             raise state["error"]
         return str(state["folder"] or tmp_path)
@@ -263,7 +269,8 @@ def fake_hub(monkeypatch, tmp_path):
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
     monkeypatch.setattr(huggingface_hub.HfApi, "model_info", model_info)
-    return SimpleNamespace(calls=calls, state=state)
+    yield SimpleNamespace(calls=calls, state=state)
+    test_over.set()
 
 
 def test_hub_requests_have_time_outs_and_a_slow_hub_gets_a_message(fake_hub, monkeypatch):
@@ -273,7 +280,7 @@ def test_hub_requests_have_time_outs_and_a_slow_hub_gets_a_message(fake_hub, mon
     monkeypatch.setattr(constants, "HF_HUB_ETAG_TIMEOUT", constants.HF_HUB_ETAG_TIMEOUT)
     monkeypatch.setenv("VAE_EXPLORER_HUB_TIMEOUT", "7")
     monkeypatch.setenv("VAE_EXPLORER_HUB_FETCH_TIMEOUT", "0.3")
-    fake_hub.state["delay"] = 3.0
+    fake_hub.state["hang"] = True
     t = time.perf_counter()
     with pytest.raises(vae_core.VAEError, match="did not deliver.*within 0.3 s"):
         hub.download_repo("org/slow")
@@ -286,7 +293,7 @@ def test_a_revision_can_be_pinned(fake_hub, tmp_path):
     (tmp_path / "config.json").write_text("{}")
     hub.download_repo("org/name", "0123abcd")
     with pytest.raises(vae_core.VAEError):
-        hub.load_model("org/name@v1.2")                           # an empty config: refused after the fetch
+        vae_core.load_model("org/name@v1.2")                           # an empty config: refused after the fetch
     assert ("org/name", "0123abcd") in fake_hub.calls["download"]
     assert ("org/name", "v1.2") in fake_hub.calls["download"]
 
@@ -320,7 +327,7 @@ def test_an_unreachable_or_slow_hub_shows_a_sidebar_message_and_shipped_models_k
     assert not at.exception
     assert any("Cannot reach the Hugging Face Hub" in e.value for e in at.sidebar.error)
     monkeypatch.setenv("VAE_EXPLORER_HUB_FETCH_TIMEOUT", "0.3")
-    fake_hub.state.update(error=None, delay=2.0)
+    fake_hub.state.update(error=None, hang=True)
     at.sidebar.text_input(key="model_hub").set_value("someone/slow").run()
     assert not at.exception
     assert any("did not deliver" in e.value for e in at.sidebar.error)
@@ -358,7 +365,7 @@ def test_the_shared_model_is_unchanged_by_another_sessions_training(monkeypatch,
     trainer.run()
     assert job.snapshot().status == "finished", job.snapshot().error
     trainer.button(key="train_explore").click().run()                    # the trainer now explores its own run
-    trainer.switch_page("app_pages/sample.py").run()
+    trainer.switch_page("explorer/pages/sample.py").run()
     assert_clean(trainer)
     assert trainer.session_state["_ctx"].model is job.model is not shared
 
@@ -404,42 +411,42 @@ def test_inference_runs_under_inference_mode():
 
 
 def test_torch_threads_are_capped_from_the_environment(monkeypatch):
-    import explorer_ui as ui
+    from explorer import startup
 
     seen = []
     monkeypatch.setattr(torch, "set_num_threads", seen.append)
     monkeypatch.setenv("VAE_EXPLORER_TORCH_THREADS", "1")
-    ui.configure_torch.clear()
+    startup.configure_torch.clear()
     try:
         open_app()                                                       # app.py configures torch at start
         assert seen == [1]
         monkeypatch.delenv("VAE_EXPLORER_TORCH_THREADS")
-        assert Limits.from_env().torch_threads == 0                      # the default leaves torch alone
+        assert Settings.from_env().torch_threads == 0                    # the default leaves torch alone
         monkeypatch.setenv("VAE_EXPLORER_TORCH_THREADS", "0")
-        ui.configure_torch.clear()
+        startup.configure_torch.clear()
         open_app()
         assert seen == [1]                                               # 0: torch's own default, untouched
     finally:
-        ui.configure_torch.clear()
+        startup.configure_torch.clear()
 
 
 def test_imports_pause_the_collector_then_freeze_and_later_garbage_is_still_collected():
     import gc
     import weakref
 
-    from explorer_heap import imports_then_freeze
+    from explorer.startup import imports_then_freeze
 
     class Node:
         pass
 
-    for t in threading.enumerate():         # an AppTest run earlier may have started the app's warm-up,
-        if t.name in ("warm-up", "umap-warm-up"):   # which pauses and freezes too
+    for t in threading.enumerate():         # a server warm-up started earlier in this process would
+        if t.name in ("preload", "warm-up"):    # pause and freeze too
             t.join(300)
             assert not t.is_alive()
     try:
         with imports_then_freeze():
             assert not gc.isenabled()
-            import explorer_ui  # noqa: F401
+            import explorer.widgets  # noqa: F401
             garbage = Node()
             garbage.me = garbage                        # made while paused: collected before the freeze
             made_in_block = weakref.ref(garbage)
@@ -480,49 +487,48 @@ def long_run(epochs=100_000):
 
 
 def limits(session_timeout):
-    return Limits(max_epochs=100_000, max_seconds=60, session_timeout=session_timeout)
+    return TrainingLimits(max_epochs=100_000, max_seconds=60, session_timeout=session_timeout)
 
 
-def our_threads(names=("vae-training", "vae-training-reaper")) -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name in names and t.is_alive()]
+def no_reaper() -> bool:
+    """No thread watches jobs from outside: each job's own thread checks its session."""
+    return not any("reaper" in t.name for t in threading.enumerate())
 
 
-def test_a_job_whose_session_is_gone_is_stopped_and_its_threads_end():
-    assert not our_threads(), our_threads()
-    connected = {"yes": True}
-    job = TrainingJob(long_run(), limits=limits(0.5), log_every=1,
-                      alive=lambda: connected["yes"]).start()
-    time.sleep(1.5)                                                     # past the time-out, but connected
+def test_a_job_whose_session_is_gone_is_stopped_and_its_thread_ends():
+    connected = threading.Event()
+    connected.set()
+    job = TrainingJob(long_run(), limits=limits(0.5), log_every=1, alive=connected.is_set).start()
+    t0 = time.monotonic()
+    # Three time-outs long, with the session connected: the run goes on.
+    wait_for(lambda: time.monotonic() - t0 > 1.5 and job.snapshot().step > 0, 60, "1.5 s of training")
     assert job.is_alive() and job.snapshot().status == "running"
-    connected["yes"] = False                                            # the tab is closed
+    connected.clear()                                                   # the tab is closed
     t = time.monotonic()
     job.join(5)
     assert not job.is_alive() and time.monotonic() - t < 3
     snap = job.snapshot()
     assert snap.status == "stopped" and "session ended" in snap.message
     assert job.model is None and job.data is None                       # its memory is let go
-    deadline = time.monotonic() + 3
-    while our_threads() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not our_threads()                                            # the reaper ends with its last job
+    assert no_reaper()
 
 
 def test_a_heartbeat_keeps_a_job_alive_and_unwatched_jobs_are_left_alone():
     beating = TrainingJob(long_run(), limits=limits(0.4), log_every=1, watched=True).start()
     plain = TrainingJob(long_run(), limits=limits(0.4), log_every=1).start()   # CLI-style
     try:
-        for _ in range(12):
-            beating.touch()                                             # a rerun of its session
-            time.sleep(0.1)
+        t0 = time.monotonic()
+        # Reruns of its session touch it all along (every poll), for three time-outs.
+        wait_for(lambda: (beating.touch(), time.monotonic() - t0 > 1.2)[1], 10, "1.2 s of heartbeats")
         assert beating.is_alive() and plain.is_alive()
-        beating.join(3)
+        beating.join(3)                                                 # no more heartbeats: it stops
         assert not beating.is_alive() and "session ended" in beating.snapshot().message
         assert plain.is_alive()
     finally:
         for j in (beating, plain):
             j.stop()
             j.join(10)
-    assert not our_threads(("vae-training",))
+    assert not beating.is_alive() and not plain.is_alive() and no_reaper()
 
 
 @pytest.fixture
@@ -541,15 +547,14 @@ def test_a_run_survives_reruns_and_clicks_and_stop_stops_it(train_app):
     job = at.session_state["train_job"]
     assert job.is_alive()
     steps = []
-    for action in (lambda: at.run(), lambda: at.switch_page("app_pages/sample.py").run(),
+    for action in (lambda: at.run(), lambda: at.switch_page("explorer/pages/sample.py").run(),
                    lambda: at.slider(key="sample_count").set_value(9).run(),
-                   lambda: at.switch_page("app_pages/train.py").run(), lambda: at.run()):
+                   lambda: at.switch_page("explorer/pages/train.py").run(), lambda: at.run()):
         action()
         assert not at.exception
         assert at.session_state["train_job"] is job and job.is_alive()
         steps.append(job.snapshot().step)
-        time.sleep(0.2)
-    assert steps[-1] > steps[0]                                         # it went on training meanwhile
+        wait_for(lambda: job.snapshot().step > steps[-1], 30, "more training steps")   # it goes on meanwhile
     at.button(key="train_stop").click().run()
     job.join(5)
     assert not job.is_alive() and job.snapshot().status == "stopped"
@@ -568,10 +573,7 @@ def test_a_run_of_a_session_that_goes_away_ends_within_the_time_out(train_app, m
     del at                                                              # the session goes away: no more reruns
     job.join(6)
     assert not job.is_alive() and "session ended" in job.snapshot().message
-    deadline = time.monotonic() + 3
-    while our_threads() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not our_threads()
+    assert job.model is None and no_reaper()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -600,7 +602,7 @@ def test_a_nan_loss_in_a_live_run_shows_a_message_and_the_app_keeps_working(trai
     assert not at.exception
     assert job.snapshot().status == "failed"
     assert any("NaN or Inf" in e for e in errors(at)), errors(at)
-    at.switch_page("app_pages/sample.py").run()
+    at.switch_page("explorer/pages/sample.py").run()
     assert_clean(at)
     assert image_urls(at)
 

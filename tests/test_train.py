@@ -1,14 +1,13 @@
 import dataclasses
 import importlib
 import json
-import os
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 
 from vae_core import RunConfig, TrainConfig, TrainingDiverged, VAEError, load_model, train
-from vae_core.models import ConvConfig, MLPConfig, VQConfig
+from vae_core.models import ConvConfig, VQConfig
 from vae_core.train import init_model
 
 

@@ -4,17 +4,20 @@
 >>> model = load_model("mnist-mlp")            # a shipped checkpoint, a run folder, or org/name on the Hub
 >>> images = model.sample(16)
 """
+from .checkpoint import save_pretrained
 from .config import TrainConfig
 from .data import DATASETS, ImageSet, load_dataset
 from .device import pick_device
 from .errors import TrainingDiverged, VAEError
-from .hub import load_model, save_pretrained, shipped_checkpoints
+from .hub import push_to_hub, shipped_checkpoints
+from .loading import ModelInfo, load_model, open_model
 from .metrics import evaluate_model
 from .models import MODEL_TYPES, ModelConfig, Posterior, VAEBase, build_model
 from .train import Event, RunConfig, train
 
 __version__ = "0.1.0"
 
-__all__ = ["DATASETS", "Event", "ImageSet", "MODEL_TYPES", "ModelConfig", "Posterior", "RunConfig",
+__all__ = ["DATASETS", "Event", "ImageSet", "MODEL_TYPES", "ModelConfig", "ModelInfo", "Posterior", "RunConfig",
            "TrainConfig", "TrainingDiverged", "VAEBase", "VAEError", "build_model", "evaluate_model",
-           "load_dataset", "load_model", "pick_device", "save_pretrained", "shipped_checkpoints", "train"]
+           "load_dataset", "load_model", "open_model", "pick_device", "push_to_hub", "save_pretrained",
+           "shipped_checkpoints", "train"]

@@ -22,18 +22,10 @@ from .quality import psnr, ssim
 Progress = Callable[[float, str], None]
 
 
-def _subset(data: ImageSet, n: int, seed: int) -> ImageSet:
-    """A fixed random subset: datasets may be sorted by class."""
-    if n >= len(data):
-        return data
-    idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n].sort().values
-    return data.subset(idx)
-
-
 def latent_units(model: VAEBase, data: ImageSet, n: int = 1000, iwae_k: int = 0, seed: int = 0,
                  progress: Progress | None = None) -> dict:
     """KL per unit, active units, ELBO (and IWAE log p(x)), I(x; z), and collapse warnings."""
-    sub = _subset(data, n, seed)
+    sub, _ = data.seeded_subset(n, seed)
     res = evaluate_model(model, sub, iwae_k=iwae_k, seed=seed,
                          progress=(lambda d, t: progress(0.8 * d / t, "evaluating")) if progress else None)
     if "kl_per_dim" in res:
@@ -49,7 +41,7 @@ def factor_information(model: VAEBase, data: ImageSet, n: int = 5000, num_bins: 
     factor's entropy (so 1 means the unit determines the factor), and the best unit per factor."""
     if data.factors is None:
         raise ValueError("This dataset has no ground-truth factors.")
-    sub = _subset(data, n, seed)
+    sub, _ = data.seeded_subset(n, seed)
     codes = explore.encode_dataset(model, sub).flatten(1).numpy().astype(np.float64)
     factors = np.stack([np.unique(col, return_inverse=True)[1] for col in sub.factors.numpy().T], axis=1)
     mi = mutual_information_matrix(codes, factors, num_bins)                 # (D, F) nats
@@ -61,10 +53,10 @@ def anomaly_analysis(model: VAEBase, data: ImageSet, kind: ScoreKind = "elbo", a
                      n: int = 1000, k: int = 50, seed: int = 0, progress: Progress | None = None) -> dict:
     """Scores for n images (higher is more anomalous), the most anomalous first, and ROC/PR curves when a
     class is named as the anomaly."""
-    sub = _subset(data, n, seed)
+    sub, idx = data.seeded_subset(n, seed)
     scores = anomaly_scores(model, sub, kind, k=k, seed=seed,
                             progress=(lambda d, t: progress(d / t, "scoring")) if progress else None)
-    out = {"scores": scores, "indices": sub_indices(data, n, seed), "order": np.argsort(-scores)}
+    out = {"scores": scores, "indices": idx.numpy(), "order": np.argsort(-scores)}
     if anomalous_class is not None and sub.labels is not None:
         is_anomaly = sub.labels.numpy() == anomalous_class
         if is_anomaly.any() and not is_anomaly.all():
@@ -72,12 +64,6 @@ def anomaly_analysis(model: VAEBase, data: ImageSet, kind: ScoreKind = "elbo", a
             out.update(is_anomaly=is_anomaly, fpr=fpr, tpr=tpr, roc_auc=float(skm.roc_auc_score(is_anomaly, scores)),
                        pr_auc=float(skm.average_precision_score(is_anomaly, scores)))
     return out
-
-
-def sub_indices(data: ImageSet, n: int, seed: int) -> np.ndarray:
-    if n >= len(data):
-        return np.arange(len(data))
-    return torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n].sort().values.numpy()
 
 
 @torch.inference_mode()

@@ -26,10 +26,8 @@ def anomaly_scores(model: VAEBase, data: ImageSet, kind: ScoreKind = "elbo", *, 
     """One score per image, batched; seeded, so the same model and data give the same scores."""
     dev = model.device
     gen = torch.Generator(device=dev).manual_seed(seed)
-    out = []
-    for start in range(0, len(data), batch_size):
-        x = data.images[start:start + batch_size].to(dev).float().div_(255)
-        y = data.labels[start:start + len(x)].to(dev) if model.num_classes and data.labels is not None else None
+    out, done = [], 0
+    for x, y in data.batches(batch_size, dev, with_labels=bool(model.num_classes)):
         post = model.encode(x, y)
         if kind == "recon" or post.logvar is None:
             s = (model.decode(post.mode(), y) - x).pow(2).flatten(1).mean(1)
@@ -39,8 +37,9 @@ def anomaly_scores(model: VAEBase, data: ImageSet, kind: ScoreKind = "elbo", *, 
             z = post.rsample(generator=gen)
             s = -log_likelihood(model, model.decode_logits(z, y), x) + post.kl()
         out.append(s.float().cpu())
+        done += len(x)
         if progress:
-            progress(min(start + batch_size, len(data)), len(data))
+            progress(done, len(data))
     return torch.cat(out).numpy()
 
 

@@ -163,7 +163,7 @@ def cmd_evaluate(args) -> int:
     from tqdm import tqdm
 
     from .data import load_dataset
-    from .hub import load_model
+    from .loading import load_model
     from .metrics import collapse_warnings, evaluate_model, mutual_information_estimate
 
     model = load_model(args.model_source, device=args.device, revision=args.revision)
@@ -230,7 +230,7 @@ def cmd_evaluate(args) -> int:
 def cmd_sample(args) -> int:
     import torch
 
-    from .hub import load_model
+    from .loading import load_model
     from .images import save_grid
 
     model = load_model(args.model_source, device=args.device, revision=args.revision)

@@ -35,12 +35,12 @@ import torch
 import torch.nn.functional as F
 
 from .errors import VAEError
+from .settings import MAX_WEIGHTS_BYTES
 
 # pythae configs whose model is the plain Gaussian VAE with an N(0, I) prior when it uses the default nets.
 MAPPABLE = ("VAEConfig", "BetaVAEConfig", "DisentangledBetaVAEConfig", "BetaTCVAEConfig", "IWAEConfig",
             "MIWAEConfig", "PIWAEConfig", "CIWAEConfig", "MSSSIM_VAEConfig", "INFOVAE_MMD_Config")
 HIDDEN = 512                     # Encoder_VAE_MLP / Decoder_AE_MLP's fixed width
-MAX_PICKLE_BYTES = 2 * 1024 ** 3
 PYTHAE_FILES = ["model_config.json", "model.pt", "environment.json", "README.md"]
 
 
@@ -70,10 +70,9 @@ def _source_folder(src: str | Path, revision: str | None) -> Path:
     path = Path(str(src)).expanduser()
     if path.is_dir():
         return path
-    m = hub.REPO_ID.match(str(src))
-    if m and not str(src).startswith((".", "/", "~")):
-        rev = revision or (m.group(4)[1:] if m.group(4) else None)
-        return hub.download_repo(f"{m.group(2)}/{m.group(3)}", rev, PYTHAE_FILES)
+    repo = hub.parse_repo_id(str(src))
+    if repo is not None:
+        return hub.download_repo(repo[0], revision or repo[1], PYTHAE_FILES)
     raise VAEError(f"No folder at {src}; give a pythae model folder (model_config.json + model.pt) or a Hub repo id.")
 
 
@@ -130,8 +129,8 @@ def load_pickled_state(path: Path, *, i_trust_this_file: bool) -> dict[str, torc
     """model.pt's state dict: tensors-only unpickling first; a full unpickle only when trusted."""
     if not path.is_file():
         raise VAEError(f"{path.parent} has no model.pt, pythae's weights file.")
-    if path.stat().st_size > MAX_PICKLE_BYTES:
-        raise VAEError(f"{path} is larger than {MAX_PICKLE_BYTES >> 30} GiB; refusing to read it.")
+    if path.stat().st_size > MAX_WEIGHTS_BYTES:
+        raise VAEError(f"{path} is larger than {MAX_WEIGHTS_BYTES >> 30} GiB; refusing to read it.")
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*pickle protocol.*")   # protocol notes, not a danger
@@ -195,8 +194,7 @@ def convert_pythae(src_folder: str | Path, out_folder: str | Path, *, i_trust_th
     ``i_trust_this_file`` must be said out loud: when True, a model.pt that the tensors-only
     reader refuses is unpickled fully, which runs whatever code it carries.
     """
-    from .hub import atomic_folder, model_card, write_model_files
-    from .images import save_grid
+    from .checkpoint import model_card, write_run_folder
     from .models import MLPConfig, build_model
 
     src = _source_folder(src_folder, revision)
@@ -237,13 +235,7 @@ def convert_pythae(src_folder: str | Path, out_folder: str | Path, *, i_trust_th
              "heads are stacked into one layer; nothing else changed." + "".join(f"\n\n{n}" for n in notes))
 
     card = model_card(model, sample_image="samples.png", extra=extra)
-
-    def write(tmp: Path) -> None:               # what save_pretrained writes, plus the card's sample grid
-        write_model_files(tmp, model, card)
-        save_grid(samples, tmp / "samples.png", nrow=4, scale=2)
-
-    out = Path(out_folder)
-    atomic_folder(out, write)
+    out = write_run_folder(out_folder, model, card=card, samples=samples, samples_per_row=4)
     return Converted(out, config.model_type, latent, tuple(notes))
 
 

@@ -34,33 +34,12 @@ class UnitStats:
         return cls((0.0,) * n, (1.0,) * n, (True,) * n, tuple(range(n)))
 
 
-def _labels(model: VAEBase, y, n: int) -> torch.Tensor | None:
-    """Class labels for n images: None for an unconditional model, an int broadcast, or a tensor."""
-    if not getattr(model, "num_classes", 0):
-        return None
-    if y is None:
-        raise VAEError("This is a conditional model: choose a class.")
-    if isinstance(y, int):
-        return torch.full((n,), y, dtype=torch.long, device=model.device)
-    return torch.as_tensor(y, device=model.device)
-
-
 def is_spatial(model: VAEBase) -> bool:
     return len(model.latent_shape) == 3
 
 
 def num_units(model: VAEBase) -> int:
     return model.latent_shape[0]
-
-
-def labels_for(model: VAEBase, data: ImageSet) -> torch.Tensor | None:
-    """The labels a conditional model needs, or None for an unconditional one."""
-    if not model.num_classes:
-        return None
-    if data.labels is None:
-        raise VAEError(f"This conditional model needs class labels, and {data.name or 'the dataset'} has none; "
-                       "pick a labelled dataset.")
-    return data.labels
 
 
 @torch.inference_mode()
@@ -95,7 +74,7 @@ def set_units(model: VAEBase, base: torch.Tensor, values, stats: UnitStats) -> t
 def decode(model: VAEBase, z: torch.Tensor, y: int | torch.Tensor | None = None) -> torch.Tensor:
     """Decode codes into images on the CPU, clamped to [0, 1]."""
     z = z.to(model.device)
-    return model.decode(z, _labels(model, y, z.shape[0])).float().clamp(0, 1).cpu()
+    return model.decode(z, model.class_labels(y, z.shape[0])).float().clamp(0, 1).cpu()
 
 
 @torch.inference_mode()
@@ -104,29 +83,27 @@ def encode(model: VAEBase, x: torch.Tensor, y: int | torch.Tensor | None = None)
     if tuple(x.shape[1:]) != tuple(model.config.in_shape):
         raise VAEError(f"The model expects images of shape {list(model.config.in_shape)}, got {list(x.shape[1:])}.")
     x = x.to(model.device, torch.float32)
-    return model.encode(x, _labels(model, y, x.shape[0])).mode().float().cpu()
+    return model.encode(x, model.class_labels(y, x.shape[0])).mode().float().cpu()
 
 
 @torch.inference_mode()
 def encode_dataset(model: VAEBase, data: ImageSet, batch_size: int = 500,
                    progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """Posterior means of every image: (N, *latent) float32 on the CPU."""
-    y = labels_for(model, data)
-    out = []
-    for start in range(0, len(data), batch_size):
-        x = data.images[start:start + batch_size].to(model.device).float().div_(255)
-        yb = None if y is None else y[start:start + batch_size].to(model.device)
-        out.append(model.encode(x, yb).mode().float().cpu())
+    out, done = [], 0
+    for x, y in data.batches(batch_size, model.device, with_labels=bool(model.num_classes)):
+        out.append(model.encode(x, y).mode().float().cpu())
+        done += len(x)
         if progress:
-            progress(min(start + batch_size, len(data)), len(data))
+            progress(done, len(data))
     return torch.cat(out) if out else torch.zeros((0, *model.latent_shape))
 
 
 @torch.inference_mode()
 def reconstruct(model: VAEBase, data: ImageSet, idx) -> torch.Tensor:
     sub = data.subset(idx)
-    y = labels_for(model, sub)
-    return decode(model, encode(model, sub.float_images(), y), y)
+    x, y = next(sub.batches(len(sub), with_labels=bool(model.num_classes)))
+    return decode(model, encode(model, x, y), y)
 
 
 @torch.inference_mode()
@@ -245,5 +222,5 @@ def attribute_vector(model: VAEBase, data: ImageSet, to_class: int, from_class: 
 
 
 __all__ = ["UnitStats", "arithmetic", "attribute_vector", "decode", "encode", "encode_dataset", "interpolate",
-           "is_spatial", "labels_for", "lerp", "manifold_codes", "manifold_grid", "num_units", "reconstruct",
+           "is_spatial", "lerp", "manifold_codes", "manifold_grid", "num_units", "reconstruct",
            "sample_grid", "set_units", "slerp", "traversal_codes", "traversal_grid", "unit_stats"]

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .settings import MAX_IMAGE_PIXELS, MAX_UPLOAD_BYTES
+
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """Float images in [0, 1] (B, C, H, W) or (C, H, W) to uint8 HWC arrays; values outside [0, 1] are
@@ -53,11 +55,9 @@ def save_grid(images: torch.Tensor, path, nrow: int | None = None, scale: int = 
 # Uploads: decode untrusted bytes safely, then fit them to a model's input.
 
 ALLOWED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
-MAX_UPLOAD_BYTES = 5 * 1024 * 1024
-MAX_UPLOAD_PIXELS = 4096 * 4096
 
 
-def decode_image(data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_UPLOAD_PIXELS) -> Image.Image:
+def decode_image(data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
     """Decode an uploaded image (PNG, JPEG, GIF, BMP or WEBP) into an upright RGB or L image.
 
     Refuses, with a VAEError that says what to do: empty, oversized or unknown files, images

@@ -1,76 +1,43 @@
-"""Training in the background for the app: a thread consumes ``train()`` and keeps a snapshot.
+"""Training in the background for the app: a job's own thread consumes ``train()`` and keeps a snapshot.
 
 The page polls ``job.snapshot()``, so reruns, clicks and other sessions never touch the run;
-``stop()`` closes the generator at its next event. Limits come from the environment, so a
-public host cannot be exhausted:
+``stop()`` closes the generator at its next event. Each job owns its thread, and nothing else
+in this module holds state:
 
-    VAE_EXPLORER_MAX_EPOCHS    most epochs one run may ask for (default 50)
-    VAE_EXPLORER_MAX_SECONDS   most seconds of training one run may take (default 300)
-    VAE_EXPLORER_MAX_JOBS      most runs training at once in one server process (default 2)
-    VAE_EXPLORER_RUNS_DIR      where "save as run folder" writes (default ./runs)
-    VAE_EXPLORER_TORCH_THREADS torch's intra-op threads in the server process (default 1; 0: torch's
-                               default). One thread a request suits a server of many small requests:
-                               on a busy 2-core machine it cut the Traverse p95 from 227 ms to 82 ms.
-    VAE_EXPLORER_SESSION_TIMEOUT seconds a watched run goes on once its session is gone (default 120)
+- ``TrainingLimits`` caps what one run may ask for (epochs, seconds) and how long it goes on
+  once its browser session is gone;
+- ``TrainingSlots`` caps how many runs train at once, per server and per owner (a session); the
+  app makes one and passes it to every job, a script needs none.
 
-A run started from the app is *watched*: it belongs to a browser session, and a reaper thread
-stops it once that session has been gone (closed tab, lost connection) for longer than the
-session time-out, so no run and no worker thread outlives its session. The page says the
-session is alive through ``alive()`` (Streamlit's runtime) and ``touch()`` (every rerun).
+A run started from the app is *watched*: between its events, the job's own thread asks its
+session whether it is still there (``alive()``, Streamlit's runtime; the page also calls
+``touch()`` on every rerun) and stops the run once the session has been gone for longer than
+the session time-out, so no run and no thread outlives its session.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import re
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Hashable
 
 import torch
 
-from . import hub
-from .config import to_dict
+from . import checkpoint
 from .data import ImageSet
 from .errors import VAEError
-from .images import save_grid
 from .models import VAEBase
 from .train import RunConfig, fixed_samples, summarize_metrics, train
 
 
 @dataclasses.dataclass(frozen=True)
-class Limits:
+class TrainingLimits:
+    """What one run may ask for; the app reads them from its configuration (explorer.limits)."""
+
     max_epochs: int = 50
     max_seconds: float = 300.0
-    max_jobs: int = 2
-    runs_dir: Path = Path("runs")
-    torch_threads: int = 0        # 0: torch's default; a public host sets 1
-    session_timeout: float = 120.0
-
-    @classmethod
-    def from_env(cls, env: dict | None = None) -> "Limits":
-        env = os.environ if env is None else env
-
-        def number(name, default, kind, zero_ok=False):
-            raw = env.get(name)
-            if raw in (None, ""):
-                return default
-            try:
-                value = kind(raw)
-            except ValueError:
-                raise VAEError(f"{name}={raw!r} is not a number; fix the server's environment.") from None
-            if value < 0 or (value == 0 and not zero_ok):
-                raise VAEError(f"{name} must be {'zero or more' if zero_ok else 'positive'}, got {raw!r}.")
-            return value
-
-        return cls(number("VAE_EXPLORER_MAX_EPOCHS", cls.max_epochs, int),
-                   number("VAE_EXPLORER_MAX_SECONDS", cls.max_seconds, float),
-                   number("VAE_EXPLORER_MAX_JOBS", cls.max_jobs, int),
-                   Path(env.get("VAE_EXPLORER_RUNS_DIR") or cls.runs_dir),
-                   number("VAE_EXPLORER_TORCH_THREADS", cls.torch_threads, int, zero_ok=True),
-                   number("VAE_EXPLORER_SESSION_TIMEOUT", cls.session_timeout, float))
+    session_timeout: float = 120.0          # seconds a watched run goes on once its session is gone
 
     def apply(self, config: RunConfig) -> RunConfig:
         """Refuse too many epochs; cap the run time at max_seconds (a run may ask for less)."""
@@ -82,46 +49,35 @@ class Limits:
         return dataclasses.replace(config, train=dataclasses.replace(t, max_seconds=seconds))
 
 
-_running_lock = threading.Lock()
-_running: set["TrainingJob"] = set()
+class TrainingSlots:
+    """How many runs may train at once: in all (``max_jobs``) and for one owner (``max_per_owner``).
 
-# Watched jobs and the one reaper thread that ends those whose session is gone; the reaper
-# exits as soon as no watched job is left, so it never outlives the sessions either.
-_watch_lock = threading.Lock()
-_watched: set["TrainingJob"] = set()
-_reaper: threading.Thread | None = None
+    One object is shared by every job it admits; it owns its lock and the set of running jobs."""
 
+    def __init__(self, max_jobs: int = 2, max_per_owner: int = 1):
+        self.max_jobs, self.max_per_owner = max_jobs, max_per_owner
+        self._lock = threading.Lock()
+        self._running: dict[TrainingJob, Hashable] = {}
 
-def _watch(job: "TrainingJob") -> None:
-    global _reaper
-    with _watch_lock:
-        _watched.add(job)
-        if _reaper is None or not _reaper.is_alive():
-            _reaper = threading.Thread(target=_reap, name="vae-training-reaper", daemon=True)
-            _reaper.start()
+    def acquire(self, job: "TrainingJob", owner: Hashable) -> None:
+        with self._lock:
+            self._running = {j: o for j, o in self._running.items() if j.is_alive()}
+            if len(self._running) >= self.max_jobs:
+                raise VAEError(f"{len(self._running)} runs are already training on this server (the limit is "
+                               f"{self.max_jobs}, VAE_EXPLORER_MAX_JOBS); try again when one finishes.")
+            mine = sum(o == owner for o in self._running.values())
+            if mine >= self.max_per_owner:
+                raise VAEError(f"You already have {mine} run{'s' if mine > 1 else ''} training (the limit is "
+                               f"{self.max_per_owner} per session); stop it or wait until it finishes.")
+            self._running[job] = owner
 
+    def release(self, job: "TrainingJob") -> None:
+        with self._lock:
+            self._running.pop(job, None)
 
-def _reap() -> None:
-    global _reaper
-    while True:
-        with _watch_lock:
-            jobs = [j for j in _watched if j.is_alive() or j._thread is None]
-            _watched.intersection_update(jobs)
-            if not jobs:
-                _reaper = None
-                return
-        now = time.monotonic()
-        for job in jobs:
-            if job.alive is not None:
-                try:
-                    if job.alive():
-                        job.touch()
-                except Exception:          # a runtime shutting down: treat the session as gone
-                    pass
-            if now - job.last_seen > job.limits.session_timeout:
-                job.stop(reason=f"its browser session ended (gone for over {job.limits.session_timeout:g} s)",
-                         release=True)
-        time.sleep(max(0.05, min(1.0, min(j.limits.session_timeout for j in jobs) / 4)))
+    def running(self) -> int:
+        with self._lock:
+            return sum(j.is_alive() for j in self._running)
 
 
 @dataclasses.dataclass
@@ -155,12 +111,15 @@ class TrainingJob:
     """One training run in a daemon thread. ``model`` is the job's own, never a shared one."""
 
     def __init__(self, config: RunConfig, data: ImageSet | None = None, test_data: ImageSet | None = None,
-                 *, limits: Limits | None = None, log_every: int = 10,
-                 alive: Callable[[], bool] | None = None, watched: bool | None = None):
+                 *, limits: TrainingLimits | None = None, slots: TrainingSlots | None = None,
+                 owner: Hashable = None, log_every: int = 10, alive: Callable[[], bool] | None = None,
+                 watched: bool | None = None):
         """``watched`` (default: when ``alive`` is given) ties the run to a session: it is stopped once
-        ``alive()`` has been false, and ``touch()`` not called, for ``limits.session_timeout`` seconds."""
-        self.limits = limits or Limits.from_env()
+        ``alive()`` has been false, and ``touch()`` not called, for ``limits.session_timeout`` seconds.
+        ``slots`` (with the ``owner`` it counts the run for) caps the runs training at once."""
+        self.limits = limits or TrainingLimits()
         self.config = self.limits.apply(config)
+        self.slots, self.owner = slots, owner
         self.data, self.test_data = data, test_data
         self.log_every = log_every
         self.model: VAEBase | None = None
@@ -176,17 +135,17 @@ class TrainingJob:
 
     # -- control ----------------------------------------------------------------------------
     def start(self) -> "TrainingJob":
-        with _running_lock:
-            alive = {j for j in _running if j.is_alive()}
-            _running.intersection_update(alive)
-            if len(alive) >= self.limits.max_jobs:
-                raise VAEError(f"{len(alive)} runs are already training on this server (the limit is "
-                               f"{self.limits.max_jobs}, VAE_EXPLORER_MAX_JOBS); try again when one finishes.")
-            _running.add(self)
-            self._thread = threading.Thread(target=self._run, name="vae-training", daemon=True)
+        if self._thread is not None:
+            raise VAEError("This run has already been started; start a new one instead.")
+        if self.slots is not None:
+            self.slots.acquire(self, self.owner)
+        self._thread = threading.Thread(target=self._run, name="vae-training", daemon=True)
+        try:
             self._thread.start()
-        if self.watched:
-            _watch(self)
+        except BaseException:
+            if self.slots is not None:
+                self.slots.release(self)
+            raise
         return self
 
     def touch(self) -> None:
@@ -227,6 +186,7 @@ class TrainingJob:
             events = train(self.config, self.data, self.test_data, model=self.model, log_every=self.log_every)
             for ev in events:
                 self._record(ev)
+                self._check_session()
                 if self._stop.is_set():
                     status = "stopped"
                     break
@@ -248,8 +208,22 @@ class TrainingJob:
                                            if self._stop_reason else f"stopped by you after {self._state.step} steps")
             if self._release:                  # nobody is left to save or explore it: free the memory
                 self.model = self.data = self.test_data = None
-            with _running_lock:
-                _running.discard(self)
+            if self.slots is not None:
+                self.slots.release(self)
+
+    def _check_session(self) -> None:
+        """Between events: a watched run whose session has been gone too long stops, and lets go of its memory."""
+        if not self.watched:
+            return
+        if self.alive is not None:
+            try:
+                if self.alive():
+                    self.touch()
+            except Exception:                  # a runtime shutting down: treat the session as gone
+                pass
+        if time.monotonic() - self.last_seen > self.limits.session_timeout:
+            self.stop(reason=f"its browser session ended (gone for over {self.limits.session_timeout:g} s)",
+                      release=True)
 
     def _record(self, ev) -> None:
         with self._lock:
@@ -280,29 +254,19 @@ class TrainingJob:
         return max(0.0, min(left, cap - ev.elapsed) if cap else left)
 
     # -- after the run ------------------------------------------------------------------------
-    def save(self, name: str, runs_dir: Path | None = None) -> Path:
-        """Write the trained model as a Hub-layout run folder (config, weights, card, samples)."""
+    def save(self, folder: str | Path) -> Path:
+        """Write the trained model as a Hub-layout run folder (config, weights, card, samples) at ``folder``."""
         if self.model is None or self.is_alive():
             raise VAEError("The run has not finished yet; stop it or wait, then save.")
-        if not re.fullmatch(r"[A-Za-z0-9][\w.-]{0,63}", name or ""):
-            raise VAEError(f"{name!r} is not a usable folder name: use letters, digits, '.', '_' and '-' "
-                           "(up to 64 characters).")
-        folder = Path(runs_dir or self.limits.runs_dir) / name
         snap = self.snapshot()
         metrics = summarize_metrics(snap.evals[-1]) if snap.evals else None
         model, config = self.model, self.config
-
-        def write(tmp: Path):
-            save_grid(fixed_samples(model, config.train.seed), tmp / "samples.png", nrow=8, scale=2)
-            card = hub.model_card(model, training=to_dict(config.train), metrics=metrics, command=config.command(),
-                                  sample_image="samples.png",
-                                  extra=f"Trained in the explorer for {snap.epoch} epochs ({snap.step} steps, "
-                                        f"{snap.elapsed:.1f} s); {snap.status}.")
-            hub.write_model_files(tmp, model, card)
-            (tmp / "training_config.json").write_text(json.dumps(config.to_dict(), indent=2))
-
-        hub.atomic_folder(folder, write)
-        return folder
+        card = checkpoint.model_card(model, training=config.to_dict()["train"], metrics=metrics,
+                                     command=config.command(), sample_image="samples.png",
+                                     extra=f"Trained in the explorer for {snap.epoch} epochs ({snap.step} steps, "
+                                           f"{snap.elapsed:.1f} s); {snap.status}.")
+        return checkpoint.write_run_folder(folder, model, card=card, samples=fixed_samples(model, config.train.seed),
+                                           run_config=config.to_dict())
 
 
-__all__ = ["Limits", "Snapshot", "TrainingJob"]
+__all__ = ["Snapshot", "TrainingJob", "TrainingLimits", "TrainingSlots"]

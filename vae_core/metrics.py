@@ -8,6 +8,7 @@ import torch
 
 from .data import ImageSet
 from .models import VAEBase
+from .models.vq import codebook_perplexity
 from .objectives import iwae_bound, log_importance_weights, log_likelihood
 
 AU_THRESHOLD = 0.01     # Burda et al. (2016): a unit is active if Cov_x(E_q[z_d|x]) > 0.01
@@ -28,17 +29,15 @@ def evaluate_model(model: VAEBase, data: ImageSet, *, batch_size: int = 500, iwa
     gen = torch.Generator(device=dev).manual_seed(seed)
     n = len(data) if max_images is None else min(len(data), max_images)
     is_vq = hasattr(model, "codes")                 # a codebook: KL is log K per position
-    x0 = data.images[:1].to(dev).float() / 255
-    y0 = None if data.labels is None or not model.num_classes else data.labels[:1].to(dev)
+    batches = data.batches(batch_size, dev, with_labels=bool(model.num_classes), limit=n)
+    x0, y0 = next(data.batches(1, dev, with_labels=bool(model.num_classes), limit=1))
     point_mass = model.encode(x0, y0).logvar is None   # e.g. TAESD: no posterior variance, no ELBO
     sums = {"recon": 0.0, "kl": 0.0, "mse": 0.0, "iwae_ll": 0.0}
     kl_dim = mu_sum = mu_sq = None
     pixels = math.prod(model.config.in_shape)
     counts = torch.zeros(getattr(model.config, "codebook_size", 1), device=dev)
     done = 0
-    for start in range(0, n, batch_size):
-        x = data.images[start:min(start + batch_size, n)].to(dev).float().div_(255)
-        y = None if data.labels is None or not model.num_classes else data.labels[start:start + len(x)].to(dev)
+    for x, y in batches:
         post = model.encode(x, y)
         mu = post.mu.flatten(1)
         eps = None if point_mass else torch.randn(post.mu.shape, generator=gen, device=dev)
@@ -75,10 +74,9 @@ def evaluate_model(model: VAEBase, data: ImageSet, *, batch_size: int = 500, iwa
     else:
         out["binarisation"] = f"none: continuous {model.config.likelihood} density on [0, 1] pixel values"
     if is_vq:
-        probs = counts / counts.sum()
         out["codebook_usage"] = float((counts > 0).float().mean())
-        out["perplexity"] = float(torch.exp(-(probs * torch.log(probs + 1e-10)).sum()))
-        out["code_frequencies"] = probs.tolist()
+        out["perplexity"] = float(codebook_perplexity(counts))
+        out["code_frequencies"] = (counts / counts.sum()).tolist()
     elif not point_mass:
         out["kl_per_dim"] = (kl_dim / n).tolist()
     if iwae_k and not point_mass:
@@ -111,11 +109,8 @@ def mutual_information_estimate(model: VAEBase, data: ImageSet, n: int = 1000, s
     aggregate posterior q(z) approximated by the mixture of the n encoded images. At most log n."""
     dev = model.device
     gen = torch.Generator(device=dev).manual_seed(seed)
-    rng = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(data), generator=rng)[:n]
-    sub = data.subset(idx)
-    x = sub.images.to(dev).float().div_(255)
-    y = sub.labels.to(dev) if model.num_classes and sub.labels is not None else None
+    sub, _ = data.seeded_subset(n, seed)
+    x, y = next(sub.batches(len(sub), dev, with_labels=bool(model.num_classes)))
     post = model.encode(x, y)
     if post.logvar is None:
         raise ValueError("A VQ-VAE's encoder is deterministic; report its codebook usage instead.")

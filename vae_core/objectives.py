@@ -17,11 +17,6 @@ from .models.base import LOG_2PI, Posterior, VAEBase, standard_normal_log_prob
 Randn = Callable[[tuple[int, ...]], torch.Tensor]   # draws standard normal noise of a local shape
 
 
-def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, 1)) elementwise."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
-
-
 def log_likelihood(model: VAEBase, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """log p(x | z) summed over pixels; ``out`` is the decoder's raw output, maybe with a leading k dim."""
     cfg = model.config

@@ -7,8 +7,8 @@ UMAP is made fast in three ways, measured on a 2-core CPU (see bench/app_latency
 - umap-learn's own numba functions are compiled with disk caching switched on
   (``enable_numba_cache``): a fresh process loads them from the cache instead of compiling
   them again (~4 s); umap-learn does not ask numba to cache them itself;
-- ``start_warm_up`` imports umap-learn and fits a tiny map in a background thread, so a
-  server pays the import and cache loading before anyone asks for a map.
+- ``warm_up`` imports umap-learn and fits a tiny map; the app runs it in the background at
+  start (explorer.startup), so a server pays the import and cache loading before anyone asks.
 The layout runs on one thread (n_jobs=1): on a shared 2-core machine a second numba thread
 gained nothing (1.7 s either way at 5,000 points) and left no core for other sessions.
 The layout is initialised from PCA (Kobak & Linderman, 2021: as good as spectral, and free),
@@ -17,7 +17,7 @@ points, then for fewer (100 at 20,000), so the layout work stays about constant.
 """
 from __future__ import annotations
 
-import threading
+import functools
 import time
 import warnings
 from typing import Literal
@@ -96,9 +96,6 @@ def umap(codes, n_neighbors: int = 15, min_dist: float = 0.1, n_epochs: int | No
                        f"got {n_neighbors}.")
     if not 0 <= min_dist <= 1:
         raise VAEError(f"UMAP's min_dist must be between 0 and 1, got {min_dist}.")
-    warm = _warm_thread
-    if warm is not None and warm is not threading.current_thread():
-        warm.join()                 # compiling the same functions twice at once would only slow both
     enable_numba_cache()
     import umap as umap_learn
 
@@ -138,34 +135,26 @@ def nearest_neighbours(codes, query: list[int] | np.ndarray, k: int = 5) -> np.n
 # Paying numba's compile cost early
 
 
-_cache_lock = threading.Lock()
-_cache_enabled = False
-
-
+@functools.cache
 def enable_numba_cache() -> int:
-    """Switch on numba's disk cache for umap-learn's jitted functions; returns how many.
+    """Switch on numba's disk cache for umap-learn's jitted functions, once per process; returns how many.
 
     numba writes the cache beside the source (``__pycache__``) or, where that is read-only,
     to a user cache folder; NUMBA_CACHE_DIR moves it. Functions that cannot be cached only warn.
     """
-    global _cache_enabled
-    with _cache_lock:
-        if _cache_enabled:
-            return 0
-        from numba.core.registry import CPUDispatcher
-        import umap.layouts
-        import umap.spectral
-        import umap.umap_
-        import umap.utils
+    from numba.core.registry import CPUDispatcher
+    import umap.layouts
+    import umap.spectral
+    import umap.umap_
+    import umap.utils
 
-        count = 0
-        for mod in (umap.umap_, umap.layouts, umap.spectral, umap.utils):
-            for f in vars(mod).values():
-                if isinstance(f, CPUDispatcher) and not f.signatures:
-                    f.enable_caching()
-                    count += 1
-        _cache_enabled = True
-        return count
+    count = 0
+    for mod in (umap.umap_, umap.layouts, umap.spectral, umap.utils):
+        for f in vars(mod).values():
+            if isinstance(f, CPUDispatcher) and not f.signatures:
+                f.enable_caching()
+                count += 1
+    return count
 
 
 def warm_up(n: int = 300) -> dict[str, float]:
@@ -181,30 +170,10 @@ def warm_up(n: int = 300) -> dict[str, float]:
     return {"import_s": t1 - t0, "fit_s": t2 - t1}
 
 
-_warm_lock = threading.Lock()
-_warm_thread: threading.Thread | None = None
-warm_result: dict = {}
-
-
-def start_warm_up() -> threading.Thread:
-    """Run ``warm_up`` once per process in a daemon thread; later calls return the same thread."""
-    global _warm_thread
-    with _warm_lock:
-        if _warm_thread is None:
-            def run():
-                try:
-                    warm_result.update(warm_up())
-                except Exception as e:     # a failed warm-up only costs speed; the map reports real errors
-                    warm_result["error"] = f"{type(e).__name__}: {e}"
-            _warm_thread = threading.Thread(target=run, name="umap-warm-up", daemon=True)
-            _warm_thread.start()
-        return _warm_thread
-
-
 if __name__ == "__main__":
     # `python -m vae_core.project`: warm the numba cache at install time (e.g. in a Dockerfile).
     print(warm_up())
 
 
-__all__ = ["METHODS", "enable_numba_cache", "knn", "nearest_neighbours", "pca", "project", "start_warm_up",
+__all__ = ["METHODS", "enable_numba_cache", "knn", "nearest_neighbours", "pca", "project",
            "tsne", "umap", "warm_up"]

@@ -24,8 +24,9 @@ from torch.utils.data import Dataset
 from .data import ImageSet
 from .device import pick_device
 from .errors import VAEError
-from .hub import atomic_file
+from .checkpoint import atomic_file
 from .models import VAEBase
+from .settings import cache_dir
 
 
 # ---------------------------------------------------------------------------------------------
@@ -61,9 +62,7 @@ def reconstruction_quality(model: VAEBase, data: ImageSet, batch_size: int = 500
     dev = model.device
     sums = {"mse": 0.0, "psnr": 0.0, "ssim": 0.0}
     n = min(len(data), max_images)
-    for start in range(0, n, batch_size):
-        x = data.images[start:min(n, start + batch_size)].to(dev).float().div_(255)
-        y = data.labels[start:start + len(x)].to(dev) if model.num_classes and data.labels is not None else None
+    for x, y in data.batches(batch_size, dev, with_labels=bool(model.num_classes), limit=n):
         x_hat = model.decode(model.encode(x, y).mode(), y).clamp(0, 1)
         sums["mse"] += (x - x_hat).pow(2).flatten(1).mean(1).sum().item()
         sums["psnr"] += psnr(x, x_hat).sum().item()
@@ -87,10 +86,6 @@ class FeatureNet(nn.Module):
 
     def forward(self, x):
         return self.head(self.body(x))
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("VAE_CACHE_DIR", Path.home() / ".cache" / "vae-latent-explorer"))
 
 
 def feature_classifier(data: ImageSet, epochs: int = 15, seed: int = 0) -> FeatureNet:

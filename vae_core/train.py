@@ -20,14 +20,13 @@ from typing import Iterator, Literal
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from . import hub
+from . import checkpoint
 from .config import TrainConfig, from_dict, to_dict
 from .data import ImageSet, load_dataset
 from .device import pick_device
 from .errors import TrainingDiverged, VAEError
-from .images import save_grid
 from .metrics import evaluate_model
 from .models import ModelConfig, VAEBase, build_model, config_from_dict
 from .objectives import loss_parts
@@ -286,28 +285,14 @@ def save_run(out: Path, config: RunConfig, model: VAEBase, opt: torch.optim.Opti
              step: int, history: list, elapsed: float, metrics: dict | None,
              samples: torch.Tensor | None = None) -> None:
     """Write the whole run folder atomically: model, card, config, optimizer and trainer state."""
-    opt_tensors, opt_meta = optimizer_state(opt)
     card_metrics = summarize_metrics(metrics) if metrics else None
-    state = {"epoch": epoch, "step": step, "elapsed": elapsed, "history": history,
-             "optimizer": opt_meta, "metrics": card_metrics}
-
-    grid_images = samples if samples is not None else fixed_samples(model, config.train.seed)
-
-    def write(tmp: Path):
-        save_grid(grid_images, tmp / "samples.png", nrow=8, scale=2)
-        card = hub.model_card(model, training=config.to_dict()["train"], metrics=card_metrics,
-                              command=config.command(), sample_image="samples.png",
-                              extra=f"Trained for {epoch} epochs ({step} steps, {elapsed:.1f} s).")
-        hub.write_model_files(tmp, model, card)
-        save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
-        (tmp / "training_config.json").write_text(json.dumps(config.to_dict(), indent=2))
-        hub._fsync_write(tmp / "trainer_state.json", json.dumps(state, indent=2).encode())
-
-    try:
-        hub.atomic_folder(out, write)
-    except OSError as e:
-        raise VAEError(f"Could not write the checkpoint to {out} ({e.strerror or e}); the previous checkpoint "
-                       "there is intact. Free some disk space or choose another --out, then --resume.") from None
+    card = checkpoint.model_card(model, training=config.to_dict()["train"], metrics=card_metrics,
+                                 command=config.command(), sample_image="samples.png",
+                                 extra=f"Trained for {epoch} epochs ({step} steps, {elapsed:.1f} s).")
+    checkpoint.write_run_folder(
+        out, model, card=card, samples=samples if samples is not None else fixed_samples(model, config.train.seed),
+        run_config=config.to_dict(), optimizer=opt,
+        trainer_state={"epoch": epoch, "step": step, "elapsed": elapsed, "history": history, "metrics": card_metrics})
 
 
 def summarize_metrics(m: dict) -> dict:
@@ -316,12 +301,8 @@ def summarize_metrics(m: dict) -> dict:
     return {k: (round(m[k], 4) if isinstance(m[k], float) else m[k]) for k in keys if k in m}
 
 
-def optimizer_state(opt: torch.optim.Optimizer):
-    return hub.optimizer_to_files(opt)
-
-
 def _load_run(out: Path, config: RunConfig, model: VAEBase, opt: torch.optim.Optimizer):
-    hub.recover_folder(out)
+    checkpoint.recover_folder(out)
     state_path = out / "trainer_state.json"
     if not state_path.is_file():
         raise VAEError(f"{out} has no trainer_state.json, so there is nothing to resume; start a new run.")
@@ -330,10 +311,10 @@ def _load_run(out: Path, config: RunConfig, model: VAEBase, opt: torch.optim.Opt
             dataclasses.replace(config.train, epochs=0, device="auto", threads=0):
         raise VAEError(f"The config differs from the one {out} was trained with (only --epochs may change "
                        "on resume); start a new run folder instead.")
-    model.load_state_dict(hub.load_state(out, model), strict=True)
+    model.load_state_dict(checkpoint.load_state(out, model), strict=True)
     state = json.loads(state_path.read_text())
     opt_tensors = load_file(str(out / "optimizer.safetensors"), device=str(model.device))
-    hub.optimizer_from_files(opt, opt_tensors, state["optimizer"])
+    checkpoint.optimizer_from_files(opt, opt_tensors, state["optimizer"])
     return int(state["epoch"]), list(state["history"]), float(state["elapsed"])
 
 

@@ -179,21 +179,22 @@ class VAEBase(nn.Module):
                temperature: float = 1.0) -> torch.Tensor:
         """Decode n draws from the prior (scaled by temperature) into images."""
         z = self.prior_sample(n, generator, temperature)
-        return self.decode(z, self._labels(y, n))
+        return self.decode(z, self.class_labels(y, n))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
         post = self.encode(x, y)
         return self.decode(post.mode(), y)
 
     # -- helpers ----------------------------------------------------------------------------------
-    def _labels(self, y, n: int) -> torch.Tensor | None:
+    def class_labels(self, y, n: int) -> torch.Tensor | None:
+        """Labels for n images: None for an unconditional model; an int is given to every image."""
         if self.num_classes == 0:
             return None
         if y is None:
-            raise VAEError("This is a conditional model: choose a class to sample from.")
+            raise VAEError("This is a conditional model: choose a class.")
         if isinstance(y, int):
-            y = torch.full((n,), y, dtype=torch.long, device=self.device)
-        return y.to(self.device)
+            return torch.full((n,), y, dtype=torch.long, device=self.device)
+        return torch.as_tensor(y, device=self.device)
 
     def one_hot(self, y: torch.Tensor | None, n: int) -> torch.Tensor | None:
         if self.num_classes == 0:
@@ -213,11 +214,11 @@ def _gen_device(generator: torch.Generator | None, fallback: torch.device) -> to
     return generator.device if generator is not None else fallback
 
 
-def mlp(sizes: list[int], final_activation: bool = False) -> nn.Sequential:
-    """Linear layers with ReLU between them."""
+def mlp(sizes: list[int]) -> nn.Sequential:
+    """Linear layers with ReLU between them (none after the last)."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2 or final_activation:
+        if i < len(sizes) - 2:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)

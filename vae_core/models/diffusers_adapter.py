@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from ..errors import VAEError
+from ..settings import MAX_WEIGHTS_BYTES
 from .base import MAX_PARAMS, MAX_WIDTH, Likelihood, ModelConfig, Posterior, VAEBase
 
 SUPPORTED = ("AutoencoderKL", "AutoencoderTiny")
@@ -36,7 +37,6 @@ INSTALL_HINT = (f"pip install diffusers=={DIFFUSERS_VERSION}  "
 DEFAULT_IMAGE_SIZE = 128              # CPU-friendly: SD's VAE decodes a 128x128 image in ~0.3 s on 2 cores
 MAX_IMAGE_SIZE = 1024
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
-MAX_WEIGHTS_BYTES = 2 * 1024 ** 3
 PIXELS_PER_CHUNK = 2 ** 18            # images per forward pass = this / (H * W): bounds activation memory
 
 

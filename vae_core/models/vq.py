@@ -46,6 +46,12 @@ class VQConfig(ModelConfig):
         return 2 * sum(a * b * 16 + b for a, b in zip(chans[:-1], chans[1:])) + self.codebook_size * self.latent_dim
 
 
+def codebook_perplexity(counts: torch.Tensor) -> torch.Tensor:
+    """exp(entropy) of the code frequencies: how many codes are in effective use (1 to K)."""
+    probs = counts / counts.sum()
+    return torch.exp(-(probs * torch.log(probs + 1e-10)).sum())
+
+
 class VQVAE(VAEBase):
     def __init__(self, config: VQConfig):
         super().__init__(config)
@@ -96,10 +102,8 @@ class VQVAE(VAEBase):
         codebook = F.mse_loss(z_q, z_e.detach(), reduction="none").flatten(1).sum(1)
         commitment = F.mse_loss(z_e, z_q.detach(), reduction="none").flatten(1).sum(1)
         counts = torch.bincount(idx.flatten(), minlength=self.config.codebook_size).float()
-        probs = counts / counts.sum()
-        perplexity = torch.exp(-(probs * torch.log(probs + 1e-10)).sum())
         return {"codebook": codebook, "commitment": self.config.commitment * commitment,
-                "_counts": counts, "perplexity": perplexity.detach(),
+                "_counts": counts, "perplexity": codebook_perplexity(counts).detach(),
                 "codebook_usage": (counts > 0).float().mean().detach()}
 
     def prior_sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:

@@ -2,24 +2,24 @@
 import streamlit as st
 import torch
 
-import explorer_ui as ui
+from explorer import loaders, session, widgets
 from vae_core import explore, images
 
 st.title("Interpolate")
 
-with ui.guard("Interpolation"):
-    ctx = ui.context()
+with session.guard("Interpolation"):
+    ctx = session.context()
     model = ctx.require_model()
     col_a, col_b = st.columns(2)
     with col_a:
-        a = ui.image_input("interp_a", "Image A", ctx, 0)
+        a = widgets.image_input("interp_a", "Image A", ctx, 0)
     with col_b:
-        b = ui.image_input("interp_b", "Image B", ctx, 1)
+        b = widgets.image_input("interp_b", "Image B", ctx, 1)
     if a is None or b is None:
         st.stop()
     (x_a, y_a, cap_a), (x_b, y_b, cap_b) = a, b
     z_a, z_b = explore.encode(model, x_a, y_a), explore.encode(model, x_b, y_b)
-    y = ui.class_picker(model, ctx.data, "interp_decode_class", "Decode as class", y_a or 0)
+    y = widgets.class_picker(model, ctx.data, "interp_decode_class", "Decode as class", y_a or 0)
 
     interp_tab, arith_tab, attr_tab = st.tabs(["Interpolation", "A - B + C", "Attribute vector"])
     with interp_tab:
@@ -28,7 +28,7 @@ with ui.guard("Interpolation"):
         method = c2.radio("Path", ["linear", "spherical"], key="interp_method", horizontal=True,
                           help="Spherical (slerp) keeps the norm of the code near that of a typical Gaussian draw.")
         strip = explore.interpolate(model, z_a, z_b, steps, method, y)
-        ui.show_grid(strip, nrow=steps, target=56, caption=f"{cap_a} to {cap_b}, {method}, {steps} steps")
+        widgets.show_grid(strip, nrow=steps, target=56, caption=f"{cap_a} to {cap_b}, {method}, {steps} steps")
         d1, d2 = st.columns(2)
         d1.download_button("Download the strip (PNG)", images.png_bytes(images.to_pil(images.grid(strip, steps), 2)),
                            file_name="interpolation.png", mime="image/png", key="interp_download_png")
@@ -37,11 +37,11 @@ with ui.guard("Interpolation"):
 
     with arith_tab:
         st.caption("What is to C as A is to B: decode(z_A - z_B + z_C).")
-        c = ui.image_input("interp_c", "Image C", ctx, 2)
+        c = widgets.image_input("interp_c", "Image C", ctx, 2)
         if c is not None:
             x_c, y_c, _ = c
             z = explore.arithmetic(z_a, z_b, explore.encode(model, x_c, y_c))
-            ui.show_grid(torch.cat([x_a, x_b, x_c, explore.decode(model, z, y)]), nrow=4, target=84,
+            widgets.show_grid(torch.cat([x_a, x_b, x_c, explore.decode(model, z, y)]), nrow=4, target=84,
                          caption="A, B, C and A - B + C")
 
     with attr_tab:
@@ -56,8 +56,8 @@ with ui.guard("Interpolation"):
         from_c = c2.selectbox("Away from class", range(len(names)), format_func=lambda i: names[i],
                               key="interp_attr_from")
         alpha = c3.slider("Strength", -2.0, 2.0, 1.0, 0.1, key="interp_attr_alpha")
-        vec = ui.attribute_vector(ctx.model_key, ctx.data_key, model, data, to_c, from_c)
+        vec = loaders.attribute_vector(ctx.model_key, ctx.data_key, model, data, to_c, from_c)
         alphas = torch.linspace(0, alpha, 6) if alpha else torch.zeros(1)
         z = z_a + alphas.view(-1, *([1] * (z_a.dim() - 1))) * vec
-        ui.show_grid(explore.decode(model, z, y), nrow=len(alphas), target=84,
+        widgets.show_grid(explore.decode(model, z, y), nrow=len(alphas), target=84,
                      caption=f"A plus 0 to {alpha:g} x (mean code of {names[to_c]} - mean code of {names[from_c]})")

@@ -2,7 +2,7 @@
 import streamlit as st
 import torch
 
-import explorer_ui as ui
+from explorer import loaders, session, widgets
 from vae_core import explore
 
 st.title("Traverse")
@@ -29,7 +29,7 @@ def base_code(model, ctx, mode: str, y):
 def sliders_and_grids(model, stats, base, original, where, mode, y, model_key: str):
     """The sliders, the image decoded from them and the grids: a slider move reruns only this part
     of the page (not the sidebar, nor the base code's widgets), on the server and in the browser."""
-    with ui.guard("Traversal"):
+    with session.guard("Traversal"):
         spatial = explore.is_spatial(model)
         n = explore.num_units(model)
         keys = [f"traverse_z{u}" for u in range(n)]
@@ -62,7 +62,7 @@ def sliders_and_grids(model, stats, base, original, where, mode, y, model_key: s
             images = [explore.decode(model, z, y)]
             if original is not None:
                 images.insert(0, original)
-            ui.show_grid(torch.cat(images), nrow=len(images), target=168,
+            widgets.show_grid(torch.cat(images), nrow=len(images), target=168,
                          caption=("original, " if original is not None else "") + "decoded from the sliders")
 
         st.subheader("Traversal grid")
@@ -71,18 +71,18 @@ def sliders_and_grids(model, stats, base, original, where, mode, y, model_key: s
         steps = g2.slider("Columns (values from -3 to 3)", 3, 15, 7, 2, key="traverse_cols")
         top = list(stats.order[:rows])
         grid = explore.traversal_grid(model, z, top, stats, -3.0, 3.0, steps, y=y)
-        ui.show_grid(grid, nrow=steps, target=56, caption="rows: " + ", ".join(f"z{u}" for u in top) +
+        widgets.show_grid(grid, nrow=steps, target=56, caption="rows: " + ", ".join(f"z{u}" for u in top) +
                      f"; columns: {steps} values from -3 to 3" + (" (x the channel's spread)" if spatial else ""))
 
 
-with ui.guard("Traversal"):
-    ctx = ui.context()
+with session.guard("Traversal"):
+    ctx = session.context()
     model = ctx.require_model()
-    stats = ui.unit_stats(ctx.model_key, ctx.data_key, model, ctx.data)
+    stats = loaders.unit_stats(ctx.model_key, ctx.data_key, model, ctx.data)
     top_left, _ = st.columns([1, 2])
     with top_left:
         mode = st.radio("Base code", ["Dataset image", "Random sample", "Zero"], key="traverse_base", horizontal=True)
-        y = ui.class_picker(model, ctx.data, "traverse_class")
+        y = widgets.class_picker(model, ctx.data, "traverse_class")
         base, original, where = base_code(model, ctx, mode, y)
     if ctx.data is None:
         st.caption("Units are in their natural order: choose a matching dataset to order them by KL.")
@@ -90,8 +90,8 @@ with ui.guard("Traversal"):
 sliders_and_grids(model, stats, base, original, where, mode, y, ctx.model_key)
 
 if model.latent_shape == (2,):
-    with ui.guard("Traversal"):
+    with session.guard("Traversal"):
         st.subheader("The latent plane")
         m = st.slider("Grid size", 5, 30, 15, key="traverse_manifold")
-        ui.show_grid(explore.manifold_grid(model, m, y=y), nrow=m, target=28,
+        widgets.show_grid(explore.manifold_grid(model, m, y=y), nrow=m, target=28,
                      caption=f"decoded at {m}x{m} evenly spaced quantiles of N(0, 1): z1 left to right, z2 bottom to top")

@@ -6,11 +6,13 @@ from pathlib import Path
 import plotly.graph_objects as go
 import streamlit as st
 
-import explorer_ui as ui
 import vae_core
-from vae_core import models
+from explorer import jobs, loaders, session, sidebar, widgets
+from explorer.limits import Settings
+from vae_core import ModelInfo, models
+from vae_core.data import app_datasets
 from vae_core.hub import push_to_hub
-from vae_core.live import Limits, TrainingJob
+from vae_core.live import TrainingJob
 from vae_core.train import RunConfig
 
 st.title("Train")
@@ -19,7 +21,7 @@ LEARNING_RATES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
 
 
 def run_config(dataset: str, family: str, latent: int, beta: float, anneal: str, epochs: int, lr: float):
-    data = ui.load_data(dataset, "train")
+    data = loaders.load_data(dataset, "train")
     cfg_cls = vae_core.MODEL_TYPES[family][0]
     fields = {"in_shape": data.shape, "latent_dim": latent}
     if family == "cvae":
@@ -65,7 +67,7 @@ def show_progress(job: TrainingJob) -> None:
                      (f", active units {e['active_units']}/{e['latent_units']}" if "active_units" in e else ""))
     if s.samples is not None:
         with right:
-            ui.show_grid(s.samples[:36], nrow=6, target=42, caption=f"samples after epoch {s.epoch} (fixed noise)")
+            widgets.show_grid(s.samples[:36], nrow=6, target=42, caption=f"samples after epoch {s.epoch} (fixed noise)")
 
 
 def explore_model(job: TrainingJob) -> None:
@@ -73,20 +75,21 @@ def explore_model(job: TrainingJob) -> None:
     model = job.model
     for p in model.parameters():
         p.requires_grad_(False)
-    model.trained_on = job.config.train.dataset
     snap = job.snapshot()
-    model.card_metrics = {k: snap.evals[-1][k] for k in ("elbo", "recon", "kl", "active_units")
-                          if snap.evals and k in snap.evals[-1]}
-    st.session_state["trained_model"] = (model, f"{job.config.model.model_type} trained here")
-    st.session_state["model_kind"] = ui.SESSION_RUN
+    metrics = {k: snap.evals[-1][k] for k in ("elbo", "recon", "kl", "active_units")
+               if snap.evals and k in snap.evals[-1]}
+    info = ModelInfo.for_session(f"{job.config.model.model_type} trained here", job.config.train.dataset, metrics)
+    st.session_state["trained_model"] = (model, info)
+    st.session_state["model_kind"] = sidebar.SESSION_RUN
 
 
-with ui.guard("Training"):
-    limits = Limits.from_env()
+
+with session.guard("Training"):
+    limits = Settings.from_env()
     job = st.session_state.get("train_job")
     running = job is not None and job.is_alive()
     c1, c2, c3, c4 = st.columns(4)
-    dataset = c1.selectbox("Dataset", list(vae_core.DATASETS), key="train_dataset", disabled=running)
+    dataset = c1.selectbox("Dataset", app_datasets(), key="train_dataset", disabled=running)
     family = c2.selectbox("Model family", list(FAMILIES), format_func=FAMILIES.get, key="train_family",
                           disabled=running)
     latent = c3.number_input("Latent size", 1, 64, 8, key="train_latent", disabled=running,
@@ -103,8 +106,10 @@ with ui.guard("Training"):
     b1, b2, _ = st.columns([1, 1, 4])
     if b1.button("Start", key="train_start", type="primary", disabled=running):
         config, data = run_config(dataset, family, int(latent), float(beta), anneal, int(epochs), float(lr))
-        job = TrainingJob(config, data, ui.load_data(dataset, "test"), limits=limits,
-                          alive=ui.session_alive(), watched=True).start()     # ends with its session
+        job = TrainingJob(config, data, loaders.load_data(dataset, "test"), limits=limits.training,
+                          slots=jobs.training_slots(limits.max_jobs, limits.max_jobs_per_session),
+                          owner=session.session_id(), alive=session.session_alive(),
+                          watched=True).start()     # ends with its session
         st.session_state["train_job"] = job
         running = True
     if b2.button("Stop", key="train_stop", disabled=not running):
@@ -130,7 +135,7 @@ with ui.guard("Training"):
                   help="Make this run the current model of every page (sidebar: This session's run).")
         name = d2.text_input("Run folder name", value=f"run-{time.strftime('%Y%m%d-%H%M%S')}", key="train_save_name")
         if d2.button("Save as run folder", key="train_save"):
-            folder = job.save(name)
+            folder = job.save(limits.run_folder(name))
             d2.success(f"Saved to {folder}; open it with Model source: Folder.")
             st.session_state["train_saved"] = str(folder)
         repo = d3.text_input("Hub repo id", key="train_repo", placeholder="org/name")
@@ -138,6 +143,6 @@ with ui.guard("Training"):
                               help="Used for this push only: never logged or written anywhere. "
                                    "Leave it empty to use the server's HF_TOKEN.")
         if d3.button("Push to the Hub", key="train_push"):
-            saved = st.session_state.get("train_saved") or str(job.save(name))
+            saved = st.session_state.get("train_saved") or str(job.save(limits.run_folder(name)))
             url = push_to_hub(Path(saved), repo.strip(), token or os.environ.get("HF_TOKEN"))
             d3.success(f"Pushed: {url}")

@@ -3,14 +3,14 @@ import inspect
 
 import streamlit as st
 
-import explorer_ui as ui
+from explorer import session, widgets
 from vae_core import explore, images
 from vae_core.models import VAEBase
 
 st.title("Sample")
 
-with ui.guard("Sampling"):
-    ctx = ui.context()
+with session.guard("Sampling"):
+    ctx = session.context()
     model = ctx.require_model()
     c1, c2, c3, c4 = st.columns(4)
     n = c1.slider("Count", 1, 100, 36, key="sample_count")
@@ -18,13 +18,13 @@ with ui.guard("Sampling"):
     seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="sample_seed")
     if c4.button("Resample", key="sample_resample"):
         st.session_state["sample_draw"] = st.session_state.get("sample_draw", 0) + 1
-    y = ui.class_picker(model, ctx.data, "sample_class")
+    y = widgets.class_picker(model, ctx.data, "sample_class")
     if type(model).prior_sample is not VAEBase.prior_sample:
         # This model has no N(0, I) prior of its own (a VQ-VAE): say how its samples are drawn.
         st.info(f"How these samples are drawn: {inspect.getdoc(type(model).prior_sample)}")
     draw = st.session_state.get("sample_draw", 0)
     x = explore.sample_grid(model, n, seed=int(seed) * 1_000_003 + draw, temperature=temperature, y=y)
-    img = ui.show_grid(x, caption=f"{n} samples, temperature {temperature:g}, seed {seed}" +
+    img = widgets.show_grid(x, caption=f"{n} samples, temperature {temperature:g}, seed {seed}" +
                        (f", draw {draw}" if draw else ""))
     st.download_button("Download the grid (PNG)", images.png_bytes(img), file_name="samples.png",
                        mime="image/png", key="sample_download")

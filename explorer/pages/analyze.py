@@ -4,7 +4,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-import explorer_ui as ui
+from explorer import jobs, loaders, session, widgets
 from vae_core import analyze, explore
 from vae_core.disentanglement import evaluate_disentanglement
 
@@ -15,9 +15,8 @@ SCORES = {"Negative ELBO": "elbo", "Negative IWAE log p(x)": "iwae", "Reconstruc
 
 
 def cached(key, compute):
-    """Results live per model, dataset and settings in the process-wide store, so a revisit is instant."""
-    hit = ui.store().get(key)
-    return hit if hit is not None else ui.store().put(key, compute())
+    """Results live per model, dataset and settings in the server's result cache, so a revisit is instant."""
+    return jobs.queue().results.get_or_compute(key, compute)
 
 
 def progress_bar(text: str):
@@ -28,10 +27,10 @@ def progress_bar(text: str):
 def units_section(ctx, model, data, n, seed):
     iwae_k = st.select_slider("IWAE samples for log p(x) (0: skip)", [0, 10, 50, 100, 500], 0, key="an_iwae_k")
     key = ("an-units", ctx.model_key, ctx.data_key, n, seed, iwae_k)
-    res = ui.store().get(key)
+    res = jobs.queue().results.get(key)
     if res is None:
         bar, tick = progress_bar("Evaluating the latent units")
-        res = ui.store().put(key, analyze.latent_units(model, data, n=n, iwae_k=iwae_k, seed=seed, progress=tick))
+        res = jobs.queue().results.put(key, analyze.latent_units(model, data, n=n, iwae_k=iwae_k, seed=seed, progress=tick))
         bar.empty()
     for w in res["warnings"]:
         st.warning(w)
@@ -69,12 +68,12 @@ def factors_section(ctx, model, data, n, seed):
     fig.update_layout(height=280, margin=dict(l=10, r=10, t=30, b=10),
                       title="Mutual information of each unit with each factor, divided by the factor's entropy")
     st.plotly_chart(fig, key="an_mi_heatmap")
-    stats = ui.unit_stats(ctx.model_key, ctx.data_key, model, data)
+    stats = loaders.unit_stats(ctx.model_key, ctx.data_key, model, data)
     base = torch.zeros((1, *model.latent_shape))
     grid = explore.traversal_grid(model, base, res["best_unit"], stats, steps=9)
     st.caption("Traversals of the most informative unit for each factor, from -3 to 3: " +
                ", ".join(f"{f} (z{u})" for f, u in zip(res["factor_names"], res["best_unit"])))
-    ui.show_grid(grid, nrow=9, target=48)
+    widgets.show_grid(grid, nrow=9, target=48)
 
 
 def anomalies_section(ctx, model, data, n, seed):
@@ -84,10 +83,10 @@ def anomalies_section(ctx, model, data, n, seed):
     chosen = c2.selectbox("Class to treat as the anomaly", ["(none)"] + classes, key="an_anomaly_class")
     anomalous = classes.index(chosen) if chosen in classes else None
     key = ("an-anomaly", ctx.model_key, ctx.data_key, n, seed, kind, anomalous)
-    res = ui.store().get(key)
+    res = jobs.queue().results.get(key)
     if res is None:
         bar, tick = progress_bar("Scoring images")
-        res = ui.store().put(key, analyze.anomaly_analysis(model, data, kind, anomalous, n=n, seed=seed, progress=tick))
+        res = jobs.queue().results.put(key, analyze.anomaly_analysis(model, data, kind, anomalous, n=n, seed=seed, progress=tick))
         bar.empty()
     scores = res["scores"]
     pct = st.slider("Threshold (percentile of the scores)", 50.0, 99.9, 95.0, 0.1, key="an_threshold")
@@ -120,19 +119,19 @@ def anomalies_section(ctx, model, data, n, seed):
         right.info("Pick a class to treat as the anomaly to see the ROC curve.")
     top = res["indices"][res["order"][:16]]
     st.caption("The 16 most anomalous images, most unusual first")
-    ui.show_grid(data.subset(top).float_images(), nrow=16, target=40)
+    widgets.show_grid(data.subset(top).float_images(), nrow=16, target=40)
 
 
 def recon_section(ctx, model, data, seed):
     count = st.slider("Images", 4, 32, 16, 4, key="an_recon_count")
-    idx = analyze.sub_indices(data, count, seed)
+    _, idx = data.seeded_subset(count, seed)
     res = analyze.reconstructions(model, data, idx)
     cols = st.columns(3)
     cols[0].metric("MSE", f"{res['mse'].mean():.4f}")
     cols[1].metric("PSNR (dB)", f"{res['psnr'].mean():.2f}")
     cols[2].metric("SSIM", f"{res['ssim'].mean():.3f}")
     st.caption("Originals (top) and reconstructions from the posterior mean (bottom)")
-    ui.show_grid(torch.cat([res["x"], res["x_hat"]]), nrow=len(idx), target=48)
+    widgets.show_grid(torch.cat([res["x"], res["x_hat"]]), nrow=len(idx), target=48)
 
 
 def disentanglement_section(ctx, model, data, seed):
@@ -145,13 +144,13 @@ def disentanglement_section(ctx, model, data, seed):
                              0.02, key="an_dis_scale",
                              help="1.0 is the library's defaults (10,000 points; several minutes on a CPU).")
     key = ("an-dis", ctx.model_key, scale, seed)
-    res = ui.store().get(key)
+    res = jobs.queue().results.get(key)
     if res is None:
         if not c2.button("Compute", key="an_dis_run", type="primary"):
             st.caption("beta-VAE, FactorVAE, MIG, SAP, DCI and modularity on dSprites, from the encoder mean.")
             return
         bar, tick = progress_bar("Scoring disentanglement")
-        res = ui.store().put(key, evaluate_disentanglement(
+        res = jobs.queue().results.put(key, evaluate_disentanglement(
             model, seed=seed, scale=scale, progress=lambda name, i, total: tick(i / total, name)))
         bar.empty()
     headline = {k: v for k, v in res.items() if k in ("beta_vae", "factor_vae", "mig", "sap", "dci_disentanglement",
@@ -163,8 +162,8 @@ def disentanglement_section(ctx, model, data, seed):
     st.plotly_chart(fig, key="an_dis_chart")
 
 
-with ui.guard("Analysis"):
-    ctx = ui.context()
+with session.guard("Analysis"):
+    ctx = session.context()
     model = ctx.require_model()
     data = ctx.require_data()
     available = [UNITS, ANOMALIES, RECON] + ([FACTORS] if data.factors is not None else []) + \

@@ -4,7 +4,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-import explorer_ui as ui
+from explorer import jobs, session, startup, widgets
 from vae_core import explore, project
 
 st.title("Latent map")
@@ -40,8 +40,8 @@ def figure(points, idx, data, colour: str, prior: bool) -> go.Figure:
     return fig
 
 
-with ui.guard("The latent map"):
-    ctx = ui.context()
+with session.guard("The latent map"):
+    ctx = session.context()
     model = ctx.require_model()
     data = ctx.require_data()
     c1, c2, c3 = st.columns([2, 3, 2])
@@ -59,18 +59,21 @@ with ui.guard("The latent map"):
         params["n_neighbors"] = p1.slider("Neighbours", 5, 50, 15, key="map_neighbors")
         params["min_dist"] = p2.slider("Minimum distance", 0.0, 0.99, 0.1, 0.01, key="map_min_dist")
 
-    codes, idx = ui.codes_for(ctx, n)
+    codes, idx = jobs.codes_for(ctx, n)
     if method == CODES_2D:
         points, pending = codes.numpy(), None
     else:
-        points, pending = ui.projection(ctx, codes, METHODS[method], params)
+        points, pending = jobs.projection(ctx, session.session_id(), codes, METHODS[method], params,
+                                          after=startup.warm_up().done)
     if pending is not None:
-        st.info(f"{method} is running in the background (the first map in a fresh server also compiles "
-                "numba code); PCA is shown until it is ready.")
+        ahead = jobs.queue().ahead_of(session.session_id())
+        st.info(f"{method} is running in the background" + (f" after {ahead} other map{'s' * (ahead > 1)}"
+                                                            if ahead else "") +
+                "; PCA is shown until it is ready.")
 
-        @st.fragment(run_every=0.5)
+        @st.fragment(run_every=jobs.WAIT_POLL_S)
         def wait_for_map():
-            if pending.done():
+            if pending.done:
                 st.rerun()
 
         wait_for_map()
@@ -79,11 +82,11 @@ with ui.guard("The latent map"):
     event = st.plotly_chart(figure(points, idx, data, colour, method == CODES_2D), key="map_chart",
                             on_select="rerun", selection_mode=("points", "box", "lasso"))
 
-    picked = ui.selected_points(event)
+    picked = widgets.selected_points(event)
     typed = st.text_input("Or show images by index", key="map_pick", placeholder="e.g. 3, 17, 42")
     position = {int(i): p for p, i in enumerate(idx.tolist())}
     if typed.strip():
-        wanted = ui.parse_indices(typed)
+        wanted = widgets.parse_indices(typed)
         missing = [i for i in wanted if i not in position]
         if missing:
             st.warning(f"Not among the mapped points: {missing[:10]}; raise the number of points to include them.")
@@ -92,10 +95,10 @@ with ui.guard("The latent map"):
     if picked:
         st.subheader(f"{len(picked)} selected")
         x = data.images[picked].float() / 255
-        ui.show_grid(torch.cat([x, explore.reconstruct(model, data, picked)]), nrow=len(picked), target=56,
+        widgets.show_grid(torch.cat([x, explore.reconstruct(model, data, picked)]), nrow=len(picked), target=56,
                      caption="top: the originals; bottom: their reconstructions")
         k = st.slider("Nearest neighbours in latent space", 1, 12, 6, key="map_k")
         near = project.nearest_neighbours(codes, [position[i] for i in picked[:4]], k)     # (q, k) positions
         rows = [[i, *idx[near[r]].tolist()] for r, i in enumerate(picked[:4])]
-        ui.show_grid(data.images[sum(rows, [])].float() / 255, nrow=k + 1, target=56,
+        widgets.show_grid(data.images[sum(rows, [])].float() / 255, nrow=k + 1, target=56,
                      caption="each row: a selected image, then its nearest neighbours by posterior mean")

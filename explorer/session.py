@@ -1,0 +1,91 @@
+"""The per-session context every page works on, and the error guard around every page."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Callable
+
+import streamlit as st
+
+import vae_core
+from vae_core import ImageSet, ModelInfo, VAEBase
+
+CONTEXT_KEY = "_ctx"
+
+
+@dataclasses.dataclass
+class Context:
+    """The sidebar's choices, resolved: what every page works on."""
+
+    model: VAEBase | None = None
+    info: ModelInfo | None = None       # the model's identity: its key names it in every cache
+    model_error: str = ""
+    data: ImageSet | None = None
+    data_key: str = ""
+    data_error: str = ""
+    device: str = "cpu"
+
+    @property
+    def model_key(self) -> str:
+        """Names the model, on its device, in caches; never shared by other weights."""
+        return f"{self.info.key}|{self.device}" if self.info is not None else ""
+
+    def require_model(self) -> VAEBase:
+        if self.model is None:
+            st.info(f"{self.model_error or 'No model loaded.'} Choose a working model in the sidebar.")
+            st.stop()
+        return self.model
+
+    def require_data(self) -> ImageSet:
+        self.require_model()
+        if self.data is None:
+            st.error(self.data_error or "No dataset loaded; choose one in the sidebar.")
+            st.stop()
+        return self.data
+
+
+def context() -> Context:
+    """The sidebar's context for this run (drawing the sidebar if a page runs on its own)."""
+    ctx = st.session_state.get(CONTEXT_KEY)
+    if ctx is None:
+        from explorer.sidebar import sidebar
+        ctx = sidebar()
+    return ctx
+
+
+@contextlib.contextmanager
+def guard(what: str = "This page"):
+    """A VAEError is the user's to fix and says how; anything else is ours, shown in one line."""
+    try:
+        yield
+    except vae_core.VAEError as e:
+        st.error(str(e))
+        st.stop()
+    except Exception as e:   # streamlit's stop and rerun are BaseExceptions and pass through
+        first = str(e).splitlines()[0] if str(e) else ""
+        st.error(f"{what} hit an unexpected problem ({type(e).__name__}{': ' + first if first else ''}). "
+                 "Try other settings or another model; the rest of the app keeps working.")
+        st.stop()
+
+
+def session_id() -> str:
+    """This browser session's id ("" outside a server, e.g. in a script)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    run_ctx = get_script_run_ctx()
+    return run_ctx.session_id if run_ctx is not None else ""
+
+
+def session_alive() -> Callable[[], bool] | None:
+    """A function that says whether this browser session is still connected (None outside a server).
+
+    A training run started here is tied to it: once the tab is closed for longer than the session
+    time-out, the run stops itself and its thread ends (vae_core.live)."""
+    from streamlit import runtime
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    run_ctx = get_script_run_ctx()
+    if not runtime.exists() or run_ctx is None:
+        return None
+    rt, sid = runtime.get_instance(), run_ctx.session_id
+    return lambda: rt.is_active_session(sid) is True      # (AppTest's stand-in runtime answers a Mock)

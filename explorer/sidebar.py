@@ -1,0 +1,122 @@
+"""The shared sidebar: the model, dataset and device pickers, and the model's summary."""
+from __future__ import annotations
+
+import streamlit as st
+
+import vae_core
+from vae_core import ImageSet, ModelInfo, VAEBase
+from vae_core.data import DATASETS, app_datasets
+
+from explorer import loaders
+from explorer.session import CONTEXT_KEY, Context
+
+SESSION_RUN = "This session's run"
+MODEL_KINDS = ("Shipped", "Hub", "Folder")
+SPLITS = ("all", "train", "test")
+DEFAULT_MODEL = "mnist-mlp"
+FAILURES_KEY = "_model_failures"      # per session: sources that failed to load, not retried on every rerun
+
+
+def device_choices() -> list[str]:
+    out = [str(vae_core.pick_device())]
+    return out + [d for d in ("cpu",) if d not in out]
+
+
+def _model_picker(sb) -> tuple[VAEBase | None, ModelInfo | None, str]:
+    trained = st.session_state.get("trained_model")
+    kinds = list(MODEL_KINDS) + ([SESSION_RUN] if trained is not None else [])
+    kind = sb.radio("Model source", kinds, key="model_kind", horizontal=True)
+    device = sb.selectbox("Device", device_choices(), key="device",
+                          help="The best available is first: CUDA, then Apple MPS, then the CPU.")
+    if kind == SESSION_RUN:
+        model, info = trained
+        return model.to(device), info, ""
+    revision = ""
+    if kind == "Shipped":
+        names = loaders.shipped_checkpoints()
+        if not names:
+            return None, None, "No shipped checkpoints were found in checkpoints/."
+        default = names.index(DEFAULT_MODEL) if DEFAULT_MODEL in names else 0
+        source = sb.selectbox("Checkpoint", names, index=default, key="model_shipped")
+    elif kind == "Hub":
+        source = sb.text_input("Hub repo id", key="model_hub", placeholder="org/name").strip()
+        revision = sb.text_input("Revision (optional)", key="model_revision", placeholder="main").strip()
+    else:
+        source = sb.text_input("Run folder", key="model_folder", placeholder="runs/my-run").strip()
+    if not source:
+        return None, None, f"Enter a {'Hub repo id (org/name)' if kind == 'Hub' else 'run folder path'}."
+    key = f"{kind}:{source}@{revision}:{device}"
+    failures = st.session_state.setdefault(FAILURES_KEY, {})
+    if key in failures:                      # do not hit the network again on every rerun
+        if not sb.button("Retry", key="model_retry"):
+            return None, None, failures[key]
+        failures.pop(key, None)
+    try:
+        stamp = loaders.folder_stamp(source) if kind == "Folder" else 0.0
+        model, info = loaders.load_model(source, revision, device, stamp)
+        return model, info, ""
+    except vae_core.VAEError as e:
+        failures[key] = str(e)
+        return None, None, str(e)
+
+
+def _dataset_picker(sb, model: VAEBase | None) -> tuple[ImageSet | None, str, str]:
+    names = app_datasets()                   # the largest sets stay with the command line
+    name = sb.selectbox("Dataset", names, key="dataset", help="\n".join(
+        f"- **{n}**: {DATASETS[n].description}" for n in names))
+    split = sb.selectbox("Split", SPLITS, key="split")
+    if model is None:
+        return None, "", ""
+    data = loaders.load_data(name, split)
+    c, h, w = model.config.in_shape
+    key = f"{name}:{split}"
+    if tuple(data.shape) != (c, h, w):
+        msg = (f"The model expects {c}x{h}x{w} images but {name} has {'x'.join(map(str, data.shape))}. "
+               "Pick a dataset of that shape, or resize this one to the model below.")
+        if not sb.checkbox("Resize the dataset to the model", key="resize_data", help=msg):
+            return None, key, msg
+        data, key = loaders.load_data(name, split, h, c), f"{key}:{c}x{h}x{w}"
+    if model.num_classes and data.labels is None:
+        return None, key, f"This conditional model needs class labels, and {name} has none; pick a labelled dataset."
+    return data, key, ""
+
+
+def _summary(sb, ctx: Context) -> None:
+    s = loaders.model_summary(ctx.model_key, ctx.model, ctx.info)
+    shape = "x".join(map(str, s["latent_shape"]))
+    lines = [f"**{s['family']}** VAE, latent {shape}, {s['params']:,} parameters"]
+    if s["num_classes"]:
+        lines.append(f"conditional on {s['num_classes']} classes")
+    if s["trained_on"]:
+        lines.append(f"trained on {s['trained_on']}")
+    sb.markdown(" · ".join(lines))
+    if s["metrics"]:
+        with sb.expander("Model card metrics"):
+            st.markdown("| metric | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in s["metrics"].items()))
+
+
+def sidebar() -> Context:
+    """Draw the shared sidebar; its result is kept for the page of this run."""
+    sb = st.sidebar
+    ctx = Context(device=str(vae_core.pick_device()))
+    try:
+        ctx.model, ctx.info, ctx.model_error = _model_picker(sb)
+    except vae_core.VAEError as e:
+        ctx.model_error = str(e)
+    if ctx.model is not None:
+        ctx.device = str(ctx.model.device)
+        _summary(sb, ctx)
+    elif ctx.model_error:
+        sb.error(ctx.model_error)
+    try:
+        ctx.data, ctx.data_key, ctx.data_error = _dataset_picker(sb, ctx.model)
+    except vae_core.VAEError as e:
+        ctx.data_error = str(e)
+    if ctx.data_error:
+        sb.warning(ctx.data_error)
+    sb.caption(f"Device in use: {ctx.device}")
+    job = st.session_state.get("train_job")
+    if job is not None:
+        job.touch()                          # this session is alive: its run goes on
+    st.session_state[CONTEXT_KEY] = ctx
+    return ctx

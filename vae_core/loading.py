@@ -1,0 +1,106 @@
+"""Open a model from any source, with a record of what it is: ``open_model`` and ``load_model``.
+
+``ModelInfo`` is the model's identity for everyone who caches results about it: a key that is
+never reused for other weights (the Hub commit, or a digest of the folder's config and
+weights, or a fresh random id for a model trained in this process), its source and revision,
+the dataset it was trained on and its card's metrics. Nothing is attached to the module.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import uuid
+from pathlib import Path
+
+import torch
+
+from .checkpoint import (diffusers_subfolder, is_pythae_folder, load_state, pythae_refusal, read_card_metrics,
+                         read_config, read_trained_on)
+from .device import pick_device
+from .errors import VAEError
+from .hub import Resolved, resolve_source
+from .models import VAEBase, build_model, config_from_dict
+
+DIGEST_CHUNK = 1 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """What a loaded model is; ``key`` names it in caches and is never shared by other weights."""
+
+    key: str
+    kind: str                                  # "shipped", "folder", "hub" or "session"
+    source: str                                # what the user gave: a name, a path, org/name
+    revision: str = ""                         # the Hub commit its files came from
+    folder: Path | None = None
+    trained_on: str = ""                       # the dataset it was trained on, where known
+    card_metrics: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def metrics(self) -> dict[str, str]:
+        return dict(self.card_metrics)
+
+    @classmethod
+    def for_session(cls, source: str, trained_on: str = "", metrics: dict | None = None) -> "ModelInfo":
+        """A model made in this process (trained in the app): a random key, since it has no files."""
+        shown = tuple((k, f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in (metrics or {}).items())
+        return cls(f"session:{uuid.uuid4().hex}", "session", source, trained_on=trained_on, card_metrics=shown)
+
+
+def _digest(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as fh:
+            while chunk := fh.read(DIGEST_CHUNK):
+                h.update(chunk)
+    return h.hexdigest()[:20]
+
+
+def _info(resolved: Resolved, source: str, files: list[Path]) -> ModelInfo:
+    folder = resolved.folder
+    if resolved.kind == "hub" and resolved.commit:
+        key = f"hub:{resolved.repo_id}@{resolved.commit}"          # a commit never changes its files
+    else:
+        key = f"{resolved.kind}:{folder.resolve()}#{_digest(files)}"
+    return ModelInfo(key, resolved.kind, source, resolved.commit, folder, read_trained_on(folder),
+                     tuple(read_card_metrics(folder).items()))
+
+
+def open_model(source: str | Path, device: str | torch.device | None = None, revision: str | None = None,
+               image_size: int | None = None) -> tuple[VAEBase, ModelInfo]:
+    """The model (eval mode, on ``device``) and its ModelInfo, from a shipped name, a local Hub-layout
+    folder, or a Hub repo id (org/name[@rev]).
+
+    The config is validated before any tensor is allocated; weights load strictly.
+    A diffusers AutoencoderKL / AutoencoderTiny (a repo such as stabilityai/sd-vae-ft-mse, or a
+    pipeline's vae/ folder) opens through ``models.diffusers_adapter`` when diffusers is installed;
+    ``image_size`` is then its working image side (default 128). A pythae model is refused: it is a pickle.
+    """
+    resolved = resolve_source(source, revision)
+    folder = resolved.folder
+    sub = diffusers_subfolder(folder)
+    if sub is not None:
+        from .models.diffusers_adapter import WEIGHTS_NAME, load_diffusers_vae
+        where = folder / sub if sub else folder
+        model = load_diffusers_vae(folder, sub, image_size=image_size, source=str(source), revision=resolved.commit)
+        info = _info(resolved, str(source), [where / "config.json", where / WEIGHTS_NAME])
+        return model.to(pick_device(device)).eval(), info
+    if is_pythae_folder(folder):
+        raise pythae_refusal(folder, str(source))
+    config = config_from_dict(read_config(folder))
+    if image_size is not None and tuple(config.in_shape[1:]) != (image_size, image_size):
+        raise VAEError(f"This {config.model_type} model takes {config.in_shape[1]}x{config.in_shape[2]} images; "
+                       "image_size can only be chosen for a diffusers VAE.")
+    model = build_model(config)
+    model.load_state_dict(load_state(folder, model), strict=True)
+    info = _info(resolved, str(source), [folder / "config.json", folder / "model.safetensors"])
+    return model.to(pick_device(device)).eval(), info
+
+
+def load_model(source: str | Path, device: str | torch.device | None = None, revision: str | None = None,
+               image_size: int | None = None) -> VAEBase:
+    """Open a model from a shipped name, a local folder, or a Hub repo id (see ``open_model``)."""
+    return open_model(source, device, revision, image_size)[0]
+
+
+__all__ = ["ModelInfo", "load_model", "open_model"]
