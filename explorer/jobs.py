@@ -142,6 +142,12 @@ class JobQueue:
                 return 0
             return len(self._running) + self._order().index(session)
 
+    @property
+    def workers(self) -> int:
+        """Worker threads alive now (none while there is no work)."""
+        with self._lock:
+            return self._workers
+
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until no job waits or runs (True), or ``timeout`` seconds pass (False)."""
         with self._changed:

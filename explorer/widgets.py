@@ -13,6 +13,8 @@ from vae_core import ImageSet, VAEBase, images
 from explorer.session import Context
 
 IMAGE_SOURCES = ("Dataset", "Upload", "Draw")
+CANVAS_SIDE = 168           # pixels of the drawing canvas: six times MNIST's 28
+CANVAS_STROKE = 14          # pen width on it, about an MNIST stroke at that scale
 
 
 def scale_for(shape, target: int = 112) -> int:
@@ -107,7 +109,8 @@ def image_input(slot: str, title: str, ctx: Context, default_index: int = 0):
     else:
         from streamlit_drawable_canvas import st_canvas
 
-        result = st_canvas(key=f"{slot}_canvas", width=168, height=168, stroke_width=14, stroke_color="#ffffff",
+        result = st_canvas(key=f"{slot}_canvas", width=CANVAS_SIDE, height=CANVAS_SIDE, stroke_width=CANVAS_STROKE,
+                           stroke_color="#ffffff",
                            background_color="#000000", return_image_data=True)
         if result.image_bytes is None or not result.json_data or not result.json_data.get("objects"):
             st.info("Draw on the canvas (light ink on dark, like MNIST).")

@@ -15,9 +15,10 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
+
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,15 +72,18 @@ def streamlit_server(max_seconds: float = 20, timeout: float = 90, extra_env: di
            "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
     # A session of its own, so the whole process group (streamlit and anything it spawns) can be ended.
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"streamlit exited with {proc.poll()}")
+        return _healthy(url)
+
     try:
-        deadline = time.monotonic() + timeout
-        while not _healthy(url):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                tail = log.read().decode(errors="replace")[-3000:]
-                raise RuntimeError(f"streamlit did not answer {url}/_stcore/health within {timeout:g} s "
-                                   f"(exit code {proc.poll()}):\n{tail}")
-            time.sleep(0.05)
+        try:
+            wait_for(up, timeout, f"{url}/_stcore/health")
+        except AssertionError as e:
+            log.seek(0)
+            tail = log.read().decode(errors="replace")[-3000:]
+            raise RuntimeError(f"streamlit did not answer {url}/_stcore/health ({e}):\n{tail}") from None
         yield url
     finally:
         with contextlib.suppress(ProcessLookupError):

@@ -1,8 +1,8 @@
 """The real-browser test: Playwright drives Debian's headless Chromium against `streamlit run app.py`.
 
-One server and one browser page for the module (the tests run in file order and share the
-session, like a person clicking through the app). Screenshots of every page are saved to
-test-artifacts/browser/. Needs /usr/bin/chromium (`.ci/run` installs it); never downloads a browser.
+One server and one browser for the module; each test opens the app in a fresh browser context,
+like a new visitor, so the tests pass alone and in any order. Screenshots of every page are saved
+to test-artifacts/browser/. Needs /usr/bin/chromium (`.ci/run` installs it); never downloads a browser.
 """
 from __future__ import annotations
 
@@ -22,18 +22,29 @@ LONG = 90_000                    # ms: first loads pay for model loading and num
 
 
 @pytest.fixture(scope="module")
-def page():
+def server():
+    """(url, browser): one app server and one Chromium for the module."""
     if bh.chromium_path() is None:
         pytest.skip(bh.MISSING_CHROMIUM)
     with bh.streamlit_server(max_seconds=20) as url, sync_playwright() as p:
         browser = bh.launch_chromium(p)
         try:
-            context = browser.new_context(viewport={"width": 1280, "height": 800})
-            page = context.new_page()
-            bh.open_app(page, url)
-            yield page
+            yield url, browser
         finally:
             browser.close()
+
+
+@pytest.fixture
+def page(server):
+    """A new visitor: a fresh browser context (its own session) on the app's first page."""
+    url, browser = server
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        page = context.new_page()
+        bh.open_app(page, url)
+        yield page
+    finally:
+        context.close()
 
 
 def shot(page, name: str) -> None:

@@ -19,6 +19,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.waiting import wait_for
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -218,18 +220,18 @@ def test_install_and_start_in_a_fresh_venv(tmp_path, request):
     t0 = time.perf_counter()
     server = subprocess.Popen(cmd + ["--server.headless", "true"], cwd=app, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    def healthy() -> bool:
+        if server.poll() is not None:
+            raise AssertionError(f"the server exited with {server.poll()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as resp:
+                return resp.read().decode() == "ok"
+        except OSError:
+            return False
+
     try:
-        body, deadline = "", time.time() + 120
-        while time.time() < deadline and server.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as resp:
-                    body = resp.read().decode()
-                if body == "ok":
-                    break
-            except OSError:
-                time.sleep(0.5)
+        wait_for(healthy, 120, "the server's health answer")
         timings["server start"] = round(time.perf_counter() - t0, 1)
-        assert body == "ok", f"no health answer; server exited {server.poll()}"
     finally:
         server.terminate()
         try:

@@ -1,4 +1,5 @@
 """Faults: a run killed at random moments while it writes checkpoints, and a full disk."""
+import contextlib
 import errno
 import json
 import os
@@ -6,11 +7,11 @@ import random
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 
+from tests.waiting import wait_for
 from vae_core import VAEError, load_model, train
 
 CMD = [sys.executable, "-m", "vae_core", "train", "--model", "mlp", "--dataset", "digits", "--hidden-dims", "32",
@@ -27,12 +28,24 @@ def test_a_run_killed_at_random_moments_always_leaves_a_loadable_checkpoint(tmp_
         args = CMD + ["--epochs", "100000", "--out", str(out)] + (["--resume"] if (out / "trainer_state.json").exists()
                                                                     or (tmp_path / ".run.old").exists() else [])
         proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.time() + 60
-        while not ((out / "model.safetensors").exists() or (tmp_path / ".run.old").exists()):
+
+        def written() -> bool:
             assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            assert time.time() < deadline
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.05, 1.5))
+            return (out / "model.safetensors").exists() or (tmp_path / ".run.old").exists()
+
+        wait_for(written, 60, "the first checkpoint")
+        # Let a random number of further checkpoints be written, then kill: the kill lands wherever
+        # in the write cycle the process happens to be.
+        seen, wanted = set(), rng.randint(1, 12)
+
+        def swaps() -> bool:
+            for f in (out / "trainer_state.json", tmp_path / ".run.old"):
+                with contextlib.suppress(OSError):
+                    seen.add(f.stat().st_ino)
+            assert proc.poll() is None
+            return len(seen) >= wanted
+
+        wait_for(swaps, 60, f"{wanted} checkpoint writes")
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         kills += 1

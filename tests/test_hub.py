@@ -137,9 +137,11 @@ def test_loading_by_repo_id_offline_through_the_hub_cache(saved, tmp_path, monke
     monkeypatch.setattr(c, "HF_HUB_OFFLINE", True)
     x = torch.rand(2, 1, 8, 8)
     for source in ("acme/tiny-vae", "hub:acme/tiny-vae", "acme/tiny-vae@main"):
-        loaded = load_model(source, device="cpu")
+        loaded, info = open_model(source, device="cpu")
         with torch.no_grad():
             assert torch.equal(loaded.encode(x).mu, model.eval().encode(x).mu)
+        # Its identity is the commit its files came from, whatever name or branch was typed.
+        assert (info.kind, info.key, info.revision) == ("hub", f"hub:acme/tiny-vae@{'a' * 40}", "a" * 40)
     with pytest.raises(VAEError, match="local cache|no model repo"):
         load_model("acme/other-vae")
     with pytest.raises(VAEError):

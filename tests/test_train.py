@@ -92,6 +92,7 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_run_co
             if ev.kind == "epoch":
                 before = (out / "model.safetensors").read_bytes()
     assert err.value.step == 30 and "last good checkpoint" in str(err.value)
+    assert "(loss, total)" in str(err.value)                       # it names the parts that went bad
     assert (out / "model.safetensors").read_bytes() == before
     assert json.loads((out / "trainer_state.json").read_text())["epoch"] == 1
     model = load_model(out)

@@ -41,7 +41,7 @@ from .settings import MAX_WEIGHTS_BYTES
 MAPPABLE = ("VAEConfig", "BetaVAEConfig", "DisentangledBetaVAEConfig", "BetaTCVAEConfig", "IWAEConfig",
             "MIWAEConfig", "PIWAEConfig", "CIWAEConfig", "MSSSIM_VAEConfig", "INFOVAE_MMD_Config")
 HIDDEN = 512                     # Encoder_VAE_MLP / Decoder_AE_MLP's fixed width
-PYTHAE_FILES = ["model_config.json", "model.pt", "environment.json", "README.md"]
+PYTHAE_FILES = ("model_config.json", "model.pt", "environment.json", "README.md")
 
 
 @dataclasses.dataclass(frozen=True)

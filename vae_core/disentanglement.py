@@ -19,6 +19,7 @@ the encoder mean), and a seed; defaults are disentanglement_lib's (unsupervised_
 """
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
@@ -314,21 +315,22 @@ def evaluate_disentanglement(model, names=None, *, seed: int = 0, scale: float =
     return results
 
 
-_COUNTS = {
-    "beta_vae": dict(num_train=10_000, num_eval=5_000),
-    "factor_vae": dict(num_train=10_000, num_eval=5_000, num_variance_estimate=10_000),
-    "mig": dict(num_train=10_000),
-    "sap": dict(num_train=10_000, num_test=5_000),
-    "dci": dict(num_train=10_000, num_test=5_000),
-    "modularity_explicitness": dict(num_train=10_000, num_test=5_000),
-}
+# disentanglement_lib's sample counts (unsupervised_study_v1), per metric
+_COUNTS = MappingProxyType({
+    "beta_vae": MappingProxyType(dict(num_train=10_000, num_eval=5_000)),
+    "factor_vae": MappingProxyType(dict(num_train=10_000, num_eval=5_000, num_variance_estimate=10_000)),
+    "mig": MappingProxyType(dict(num_train=10_000)),
+    "sap": MappingProxyType(dict(num_train=10_000, num_test=5_000)),
+    "dci": MappingProxyType(dict(num_train=10_000, num_test=5_000)),
+    "modularity_explicitness": MappingProxyType(dict(num_train=10_000, num_test=5_000)),
+})
 
 
-METRICS = {
+METRICS = MappingProxyType({
     "beta_vae": beta_vae_metric,
     "factor_vae": factor_vae_metric,
     "mig": mig,
     "sap": sap,
     "dci": dci,
     "modularity_explicitness": modularity_explicitness,
-}
+})

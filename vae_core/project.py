@@ -20,7 +20,8 @@ from __future__ import annotations
 import functools
 import time
 import warnings
-from typing import Literal
+from types import MappingProxyType
+from typing import Literal, Mapping
 
 import numpy as np
 import torch
@@ -28,7 +29,7 @@ import torch
 from .errors import VAEError
 
 Method = Literal["pca", "tsne", "umap"]
-METHODS: dict[str, str] = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
+METHODS: Mapping[str, str] = MappingProxyType({"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"})
 MAX_POINTS = 50_000
 UMAP_EPOCH_POINTS = 2_000_000     # epochs x points: 200 epochs at 10,000 points
 
@@ -142,11 +143,11 @@ def enable_numba_cache() -> int:
     numba writes the cache beside the source (``__pycache__``) or, where that is read-only,
     to a user cache folder; NUMBA_CACHE_DIR moves it. Functions that cannot be cached only warn.
     """
-    from numba.core.registry import CPUDispatcher
     import umap.layouts
     import umap.spectral
     import umap.umap_
     import umap.utils
+    from numba.core.registry import CPUDispatcher
 
     count = 0
     for mod in (umap.umap_, umap.layouts, umap.spectral, umap.utils):

@@ -256,12 +256,15 @@ def train(config: RunConfig, data: ImageSet | None = None, test_data: ImageSet |
 
 
 def _check_finite(rows: torch.Tensor, names: list[str], first_step: int, out: Path | None) -> None:
+    """Raise TrainingDiverged naming the first step, and its loss parts, that are not finite; rows (steps, parts)."""
     bad = ~torch.isfinite(rows).all(1)
     if bad.any():
-        at = first_step + int(bad.nonzero()[0])
+        row = int(bad.nonzero()[0])
+        at = first_step + row
+        parts = [n for n, ok in zip(names, torch.isfinite(rows[row]).tolist()) if not ok]
         kept = f"; the last good checkpoint in {out} is kept" if out is not None and out.exists() else ""
-        raise TrainingDiverged(f"The loss became NaN or Inf at step {at}{kept}. Try a lower learning rate "
-                               "(--lr), gradient clipping (--grad-clip 1.0) or KL annealing.", step=at)
+        raise TrainingDiverged(f"The loss became NaN or Inf at step {at} ({', '.join(parts)}){kept}. Try a lower "
+                               "learning rate (--lr), gradient clipping (--grad-clip 1.0) or KL annealing.", step=at)
 
 
 @torch.inference_mode()

@@ -1,4 +1,6 @@
 """Analyze: the numbers a paper would report, shown as pictures."""
+from types import MappingProxyType
+
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
@@ -11,7 +13,7 @@ from vae_core.disentanglement import evaluate_disentanglement
 st.title("Analyze")
 UNITS, FACTORS, ANOMALIES, RECON, DISENTANGLEMENT = ("Latent units", "Factors", "Anomalies", "Reconstructions",
                                                      "Disentanglement")
-SCORES = {"Negative ELBO": "elbo", "Negative IWAE log p(x)": "iwae", "Reconstruction error": "recon"}
+SCORES = MappingProxyType({"Negative ELBO": "elbo", "Negative IWAE log p(x)": "iwae", "Reconstruction error": "recon"})
 
 
 def cached(key, compute):
@@ -122,7 +124,7 @@ def anomalies_section(ctx, model, data, n, seed):
     widgets.show_grid(data.subset(top).float_images(), nrow=16, target=40)
 
 
-def recon_section(ctx, model, data, seed):
+def recon_section(model, data, seed):
     count = st.slider("Images", 4, 32, 16, 4, key="an_recon_count")
     _, idx = data.seeded_subset(count, seed)
     res = analyze.reconstructions(model, data, idx)
@@ -134,7 +136,7 @@ def recon_section(ctx, model, data, seed):
     widgets.show_grid(torch.cat([res["x"], res["x_hat"]]), nrow=len(idx), target=48)
 
 
-def disentanglement_section(ctx, model, data, seed):
+def disentanglement_section(ctx, model, seed):
     if tuple(model.config.in_shape) != (1, 64, 64):
         st.info("The disentanglement metrics score a model of 64x64 grey images on dSprites' ground-truth factors; "
                 "pick a dSprites model (e.g. dsprites-beta4) in the sidebar.")
@@ -183,6 +185,6 @@ with session.guard("Analysis"):
         elif name == ANOMALIES:
             anomalies_section(ctx, model, data, n, seed)
         elif name == RECON:
-            recon_section(ctx, model, data, seed)
+            recon_section(model, data, seed)
         elif name == DISENTANGLEMENT:
-            disentanglement_section(ctx, model, data, seed)
+            disentanglement_section(ctx, model, seed)

@@ -1,4 +1,6 @@
 """Latent map: the dataset's codes in 2-D, coloured by label; select points to see them."""
+from types import MappingProxyType
+
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
@@ -8,7 +10,7 @@ from explorer import jobs, session, startup, widgets
 from vae_core import explore, project
 
 st.title("Latent map")
-METHODS = {"PCA": "pca", "t-SNE": "tsne", "UMAP": "umap"}
+METHODS = MappingProxyType({"PCA": "pca", "t-SNE": "tsne", "UMAP": "umap"})
 CODES_2D = "Codes (2-D latent)"
 
 

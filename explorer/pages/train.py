@@ -2,6 +2,7 @@
 import os
 import time
 from pathlib import Path
+from types import MappingProxyType
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -16,8 +17,8 @@ from vae_core.live import TrainingJob
 from vae_core.train import RunConfig
 
 st.title("Train")
-FAMILIES = {"mlp": "MLP", "conv": "Convolutional", "cvae": "Conditional (MLP)", "vq": "VQ-VAE"}
-LEARNING_RATES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
+FAMILIES = MappingProxyType({"mlp": "MLP", "conv": "Convolutional", "cvae": "Conditional (MLP)", "vq": "VQ-VAE"})
+LEARNING_RATES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 
 
 def run_config(dataset: str, family: str, latent: int, beta: float, anneal: str, epochs: int, lr: float):

@@ -9,7 +9,7 @@ st.title("Traverse")
 RANGE = 4.0          # slider range, in prior standard deviations
 
 
-def base_code(model, ctx, mode: str, y):
+def base_code(model, ctx, mode: str):
     """The code the sliders start from, and a caption for it."""
     if mode == "Dataset image":
         data = ctx.require_data()
@@ -83,7 +83,7 @@ with session.guard("Traversal"):
     with top_left:
         mode = st.radio("Base code", ["Dataset image", "Random sample", "Zero"], key="traverse_base", horizontal=True)
         y = widgets.class_picker(model, ctx.data, "traverse_class")
-        base, original, where = base_code(model, ctx, mode, y)
+        base, original, where = base_code(model, ctx, mode)
     if ctx.data is None:
         st.caption("Units are in their natural order: choose a matching dataset to order them by KL.")
 

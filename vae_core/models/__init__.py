@@ -1,5 +1,8 @@
-"""Model families: a plain dict maps a type name to its (config class, module class)."""
+"""Model families: a read-only table maps a type name to its (config class, module class)."""
 from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Mapping
 
 from ..errors import VAEError
 from .base import ModelConfig, Posterior, VAEBase, check_param_budget
@@ -7,12 +10,12 @@ from .conv import ConvConfig, ConvVAE
 from .mlp import CVAEConfig, MLPConfig, MLPVAE
 from .vq import VQConfig, VQVAE
 
-MODEL_TYPES: dict[str, tuple[type[ModelConfig], type[VAEBase]]] = {
+MODEL_TYPES: Mapping[str, tuple[type[ModelConfig], type[VAEBase]]] = MappingProxyType({
     "mlp": (MLPConfig, MLPVAE),
     "cvae": (CVAEConfig, MLPVAE),
     "conv": (ConvConfig, ConvVAE),
     "vq": (VQConfig, VQVAE),
-}
+})
 
 
 def config_from_dict(d: dict) -> ModelConfig:

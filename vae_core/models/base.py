@@ -196,7 +196,7 @@ class VAEBase(nn.Module):
             return torch.full((n,), y, dtype=torch.long, device=self.device)
         return torch.as_tensor(y, device=self.device)
 
-    def one_hot(self, y: torch.Tensor | None, n: int) -> torch.Tensor | None:
+    def one_hot(self, y: torch.Tensor | None) -> torch.Tensor | None:
         if self.num_classes == 0:
             return None
         if y is None:

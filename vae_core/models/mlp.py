@@ -56,14 +56,14 @@ class MLPVAE(VAEBase):
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Posterior:
         h = x.flatten(1)                                        # (B, C*H*W)
-        c = self.one_hot(y, x.shape[0])
+        c = self.one_hot(y)
         if c is not None:
             h = torch.cat([h, c.to(h.dtype)], 1)
         mu, logvar = self.encoder(h).chunk(2, dim=-1)           # (B, D) each
         return Posterior(mu, logvar)
 
     def decode_logits(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        c = self.one_hot(y, z.shape[-2] if z.dim() > 1 else 1)
+        c = self.one_hot(y)
         if c is not None:
             c = c.to(z.dtype).expand(*z.shape[:-1], c.shape[-1])   # z may be (k, B, D)
             z = torch.cat([z, c], -1)

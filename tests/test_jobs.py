@@ -1,0 +1,134 @@
+"""explorer.jobs.JobQueue: background maps shared by every session, fairly."""
+import threading
+
+import pytest
+
+from explorer.jobs import JobQueue, ResultCache
+from tests.waiting import wait_for
+
+
+class Gate:
+    """A job function that blocks until the test opens its gate, and says when it starts."""
+
+    def __init__(self):
+        self.started = threading.Event()
+        self.open = threading.Event()
+        self.calls = 0
+
+    def __call__(self, value):
+        self.calls += 1
+        self.started.set()
+        assert self.open.wait(30), "the test never opened the gate"
+        return value
+
+
+def done(job, timeout=10):
+    assert job.wait(timeout), f"job {job.key} did not finish"
+    return job
+
+
+def test_a_result_is_computed_once_and_kept_for_every_session():
+    q = JobQueue(workers=1)
+    calls = []
+    a = q.submit("alice", "k", lambda: calls.append(1) or 42)
+    assert done(a).result == 42 and a.state == "done"
+    b = q.submit("bob", "k", lambda: calls.append(1) or 43)          # another session, the same map
+    assert b.done and b.result == 42 and calls == [1]
+    assert q.wait_idle(5)
+
+
+def test_a_new_request_supersedes_the_sessions_waiting_one():
+    q = JobQueue(workers=1)
+    gate = Gate()
+    running = q.submit("alice", "first", gate, "first")
+    assert gate.started.wait(10)
+    second = q.submit("alice", "second", lambda: "second")             # waits: alice's first is running
+    third = q.submit("alice", "third", lambda: "third")                 # the slider moved on
+    assert second.state == "cancelled" and second.done
+    assert third.state == "waiting"
+    gate.open.set()
+    assert done(running).result == "first" and done(third).result == "third"
+    assert q.wait_idle(5)
+
+
+def test_a_superseded_job_that_another_session_waits_for_still_runs():
+    q = JobQueue(workers=1)
+    gate = Gate()
+    q.submit("carol", "busy", gate, "busy")
+    assert gate.started.wait(10)
+    shared = q.submit("alice", "shared", lambda: "shared")
+    same = q.submit("bob", "shared", lambda: "other")                  # bob wants the same map
+    assert same is shared
+    q.submit("alice", "mine", lambda: "mine")                          # alice moves on; bob still waits
+    assert shared.state == "waiting"
+    gate.open.set()
+    assert done(shared).result == "shared"
+    assert q.wait_idle(10)
+
+
+def test_sessions_take_turns_so_a_sweep_delays_another_sessions_first_map_by_one_job_at_most():
+    q = JobQueue(workers=1)
+    order = []
+    gate = Gate()
+    q.submit("sweeper", ("sweep", 0), gate, "sweep-0")
+    assert gate.started.wait(10)
+    for i in range(1, 20):                                             # a slider sweep: 19 more requests
+        q.submit("sweeper", ("sweep", i), lambda i=i: order.append(f"sweep-{i}") or i)
+    visitor = q.submit("visitor", "first map", lambda: order.append("visitor") or "map")
+    assert q.ahead_of("visitor") == 1                                  # only the job already running
+    gate.open.set()
+    assert done(visitor).result == "map"
+    assert q.wait_idle(10)
+    # The sweeper was served last (its running job), so the visitor goes first although the
+    # sweeper's waiting request is older; the superseded requests never ran.
+    assert order == ["visitor", "sweep-19"]
+
+
+def test_one_running_job_per_session_so_two_workers_serve_two_sessions():
+    q = JobQueue(workers=2)
+    gate = Gate()
+    q.submit("sweeper", "a", gate, "a")
+    assert gate.started.wait(10)
+    q.submit("sweeper", "b", lambda: "b")                              # waits for sweeper's own job
+    other = q.submit("visitor", "v", lambda: "v")                      # gets the second worker at once
+    assert done(other).result == "v"
+    gate.open.set()
+    assert q.wait_idle(10)
+
+
+def test_a_failure_is_reported_once_then_tried_afresh():
+    q = JobQueue(workers=1)
+    attempts = []
+
+    def flaky():
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ValueError("boom")
+        return "ok"
+
+    first = done(q.submit("alice", "k", flaky))
+    assert first.state == "failed" and isinstance(first.error, ValueError)
+    assert q.submit("alice", "k", flaky) is first                     # the page sees the failure once
+    again = done(q.submit("alice", "k", flaky))                       # a later rerun tries again
+    assert again.result == "ok" and len(attempts) == 2
+
+
+def test_a_job_waits_for_the_servers_warm_up_and_workers_end_when_idle():
+    q = JobQueue(workers=1)
+    warm = threading.Event()
+    job = q.submit("alice", "k", lambda: "map", after=warm)
+    assert not job.wait(0.2) and job.state == "running"               # holding its turn until the warm-up ends
+    warm.set()
+    assert done(job).result == "map"
+    assert q.wait_idle(5)
+    wait_for(lambda: q.workers == 0, 5, "the idle worker to end")
+
+
+def test_result_cache_is_least_recently_used():
+    c = ResultCache(size=2)
+    c.put("a", 1)
+    c.put("b", 2)
+    assert c.get("a") == 1                                             # a is now the most recent
+    c.put("c", 3)
+    assert "b" not in c and c.get("a") == 1 and c.get("c") == 3
+    assert c.get_or_compute("d", lambda: 4) == 4 and c.get_or_compute("d", lambda: pytest.fail("again")) == 4

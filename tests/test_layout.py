@@ -1,0 +1,79 @@
+"""The house rules that keep the code base readable, checked on the source itself.
+
+- vae_core never imports streamlit (the library stays usable without the UI);
+- no module-level mutable state: a module-level table is immutable (a tuple, a frozenset, a
+  MappingProxyType), no lock or thread is made at import, no hidden memo decorators, except the
+  few listed below with their reason;
+- identity comes from a record (ModelInfo), never from ``id()`` of an object;
+- pages live in explorer/pages/: a pages/ folder beside app.py would switch Streamlit's legacy
+  multipage mode on.
+"""
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCES = sorted([*ROOT.glob("vae_core/**/*.py"), *ROOT.glob("explorer/**/*.py"), ROOT / "app.py"])
+MUTABLE_CALLS = {"dict", "list", "set", "OrderedDict", "defaultdict", "deque", "Counter", "Lock", "RLock",
+                 "Thread", "Event", "Condition", "Semaphore", "ThreadPoolExecutor"}
+MEMO_DECORATORS = {"lru_cache", "cache"}
+# (file, function): why its process-wide memo is acceptable.
+ALLOWED_MEMOS = {
+    ("vae_core/project.py", "enable_numba_cache"): "switches numba's disk cache on for umap-learn's "
+                                                   "functions, which are themselves module-level objects: once",
+}
+
+
+def names(node) -> str:
+    return node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", "")
+
+
+def test_the_library_never_imports_streamlit():
+    for path in ROOT.glob("vae_core/**/*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                assert not any(a.name.split(".")[0] == "streamlit" for a in node.names), path
+            if isinstance(node, ast.ImportFrom):
+                assert (node.module or "").split(".")[0] != "streamlit", path
+
+
+def test_no_module_level_mutable_state():
+    found = []
+    assert len(SOURCES) > 30
+    for path in SOURCES:
+        rel = path.relative_to(ROOT).as_posix()
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                if [names(t) for t in targets] == ["__all__"]:
+                    continue                            # the public names: read, never changed
+                v = node.value
+                if isinstance(v, (ast.Dict, ast.List, ast.Set, ast.DictComp, ast.ListComp, ast.SetComp)) or \
+                        (isinstance(v, ast.Call) and names(v.func) in MUTABLE_CALLS):
+                    found.append(f"{rel}:{node.lineno}")
+            if isinstance(node, ast.Global):
+                found.append(f"{rel}:{node.lineno} global")
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for dec in node.decorator_list:
+                    target = dec.func if isinstance(dec, ast.Call) else dec
+                    if names(target) in MEMO_DECORATORS and (rel, node.name) not in ALLOWED_MEMOS:
+                        found.append(f"{rel}:{node.lineno} @{names(target)} {node.name}")
+                for inner in ast.walk(node):
+                    if isinstance(inner, ast.Global):
+                        found.append(f"{rel}:{inner.lineno} global in {node.name}")
+    assert not found, found
+
+
+def test_identity_never_comes_from_id():
+    for path in SOURCES:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "id":
+                raise AssertionError(f"{path.relative_to(ROOT)}:{node.lineno} uses id()")
+
+
+def test_pages_live_in_the_explorer_package():
+    assert not (ROOT / "pages").exists()
+    pages = {p.stem for p in (ROOT / "explorer" / "pages").glob("*.py")}
+    assert {"sample", "traverse", "interpolate", "latent_map", "train", "analyze"} <= pages
+    app = (ROOT / "app.py").read_text()
+    assert all(f'explorer/pages/{{name}}.py' in app or f"explorer/pages/{p}.py" in app for p in pages)
