@@ -4,7 +4,10 @@
 its workers and its results:
 
 - each session has one waiting slot: a new request replaces the session's older waiting one,
-  which is cancelled unless another session waits for the same result;
+  which is cancelled unless another session waits for the same result; a job that is already
+  running and that no session wants any more is asked to stop (at its next progress report);
+- a job that reports its progress (``submit(..., progress=True)``) shows how far it has got
+  and about how long it has left (``Job.fraction``, ``Job.stage``, ``Job.eta``);
 - workers take sessions in turns, the one served least recently first, and run at most one job
   of a session at a time, so a visitor sweeping a slider never delays another visitor's first
   map by more than the job already running;
@@ -74,6 +77,10 @@ class ResultCache:
 _MISSING = object()
 
 
+class JobCancelled(Exception):
+    """Raised inside a job's work, from its progress report, once no session wants its result."""
+
+
 @dataclasses.dataclass(eq=False)
 class Job:
     key: Hashable
@@ -86,11 +93,35 @@ class Job:
     error: BaseException | None = None
     submitted: float = dataclasses.field(default_factory=time.monotonic)
     started: float | None = None
+    ended: float | None = None
     finished: threading.Event = dataclasses.field(default_factory=threading.Event)
+    fraction: float = 0.0                       # of the work done, as the work itself reports it
+    stage: str = ""                             # what it is doing, in a few words
+    stop: threading.Event = dataclasses.field(default_factory=threading.Event)   # nobody wants it now
 
     @property
     def done(self) -> bool:
         return self.state in ("done", "failed", "cancelled")
+
+    def report(self, fraction: float, stage: str = "") -> None:
+        """The work's progress callback: records how far it has got, and stops it if nobody wants it."""
+        self.fraction, self.stage = min(max(float(fraction), 0.0), 1.0), stage
+        if self.stop.is_set():
+            raise JobCancelled(f"{self.key} is no longer wanted")
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds it has been running (0 while it waits)."""
+        if self.started is None:
+            return 0.0
+        return (self.ended or time.monotonic()) - self.started
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left, extrapolated from its progress so far; None until there is enough to go on."""
+        if self.state != "running" or self.fraction < 0.05 or self.elapsed < 1.0:
+            return None
+        return self.elapsed * (1 - self.fraction) / self.fraction
 
     def wait(self, timeout: float | None = None) -> bool:
         return self.finished.wait(timeout)
@@ -105,6 +136,7 @@ class JobQueue:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)     # a job finished or was cancelled
         self._waiting: dict[str, Job] = {}          # session -> its one waiting job
+        self._wanted: dict[str, Job] = {}           # session -> the job it asked for last (waiting or running)
         self._active: dict[Hashable, Job] = {}      # key -> the waiting or running job computing it
         self._running: dict[str, Job] = {}          # session -> its running job
         self._served: dict[str, int] = {}           # session -> turn number when last served
@@ -114,26 +146,36 @@ class JobQueue:
 
     # -- asking ---------------------------------------------------------------------------------
     def submit(self, session: str, key: Hashable, fn: Callable[..., Any], *args,
-               after: threading.Event | None = None, **kwargs) -> Job:
-        """The job that computes ``fn(*args, **kwargs)`` for ``key`` (done at once if the result is kept)."""
+               after: threading.Event | None = None, progress: bool = False, **kwargs) -> Job:
+        """The job that computes ``fn(*args, **kwargs)`` for ``key`` (done at once if the result is kept).
+
+        With ``progress=True``, ``fn`` is also given ``progress=job.report``: it calls that with the
+        fraction done, and the call raises ``JobCancelled`` once nobody wants the result."""
         with self._lock:
             hit = self.results.get(key, _MISSING)
             if hit is not _MISSING:
+                self._want(session, None)
                 return Job(key, fn, args, kwargs, state="done", result=hit)
             failed = self._failed.get(key)
             if failed is not None:
                 self._failed.pop(key)
+                self._want(session, None)
                 return failed
             job = self._active.get(key)
             if job is None:
-                job = self._active[key] = Job(key, fn, args, kwargs, after=after)
-            old = self._waiting.pop(session, None)
-            if job.state == "waiting":
-                self._waiting[session] = job
-            if old is not None and old is not job:
-                self._cancel_if_unwanted(old)          # superseded by this request
+                job = self._active[key] = Job(key, fn, args, dict(kwargs), after=after)
+                if progress:
+                    job.kwargs["progress"] = job.report
+            job.stop.clear()                           # wanted again (it may have been asked to stop)
+            self._want(session, job)
             self._start_workers()
             return job
+
+    def forget(self, session: str) -> None:
+        """This session wants nothing from the queue now (e.g. it went back to an instant map):
+        its waiting job is cancelled, and its running one stopped, unless another session wants it."""
+        with self._lock:
+            self._want(session, None)
 
     def ahead_of(self, session: str) -> int:
         """How many jobs are running or wait their turn before this session's waiting job (0 if none waits)."""
@@ -158,12 +200,27 @@ class JobQueue:
         """Waiting sessions in turn order: the least recently served first, then the longest waiting."""
         return sorted(self._waiting, key=lambda s: (self._served.get(s, 0), self._waiting[s].submitted))
 
+    def _want(self, session: str, job: Job | None) -> None:
+        """Record what ``session`` asked for last; what it asked for before goes if nobody else wants it."""
+        old = self._wanted.pop(session, None)
+        self._waiting.pop(session, None)
+        if job is not None:
+            self._wanted[session] = job
+            if job.state == "waiting":
+                self._waiting[session] = job
+        if old is not None and old is not job:
+            self._cancel_if_unwanted(old)              # superseded by this request
+
     def _cancel_if_unwanted(self, job: Job) -> None:
-        if job.state == "waiting" and job not in self._waiting.values():
+        if any(j is job for j in self._wanted.values()):
+            return
+        if job.state == "waiting":
             job.state = "cancelled"
             self._active.pop(job.key, None)
             job.finished.set()
             self._changed.notify_all()
+        elif job.state == "running":
+            job.stop.set()                             # it stops at its next progress report
 
     def _start_workers(self) -> None:
         """Enough workers for the sessions that can be served now, within max_workers."""
@@ -200,14 +257,19 @@ class JobQueue:
                     job.after.wait()
                 job.result = job.fn(*job.args, **job.kwargs)
                 job.state = "done"
+            except JobCancelled:
+                job.state = "cancelled"
             except Exception as e:                      # reported to the page that asks for the job
                 job.error, job.state = e, "failed"
+            job.ended = time.monotonic()
             with self._lock:
                 if job.state == "done":
                     self.results.put(job.key, job.result)
-                else:
+                elif job.state == "failed":
                     self._failed.put(job.key, job)
                 self._active.pop(job.key, None)
+                for s in [s for s, j in self._wanted.items() if j is job]:
+                    del self._wanted[s]                 # answered (the page reads the job it holds)
                 del self._running[session]
                 self._start_workers()
                 self._changed.notify_all()
@@ -248,17 +310,32 @@ def codes_for(ctx, n: int):
     return results.put(key, (codes, idx))
 
 
+def describe(job: Job, what: str, ahead: int = 0) -> str:
+    """A line about a slow job for its progress bar: waiting its turn, or how far it has got and
+    about how long it has left (extrapolated from its own progress so far)."""
+    if job.state == "waiting":
+        return f"{what} waits for {ahead} other map{'s' * (ahead != 1)} to finish" if ahead else f"{what} is starting"
+    eta = job.eta
+    left = f", about {eta:.0f} s left" if eta is not None else ""
+    return f"{what}: {job.stage or 'running'} ({job.elapsed:.0f} s{left})"
+
+
 def projection(ctx, session: str, codes, method: str, params: dict, after: threading.Event | None = None):
     """2-D points for ``codes``, and the Job of a slow method still on its way (else None).
 
     While t-SNE or UMAP runs (or waits its turn), the PCA map stands in for it. Results are kept
-    for every session, so a map already computed comes back at once.
+    for every session, so a map already computed comes back at once. A newer request of the same
+    session replaces this one: waiting, it is cancelled; running, it stops at its next progress report.
     """
     base = ("map", ctx.model_key, ctx.data_key, len(codes))
+    pca = lambda: queue().results.get_or_compute((*base, "pca"), lambda: project.pca(codes))   # noqa: E731
     if method == "pca":
-        return queue().results.get_or_compute((*base, "pca"), lambda: project.pca(codes)), None
+        queue().forget(session)            # instant: a slow map this session asked for before is not wanted now
+        return pca(), None
     key = (*base, method, tuple(sorted(params.items())))
-    job = queue().submit(session, key, project.project, codes, method, after=after, **params)
+    job = queue().submit(session, key, project.project, codes, method, after=after, progress=True, **params)
+    if job.state == "cancelled":                       # stopped for another request a moment ago: ask again
+        job = queue().submit(session, key, project.project, codes, method, after=after, progress=True, **params)
     if job.state == "failed":
         err = job.error
         if isinstance(err, vae_core.VAEError):
@@ -267,4 +344,4 @@ def projection(ctx, session: str, codes, method: str, params: dict, after: threa
                                 "try other parameters or PCA.")
     if job.state == "done":
         return job.result, None
-    return projection(ctx, session, codes, "pca", {})[0], job
+    return pca(), job

@@ -15,6 +15,7 @@ MODEL_KINDS = ("Shipped", "Hub", "Folder")
 SPLITS = ("all", "train", "test")
 DEFAULT_MODEL = "mnist-mlp"
 FAILURES_KEY = "_model_failures"      # per session: sources that failed to load, not retried on every rerun
+MODEL_SEEN_KEY = "_sidebar_model"     # per session: the model the dataset picker last followed
 
 
 def device_choices() -> list[str]:
@@ -60,6 +61,16 @@ def _model_picker(sb) -> tuple[VAEBase | None, ModelInfo | None, str]:
         return None, None, str(e)
 
 
+def _follow_the_model(info: ModelInfo | None) -> None:
+    """When the model changes, pick the dataset it was trained on, where its card names one the app
+    offers (before the dataset picker is drawn); the user's later choices stand until the next change."""
+    if info is None or st.session_state.get(MODEL_SEEN_KEY) == info.key:
+        return
+    st.session_state[MODEL_SEEN_KEY] = info.key
+    if info.trained_on in app_datasets():
+        st.session_state["dataset"] = info.trained_on
+
+
 def _dataset_picker(sb, model: VAEBase | None) -> tuple[ImageSet | None, str, str]:
     names = app_datasets()                   # the largest sets stay with the command line
     name = sb.selectbox("Dataset", names, key="dataset", help="\n".join(
@@ -71,10 +82,12 @@ def _dataset_picker(sb, model: VAEBase | None) -> tuple[ImageSet | None, str, st
     c, h, w = model.config.in_shape
     key = f"{name}:{split}"
     if tuple(data.shape) != (c, h, w):
-        msg = (f"The model expects {c}x{h}x{w} images but {name} has {'x'.join(map(str, data.shape))}. "
-               "Pick a dataset of that shape, or resize this one to the model below.")
-        if not sb.checkbox("Resize the dataset to the model", key="resize_data", help=msg):
-            return None, key, msg
+        shape = "x".join(map(str, data.shape))
+        if not sb.checkbox("Resize the dataset to the model", key="resize_data",
+                           help=f"Resize {name}'s {shape} images to the {c}x{h}x{w} the model reads."):
+            # One message, on the page that needs the data (Context.require_data); the sidebar has the box.
+            return None, key, (f"The model expects {c}x{h}x{w} images but {name} has {shape}. In the sidebar, pick "
+                               "a dataset of that shape, or tick \"Resize the dataset to the model\" under Split.")
         data, key = loaders.load_data(name, split, h, c), f"{key}:{c}x{h}x{w}"
     if model.num_classes and data.labels is None:
         return None, key, f"This conditional model needs class labels, and {name} has none; pick a labelled dataset."
@@ -108,12 +121,11 @@ def sidebar() -> Context:
         _summary(sb, ctx)
     elif ctx.model_error:
         sb.error(ctx.model_error)
+    _follow_the_model(ctx.info)
     try:
         ctx.data, ctx.data_key, ctx.data_error = _dataset_picker(sb, ctx.model)
     except vae_core.VAEError as e:
         ctx.data_error = str(e)
-    if ctx.data_error:
-        sb.warning(ctx.data_error)
     sb.caption(f"Device in use: {ctx.device}")
     job = st.session_state.get("train_job")
     if job is not None:

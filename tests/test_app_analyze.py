@@ -35,7 +35,7 @@ def test_anomalies_with_a_class_show_roc_and_threshold():
     at = open_app("analyze")
     at.multiselect(key="an_pick").set_value(["Anomalies"]).run()
     at.select_slider(key="an_n").set_value(250).run()
-    at.selectbox(key="an_score_kind").set_value("Reconstruction error").run()
+    at.selectbox(key="an_score_kind").set_value("recon").run()
     assert_clean(at)
     assert any("Pick a class" in i.value for i in at.info)
     at.selectbox(key="an_anomaly_class").set_value("0").run()

@@ -6,7 +6,8 @@ MAP_TIMEOUT = 120       # a fresh machine compiles umap-learn's numba code on it
 
 
 def background_note(at) -> bool:
-    return any("running in the background" in i.value for i in at.info)
+    """The progress bar of a slow map, standing over the PCA map meanwhile."""
+    return any("PCA is shown until it is ready" in p.proto.text for p in at.get("progress"))
 
 
 def wait_for_maps(at):

@@ -285,6 +285,9 @@ def test_hub_requests_have_time_outs_and_a_slow_hub_gets_a_message(fake_hub, mon
     with pytest.raises(vae_core.VAEError, match="did not deliver.*within 0.3 s"):
         hub.download_repo("org/slow")
     assert time.perf_counter() - t < 2.0
+    # The revision that was typed stays in the message.
+    with pytest.raises(vae_core.VAEError, match="did not deliver 'org/slow@nope'"):
+        vae_core.load_model("org/slow@nope")
     # huggingface_hub reads its time-outs at import: the constants themselves are set.
     assert constants.HF_HUB_DOWNLOAD_TIMEOUT == 7 and constants.HF_HUB_ETAG_TIMEOUT == 7
 
@@ -305,7 +308,9 @@ def test_oversized_repos_are_refused_before_and_after_download(fake_hub, monkeyp
     fake_hub.state["sizes"] = {"config.json": 300, "model.safetensors": 3 * 2 ** 30, "big.ckpt": 9 * 2 ** 30}
     with pytest.raises(vae_core.VAEError, match="12.0 GiB of files to fetch.*at most 2 GiB"):
         hub.download_repo("org/huge")
-    assert fake_hub.calls["info"] == [("org/huge", None, True)] and not fake_hub.calls["download"]
+    with pytest.raises(vae_core.VAEError, match="^org/huge@v2 holds 12.0 GiB"):
+        hub.download_repo("org/huge", "v2")
+    assert fake_hub.calls["info"][0] == ("org/huge", None, True) and not fake_hub.calls["download"]
     # No metadata (an old server, or offline): the fetched files are measured instead.
     fake_hub.state["sizes"] = None
     (tmp_path / "model.safetensors").write_bytes(b"\0" * 4096)

@@ -86,13 +86,18 @@ def resolve_source(source: str | Path, revision: str | None = None) -> Resolved:
 # Fetching
 
 
+def hub_name(repo: str, revision: str | None = None) -> str:
+    """A repo as the user wrote it: 'org/name@rev' when a revision was given, so messages keep it."""
+    return f"{repo}@{revision}" if revision else repo
+
+
 def hub_error(e: BaseException, repo: str, revision: str | None = None, kind: str = "model") -> VAEError:
     """The one translation of huggingface_hub's errors into a message that says what to do.
 
     ``kind`` is "model" or "dataset"; the revision a user typed stays in the message."""
     from huggingface_hub import errors as hf_errors
 
-    name = f"{repo}@{revision}" if revision else repo
+    name = hub_name(repo, revision)
     first = str(e).splitlines()[0] if str(e) else type(e).__name__
     instead = "pick a shipped checkpoint or a local folder" if kind == "model" else \
         "use a built-in dataset or a local image folder"
@@ -156,9 +161,9 @@ def apply_request_timeout() -> float:
     return fetch_timeout
 
 
-def _too_large(repo_id: str, total: int, before: bool) -> VAEError:
+def _too_large(repo_id: str, revision: str | None, total: int, before: bool) -> VAEError:
     what = "files to fetch" if before else "files"
-    return VAEError(f"{repo_id} holds {total / 2**30:.1f} GiB of {what}; this server loads at most "
+    return VAEError(f"{hub_name(repo_id, revision)} holds {total / 2**30:.1f} GiB of {what}; this server loads at most "
                     f"{MAX_WEIGHTS_BYTES / 2**30:.0f} GiB. Pick a smaller model.")
 
 
@@ -177,13 +182,13 @@ def _check_remote_sizes(repo_id: str, revision: str | None, allow_patterns) -> N
     total = sum(int(getattr(f, "size", None) or 0) for f in (info.siblings or [])
                 if any(fnmatch.fnmatch(f.rfilename, pat) for pat in allow_patterns))
     if total > MAX_WEIGHTS_BYTES:
-        raise _too_large(repo_id, total, before=True)
+        raise _too_large(repo_id, revision, total, before=True)
 
 
-def _check_local_sizes(repo_id: str, local: Path) -> None:
+def _check_local_sizes(repo_id: str, revision: str | None, local: Path) -> None:
     total = sum(p.stat().st_size for p in Path(local).rglob("*") if p.is_file())
     if total > MAX_WEIGHTS_BYTES:
-        raise _too_large(repo_id, total, before=False)
+        raise _too_large(repo_id, revision, total, before=False)
 
 
 def download_repo(repo_id: str, revision: str | None = None, allow_patterns=None) -> Path:
@@ -209,7 +214,7 @@ def download_repo(repo_id: str, revision: str | None = None, allow_patterns=None
         try:
             local = fut.result(timeout=fetch_timeout)
         except concurrent.futures.TimeoutError:
-            raise VAEError(f"The Hugging Face Hub did not deliver {repo_id!r} within {fetch_timeout:g} s; it may be slow "
+            raise VAEError(f"The Hugging Face Hub did not deliver {hub_name(repo_id, revision)!r} within {fetch_timeout:g} s; it may be slow "
                            "or unreachable. Try again later, or pick a shipped checkpoint or a local folder.") from None
     except VAEError:
         raise
@@ -217,7 +222,7 @@ def download_repo(repo_id: str, revision: str | None = None, allow_patterns=None
         raise hub_error(e, repo_id, revision) from None
     finally:
         pool.shutdown(wait=False)      # a fetch past its time-out finishes (or fails) on its own thread
-    _check_local_sizes(repo_id, Path(local))
+    _check_local_sizes(repo_id, revision, Path(local))
     return Path(local)
 
 
@@ -270,5 +275,5 @@ def push_to_hub(folder: str | Path, repo_id: str, token: str | None, *, private:
     return str(getattr(info, "commit_url", None) or f"https://huggingface.co/{repo_id}")
 
 
-__all__ = ["META_FILES", "PUSH_FILES", "REPO_ID", "Resolved", "download_repo", "fetch_model_repo", "hub_error",
+__all__ = ["META_FILES", "PUSH_FILES", "REPO_ID", "Resolved", "download_repo", "fetch_model_repo", "hub_error", "hub_name",
            "hub_timeouts", "parse_repo_id", "push_to_hub", "resolve_source", "shipped_checkpoints"]

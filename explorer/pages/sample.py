@@ -3,7 +3,7 @@ import inspect
 
 import streamlit as st
 
-from explorer import session, widgets
+from explorer import figures, session, widgets
 from vae_core import explore, images
 from vae_core.models import VAEBase
 
@@ -24,7 +24,8 @@ with session.guard("Sampling"):
         st.info(f"How these samples are drawn: {inspect.getdoc(type(model).prior_sample)}")
     draw = st.session_state.get("sample_draw", 0)
     x = explore.sample_grid(model, n, seed=int(seed) * 1_000_003 + draw, temperature=temperature, y=y)
-    img = widgets.show_grid(x, caption=f"{n} samples, temperature {temperature:g}, seed {seed}" +
-                       (f", draw {draw}" if draw else ""))
+    label = f", class {widgets.class_names(model, ctx.data)[y]}" if y is not None else ""
+    img = widgets.show_grid(x, caption=f"{figures.plural(n, 'sample')}{label}, temperature {temperature:g}, "
+                                       f"seed {seed}" + (f", draw {draw}" if draw else ""))
     st.download_button("Download the grid (PNG)", images.png_bytes(img), file_name="samples.png",
                        mime="image/png", key="sample_download")

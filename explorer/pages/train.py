@@ -4,11 +4,10 @@ import time
 from pathlib import Path
 from types import MappingProxyType
 
-import plotly.graph_objects as go
 import streamlit as st
 
 import vae_core
-from explorer import jobs, loaders, session, sidebar, widgets
+from explorer import figures, jobs, loaders, session, sidebar, widgets
 from explorer.limits import Settings
 from vae_core import ModelInfo, models
 from vae_core.data import app_datasets
@@ -36,19 +35,6 @@ def run_config(dataset: str, family: str, latent: int, beta: float, anneal: str,
     return RunConfig(model_cfg, train_cfg), data
 
 
-def loss_figure(history: list[dict]) -> go.Figure:
-    fig = go.Figure()
-    steps = [h["step"] for h in history]
-    names = [k for k in history[0] if k not in ("step", "epoch", "kl_weight")]   # kl_weight is a schedule, not a loss
-    if all(abs(h["loss"] - h["total"]) < 1e-6 for h in history):
-        names.remove("loss")                  # a plain ELBO optimises exactly the total: one line, not two
-    for name in names:
-        fig.add_trace(go.Scatter(x=steps, y=[h[name] for h in history], name=name, mode="lines"))
-    fig.update_layout(height=320, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="step",
-                      yaxis_type="log" if all(h["loss"] > 0 for h in history) else "linear")
-    return fig
-
-
 def show_progress(job: TrainingJob) -> None:
     s = job.snapshot()
     eta = f", about {s.eta:.0f} s left" if s.eta is not None and not s.done else ""
@@ -60,7 +46,7 @@ def show_progress(job: TrainingJob) -> None:
         st.caption(s.message)
     left, right = st.columns([3, 2])
     if s.history:
-        left.plotly_chart(loss_figure(s.history), key="train_losses")
+        left.plotly_chart(figures.loss_figure(s.history), key="train_losses")
     if s.evals:
         e = s.evals[-1]
         left.caption(f"held-out after epoch {e['epoch']}: ELBO {e.get('elbo', float('nan')):.2f}, "
@@ -68,7 +54,7 @@ def show_progress(job: TrainingJob) -> None:
                      (f", active units {e['active_units']}/{e['latent_units']}" if "active_units" in e else ""))
     if s.samples is not None:
         with right:
-            widgets.show_grid(s.samples[:36], nrow=6, target=42, caption=f"samples after epoch {s.epoch} (fixed noise)")
+            widgets.show_grid(s.samples[:16], nrow=4, span=0.4, caption=f"samples after epoch {s.epoch} (fixed noise)")
 
 
 def explore_model(job: TrainingJob) -> None:
