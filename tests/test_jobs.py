@@ -132,3 +132,72 @@ def test_result_cache_is_least_recently_used():
     c.put("c", 3)
     assert "b" not in c and c.get("a") == 1 and c.get("c") == 3
     assert c.get_or_compute("d", lambda: 4) == 4 and c.get_or_compute("d", lambda: pytest.fail("again")) == 4
+
+
+class Steps:
+    """A job function with progress: it reports a step at a time, each once the test lets it go on."""
+
+    def __init__(self, steps=4):
+        self.steps = steps
+        self.reported = threading.Semaphore(0)
+        self.go_on = threading.Semaphore(0)
+        self.finished_steps = 0
+
+    def __call__(self, value, progress):
+        for i in range(self.steps):
+            progress(i / self.steps, f"step {i + 1} of {self.steps}")    # raises once nobody wants it
+            self.reported.release()
+            assert self.go_on.acquire(timeout=30), "the test never let the job go on"
+            self.finished_steps += 1
+        return value
+
+
+def test_a_job_reports_its_progress_and_an_estimate_of_the_time_left():
+    q = JobQueue(workers=1)
+    work = Steps()
+    job = q.submit("alice", "tsne", work, "map", progress=True)
+    assert work.reported.acquire(timeout=10)
+    work.go_on.release()
+    assert work.reported.acquire(timeout=10)
+    assert job.state == "running" and job.fraction == 0.25 and job.stage == "step 2 of 4"
+    job.started -= 10                                   # as if it had run for 10 s: 25% done, so about 30 s left
+    assert job.eta == pytest.approx(30, rel=0.05)
+    for _ in range(3):
+        work.go_on.release()
+    assert done(job).result == "map" and job.eta is None
+    assert q.wait_idle(5)
+
+
+def test_a_newer_request_stops_the_sessions_running_job_that_nobody_else_wants():
+    q = JobQueue(workers=1)
+    work = Steps()
+    slow = q.submit("alice", "tsne", work, "old map", progress=True)
+    assert work.reported.acquire(timeout=10)
+    newer = q.submit("alice", "umap", lambda: "new map")             # alice moved on
+    work.go_on.release()                                               # its next report sees nobody wants it
+    assert done(slow).state == "cancelled" and work.finished_steps == 1
+    assert done(newer).result == "new map"
+    assert "tsne" not in q.results
+    again = q.submit("alice", "tsne", lambda progress: "map", progress=True)   # asked again: computed afresh
+    assert again is not slow and done(again).result == "map"
+    assert q.wait_idle(10)
+
+
+def test_a_running_job_another_session_wants_runs_on_and_forget_stops_one_nobody_wants():
+    q = JobQueue(workers=2)
+    work = Steps(steps=2)
+    shared = q.submit("alice", "tsne", work, "map", progress=True)
+    assert q.submit("bob", "tsne", work, "map", progress=True) is shared
+    assert work.reported.acquire(timeout=10)
+    q.forget("alice")                                                  # alice goes back to PCA; bob still waits
+    work.go_on.release()
+    assert work.reported.acquire(timeout=10)
+    work.go_on.release()
+    assert done(shared).result == "map" and work.finished_steps == 2
+    lonely = Steps(steps=2)
+    mine = q.submit("carol", "tsne2", lonely, "x", progress=True)
+    assert lonely.reported.acquire(timeout=10)
+    q.forget("carol")
+    lonely.go_on.release()
+    assert done(mine).state == "cancelled"
+    assert q.wait_idle(10)
