@@ -28,6 +28,7 @@ MUTED = "#b0b0b0"
 # the plot, the title and the legend, so the toolbar never covers a legend entry.
 MODEBAR_PX = 36
 TITLE_PX = 26
+LEGEND_ROW_PX = 22      # one legend entry stacked below a figure
 FONT = MappingProxyType({"size": 14})
 
 # Image tiles: the main column of the wide layout is about 820 px in a 1,280-px window with the
@@ -66,8 +67,12 @@ def style(fig: go.Figure, *, height: int, x: str | None = None, y: str | None = 
     if legend == "right":
         layout["legend"] = dict(x=1.02, xanchor="left", y=1, yanchor="top", itemsizing="constant")
     elif legend == "below":
-        layout["legend"] = dict(orientation="h", x=0, xanchor="left", y=-0.14, yanchor="top")
-        layout["margin"]["b"] = 10
+        # Stacked at the figure's bottom edge, with the bottom margin sized to hold every entry, so
+        # they never overlap the x-axis title above them (Plotly does not make room for them itself).
+        entries = sum(1 for t in fig.data if t.showlegend is not False and t.name)
+        layout["legend"] = dict(orientation="v", x=0, xanchor="left", y=0, yref="container", yanchor="bottom",
+                                itemsizing="constant")
+        layout["margin"]["b"] = LEGEND_ROW_PX * entries + 12
     fig.update_layout(**layout)
     if x is not None:
         fig.update_xaxes(title_text=x, automargin=True)
@@ -104,8 +109,9 @@ class GridLayout:
 def grid_layout(count: int, side: int, per_row: int | None = None, *, span: float = 1.0,
                 max_tile: int = MAX_TILE, wrap: bool = True) -> GridLayout:
     """How to show ``count`` images of ``side`` px in a column ``span`` of the main column wide:
-    tiles of at least MIN_TILE px (at most ``max_tile``), as many to a row as fit, upscaled by a
-    whole number so they stay crisp; a grid that reaches the column's width fills it.
+    tiles of at least MIN_TILE px (at most ``max_tile``), in a square grid unless the caller says
+    otherwise and never more to a row than fit, upscaled by a whole number so they stay crisp; a
+    grid that reaches the column's width fills it.
 
     ``per_row`` is the caller's row length (a traversal's steps, a neighbour row); with
     ``wrap`` (the default) a longer row is wrapped like text, without it the row is kept and its
@@ -113,7 +119,7 @@ def grid_layout(count: int, side: int, per_row: int | None = None, *, span: floa
     count, side = max(1, int(count)), max(1, int(side))
     avail = int(span * CONTENT_PX)
     fit = max(1, avail // MIN_TILE)
-    per_row = min(count, int(per_row) if per_row else fit)
+    per_row = min(count, int(per_row) if per_row else math.ceil(math.sqrt(count)))   # by default a square
     if wrap:
         per_row = min(per_row, fit)
     tile = max(MIN_TILE, min(max_tile, avail // per_row))
@@ -235,6 +241,7 @@ def class_histogram(counts: np.ndarray, totals: np.ndarray, class_names: Sequenc
                              marker=dict(symbol="line-ew-open", size=22, color="#222", line=dict(width=2)),
                              hovertemplate="class %{x}: %{y:.0f} expected in a random selection<extra></extra>"))
     fig.update_yaxes(rangemode="tozero")
+    fig.update_xaxes(type="category")
     return style(fig, height=height, x="class", y="selected images", legend="below",
                  title=f"Classes of the {plural(int(counts.sum()), 'selected image')}")
 
@@ -284,15 +291,21 @@ LOSS_PARTS = MappingProxyType({
     "mmd": "MMD to the prior (weighted in the objective)",
 })
 LOSS_TOP = ("total", "recon", "loss", "iwae")   # tens to hundreds of nats: the upper panel
+
+
+def loss_colour(name: str) -> str:
+    """Each loss part keeps its colour whichever parts a run logs."""
+    return CLASS_COLOURS[list(LOSS_PARTS).index(name) % len(CLASS_COLOURS)] if name in LOSS_PARTS else CLASS_COLOURS[-1]
 NOT_LOSSES = frozenset({"step", "epoch", "kl_weight", "perplexity", "codebook_usage", "test_elbo"})
 
 
 def loss_parts(history: list[dict]) -> tuple[list[str], list[str]]:
     """The parts to draw, (upper panel, lower panel); 'loss' only where it is not the total itself."""
     names = [k for k in history[0] if k not in NOT_LOSSES and all(k in h for h in history)]
-    if "loss" in names and all(abs(h["loss"] - h["total"]) < 1e-6 for h in history if "total" in h):
+    if "loss" in names and all(abs(h["loss"] - h["total"]) <= 1e-4 * max(1.0, abs(h["total"]))
+                               for h in history if "total" in h):
         names.remove("loss")                  # a plain ELBO optimises exactly the total: one line, not two
-    return [k for k in names if k in LOSS_TOP], [k for k in names if k not in LOSS_TOP]
+    return [k for k in LOSS_TOP if k in names], [k for k in names if k not in LOSS_TOP]
 
 
 def loss_figure(history: list[dict], height: int = 420) -> go.Figure:
@@ -303,11 +316,10 @@ def loss_figure(history: list[dict], height: int = 420) -> go.Figure:
     rows = 2 if bottom else 1
     fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.08,
                         row_heights=[0.6, 0.4] if rows == 2 else None)
-    colour = iter(CLASS_COLOURS)
     for row, names in ((1, top), (2, bottom)):
         for name in names:
             fig.add_trace(go.Scatter(x=steps, y=[h[name] for h in history], mode="lines", name=LOSS_PARTS.get(name, name),
-                                     line=dict(color=next(colour), width=2),
+                                     line=dict(color=loss_colour(name), width=2),
                                      hovertemplate=f"{name}: %{{y:.3f}} at step %{{x:,}}<extra></extra>"), row=row, col=1)
     top_values = [h[k] for h in history for k in top]
     if top_values and min(top_values) > 0:

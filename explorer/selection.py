@@ -62,8 +62,10 @@ def parse_indices(text: str, limit: int = MAX_TYPED) -> list[int]:
 
 
 def resolve(typed: list[int], picked: list[int], mapped: np.ndarray, data: ImageSet) -> tuple[list[int], list[str]]:
-    """The typed indices that are on the map, then the picked ones; and one line for each kind of
-    typed index that is not: outside the dataset, or in it but not among the mapped points."""
+    """The typed indices that are on the map (in the order typed), then the picked ones (by image
+    index, so a lasso over several classes does not show one class first: points come trace by
+    trace); and one line for each kind of typed index that is not: outside the dataset, or in it
+    but not among the mapped points."""
     on_map = set(mapped.tolist())
     outside = [i for i in typed if not 0 <= i < len(data)]
     unmapped = [i for i in typed if 0 <= i < len(data) and i not in on_map]
@@ -75,7 +77,7 @@ def resolve(typed: list[int], picked: list[int], mapped: np.ndarray, data: Image
         notes.append(f"{_few(unmapped)} {'is' if len(unmapped) == 1 else 'are'} not among the "
                      f"{len(on_map):,} mapped points; raise the number of points to include "
                      f"{'it' if len(unmapped) == 1 else 'them'}.")
-    return list(dict.fromkeys([i for i in typed if i in on_map] + picked)), notes
+    return list(dict.fromkeys([i for i in typed if i in on_map] + sorted(picked))), notes
 
 
 def _few(xs: list[int], shown: int = 10) -> str:
@@ -154,7 +156,7 @@ def show(ctx: Context, codes: torch.Tensor, mapped: torch.Tensor, indices: list[
     page = int(c1.number_input(f"Page (of {pages:,})", 1, pages, key="map_page", disabled=pages == 1))
     shown = indices[(page - 1) * PER_PAGE:page * PER_PAGE]
     c2.caption(f"Images {(page - 1) * PER_PAGE + 1:,} to {(page - 1) * PER_PAGE + len(shown):,} of "
-               f"{len(indices):,}, in the order selected")
+               f"{len(indices):,} (typed ones first, then by image index)")
     x = data.images[shown].float() / 255
     widgets.show_grid(figures.paired_rows(x, explore.reconstruct(model, data, shown), len(shown)),
                       nrow=len(shown), wrap=False,
@@ -188,12 +190,12 @@ def _send_buttons(ctx: Context, codes, position, indices) -> None:
     y = majority_class(data, indices) if model.num_classes else None
     code = handoff.ChosenCode(z, ctx.model_key, f"the mean code of {figures.plural(len(indices), 'selected image')}",
                               y, tuple(indices))
-    b1, b2, b3 = st.columns(3)
-    if b1.button("Traverse from it", key="map_to_traverse", help="Traverse's base code becomes this mean code."):
+    if st.button("Traverse from it", key="map_to_traverse", width="stretch",
+                 help="Traverse's base code becomes this mean code."):
         handoff.send("traverse", code)
         st.switch_page("explorer/pages/traverse.py")
-    for col, slot, name in ((b2, "interp_a", "A"), (b3, "interp_b", "B")):
-        if col.button(f"Interpolate's {name}", key=f"map_to_{slot}",
+    for slot, name in (("interp_a", "A"), ("interp_b", "B")):
+        if st.button(f"Make it Interpolate's {name}", key=f"map_to_{slot}", width="stretch",
                       help=f"Interpolate's image {name} becomes this mean code; select another group for the other end."):
             handoff.send(slot, code)
             st.session_state["map_sent"] = name

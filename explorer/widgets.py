@@ -177,26 +177,3 @@ def _picked(slot, source, ctx, model, default_index, chosen) -> Picked | None:
     show_grid(x, span=0.5, max_tile=PREVIEW_TILE, caption="what the model sees")
     label = class_picker(model, ctx.data, f"{slot}_class", "Its class") if model.num_classes else None
     return Picked(x, label, caption)
-
-
-def selected_points(event) -> list[int]:
-    """Dataset indices of the points selected on a Plotly chart (stored in customdata)."""
-    out = []
-    for p in (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else \
-            getattr(getattr(event, "selection", None), "points", []) or []:
-        cd = p.get("customdata")
-        if isinstance(cd, (list, tuple)):
-            cd = cd[0] if cd else None
-        if cd is not None:
-            out.append(int(cd))
-    return out
-
-
-def parse_indices(text: str, limit: int = 64) -> list[int]:
-    """'3, 17 42' -> [3, 17, 42]; anything else is a VAEError that says what is expected."""
-    parts = [p for p in text.replace(",", " ").split() if p]
-    try:
-        out = [int(p) for p in parts]
-    except ValueError:
-        raise vae_core.VAEError(f"{text!r} is not a list of image indices; write them like 3, 17, 42.") from None
-    return out[:limit]

@@ -46,8 +46,10 @@ def test_the_style_keeps_the_toolbar_band_clear_of_the_legend_and_the_title():
     assert fig.layout.legend.y == 1 and fig.layout.legend.yanchor == "top" and fig.layout.legend.x > 1
     assert fig.layout.title.yref == "paper" and fig.layout.title.yanchor == "bottom"
     assert fig.layout.xaxis.title.text == "step" and fig.layout.yaxis.title.text == "nats"
-    below = figures.style(go.Figure(), height=300, legend="below")
-    assert below.layout.legend.orientation == "h" and below.layout.legend.y < 0
+    below = figures.style(go.Figure([go.Scatter(name="a"), go.Scatter(name="b")]), height=300, legend="below")
+    # Stacked under the plot, in a bottom margin that holds both entries (clear of the x-axis title).
+    assert below.layout.legend.yref == "container" and below.layout.legend.y == 0
+    assert below.layout.margin.b >= 2 * figures.LEGEND_ROW_PX
 
 
 def test_log_ticks_are_written_in_full():
@@ -73,7 +75,9 @@ def test_grids_of_small_images_get_readable_crisp_tiles(count, per_row, span):
 
 
 def test_a_wide_grid_fills_its_column_and_a_narrow_one_keeps_its_tiles_bounded():
-    assert figures.grid_layout(36, 28).width == "stretch"
+    assert figures.grid_layout(100, 28).width == "stretch" and figures.grid_layout(100, 28).per_row == 10
+    square = figures.grid_layout(36, 28)                                      # by default a square grid
+    assert square.per_row == 6 and square.width == 6 * figures.MAX_TILE
     narrow = figures.grid_layout(2, 28)
     assert narrow.width == 2 * figures.MAX_TILE
     assert figures.grid_layout(24, 28, 24).per_row == figures.CONTENT_PX // figures.MIN_TILE     # wrapped like text
@@ -130,7 +134,7 @@ def test_the_loss_chart_names_each_part_and_puts_the_kl_on_its_own_axis():
     assert fig.layout.yaxis.type == "log" and fig.layout.yaxis.tickmode == "array"
     assert all(len(t) > 1 for t in fig.layout.yaxis.ticktext)                        # no bare "2" or "5"
     assert fig.layout.xaxis2.title.text == "training step"
-    assert fig.layout.legend.orientation == "h"                                       # below: never under the toolbar
+    assert fig.layout.legend.yref == "container"                                      # below: never under the toolbar
 
 
 def test_the_loss_chart_draws_one_line_where_the_objective_is_the_elbo():

@@ -131,7 +131,7 @@ def anomalies_section(ctx, model, data, n, seed):
     else:
         right.info("Pick a class to treat as the anomaly to see the ROC curve.")
     top = res["indices"][res["order"][:20]]
-    widgets.show_grid(data.subset(top).float_images(),
+    widgets.show_grid(data.subset(top).float_images(), nrow=10,
                       caption="The 20 most anomalous images, most unusual first (read left to right, row by row)")
 
 

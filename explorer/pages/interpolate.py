@@ -37,7 +37,7 @@ with session.guard("Interpolation"):
         else:
             strip = explore.interpolate(model, z_a, b.code(model), steps, method, y)
             widgets.show_grid(strip, nrow=steps, caption=f"{a.caption} to {b.caption}, {method}, {steps} steps"
-                                                         f"{as_class} (read left to right, row by row)")
+                                                         f"{as_class}")
             d1, d2 = st.columns(2)
             d1.download_button("Download the strip (PNG)", images.png_bytes(images.to_pil(images.grid(strip, steps), 2)),
                                file_name="interpolation.png", mime="image/png", key="interp_download_png")
