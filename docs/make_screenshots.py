@@ -28,7 +28,7 @@ def app_page():
     """(page, navigation titles): a server, a 1280x800 headless Chromium page on the app, both ended after."""
     from playwright.sync_api import sync_playwright
 
-    with bh.streamlit_server(max_seconds=60) as url, sync_playwright() as p:
+    with bh.streamlit_server(max_seconds=300) as url, sync_playwright() as p:   # a busy machine still finishes the run
         browser = bh.launch_chromium(p)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 800})
