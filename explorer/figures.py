@@ -62,8 +62,8 @@ def style(fig: go.Figure, *, height: int, x: str | None = None, y: str | None = 
                   showlegend=legend != "none")
     if title:
         # Just above the plot area, inside the top margin: below the toolbar's band, never under it.
-        layout["title"] = dict(text=title, x=0, xanchor="left", xref="paper", y=1, yref="paper", yanchor="bottom",
-                               pad=dict(b=8), font=dict(size=15))
+        layout["title"] = dict(text=title, x=0, xanchor="left", xref="container", y=1, yref="paper",
+                               yanchor="bottom", pad=dict(b=8, l=10), font=dict(size=15))
     if legend == "right":
         layout["legend"] = dict(x=1.02, xanchor="left", y=1, yanchor="top", itemsizing="constant")
     elif legend == "below":
@@ -259,19 +259,18 @@ def factor_ranges(selected: np.ndarray, everything: np.ndarray, names: Sequence[
     fig.add_trace(go.Bar(y=names, x=[1.0] * len(names), base=[0.0] * len(names), orientation="h", marker_color="#e6e6e6",
                          name="all mapped images", hoverinfo="skip"))
     fig.add_trace(go.Bar(y=names, x=rel.max(0) - rel.min(0), base=rel.min(0), orientation="h", marker_color=SELECTED,
-                         name="selected", width=0.5,
-                         customdata=np.stack([selected.min(0), selected.max(0)], 1),
-                         hovertemplate="%{y}: %{customdata[0]:g} to %{customdata[1]:g}<extra></extra>",
-                         text=[f"{a:g} to {b:g}" for a, b in zip(selected.min(0), selected.max(0))],
-                         textposition="outside", cliponaxis=False))
+                         name="selected", width=0.5, customdata=np.stack([selected.min(0), selected.max(0)], 1),
+                         hovertemplate="%{y}: %{customdata[0]:.3g} to %{customdata[1]:.3g}<extra></extra>"))
     fig.add_trace(go.Scatter(y=names, x=np.median(rel, 0), mode="markers", name="median of the selection",
                              marker=dict(symbol="line-ns-open", size=18, color="#222", line=dict(width=3)),
                              hoverinfo="skip"))
     fig.update_layout(barmode="overlay")
-    fig.update_xaxes(range=[0, 1.0], tickvals=[0, 0.5, 1], ticktext=["lowest", "middle", "highest"])
+    fig.update_xaxes(range=[-0.02, 1.02], tickvals=[0, 0.5, 1], ticktext=["lowest", "middle", "highest"])
     fig.update_yaxes(autorange="reversed")
-    return style(fig, height=height, x="value, within the range of all mapped images", y="factor", legend="below",
-                 title=f"Factor values of the {plural(len(selected), 'selected image')}")
+    style(fig, height=height, x="value among all mapped images", y="factor", legend="below",
+          title=f"Factors of the {plural(len(selected), 'selected image')}")
+    fig.update_layout(margin=dict(r=36))         # room for the last tick's label ("highest")
+    return fig
 
 
 # -- the Train page's loss chart -------------------------------------------------------------

@@ -174,7 +174,7 @@ def show(ctx: Context, codes: torch.Tensor, mapped: torch.Tensor, indices: list[
             st.plotly_chart(figures.factor_ranges(s.factors, s.all_factors, data.factor_names, height=320),
                             key="map_summary_chart")
             st.caption("Factor ranges: " + "; ".join(
-                f"{n} {s.factors[:, j].min():g} to {s.factors[:, j].max():g}" for j, n in enumerate(data.factor_names)))
+                f"{n} {s.factors[:, j].min():.3g} to {s.factors[:, j].max():.3g}" for j, n in enumerate(data.factor_names)))
         elif s.counts is not None:
             st.plotly_chart(figures.class_histogram(s.counts, s.totals, data.class_names, height=320),
                             key="map_summary_chart")

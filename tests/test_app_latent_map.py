@@ -167,5 +167,5 @@ def test_a_dsprites_selection_is_summarised_by_its_factor_ranges():
     at.text_input(key="map_pick").set_value(", ".join(map(str, mapped[:12]))).run()
     assert_clean(at)
     assert "12 images selected" in heading(at)
-    assert any("Factor values of the 12 selected images" in c.proto.spec for c in at.get("plotly_chart"))
+    assert any("Factors of the 12 selected images" in c.proto.spec for c in at.get("plotly_chart"))
     assert any(c.value.startswith("Factor ranges: shape") for c in at.caption)

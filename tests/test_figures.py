@@ -44,7 +44,7 @@ def test_the_style_keeps_the_toolbar_band_clear_of_the_legend_and_the_title():
     assert m.t >= figures.MODEBAR_PX + figures.TITLE_PX
     # The legend hangs from the plot's top edge and the title sits on it: both below the top margin's band.
     assert fig.layout.legend.y == 1 and fig.layout.legend.yanchor == "top" and fig.layout.legend.x > 1
-    assert fig.layout.title.yref == "paper" and fig.layout.title.yanchor == "bottom"
+    assert fig.layout.title.yref == "paper" and fig.layout.title.yanchor == "bottom" and fig.layout.title.y == 1
     assert fig.layout.xaxis.title.text == "step" and fig.layout.yaxis.title.text == "nats"
     below = figures.style(go.Figure([go.Scatter(name="a"), go.Scatter(name="b")]), height=300, legend="below")
     # Stacked under the plot, in a bottom margin that holds both entries (clear of the x-axis title).
@@ -155,4 +155,4 @@ def test_plural_and_selection_summaries():
     fig = figures.factor_ranges(sel, everything, ["shape", "scale"])
     bar = fig.data[1]
     assert list(bar.base) == [0.0, 0.0] and bar.x[0] == pytest.approx(0.5) and bar.x[1] == pytest.approx(0.2)
-    assert bar.text == ("0 to 1", "0.5 to 0.6")
+    assert bar.customdata.tolist() == [[0, 1], [0.5, 0.6]]
