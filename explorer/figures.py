@@ -57,6 +57,11 @@ def style(fig: go.Figure, *, height: int, x: str | None = None, y: str | None = 
 
     ``legend`` is "right" (beside the plot, from its top edge down, under the toolbar's band),
     "below" (a row under the plot, for long entries) or "none"."""
+    # Plotly reads pandas from sys.modules without importing it; while another thread (the UMAP
+    # warm-up, a map's worker) is still importing pandas, that module is half made and drawing
+    # the figure fails ("partially initialized module 'pandas'"). Importing it here waits for
+    # that import to finish, or does it, before any figure is drawn.
+    import pandas  # noqa: F401
     top = MODEBAR_PX + (TITLE_PX if title else 0)
     layout = dict(height=height, font=dict(FONT), margin=dict(l=10, r=10, t=top, b=10),
                   showlegend=legend != "none")
@@ -325,8 +330,9 @@ def loss_figure(history: list[dict], height: int = 420) -> go.Figure:
         lo, hi = min(top_values), max(top_values)
         vals, text = log_ticks(lo, hi)
         fig.update_yaxes(type="log", tickmode="array", tickvals=vals, ticktext=text, row=1, col=1)
-    fig.update_yaxes(title_text="nats per image", row=1, col=1)
+    fig.update_yaxes(title_text="loss (nats per image)", row=1, col=1)
     if rows == 2:
-        fig.update_yaxes(title_text="nats per image", rangemode="tozero", row=2, col=1)
+        what = "KL" if bottom == ["kl"] else "KL and other terms" if "kl" in bottom else "other terms"
+        fig.update_yaxes(title_text=f"{what} (nats per image)", rangemode="tozero", row=2, col=1)
     fig.update_xaxes(title_text="training step", row=rows, col=1)
     return style(fig, height=height, legend="below")

@@ -255,3 +255,16 @@ def test_a_conditional_models_decoded_class_always_matches_its_box(page, tmp_pat
     assert strip.locator("img").get_attribute("src") != before
     assert_clean(page)
     shot(page, "interpolate_conditional")
+
+
+def test_t_sne_shows_its_progress_and_a_newer_request_replaces_it(page):
+    bh.go_to(page, "Latent map", timeout=LONG)
+    page.locator('[data-testid="stRadio"] label', has_text="t-SNE").click()
+    bar = page.locator(f'{bh.MAIN} [data-testid="stProgress"]')
+    expect(bar).to_contain_text(re.compile(r"t-SNE: iteration \d+ of 750 \(\d+ s"), timeout=LONG)
+    expect(page.get_by_text(re.compile(r"images of mnist-5k, PCA"))).to_be_visible()     # PCA meanwhile
+    assert_clean(page)
+    page.locator('[data-testid="stRadio"] label', has_text="UMAP").click()               # the user moves on
+    expect(page.get_by_text(re.compile(r"images of mnist-5k, UMAP"))).to_be_visible(timeout=LONG)
+    expect(bar).to_have_count(0)
+    assert_clean(page)
