@@ -253,8 +253,10 @@ class JobQueue:
         while (taken := self._take()) is not None:
             session, job = taken
             try:
-                if job.after is not None:
+                if job.after is not None and not job.after.is_set():
+                    job.stage = "waiting for the server's warm-up"
                     job.after.wait()
+                    job.started = time.monotonic()      # its own time starts now: the estimate is of the work
                 job.result = job.fn(*job.args, **job.kwargs)
                 job.state = "done"
             except JobCancelled:

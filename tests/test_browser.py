@@ -261,7 +261,9 @@ def test_t_sne_shows_its_progress_and_a_newer_request_replaces_it(page):
     bh.go_to(page, "Latent map", timeout=LONG)
     page.locator('[data-testid="stRadio"] label', has_text="t-SNE").click()
     bar = page.locator(f'{bh.MAIN} [data-testid="stProgress"]')
-    expect(bar).to_contain_text(re.compile(r"t-SNE: iteration \d+ of 750 \(\d+ s"), timeout=LONG)
+    # What it is doing and for how long (on a busy machine it may still be finding neighbours);
+    # tests/test_project.py checks the iterations it reports.
+    expect(bar).to_contain_text(re.compile(r"t-SNE: .+ \(\d+ s"), timeout=LONG)
     expect(page.get_by_text(re.compile(r"images of mnist-5k, PCA"))).to_be_visible()     # PCA meanwhile
     assert_clean(page)
     page.locator('[data-testid="stRadio"] label', has_text="UMAP").click()               # the user moves on
