@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from ..config import from_dict, to_dict
 from ..errors import VAEError
+from ..settings import LoadPolicy
 
 LOG_2PI = math.log(2 * math.pi)
 Likelihood = Literal["bernoulli", "gaussian", "gaussian-learned", "laplace"]
@@ -118,6 +119,11 @@ class ModelConfig:
     def estimated_params(self) -> int:
         raise NotImplementedError
 
+    def decode_values(self) -> int:
+        """Values one decoded image holds at the decoder's widest layer (at least the image's C*H*W):
+        what decoding one image costs in memory, so budgets can be checked before anything runs."""
+        return math.prod(self.in_shape)
+
 
 def _positive(cls_name: str, field: str, value: int, limit: int = MAX_WIDTH) -> None:
     if value <= 0 or value > limit:
@@ -129,6 +135,19 @@ def check_param_budget(cfg: ModelConfig) -> None:
     if n > MAX_PARAMS:
         raise VAEError(f"This {cfg.model_type} config would have about {n:,} parameters "
                        f"(limit {MAX_PARAMS:,}); reduce its layer sizes.")
+
+
+def check_decode_cost(config: ModelConfig, policy: LoadPolicy, source: str = "This model") -> None:
+    """Refuse a model whose one decoded image is larger than the policy allows, before it is built."""
+    c, h, w = config.in_shape
+    pixels = c * h * w
+    if policy.max_output_pixels and pixels > policy.max_output_pixels:
+        raise VAEError(f"{source} makes {c}x{h}x{w} images ({pixels:,} values each); this server decodes images "
+                       f"of at most {policy.max_output_pixels:,} values. Pick a model for smaller images.")
+    widest = config.decode_values()
+    if policy.max_decode_values and widest > policy.max_decode_values:
+        raise VAEError(f"Decoding one image of {source} holds {widest:,} values at its widest layer; this server "
+                       f"allows at most {policy.max_decode_values:,} per image. Pick a smaller model.")
 
 
 # ---------------------------------------------------------------------------------------------

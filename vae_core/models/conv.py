@@ -50,6 +50,17 @@ class ConvConfig(ModelConfig):
               + self.latent_dim * self.fc_dim + self.fc_dim * flat)
         return conv + fc
 
+    def decode_values(self) -> int:
+        return max(self.fc_dim, transposed_values(self.channels, self.in_shape))
+
+
+def transposed_values(channels: tuple[int, ...], in_shape: tuple[int, ...]) -> int:
+    """The widest output of ``conv_decoder`` for one image: each layer doubles the side."""
+    c, h, _ = in_shape
+    side = h // 2 ** len(channels)
+    outs = [*reversed(channels), c]                   # the feature map, then each layer's output
+    return max(ch * (side * 2 ** i) ** 2 for i, ch in enumerate(outs))
+
 
 def conv_encoder(chans: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []

@@ -31,6 +31,9 @@ class MLPConfig(ModelConfig):
         dec = [self.latent_dim + self.num_classes, *reversed(self.hidden_dims), d]
         return sum(a * b + b for s in (enc, dec) for a, b in zip(s[:-1], s[1:]))
 
+    def decode_values(self) -> int:
+        return max(math.prod(self.in_shape), *self.hidden_dims)
+
 
 @dataclasses.dataclass(frozen=True)
 class CVAEConfig(MLPConfig):

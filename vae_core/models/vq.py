@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ..errors import VAEError
 from .base import ModelConfig, Posterior, VAEBase, _gen_device, _positive
-from .conv import SUPPORTED_SIZES, conv_decoder, conv_encoder
+from .conv import SUPPORTED_SIZES, conv_decoder, conv_encoder, transposed_values
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +44,9 @@ class VQConfig(ModelConfig):
     def estimated_params(self) -> int:
         chans = [self.in_shape[0], *self.channels, self.latent_dim]
         return 2 * sum(a * b * 16 + b for a, b in zip(chans[:-1], chans[1:])) + self.codebook_size * self.latent_dim
+
+    def decode_values(self) -> int:
+        return max(self.latent_dim * self.grid ** 2, transposed_values(self.channels, self.in_shape))
 
 
 def codebook_perplexity(counts: torch.Tensor) -> torch.Tensor:
