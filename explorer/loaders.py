@@ -13,15 +13,18 @@ import torch
 
 import vae_core
 from vae_core import ImageSet, ModelInfo, VAEBase, explore
+from vae_core.settings import LoadPolicy
 
 MAX_MODELS = 16
 MAX_DATASETS = 16
 
 
 @st.cache_resource(show_spinner="Loading the model...", max_entries=MAX_MODELS)
-def load_model(source: str, revision: str, device: str, stamp: float) -> tuple[VAEBase, ModelInfo]:
-    """``stamp`` (the weights' modification time for a folder) reloads a folder that changed."""
-    model, info = vae_core.open_model(source, device=device, revision=revision or None)
+def load_model(source: str, revision: str, device: str, stamp: float,
+               policy: LoadPolicy = LoadPolicy()) -> tuple[VAEBase, ModelInfo]:
+    """``stamp`` (the weights' modification time for a folder) reloads a folder that changed; ``policy``
+    (explorer.limits) says what a source may name and what a model may cost on this server."""
+    model, info = vae_core.open_model(source, device=device, revision=revision or None, policy=policy)
     for p in model.parameters():
         p.requires_grad_(False)             # shared between sessions: inference only
     return model, info
@@ -47,10 +50,12 @@ def shipped_checkpoints() -> list[str]:
 
 
 @st.cache_resource(show_spinner="Measuring the latent units...", max_entries=32)
-def unit_stats(model_key: str, data_key: str, _model: VAEBase, _data: ImageSet | None) -> explore.UnitStats:
-    if _data is None or (_model.num_classes and _data.labels is None):
+def unit_stats(model_key: str, data_key: str, _model: VAEBase, _data: ImageSet | None,
+               max_images: int = 1000) -> explore.UnitStats:
+    """Measured on at most ``max_images`` images (the server's request budget lowers it for a large model)."""
+    if _data is None or (_model.num_classes and _data.labels is None) or max_images < 2:
         return explore.UnitStats.uniform(explore.num_units(_model))
-    return explore.unit_stats(_model, _data)
+    return explore.unit_stats(_model, _data, max_images=max_images)
 
 
 @st.cache_resource(show_spinner="Averaging codes per class...", max_entries=64)

@@ -6,13 +6,14 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from explorer import jobs, loaders, session, widgets
+from explorer import jobs, limits, loaders, session, widgets
 from vae_core import analyze, explore
 from vae_core.disentanglement import evaluate_disentanglement
 
 st.title("Analyze")
 UNITS, FACTORS, ANOMALIES, RECON, DISENTANGLEMENT = ("Latent units", "Factors", "Anomalies", "Reconstructions",
                                                      "Disentanglement")
+ANOMALY_IWAE_K = 50            # importance samples per image of the IWAE anomaly score
 SCORES = MappingProxyType({"Negative ELBO": "elbo", "Negative IWAE log p(x)": "iwae", "Reconstruction error": "recon"})
 
 
@@ -27,8 +28,11 @@ def progress_bar(text: str):
 
 
 def units_section(ctx, model, data, n, seed):
+    limits.settings().check_images(model, n, "images to analyse")
     iwae_k = st.select_slider("IWAE samples for log p(x) (0: skip)", [0, 10, 50, 100, 500], 0, key="an_iwae_k")
     key = ("an-units", ctx.model_key, ctx.data_key, n, seed, iwae_k)
+    if iwae_k:
+        limits.settings().check_iwae(model, n, iwae_k)
     res = jobs.queue().results.get(key)
     if res is None:
         bar, tick = progress_bar("Evaluating the latent units")
@@ -61,6 +65,7 @@ def units_section(ctx, model, data, n, seed):
 
 
 def factors_section(ctx, model, data, n, seed):
+    limits.settings().check_images(model, n, "images to analyse")
     res = cached(("an-factors", ctx.model_key, ctx.data_key, n, seed),
                  lambda: analyze.factor_information(model, data, n=n, seed=seed))
     mi = res["mi"]
@@ -70,7 +75,8 @@ def factors_section(ctx, model, data, n, seed):
     fig.update_layout(height=280, margin=dict(l=10, r=10, t=30, b=10),
                       title="Mutual information of each unit with each factor, divided by the factor's entropy")
     st.plotly_chart(fig, key="an_mi_heatmap")
-    stats = loaders.unit_stats(ctx.model_key, ctx.data_key, model, data)
+    stats = loaders.unit_stats(ctx.model_key, ctx.data_key, model, data,
+                               min(1000, limits.settings().max_images(model)))
     base = torch.zeros((1, *model.latent_shape))
     grid = explore.traversal_grid(model, base, res["best_unit"], stats, steps=9)
     st.caption("Traversals of the most informative unit for each factor, from -3 to 3: " +
@@ -79,16 +85,20 @@ def factors_section(ctx, model, data, n, seed):
 
 
 def anomalies_section(ctx, model, data, n, seed):
+    limits.settings().check_images(model, n, "images to score")
     c1, c2 = st.columns(2)
     kind = SCORES[c1.selectbox("Score", list(SCORES), key="an_score_kind")]
     classes = list(data.class_names) if data.labels is not None and data.class_names else []
     chosen = c2.selectbox("Class to treat as the anomaly", ["(none)"] + classes, key="an_anomaly_class")
     anomalous = classes.index(chosen) if chosen in classes else None
     key = ("an-anomaly", ctx.model_key, ctx.data_key, n, seed, kind, anomalous)
+    if kind == "iwae":
+        limits.settings().check_iwae(model, n, ANOMALY_IWAE_K)
     res = jobs.queue().results.get(key)
     if res is None:
         bar, tick = progress_bar("Scoring images")
-        res = jobs.queue().results.put(key, analyze.anomaly_analysis(model, data, kind, anomalous, n=n, seed=seed, progress=tick))
+        res = jobs.queue().results.put(key, analyze.anomaly_analysis(model, data, kind, anomalous, n=n,
+                                                                     k=ANOMALY_IWAE_K, seed=seed, progress=tick))
         bar.empty()
     scores = res["scores"]
     pct = st.slider("Threshold (percentile of the scores)", 50.0, 99.9, 95.0, 0.1, key="an_threshold")
@@ -126,6 +136,7 @@ def anomalies_section(ctx, model, data, n, seed):
 
 def recon_section(model, data, seed):
     count = st.slider("Images", 4, 32, 16, 4, key="an_recon_count")
+    limits.settings().check_images(model, count, "reconstructions")
     _, idx = data.seeded_subset(count, seed)
     res = analyze.reconstructions(model, data, idx)
     cols = st.columns(3)
@@ -151,9 +162,12 @@ def disentanglement_section(ctx, model, seed):
         if not c2.button("Compute", key="an_dis_run", type="primary"):
             st.caption("beta-VAE, FactorVAE, MIG, SAP, DCI and modularity on dSprites, from the encoder mean.")
             return
+        lim = limits.settings()
+        lim.check_disentanglement(scale)
         bar, tick = progress_bar("Scoring disentanglement")
         res = jobs.queue().results.put(key, evaluate_disentanglement(
-            model, seed=seed, scale=scale, progress=lambda name, i, total: tick(i / total, name)))
+            model, seed=seed, scale=scale, progress=lambda name, i, total: tick(i / total, name),
+            max_images=lim.max_disentanglement_images))
         bar.empty()
     headline = {k: v for k, v in res.items() if k in ("beta_vae", "factor_vae", "mig", "sap", "dci_disentanglement",
                                                         "dci_completeness", "dci_informativeness", "modularity",

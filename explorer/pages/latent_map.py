@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from explorer import jobs, session, startup, widgets
+from explorer import jobs, limits, session, startup, widgets
 from vae_core import explore, project
 
 st.title("Latent map")
@@ -61,6 +61,7 @@ with session.guard("The latent map"):
         params["n_neighbors"] = p1.slider("Neighbours", 5, 50, 15, key="map_neighbors")
         params["min_dist"] = p2.slider("Minimum distance", 0.0, 0.99, 0.1, 0.01, key="map_min_dist")
 
+    limits.settings().check_points(model, n, METHODS.get(method, "pca"))
     codes, idx = jobs.codes_for(ctx, n)
     if method == CODES_2D:
         points, pending = codes.numpy(), None
