@@ -56,6 +56,12 @@ class PrivateRuns:
             if session in self._folders:
                 self._seen[session] = time.monotonic()
 
+    @property
+    def sweeping(self) -> bool:
+        """Whether the sweeper thread runs (only while some folder exists)."""
+        with self._lock:
+            return self._sweeping
+
     def sessions(self) -> list[str]:
         with self._lock:
             return list(self._folders)

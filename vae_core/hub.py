@@ -113,7 +113,7 @@ def _resolve_public(s: str, revision: str | None, policy: LoadPolicy) -> Resolve
         return Resolved(checkpoints_dir() / s, "shipped")
     repo = parse_repo_id(s) if s else None
     if repo is None:
-        raise VAEError(f"{brief(s) if s else 'Nothing'} is not a model this server can open: choose a shipped "
+        raise VAEError(f"{'That' if s else 'Nothing'} is not a model this server can open: choose a shipped "
                        f"checkpoint ({', '.join(shipped)}) or a Hugging Face Hub repo id written org/name or "
                        "org/name@revision. (Folders on the server cannot be opened here.)")
     return _resolve_hub(*repo, revision, policy)
