@@ -255,3 +255,33 @@ def test_a_sessions_private_folder_is_removed_once_the_session_has_gone():
     here.clear()
     wait_for(lambda: not a.exists(), 10, "the last folder to be removed")
     wait_for(lambda: not runs.sweeping, 10, "the sweeper to end once no folder is left")
+
+
+def test_hostile_hub_repos_get_the_loaders_one_line_message_in_the_app(public, tmp_path, monkeypatch):
+    """The configs that used to reach the page as RecursionError, ValueError and TypeError tracebacks."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hub"
+    configs = {"evil/deep": "[" * 100_000 + "]" * 100_000,
+               "evil/digits": '{"model_type": "mlp", "latent_dim": ' + "9" * 5000 + "}",
+               "evil/types": json.dumps({"model_type": ["mlp"]}),
+               "evil/huge": json.dumps({"model_type": "mlp", "in_shape": [3, 1024, 1024], "hidden_dims": [1]})}
+    for repo, text in configs.items():
+        d = cache / f"models--{repo.replace('/', '--')}"
+        snap = d / "snapshots" / ("c" * 40)
+        snap.mkdir(parents=True)
+        (snap / "config.json").write_text(text)
+        (d / "refs").mkdir()
+        (d / "refs" / "main").write_text("c" * 40)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    at = open_app("sample")
+    at.sidebar.radio(key="model_kind").set_value("Hub").run()
+    for repo, match in (("evil/deep", "nested too deeply"), ("evil/digits", "not valid JSON"),
+                        ("evil/types", "Unknown model type"), ("evil/huge", "makes 3x1024x1024 images")):
+        at.sidebar.text_input(key="model_hub").set_value(repo).run()
+        assert not at.exception, repo
+        msg = sidebar_message(at)
+        assert match in msg and "\n" not in msg and "Traceback" not in msg, (repo, msg)
+        assert str(cache) not in msg and str(tmp_path) not in msg, msg           # the repo is named, not the disk

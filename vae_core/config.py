@@ -117,19 +117,19 @@ class TrainConfig:
         def bad(msg):
             raise VAEError(f"TrainConfig: {msg}")
         if self.epochs < 1 or self.epochs > 100_000:
-            bad(f"epochs must be between 1 and 100000, got {self.epochs}.")
+            bad(f"epochs must be between 1 and 100000, got {brief(self.epochs)}.")
         if self.batch_size < 1 or self.batch_size > 65_536:
-            bad(f"batch_size must be between 1 and 65536, got {self.batch_size}.")
+            bad(f"batch_size must be between 1 and 65536, got {brief(self.batch_size)}.")
         if not 0 < self.lr < 10:
-            bad(f"lr must be positive and below 10, got {self.lr}.")
+            bad(f"lr must be positive and below 10, got {brief(self.lr)}.")
         if self.beta < 0 or self.free_bits < 0 or self.mmd_weight < 0 or self.grad_clip < 0:
             bad("beta, free_bits, mmd_weight and grad_clip must be non-negative.")
         if self.iwae_k < 1 or self.iwae_k > 10_000:
-            bad(f"iwae_k must be between 1 and 10000, got {self.iwae_k}.")
+            bad(f"iwae_k must be between 1 and 10000, got {brief(self.iwae_k)}.")
         if self.anneal_steps < 1 or self.anneal_cycles < 1:
             bad("anneal_steps and anneal_cycles must be at least 1.")
         if self.image_size < 0 or self.image_size > 512:
-            bad(f"image_size must be between 0 and 512, got {self.image_size}.")
+            bad(f"image_size must be between 0 and 512, got {brief(self.image_size)}.")
         if self.eval_every < 1 or self.sample_every < 0 or self.max_seconds < 0 or self.threads < 0:
             bad("eval_every must be at least 1; sample_every, max_seconds and threads non-negative.")
         if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):

@@ -87,6 +87,12 @@ def open_model(source: str | Path, device: str | torch.device | None = None, rev
     folder = resolved.folder
     try:
         return _open(resolved, folder, str(source), device, image_size, policy)
+    except VAEError as e:
+        if resolved.kind == "folder":
+            raise
+        # A Hub repo's or a shipped model's files are named as the user named them, never by where this
+        # machine keeps them (a public server's paths are its own business).
+        raise VAEError(str(e).replace(f"{folder}/", f"{source}: ").replace(str(folder), str(source))) from None
     except (TypeError, ValueError, KeyError, AttributeError, IndexError, RecursionError, OverflowError) as e:
         # Every check above should have caught a bad file with its own message; this is the net under them.
         raise VAEError(f"{source} is not a model vae_core can open: its files are malformed "

@@ -61,7 +61,7 @@ with session.guard("Interpolation"):
         from_c = c2.selectbox("Away from class", range(len(names)), format_func=lambda i: names[i],
                               key="interp_attr_from")
         alpha = c3.slider("Strength", -2.0, 2.0, 1.0, 0.1, key="interp_attr_alpha")
-        limits.settings().check_images(model, 2 * ATTRIBUTE_IMAGES, "images to average")
+        limits.settings().check_images(model, ATTRIBUTE_IMAGES, "images to average")       # per class, in turn
         vec = loaders.attribute_vector(ctx.model_key, ctx.data_key, model, data, to_c, from_c)
         alphas = torch.linspace(0, alpha, 6) if alpha else torch.zeros(1)
         z = z_a + alphas.view(-1, *([1] * (z_a.dim() - 1))) * vec

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import from_dict, to_dict
+from ..config import brief, from_dict, to_dict
 from ..errors import VAEError
 from ..settings import LoadPolicy
 
@@ -104,7 +104,7 @@ class ModelConfig:
     def validate(self) -> None:
         name = type(self).__name__
         if len(self.in_shape) != 3 or any(s <= 0 for s in self.in_shape):
-            raise VAEError(f"{name}.in_shape must be three positive integers (C, H, W), got {list(self.in_shape)}.")
+            raise VAEError(f"{name}.in_shape must be three positive integers (C, H, W), got {brief(list(self.in_shape))}.")
         c, h, w = self.in_shape
         if c not in (1, 3):
             raise VAEError(f"{name}.in_shape has {c} channels; only 1 (grey) or 3 (RGB) are supported.")
@@ -114,7 +114,7 @@ class ModelConfig:
         if self.sigma <= 0 or self.laplace_scale <= 0:
             raise VAEError(f"{name}.sigma and laplace_scale must be positive.")
         if self.num_classes < 0 or self.num_classes > MAX_WIDTH:
-            raise VAEError(f"{name}.num_classes must be between 0 and {MAX_WIDTH}, got {self.num_classes}.")
+            raise VAEError(f"{name}.num_classes must be between 0 and {MAX_WIDTH}, got {brief(self.num_classes)}.")
 
     def estimated_params(self) -> int:
         raise NotImplementedError
@@ -127,7 +127,7 @@ class ModelConfig:
 
 def _positive(cls_name: str, field: str, value: int, limit: int = MAX_WIDTH) -> None:
     if value <= 0 or value > limit:
-        raise VAEError(f"{cls_name}.{field} must be between 1 and {limit}, got {value}.")
+        raise VAEError(f"{cls_name}.{field} must be between 1 and {limit}, got {brief(value)}.")
 
 
 def check_param_budget(cfg: ModelConfig) -> None:

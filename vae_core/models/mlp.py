@@ -7,6 +7,7 @@ from typing import ClassVar
 
 import torch
 
+from ..config import brief
 from ..errors import VAEError
 from .base import MAX_WIDTH, ModelConfig, Posterior, VAEBase, _positive, mlp
 
@@ -45,7 +46,7 @@ class CVAEConfig(MLPConfig):
     def validate(self) -> None:
         super().validate()
         if not 1 <= self.num_classes <= MAX_WIDTH:
-            raise VAEError(f"CVAEConfig.num_classes must be at least 1, got {self.num_classes}.")
+            raise VAEError(f"CVAEConfig.num_classes must be at least 1, got {brief(self.num_classes)}.")
 
 
 class MLPVAE(VAEBase):

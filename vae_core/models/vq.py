@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..config import brief
 from ..errors import VAEError
 from .base import ModelConfig, Posterior, VAEBase, _gen_device, _positive
 from .conv import SUPPORTED_SIZES, conv_decoder, conv_encoder, transposed_values
@@ -28,7 +29,7 @@ class VQConfig(ModelConfig):
         name = type(self).__name__
         c, h, w = self.in_shape
         if h != w or h not in SUPPORTED_SIZES:
-            raise VAEError(f"{name} needs square images of {SUPPORTED_SIZES} pixels, got {h}x{w}.")
+            raise VAEError(f"{name} needs square images of {SUPPORTED_SIZES} pixels, got {brief(h)}x{brief(w)}.")
         if not 1 <= len(self.channels) <= 4 or h % (2 ** len(self.channels)):
             raise VAEError(f"{name}.channels must list 1 to 4 layers that halve {h} evenly.")
         for ch in self.channels:
