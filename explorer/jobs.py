@@ -9,7 +9,9 @@ its workers and its results:
   of a session at a time, so a visitor sweeping a slider never delays another visitor's first
   map by more than the job already running;
 - a result is kept (``ResultCache``) for every session: the same map asked again is instant;
-- workers are started when work arrives and end when none is left: no thread idles.
+- workers are started when work arrives and end when none is left: no thread idles;
+- with ``threads_per_job`` (the server's VAE_EXPLORER_TORCH_THREADS, 1 on the Space) a job's
+  OpenMP code (scikit-learn's t-SNE) uses that many threads, so one map never takes every core.
 
 Also here: the cached codes of a dataset and the map of them, which the Latent map and Analyze
 pages share.
@@ -17,6 +19,7 @@ pages share.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import itertools
 import threading
@@ -99,8 +102,9 @@ class Job:
 class JobQueue:
     """See the module's docstring. ``submit`` never blocks on the work itself."""
 
-    def __init__(self, workers: int = MAX_WORKERS, results: int = MAX_RESULTS):
+    def __init__(self, workers: int = MAX_WORKERS, results: int = MAX_RESULTS, threads_per_job: int = 0):
         self.max_workers = workers
+        self.threads_per_job = threads_per_job
         self.results = ResultCache(results)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)     # a job finished or was cancelled
@@ -198,7 +202,8 @@ class JobQueue:
             try:
                 if job.after is not None:
                     job.after.wait()
-                job.result = job.fn(*job.args, **job.kwargs)
+                with self._thread_limit():
+                    job.result = job.fn(*job.args, **job.kwargs)
                 job.state = "done"
             except Exception as e:                      # reported to the page that asks for the job
                 job.error, job.state = e, "failed"
@@ -214,10 +219,21 @@ class JobQueue:
             job.finished.set()
 
 
+    def _thread_limit(self):
+        """OpenMP's threads for this worker's job (the setting is per thread in OpenMP)."""
+        if not self.threads_per_job:
+            return contextlib.nullcontext()
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(self.threads_per_job, user_api="openmp")
+
+
 @st.cache_resource
 def queue() -> JobQueue:
     """The server's one job queue."""
-    return JobQueue()
+    from explorer.limits import settings
+
+    return JobQueue(threads_per_job=settings().torch_threads)
 
 
 @st.cache_resource

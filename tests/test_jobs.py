@@ -132,3 +132,19 @@ def test_result_cache_is_least_recently_used():
     c.put("c", 3)
     assert "b" not in c and c.get("a") == 1 and c.get("c") == 3
     assert c.get_or_compute("d", lambda: 4) == 4 and c.get_or_compute("d", lambda: pytest.fail("again")) == 4
+
+
+def test_a_background_job_uses_one_openmp_thread_on_a_server_capped_to_one():
+    """t-SNE's gradient runs on OpenMP threads: capped, one visitor's map takes one core, not every core."""
+    from threadpoolctl import threadpool_info
+
+    def omp_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "openmp"]
+
+    outside = omp_threads()
+    if not outside or max(outside) < 2:
+        pytest.skip("OpenMP runs one thread here anyway")
+    capped, free = JobQueue(threads_per_job=1), JobQueue()
+    assert done(capped.submit("s", "k", omp_threads)).result == [1] * len(outside)
+    assert done(free.submit("s", "k", omp_threads)).result == outside
+    assert omp_threads() == outside                        # the cap never leaks out of the worker
