@@ -28,7 +28,9 @@ Budgets, each checked before anything is allocated (what a visitor's input can m
     VAE_EXPLORER_MAX_DISENTANGLEMENT_IMAGES  images the disentanglement metrics encode (default 150,000)
     VAE_EXPLORER_MAX_DATASET_MB      a dataset the server holds (the Train page's choices, the sidebar's,
                                      and a dataset resized to a model) (default 256)
-    VAE_EXPLORER_MAX_DOWNLOAD_MB     the files of one Hub model (default 1024)
+    VAE_EXPLORER_MAX_MODELS_MB       the weights of the models a server keeps loaded for its visitors; the
+                                     least recently used is dropped first (default 2048)
+    VAE_EXPLORER_MAX_DOWNLOAD_MB     the files of one Hub model (default 512)
     VAE_EXPLORER_MAX_CACHE_MB        all Hub models on the public server's disk; the least recently used
                                      are removed to make room (default 4096)
 """
@@ -69,7 +71,8 @@ class Settings:
     max_iwae_values: int = 2 ** 30
     max_disentanglement_images: int = 150_000
     max_dataset_bytes: int = 256 * MB
-    max_download_bytes: int = 1024 * MB
+    max_models_bytes: int = 2048 * MB
+    max_download_bytes: int = 512 * MB
     max_cache_bytes: int = 4096 * MB
 
     @classmethod
@@ -110,11 +113,13 @@ class Settings:
                   max_disentanglement_images=number("VAE_EXPLORER_MAX_DISENTANGLEMENT_IMAGES",
                                                     d.max_disentanglement_images, int),
                   max_dataset_bytes=number("VAE_EXPLORER_MAX_DATASET_MB", d.max_dataset_bytes, int, unit=MB),
+                  max_models_bytes=number("VAE_EXPLORER_MAX_MODELS_MB", d.max_models_bytes, int, unit=MB),
                   max_download_bytes=number("VAE_EXPLORER_MAX_DOWNLOAD_MB", d.max_download_bytes, int, unit=MB),
                   max_cache_bytes=number("VAE_EXPLORER_MAX_CACHE_MB", d.max_cache_bytes, int, unit=MB))
-        if out.max_download_bytes > out.max_cache_bytes:
-            raise VAEError("VAE_EXPLORER_MAX_DOWNLOAD_MB is larger than VAE_EXPLORER_MAX_CACHE_MB: one model could "
-                           "never fit the cache; fix the server's environment.")
+        for big, small in (("CACHE", out.max_cache_bytes), ("MODELS", out.max_models_bytes)):
+            if out.max_download_bytes > small:
+                raise VAEError(f"VAE_EXPLORER_MAX_DOWNLOAD_MB is larger than VAE_EXPLORER_MAX_{big}_MB: one model "
+                               "could never fit; fix the server's environment.")
         return out
 
     @property

@@ -1,12 +1,17 @@
 """Cached loaders: one copy of each model, dataset and per-model statistic for the whole process.
 
-Models are shared read-only by every session (``st.cache_resource``): every use is inference,
-and training works on its own model. Each model comes with its ``ModelInfo``, whose key names
-it in every cache below; two different models never share a key.
+Models are shared read-only by every session: every use is inference, and training works on its
+own model. They are kept in a ``ModelCache`` (one per server) that holds at most
+VAE_EXPLORER_MAX_MODELS_MB of weights, the least recently used leaving first, so visitors opening
+one Hub model after another cannot fill the server's memory. Each model comes with its
+``ModelInfo``, whose key names it in every cache below; two different models never share a key.
 """
 from __future__ import annotations
 
+import collections
+import threading
 from pathlib import Path
+from typing import Callable, Hashable
 
 import streamlit as st
 import torch
@@ -17,17 +22,76 @@ from vae_core.settings import LoadPolicy
 
 MAX_MODELS = 16
 MAX_DATASETS = 16
+MAX_RESIZED = 4                 # resized copies of datasets (each within VAE_EXPLORER_MAX_DATASET_MB)
+DEFAULT_MODELS_BYTES = 2 * 1024 ** 3
 
 
-@st.cache_resource(show_spinner="Loading the model...", max_entries=MAX_MODELS)
-def load_model(source: str, revision: str, device: str, stamp: float,
-               policy: LoadPolicy = LoadPolicy()) -> tuple[VAEBase, ModelInfo]:
+class ModelCache:
+    """Loaded models by key, the least recently used dropped once they hold more than ``max_bytes`` of
+    tensors (or number more than ``max_models``); owns its lock. A model is loaded once: a second
+    session asking for one being loaded waits for it."""
+
+    def __init__(self, max_bytes: int = DEFAULT_MODELS_BYTES, max_models: int = MAX_MODELS):
+        self.max_bytes, self.max_models = max_bytes, max_models
+        self._items: collections.OrderedDict[Hashable, tuple[VAEBase, ModelInfo, int]] = collections.OrderedDict()
+        self._loading: dict[Hashable, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._items
+
+    @property
+    def nbytes(self) -> int:
+        with self._lock:
+            return sum(n for _, _, n in self._items.values())
+
+    def get(self, key: Hashable, load: Callable[[], tuple[VAEBase, ModelInfo]]) -> tuple[VAEBase, ModelInfo]:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key][:2]
+            gate = self._loading.setdefault(key, threading.Lock())
+        with gate:
+            with self._lock:
+                if key in self._items:
+                    return self._items[key][:2]
+            try:
+                model, info = load()
+            finally:
+                with self._lock:
+                    self._loading.pop(key, None)
+            size = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+            with self._lock:
+                self._items[key] = (model, info, size)
+                while len(self._items) > 1 and (len(self._items) > self.max_models or
+                                                sum(n for _, _, n in self._items.values()) > self.max_bytes):
+                    self._items.popitem(last=False)          # sessions still using it keep their reference
+            return model, info
+
+
+@st.cache_resource
+def model_cache(max_bytes: int) -> ModelCache:
+    """The server's loaded models (one cache for each memory budget)."""
+    return ModelCache(max_bytes)
+
+
+def load_model(source: str, revision: str, device: str, stamp: float, policy: LoadPolicy = LoadPolicy(),
+               max_bytes: int = DEFAULT_MODELS_BYTES) -> tuple[VAEBase, ModelInfo]:
     """``stamp`` (the weights' modification time for a folder) reloads a folder that changed; ``policy``
     (explorer.limits) says what a source may name and what a model may cost on this server."""
-    model, info = vae_core.open_model(source, device=device, revision=revision or None, policy=policy)
-    for p in model.parameters():
-        p.requires_grad_(False)             # shared between sessions: inference only
-    return model, info
+    cache, key = model_cache(max_bytes), (source, revision, device, stamp, policy)
+
+    def load():
+        model, info = vae_core.open_model(source, device=device, revision=revision or None, policy=policy)
+        for p in model.parameters():
+            p.requires_grad_(False)             # shared between sessions: inference only
+        return model, info
+
+    if key in cache:
+        return cache.get(key, load)
+    with st.spinner("Loading the model..."):
+        return cache.get(key, load)
 
 
 def folder_stamp(source: str) -> float:
@@ -40,7 +104,13 @@ def folder_stamp(source: str) -> float:
 
 
 @st.cache_resource(show_spinner="Loading the dataset...", max_entries=MAX_DATASETS)
-def load_data(name: str, split: str, image_size: int = 0, channels: int = 0) -> ImageSet:
+def load_data(name: str, split: str) -> ImageSet:
+    return vae_core.load_dataset(name, split)
+
+
+@st.cache_resource(show_spinner="Resizing the dataset...", max_entries=MAX_RESIZED)
+def resized_data(name: str, split: str, image_size: int, channels: int) -> ImageSet:
+    """A dataset resized to a model: few kept, since each may be as large as the dataset budget allows."""
     return vae_core.load_dataset(name, split, image_size=image_size, channels=channels)
 
 

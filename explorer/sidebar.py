@@ -56,7 +56,7 @@ def _model_picker(sb, limits: Settings) -> tuple[VAEBase | None, ModelInfo | Non
         failures.pop(key, None)
     try:
         stamp = loaders.folder_stamp(source) if kind == "Folder" else 0.0
-        model, info = loaders.load_model(source, revision, device, stamp, limits.load_policy)
+        model, info = loaders.load_model(source, revision, device, stamp, limits.load_policy, limits.max_models_bytes)
         return model, info, ""
     except vae_core.VAEError as e:
         failures[key] = str(e)
@@ -79,7 +79,7 @@ def _dataset_picker(sb, model: VAEBase | None, limits: Settings) -> tuple[ImageS
         if not sb.checkbox("Resize the dataset to the model", key="resize_data", help=msg):
             return None, key, msg
         limits.check_resize(len(data), (c, h, w))
-        data, key = loaders.load_data(name, split, h, c), f"{key}:{c}x{h}x{w}"
+        data, key = loaders.resized_data(name, split, h, c), f"{key}:{c}x{h}x{w}"
     if model.num_classes and data.labels is None:
         return None, key, f"This conditional model needs class labels, and {name} has none; pick a labelled dataset."
     return data, key, ""

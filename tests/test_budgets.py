@@ -223,7 +223,8 @@ def test_the_iwae_budget_scales_with_the_model():
 
 BUDGETS = ["VAE_EXPLORER_MAX_OUTPUT_PIXELS", "VAE_EXPLORER_MAX_REQUEST_PIXELS", "VAE_EXPLORER_MAX_MAP_POINTS",
            "VAE_EXPLORER_MAX_TSNE_POINTS", "VAE_EXPLORER_MAX_IWAE_VALUES", "VAE_EXPLORER_MAX_DISENTANGLEMENT_IMAGES",
-           "VAE_EXPLORER_MAX_DATASET_MB", "VAE_EXPLORER_MAX_DOWNLOAD_MB", "VAE_EXPLORER_MAX_CACHE_MB"]
+           "VAE_EXPLORER_MAX_DATASET_MB", "VAE_EXPLORER_MAX_DOWNLOAD_MB", "VAE_EXPLORER_MAX_CACHE_MB",
+           "VAE_EXPLORER_MAX_MODELS_MB"]
 
 
 @pytest.mark.parametrize("name", BUDGETS)
@@ -247,6 +248,36 @@ def test_budgets_and_public_mode_come_from_the_environment():
         Settings.from_env({"VAE_EXPLORER_PUBLIC": "maybe"})
     with pytest.raises(VAEError, match="MAX_DOWNLOAD_MB is larger than VAE_EXPLORER_MAX_CACHE_MB"):
         Settings.from_env({"VAE_EXPLORER_MAX_DOWNLOAD_MB": "100", "VAE_EXPLORER_MAX_CACHE_MB": "50"})
+    with pytest.raises(VAEError, match="MAX_DOWNLOAD_MB is larger than VAE_EXPLORER_MAX_MODELS_MB"):
+        Settings.from_env({"VAE_EXPLORER_MAX_DOWNLOAD_MB": "100", "VAE_EXPLORER_MAX_MODELS_MB": "50"})
+
+
+def test_the_servers_loaded_models_stay_within_their_budget_and_load_once():
+    import threading
+
+    from explorer.loaders import ModelCache
+
+    loads = []
+
+    def loader(width):
+        def load():
+            loads.append(width)
+            return build_model(MLPConfig(in_shape=(1, 8, 8), hidden_dims=(width,), latent_dim=2)), width
+        return load
+
+    cache = ModelCache(max_bytes=3 * 64 * 1024 * 4)          # room for about three of the models below
+    barrier = threading.Barrier(4)
+    out = []
+    threads = [threading.Thread(target=lambda: (barrier.wait(), out.append(cache.get("a", loader(1024)))))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert loads == [1024] and all(m is out[0][0] for m, _ in out)       # four sessions, one load
+    for key in "bcde":
+        cache.get(key, loader(1024))
+    assert cache.nbytes <= cache.max_bytes and "a" not in cache and "e" in cache     # the oldest went first
 
 
 def test_the_library_refuses_a_disentanglement_run_above_its_limit_before_it_starts():
