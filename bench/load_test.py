@@ -339,7 +339,7 @@ def hostile_hub_cache(root: Path) -> Path:
 
 
 def _slider(page, label: str):
-    return page.locator('[data-testid="stSlider"]', has_text=label).first.locator('[role="slider"]').first
+    return page.locator('[data-testid="stSlider"]', has_text=label).first.locator(':is(input[type="range"], [role="slider"])').first
 
 
 async def _press(page, label: str, keys, timeout_ms: float) -> None:

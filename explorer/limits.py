@@ -169,7 +169,7 @@ class Settings:
         """``n`` images of ``model`` decoded (or encoded) in one request."""
         cost = _cost(model)
         if n * cost > self.max_request_pixels:
-            raise VAEError(f"{n:,} {what} of this model would be {n * cost:,} values ({cost:,} an image); this server "
+            raise VAEError(f"{n:,} {what} of this model would be {n * cost:,} values ({cost:,} per image); this server "
                            f"allows {self.max_request_pixels:,} a request (VAE_EXPLORER_MAX_REQUEST_PIXELS), so at "
                            f"most {self.max_images(model):,} {what}. Ask for fewer.")
 

@@ -23,6 +23,7 @@ import struct
 import tempfile
 import zipfile
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Callable
 
 import torch
@@ -388,9 +389,9 @@ def load_state(folder: Path, model: VAEBase) -> dict[str, torch.Tensor]:
     return state
 
 
-_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-           "BOOL": torch.bool}
+_DTYPES = MappingProxyType({"F64": torch.float64, "F32": torch.float32, "F16": torch.float16,
+                           "BF16": torch.bfloat16, "I64": torch.int64, "I32": torch.int32, "I16": torch.int16,
+                           "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool})
 
 
 def read_header(weights: Path) -> dict[str, tuple[tuple[int, ...], str]]:
