@@ -339,7 +339,8 @@ def hostile_hub_cache(root: Path) -> Path:
 
 
 def _slider(page, label: str):
-    return page.locator('[data-testid="stSlider"]', has_text=label).first.locator(':is(input[type="range"], [role="slider"])').first
+    box = page.locator('[data-testid="stSlider"]', has_text=label).first
+    return box.locator(':is(input[type="range"], [role="slider"])').first
 
 
 async def _press(page, label: str, keys, timeout_ms: float) -> None:

@@ -43,7 +43,7 @@ import re
 from pathlib import Path
 from typing import Mapping
 
-from vae_core import VAEError
+from vae_core import VAEError, project
 from vae_core.data import DATASETS, app_datasets
 from vae_core.disentanglement import images_needed
 from vae_core.live import TrainingLimits
@@ -190,9 +190,9 @@ class Settings:
         limit = self.max_points(method)
         if n > limit:
             name = "VAE_EXPLORER_MAX_TSNE_POINTS" if method == "tsne" else "VAE_EXPLORER_MAX_MAP_POINTS"
-            raise VAEError(f"{n:,} points are more than this server maps with {method.upper() if method != 'tsne' else 't-SNE'} "
-                           f"({limit:,}, {name}); choose fewer points" +
-                           (" or another method." if method == "tsne" else "."))
+            shown = project.METHODS.get(method, method)
+            raise VAEError(f"{n:,} points are more than this server maps with {shown} ({limit:,}, {name}); choose "
+                           "fewer points" + (" or another method." if method == "tsne" else "."))
         self.check_images(model, n, "images to encode")
 
     def check_iwae(self, model, n: int, k: int) -> None:
