@@ -11,7 +11,10 @@ its workers and its results:
 - a result is kept (``ResultCache``) for every session: the same map asked again is instant;
 - workers are started when work arrives and end when none is left: no thread idles;
 - with ``threads_per_job`` (the server's VAE_EXPLORER_TORCH_THREADS, 1 on the Space) a job's
-  OpenMP code (scikit-learn's t-SNE) uses that many threads, so one map never takes every core.
+  OpenMP code (scikit-learn's t-SNE) uses that many threads, so one map never takes every core;
+- heavy work a page does in its own thread (an analysis, encoding a dataset for a map) takes a
+  ``turn`` in the same queue: it waits for its session's turn like a map and holds a worker while
+  it runs, so the server never runs more than ``max_workers`` heavy things at once, whoever asks.
 
 Also here: the cached codes of a dataset and the map of them, which the Latent map and Analyze
 pages share.
@@ -84,6 +87,7 @@ class Job:
     args: tuple
     kwargs: dict
     after: threading.Event | None = None       # run only once this is set (the server's warm-up)
+    keep: bool = True                           # keep the result for every session (not for a turn)
     state: str = "waiting"                      # waiting, running, done, failed, cancelled
     result: Any = None
     error: BaseException | None = None
@@ -114,11 +118,12 @@ class JobQueue:
         self._served: dict[str, int] = {}           # session -> turn number when last served
         self._failed = ResultCache(results)        # key -> a failed job, reported once, then tried afresh
         self._turns = itertools.count(1)
+        self._tickets = itertools.count(1)
         self._workers = 0
 
     # -- asking ---------------------------------------------------------------------------------
     def submit(self, session: str, key: Hashable, fn: Callable[..., Any], *args,
-               after: threading.Event | None = None, **kwargs) -> Job:
+               after: threading.Event | None = None, keep: bool = True, **kwargs) -> Job:
         """The job that computes ``fn(*args, **kwargs)`` for ``key`` (done at once if the result is kept)."""
         with self._lock:
             hit = self.results.get(key, _MISSING)
@@ -130,7 +135,7 @@ class JobQueue:
                 return failed
             job = self._active.get(key)
             if job is None:
-                job = self._active[key] = Job(key, fn, args, kwargs, after=after)
+                job = self._active[key] = Job(key, fn, args, kwargs, after=after, keep=keep)
             old = self._waiting.pop(session, None)
             if job.state == "waiting":
                 self._waiting[session] = job
@@ -138,6 +143,29 @@ class JobQueue:
                 self._cancel_if_unwanted(old)          # superseded by this request
             self._start_workers()
             return job
+
+    @contextlib.contextmanager
+    def turn(self, session: str, what: str = "work", on_wait: Callable[[int], None] | None = None):
+        """Do heavy work in the calling thread as one of this queue's jobs: it waits for the session's turn
+        like a map (``on_wait(jobs ahead)`` is called once if it has to), holds a worker while the
+        ``with`` block runs, and a newer request from the same session supersedes it while it waits
+        (this then raises a VAEError)."""
+        granted, release = threading.Event(), threading.Event()
+
+        def hold():                            # run by a worker: it keeps the worker for the caller
+            granted.set()
+            release.wait()
+
+        job = self.submit(session, ("turn", session, next(self._tickets)), hold, keep=False)
+        try:
+            if not granted.wait(0.05) and on_wait is not None:
+                on_wait(self.ahead_of(session))
+            while not granted.wait(WAIT_POLL_S):
+                if job.state == "cancelled":
+                    raise vae_core.VAEError(f"A newer request of yours replaced this {what}.")
+            yield
+        finally:
+            release.set()
 
     def ahead_of(self, session: str) -> int:
         """How many jobs are running or wait their turn before this session's waiting job (0 if none waits)."""
@@ -208,9 +236,9 @@ class JobQueue:
             except Exception as e:                      # reported to the page that asks for the job
                 job.error, job.state = e, "failed"
             with self._lock:
-                if job.state == "done":
+                if job.state == "done" and job.keep:
                     self.results.put(job.key, job.result)
-                else:
+                elif job.keep:
                     self._failed.put(job.key, job)
                 self._active.pop(job.key, None)
                 del self._running[session]
@@ -242,6 +270,21 @@ def training_slots(max_jobs: int, max_per_session: int) -> TrainingSlots:
     return TrainingSlots(max_jobs, max_per_session)
 
 
+@contextlib.contextmanager
+def heavy_turn(what: str):
+    """A page's heavy work in its session's turn (``JobQueue.turn``), with a note while it waits."""
+    from explorer.session import session_id
+
+    note = st.empty()
+
+    def waiting(ahead: int) -> None:
+        note.info(f"Waiting for a turn on this shared server: {ahead} job{'s' * (ahead != 1)} ahead of this {what}.")
+
+    with queue().turn(session_id(), what, on_wait=waiting):
+        note.empty()
+        yield
+
+
 # ---------------------------------------------------------------------------------------------
 # The codes of a dataset and their maps, shared by the Latent map and Analyze pages
 
@@ -259,7 +302,8 @@ def codes_for(ctx, n: int):
     def tick(done, total):
         bar.progress(done / total, text=f"Encoding {len(sub):,} images... {done:,}/{total:,}")
 
-    codes = explore.encode_dataset(ctx.model, sub, progress=tick)
+    with heavy_turn("encoding"):
+        codes = explore.encode_dataset(ctx.model, sub, progress=tick)
     bar.empty()
     return results.put(key, (codes, idx))
 

@@ -148,3 +148,51 @@ def test_a_background_job_uses_one_openmp_thread_on_a_server_capped_to_one():
     assert done(capped.submit("s", "k", omp_threads)).result == [1] * len(outside)
     assert done(free.submit("s", "k", omp_threads)).result == outside
     assert omp_threads() == outside                        # the cap never leaks out of the worker
+
+
+def test_heavy_work_in_a_pages_thread_takes_a_turn_and_holds_a_worker():
+    """Analyses run in the page's own thread but count against the queue's workers: never more heavy work
+    at once than workers, sessions in turn, and a newer request of a session replaces its waiting turn."""
+    import vae_core
+
+    q = JobQueue(workers=2)
+    gate = Gate()
+    busy = q.submit("mapper", "slow map", gate, 1)               # one worker busy with a map
+    assert gate.started.wait(10)
+    inside, release = threading.Event(), threading.Event()
+    ahead = []
+
+    def analysis(session):
+        with q.turn(session, "analysis", on_wait=ahead.append):
+            inside.set()
+            assert release.wait(30)
+
+    first = threading.Thread(target=analysis, args=("analyst",))
+    first.start()
+    assert inside.wait(10)                                       # the second worker is its turn
+    inside.clear()
+    errors = []
+
+    def late(session):
+        try:
+            analysis(session)
+        except vae_core.VAEError as e:
+            errors.append(str(e))
+
+    second = threading.Thread(target=late, args=("other",))
+    second.start()
+    wait_for(lambda: ahead, 10, "the second analysis to be told it waits")
+    assert not inside.is_set() and ahead == [2]                  # both workers are taken: it waits
+    third = threading.Thread(target=late, args=("other",))      # the same session asks again
+    third.start()
+    wait_for(lambda: errors, 10, "the older waiting turn to be replaced")
+    assert "newer request" in errors[0]
+    release.set()
+    first.join(10)
+    wait_for(lambda: inside.is_set(), 10, "the newer turn to run once a worker is free")
+    gate.open.set()
+    for t in (second, third):
+        t.join(10)
+    assert done(busy).result == 1
+    assert q.wait_idle(10) and len(errors) == 1
+    assert not any(isinstance(k, tuple) and k[0] == "turn" for k in q.results._items)   # turns keep no result
