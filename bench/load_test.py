@@ -293,8 +293,8 @@ async def explore_session(browser, url: str, i: int, deadline: float, timings: l
             step = "umap"
             t = time.perf_counter()
             await page.locator(f'{MAIN} [data-testid="stRadio"] label', has_text="UMAP").first.click()
-            await page.get_by_text("is running in the background").first.wait_for(state="visible", timeout=left_ms())
-            await page.get_by_text("is running in the background").first.wait_for(state="detached", timeout=left_ms())
+            # The caption names the map on show: PCA stands in while UMAP waits or runs.
+            await page.get_by_text("UMAP - select points").first.wait_for(state="visible", timeout=left_ms())
             await wait_idle(page, left_ms())
             timings.append(("Latent map: UMAP ready", time.perf_counter() - t))
 
@@ -364,10 +364,12 @@ async def abusive_session(browser, url: str, until: asyncio.Event, counts: dict,
             counts["steps"] = counts.get("steps", 0) + 1
         except Exception as e:                       # the abuser's own failures do not matter; count them
             counts.setdefault("failed steps", []).append(f"{name}: {type(e).__name__}")
-        errors = await page.locator('[data-testid="stAlertContentError"], [data-testid="stAlertContentWarning"]'
-                                    ).all_inner_texts()
-        counts["refusals"] = counts.get("refusals", 0) + len(errors)
         counts["exceptions"] = counts.get("exceptions", 0) + await page.locator('[data-testid="stException"]').count()
+
+    async def refused(where, text: str):
+        """Wait for the refusal that names ``text`` (a budget's setting or the loader's reason) and count it."""
+        await where.locator('[data-testid="stAlertContentError"]', has_text=text).first.wait_for(timeout=timeout_ms)
+        counts["refusals"] = counts.get("refusals", 0) + 1
 
     async def nav(title):
         await page.locator('[data-testid="stSidebarNavLink"]', has_text=title).first.click()
@@ -376,11 +378,11 @@ async def abusive_session(browser, url: str, until: asyncio.Event, counts: dict,
     async def hostile_hub():
         await sidebar.locator('[data-testid="stRadio"] label', has_text="Hub").first.click()
         box = sidebar.locator('[data-testid="stTextInput"]', has_text="Hub repo id").locator("input")
-        for repo in HOSTILE_REPOS:
+        for repo, reason in zip(HOSTILE_REPOS, ("nested too deeply", "makes 3x1024x1024 images")):
             await box.fill(repo)
             await box.press("Enter")
             await wait_idle(page, timeout_ms)
-            await sidebar.locator('[data-testid="stAlertContentError"]').first.wait_for(timeout=timeout_ms)
+            await refused(sidebar, reason)
         await sidebar.locator('[data-testid="stRadio"] label', has_text="Shipped").first.click()
 
     async def largest_grids():
@@ -411,6 +413,7 @@ async def abusive_session(browser, url: str, until: asyncio.Event, counts: dict,
         await wait_idle(page, timeout_ms)
         await _press(page, "IWAE samples", ["End"], timeout_ms)           # k = 500: refused by the budget
         await wait_idle(page, timeout_ms)
+        await refused(page, "VAE_EXPLORER_MAX_IWAE_VALUES")
         await _press(page, "IWAE samples", ["ArrowLeft"], timeout_ms)     # k = 100: the most it allows
 
     try:
@@ -602,7 +605,8 @@ def print_comparison(args, alone: dict, abused: dict) -> None:
           f"{abused['load_before']} ; {abused['load_after']} | |")
     a = abused["abusive"] or {}
     print(f"\nThe abusive visitor: {a.get('rounds', 0)} rounds, {a.get('steps', 0)} steps done, "
-          f"{a.get('refusals', 0)} refusals shown (budget messages), {a.get('exceptions', 0)} tracebacks shown, "
+          f"{a.get('refusals', 0)} refusals shown (a hostile model refused at load, an IWAE over its budget), "
+          f"{a.get('exceptions', 0)} tracebacks shown, "
           f"{len(a.get('failed steps', []))} steps that did not complete"
           + (f" ({', '.join(sorted(set(a['failed steps'])))})" if a.get("failed steps") else "") + ".")
     s = Settings.from_env({"VAE_EXPLORER_PUBLIC": "1"})

@@ -12,9 +12,11 @@ its workers and its results:
 - workers are started when work arrives and end when none is left: no thread idles;
 - with ``threads_per_job`` (the server's VAE_EXPLORER_TORCH_THREADS, 1 on the Space) a job's
   OpenMP code (scikit-learn's t-SNE) uses that many threads, so one map never takes every core;
-- heavy work a page does in its own thread (an analysis, encoding a dataset for a map) takes a
-  ``turn`` in the same queue: it waits for its session's turn like a map and holds a worker while
-  it runs, so the server never runs more than ``max_workers`` heavy things at once, whoever asks.
+- heavy work a page asks for (an analysis, encoding a dataset for a map) runs as a job too
+  (``submit_turn``, ``in_turn``): the page waits for it and draws its progress, so the server never
+  runs more than ``max_workers`` heavy things at once, whoever asks;
+- workers run at a lower CPU priority than the pages' own runs (a thread's nice value, on Linux),
+  so heavy work in the background never slows another visitor's slider or resample.
 
 Also here: the cached codes of a dataset and the map of them, which the Latent map and Analyze
 pages share.
@@ -25,6 +27,7 @@ import collections
 import contextlib
 import dataclasses
 import itertools
+import os
 import threading
 import time
 from typing import Any, Callable, Hashable
@@ -38,6 +41,8 @@ from vae_core.live import TrainingSlots
 MAX_WORKERS = 2
 MAX_RESULTS = 64
 WAIT_POLL_S = 0.5           # how often a page waiting for a map looks again
+PROGRESS_POLL_S = 0.1       # how often a page waiting for its own heavy work draws its progress
+BACKGROUND_NICE = 10        # workers' nice value: the pages' own (interactive) runs come first
 
 
 class ResultCache:
@@ -144,28 +149,10 @@ class JobQueue:
             self._start_workers()
             return job
 
-    @contextlib.contextmanager
-    def turn(self, session: str, what: str = "work", on_wait: Callable[[int], None] | None = None):
-        """Do heavy work in the calling thread as one of this queue's jobs: it waits for the session's turn
-        like a map (``on_wait(jobs ahead)`` is called once if it has to), holds a worker while the
-        ``with`` block runs, and a newer request from the same session supersedes it while it waits
-        (this then raises a VAEError)."""
-        granted, release = threading.Event(), threading.Event()
-
-        def hold():                            # run by a worker: it keeps the worker for the caller
-            granted.set()
-            release.wait()
-
-        job = self.submit(session, ("turn", session, next(self._tickets)), hold, keep=False)
-        try:
-            if not granted.wait(0.05) and on_wait is not None:
-                on_wait(self.ahead_of(session))
-            while not granted.wait(WAIT_POLL_S):
-                if job.state == "cancelled":
-                    raise vae_core.VAEError(f"A newer request of yours replaced this {what}.")
-            yield
-        finally:
-            release.set()
+    def submit_turn(self, session: str, fn: Callable[..., Any], *args, **kwargs) -> Job:
+        """Heavy work a page asks for (an analysis, encoding a dataset): a job like a map, in the session's
+        turn and on a worker, whose result is the caller's alone (never kept, never shared)."""
+        return self.submit(session, ("turn", session, next(self._tickets)), fn, *args, keep=False, **kwargs)
 
     def ahead_of(self, session: str) -> int:
         """How many jobs are running or wait their turn before this session's waiting job (0 if none waits)."""
@@ -225,6 +212,7 @@ class JobQueue:
             return session, job
 
     def _work(self) -> None:
+        background_priority()
         while (taken := self._take()) is not None:
             session, job = taken
             try:
@@ -256,6 +244,14 @@ class JobQueue:
         return threadpool_limits(self.threads_per_job, user_api="openmp")
 
 
+def background_priority(nice: int = BACKGROUND_NICE) -> None:
+    """Lower the calling thread's CPU priority (on Linux a thread has its own nice value); elsewhere nothing."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), max(nice, os.getpriority(os.PRIO_PROCESS, 0)))
+    except (AttributeError, OSError):
+        pass
+
+
 @st.cache_resource
 def queue() -> JobQueue:
     """The server's one job queue."""
@@ -270,19 +266,32 @@ def training_slots(max_jobs: int, max_per_session: int) -> TrainingSlots:
     return TrainingSlots(max_jobs, max_per_session)
 
 
-@contextlib.contextmanager
-def heavy_turn(what: str):
-    """A page's heavy work in its session's turn (``JobQueue.turn``), with a note while it waits."""
+def in_turn(what: str, fn: Callable[..., Any], *args, progress: Callable | None = None, **kwargs):
+    """``fn(*args, **kwargs)`` as this session's heavy work on the server's queue (``submit_turn``): the page
+    waits for it, says so while it waits its turn, and draws the job's ``progress`` calls itself (a
+    worker never touches the page). A newer request of the same session replaces it while it waits."""
     from explorer.session import session_id
 
-    note = st.empty()
-
-    def waiting(ahead: int) -> None:
-        note.info(f"Waiting for a turn on this shared server: {ahead} job{'s' * (ahead != 1)} ahead of this {what}.")
-
-    with queue().turn(session_id(), what, on_wait=waiting):
-        note.empty()
-        yield
+    reports: list[tuple] = []                   # appended by the worker, drawn here
+    if progress is not None:
+        kwargs["progress"] = lambda *a: reports.append(a)
+    q = queue()
+    job = q.submit_turn(session_id(), fn, *args, **kwargs)
+    note, told = st.empty(), False
+    while not job.wait(PROGRESS_POLL_S):
+        if job.state == "waiting" and not told:
+            ahead = q.ahead_of(session_id())
+            note.info(f"Waiting for a turn on this shared server: {ahead} job{'s' * (ahead != 1)} ahead of "
+                      f"this {what}.")
+            told = True
+        if reports and progress is not None:
+            progress(*reports[-1])
+    note.empty()
+    if job.state == "cancelled":
+        raise vae_core.VAEError(f"A newer request of yours replaced this {what}.")
+    if job.state == "failed":
+        raise job.error
+    return job.result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,8 +311,7 @@ def codes_for(ctx, n: int):
     def tick(done, total):
         bar.progress(done / total, text=f"Encoding {len(sub):,} images... {done:,}/{total:,}")
 
-    with heavy_turn("encoding"):
-        codes = explore.encode_dataset(ctx.model, sub, progress=tick)
+    codes = in_turn("encoding", explore.encode_dataset, ctx.model, sub, progress=tick)
     bar.empty()
     return results.put(key, (codes, idx))
 

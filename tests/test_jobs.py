@@ -150,49 +150,32 @@ def test_a_background_job_uses_one_openmp_thread_on_a_server_capped_to_one():
     assert omp_threads() == outside                        # the cap never leaks out of the worker
 
 
-def test_heavy_work_in_a_pages_thread_takes_a_turn_and_holds_a_worker():
-    """Analyses run in the page's own thread but count against the queue's workers: never more heavy work
-    at once than workers, sessions in turn, and a newer request of a session replaces its waiting turn."""
-    import vae_core
-
+def test_heavy_work_a_page_asks_for_waits_its_turn_and_keeps_no_result():
+    """Analyses run as jobs too: never more heavy work at once than workers, sessions in turn, a newer
+    request of a session replaces its waiting one, and the result is the asker's alone."""
     q = JobQueue(workers=2)
-    gate = Gate()
-    busy = q.submit("mapper", "slow map", gate, 1)               # one worker busy with a map
-    assert gate.started.wait(10)
-    inside, release = threading.Event(), threading.Event()
-    ahead = []
+    gates = [Gate() for _ in range(3)]
+    busy = q.submit("mapper", "slow map", gates[0], "map")                  # one worker busy with a map
+    mine = q.submit_turn("analyst", gates[1], "analysis")                    # the second worker
+    assert gates[0].started.wait(10) and gates[1].started.wait(10)
+    waiting = q.submit_turn("other", gates[2], "first request")
+    assert waiting.state == "waiting" and q.ahead_of("other") == 2           # both workers are taken
+    newer = q.submit_turn("other", gates[2], "newer request")                # the same session asks again
+    assert waiting.state == "cancelled" and newer.state == "waiting"
+    gates[1].open.set()
+    assert done(mine).result == "analysis"
+    gates[2].open.set()
+    assert done(newer).result == "newer request" and gates[2].calls == 1
+    gates[0].open.set()
+    assert done(busy).result == "map" and q.wait_idle(10)
+    assert not any(isinstance(k, tuple) and k[0] == "turn" for k in q.results._items)   # never shared
 
-    def analysis(session):
-        with q.turn(session, "analysis", on_wait=ahead.append):
-            inside.set()
-            assert release.wait(30)
 
-    first = threading.Thread(target=analysis, args=("analyst",))
-    first.start()
-    assert inside.wait(10)                                       # the second worker is its turn
-    inside.clear()
-    errors = []
+def test_workers_run_below_the_pages_cpu_priority():
+    import os
 
-    def late(session):
-        try:
-            analysis(session)
-        except vae_core.VAEError as e:
-            errors.append(str(e))
-
-    second = threading.Thread(target=late, args=("other",))
-    second.start()
-    wait_for(lambda: ahead, 10, "the second analysis to be told it waits")
-    assert not inside.is_set() and ahead == [2]                  # both workers are taken: it waits
-    third = threading.Thread(target=late, args=("other",))      # the same session asks again
-    third.start()
-    wait_for(lambda: errors, 10, "the older waiting turn to be replaced")
-    assert "newer request" in errors[0]
-    release.set()
-    first.join(10)
-    wait_for(lambda: inside.is_set(), 10, "the newer turn to run once a worker is free")
-    gate.open.set()
-    for t in (second, third):
-        t.join(10)
-    assert done(busy).result == 1
-    assert q.wait_idle(10) and len(errors) == 1
-    assert not any(isinstance(k, tuple) and k[0] == "turn" for k in q.results._items)   # turns keep no result
+    if not hasattr(os, "getpriority"):
+        pytest.skip("no thread priorities here")
+    q = JobQueue()
+    nice = done(q.submit("s", "nice", lambda: os.getpriority(os.PRIO_PROCESS, 0))).result
+    assert nice >= 10 > os.getpriority(os.PRIO_PROCESS, 0)                 # the caller's own priority is untouched

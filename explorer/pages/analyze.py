@@ -19,11 +19,8 @@ SCORES = MappingProxyType({"Negative ELBO": "elbo", "Negative IWAE log p(x)": "i
 
 def cached(key, compute):
     """Results live per model, dataset and settings in the server's result cache, so a revisit is instant;
-    a new one is computed in this session's turn on the server (explorer.jobs)."""
-    def in_turn():
-        with jobs.heavy_turn("analysis"):
-            return compute()
-    return jobs.queue().results.get_or_compute(key, in_turn)
+    a new one is computed in this session's turn on the server's queue (explorer.jobs)."""
+    return jobs.queue().results.get_or_compute(key, lambda: jobs.in_turn("analysis", compute))
 
 
 def progress_bar(text: str):
@@ -40,9 +37,8 @@ def units_section(ctx, model, data, n, seed):
     res = jobs.queue().results.get(key)
     if res is None:
         bar, tick = progress_bar("Evaluating the latent units")
-        with jobs.heavy_turn("analysis"):
-            res = jobs.queue().results.put(key, analyze.latent_units(model, data, n=n, iwae_k=iwae_k, seed=seed,
-                                                                     progress=tick))
+        res = jobs.queue().results.put(key, jobs.in_turn("analysis", analyze.latent_units, model, data, n=n,
+                                                         iwae_k=iwae_k, seed=seed, progress=tick))
         bar.empty()
     for w in res["warnings"]:
         st.warning(w)
@@ -103,9 +99,9 @@ def anomalies_section(ctx, model, data, n, seed):
     res = jobs.queue().results.get(key)
     if res is None:
         bar, tick = progress_bar("Scoring images")
-        with jobs.heavy_turn("analysis"):
-            res = jobs.queue().results.put(key, analyze.anomaly_analysis(model, data, kind, anomalous, n=n,
-                                                                     k=ANOMALY_IWAE_K, seed=seed, progress=tick))
+        res = jobs.queue().results.put(key, jobs.in_turn("analysis", analyze.anomaly_analysis, model, data, kind,
+                                                         anomalous, n=n, k=ANOMALY_IWAE_K, seed=seed,
+                                                         progress=tick))
         bar.empty()
     scores = res["scores"]
     pct = st.slider("Threshold (percentile of the scores)", 50.0, 99.9, 95.0, 0.1, key="an_threshold")
@@ -172,10 +168,9 @@ def disentanglement_section(ctx, model, seed):
         lim = limits.settings()
         lim.check_disentanglement(scale)
         bar, tick = progress_bar("Scoring disentanglement")
-        with jobs.heavy_turn("analysis"):
-            res = jobs.queue().results.put(key, evaluate_disentanglement(
-                model, seed=seed, scale=scale, progress=lambda name, i, total: tick(i / total, name),
-                max_images=lim.max_disentanglement_images))
+        res = jobs.queue().results.put(key, jobs.in_turn(
+            "analysis", evaluate_disentanglement, model, seed=seed, scale=scale,
+            progress=lambda name, i, total: tick(i / total, name), max_images=lim.max_disentanglement_images))
         bar.empty()
     headline = {k: v for k, v in res.items() if k in ("beta_vae", "factor_vae", "mig", "sap", "dci_disentanglement",
                                                         "dci_completeness", "dci_informativeness", "modularity",
