@@ -12,7 +12,14 @@ its workers and its results:
   of a session at a time, so a visitor sweeping a slider never delays another visitor's first
   map by more than the job already running;
 - a result is kept (``ResultCache``) for every session: the same map asked again is instant;
-- workers are started when work arrives and end when none is left: no thread idles.
+- workers are started when work arrives and end when none is left: no thread idles;
+- with ``threads_per_job`` (the server's VAE_EXPLORER_TORCH_THREADS, 1 on the Space) a job's
+  OpenMP code (scikit-learn's t-SNE) uses that many threads, so one map never takes every core;
+- heavy work a page asks for (an analysis, encoding a dataset for a map) runs as a job too
+  (``submit_turn``, ``in_turn``): the page waits for it and draws its progress, so the server never
+  runs more than ``max_workers`` heavy things at once, whoever asks;
+- workers run at a lower CPU priority than the pages' own runs (a thread's nice value, on Linux),
+  so heavy work in the background never slows another visitor's slider or resample.
 
 Also here: the cached codes of a dataset and the map of them, which the Latent map and Analyze
 pages share.
@@ -20,8 +27,11 @@ pages share.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
+import functools
 import itertools
+import os
 import threading
 import time
 from typing import Any, Callable, Hashable
@@ -35,6 +45,8 @@ from vae_core.live import TrainingSlots
 MAX_WORKERS = 2
 MAX_RESULTS = 64
 WAIT_POLL_S = 0.5           # how often a page waiting for a map looks again
+PROGRESS_POLL_S = 0.1       # how often a page waiting for its own heavy work draws its progress
+BACKGROUND_NICE = 10        # workers' nice value: the pages' own (interactive) runs come first
 
 
 class ResultCache:
@@ -88,6 +100,7 @@ class Job:
     args: tuple
     kwargs: dict
     after: threading.Event | None = None       # run only once this is set (the server's warm-up)
+    keep: bool = True                           # keep the result for every session (not for a turn)
     state: str = "waiting"                      # waiting, running, done, failed, cancelled
     result: Any = None
     error: BaseException | None = None
@@ -130,8 +143,9 @@ class Job:
 class JobQueue:
     """See the module's docstring. ``submit`` never blocks on the work itself."""
 
-    def __init__(self, workers: int = MAX_WORKERS, results: int = MAX_RESULTS):
+    def __init__(self, workers: int = MAX_WORKERS, results: int = MAX_RESULTS, threads_per_job: int = 0):
         self.max_workers = workers
+        self.threads_per_job = threads_per_job
         self.results = ResultCache(results)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)     # a job finished or was cancelled
@@ -142,12 +156,14 @@ class JobQueue:
         self._served: dict[str, int] = {}           # session -> turn number when last served
         self._failed = ResultCache(results)        # key -> a failed job, reported once, then tried afresh
         self._turns = itertools.count(1)
+        self._tickets = itertools.count(1)
         self._workers = 0
 
     # -- asking ---------------------------------------------------------------------------------
     def submit(self, session: str, key: Hashable, fn: Callable[..., Any], *args,
-               after: threading.Event | None = None, progress: bool = False, **kwargs) -> Job:
-        """The job that computes ``fn(*args, **kwargs)`` for ``key`` (done at once if the result is kept).
+               after: threading.Event | None = None, progress: bool = False, keep: bool = True, **kwargs) -> Job:
+        """The job that computes ``fn(*args, **kwargs)`` for ``key`` (done at once if the result is kept;
+        with ``keep=False`` the result is the caller's alone, never kept or shared).
 
         With ``progress=True``, ``fn`` is also given ``progress=job.report``: it calls that with the
         fraction done, and the call raises ``JobCancelled`` once nobody wants the result."""
@@ -163,13 +179,19 @@ class JobQueue:
                 return failed
             job = self._active.get(key)
             if job is None:
-                job = self._active[key] = Job(key, fn, args, dict(kwargs), after=after)
+                job = self._active[key] = Job(key, fn, args, dict(kwargs), after=after, keep=keep)
                 if progress:
                     job.kwargs["progress"] = job.report
             job.stop.clear()                           # wanted again (it may have been asked to stop)
             self._want(session, job)
             self._start_workers()
             return job
+
+    def submit_turn(self, session: str, fn: Callable[..., Any], *args, **kwargs) -> Job:
+        """Heavy work a page asks for (an analysis, encoding a dataset): a job like a map, in the session's
+        turn and on a worker, whose result is the caller's alone (never kept, never shared)."""
+        work = functools.partial(fn, *args, **kwargs)      # its own arguments, ``progress`` included, go to fn
+        return self.submit(session, ("turn", session, next(self._tickets)), work, keep=False)
 
     def forget(self, session: str) -> None:
         """This session wants nothing from the queue now (e.g. it went back to an instant map):
@@ -250,6 +272,7 @@ class JobQueue:
             return session, job
 
     def _work(self) -> None:
+        background_priority()
         while (taken := self._take()) is not None:
             session, job = taken
             try:
@@ -257,7 +280,8 @@ class JobQueue:
                     job.stage = "waiting for the server's warm-up"
                     job.after.wait()
                     job.started = time.monotonic()      # its own time starts now: the estimate is of the work
-                job.result = job.fn(*job.args, **job.kwargs)
+                with self._thread_limit():
+                    job.result = job.fn(*job.args, **job.kwargs)
                 job.state = "done"
             except JobCancelled:
                 job.state = "cancelled"
@@ -265,9 +289,9 @@ class JobQueue:
                 job.error, job.state = e, "failed"
             job.ended = time.monotonic()
             with self._lock:
-                if job.state == "done":
+                if job.state == "done" and job.keep:
                     self.results.put(job.key, job.result)
-                elif job.state == "failed":
+                elif job.state == "failed" and job.keep:
                     self._failed.put(job.key, job)
                 self._active.pop(job.key, None)
                 for s in [s for s, j in self._wanted.items() if j is job]:
@@ -277,17 +301,63 @@ class JobQueue:
                 self._changed.notify_all()
             job.finished.set()
 
+    def _thread_limit(self):
+        """OpenMP's threads for this worker's job (the setting is per thread in OpenMP)."""
+        if not self.threads_per_job:
+            return contextlib.nullcontext()
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(self.threads_per_job, user_api="openmp")
+
+
+def background_priority(nice: int = BACKGROUND_NICE) -> None:
+    """Lower the calling thread's CPU priority (on Linux a thread has its own nice value); elsewhere nothing."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), max(nice, os.getpriority(os.PRIO_PROCESS, 0)))
+    except (AttributeError, OSError):
+        pass
+
 
 @st.cache_resource
 def queue() -> JobQueue:
     """The server's one job queue."""
-    return JobQueue()
+    from explorer.limits import settings
+
+    return JobQueue(threads_per_job=settings().torch_threads)
 
 
 @st.cache_resource
 def training_slots(max_jobs: int, max_per_session: int) -> TrainingSlots:
     """The server's cap on runs training at once (one object for each configuration of the caps)."""
     return TrainingSlots(max_jobs, max_per_session)
+
+
+def in_turn(what: str, fn: Callable[..., Any], *args, progress: Callable | None = None, **kwargs):
+    """``fn(*args, **kwargs)`` as this session's heavy work on the server's queue (``submit_turn``): the page
+    waits for it, says so while it waits its turn, and draws the job's ``progress`` calls itself (a
+    worker never touches the page). A newer request of the same session replaces it while it waits."""
+    from explorer.session import session_id
+
+    reports: list[tuple] = []                   # appended by the worker, drawn here
+    if progress is not None:
+        kwargs["progress"] = lambda *a: reports.append(a)
+    q = queue()
+    job = q.submit_turn(session_id(), fn, *args, **kwargs)
+    note, told = st.empty(), False
+    while not job.wait(PROGRESS_POLL_S):
+        if job.state == "waiting" and not told:
+            ahead = q.ahead_of(session_id())
+            note.info(f"Waiting for a turn on this shared server: {ahead} job{'s' * (ahead != 1)} ahead of "
+                      f"this {what}.")
+            told = True
+        if reports and progress is not None:
+            progress(*reports[-1])
+    note.empty()
+    if job.state == "cancelled":
+        raise vae_core.VAEError(f"A newer request of yours replaced this {what}.")
+    if job.state == "failed":
+        raise job.error
+    return job.result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,7 +377,7 @@ def codes_for(ctx, n: int):
     def tick(done, total):
         bar.progress(done / total, text=f"Encoding {len(sub):,} images... {done:,}/{total:,}")
 
-    codes = explore.encode_dataset(ctx.model, sub, progress=tick)
+    codes = in_turn("encoding", explore.encode_dataset, ctx.model, sub, progress=tick)
     bar.empty()
     return results.put(key, (codes, idx))
 

@@ -10,7 +10,6 @@ Interpolate (explorer.handoff).
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 
 import numpy as np

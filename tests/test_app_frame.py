@@ -6,7 +6,7 @@ from pathlib import Path
 
 from streamlit.web.server.app_discovery import discover_asgi_app
 
-from tests.app_conftest_helpers import assert_clean, errors, image_urls, open_app
+from tests.app_conftest_helpers import assert_clean, image_urls, open_app
 
 
 def test_opens_with_a_shipped_mnist_model():

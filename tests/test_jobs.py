@@ -201,3 +201,48 @@ def test_a_running_job_another_session_wants_runs_on_and_forget_stops_one_nobody
     lonely.go_on.release()
     assert done(mine).state == "cancelled"
     assert q.wait_idle(10)
+def test_a_background_job_uses_one_openmp_thread_on_a_server_capped_to_one():
+    """t-SNE's gradient runs on OpenMP threads: capped, one visitor's map takes one core, not every core."""
+    from threadpoolctl import threadpool_info
+
+    def omp_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "openmp"]
+
+    outside = omp_threads()
+    if not outside or max(outside) < 2:
+        pytest.skip("OpenMP runs one thread here anyway")
+    capped, free = JobQueue(threads_per_job=1), JobQueue()
+    assert done(capped.submit("s", "k", omp_threads)).result == [1] * len(outside)
+    assert done(free.submit("s", "k", omp_threads)).result == outside
+    assert omp_threads() == outside                        # the cap never leaks out of the worker
+
+
+def test_heavy_work_a_page_asks_for_waits_its_turn_and_keeps_no_result():
+    """Analyses run as jobs too: never more heavy work at once than workers, sessions in turn, a newer
+    request of a session replaces its waiting one, and the result is the asker's alone."""
+    q = JobQueue(workers=2)
+    gates = [Gate() for _ in range(3)]
+    busy = q.submit("mapper", "slow map", gates[0], "map")                  # one worker busy with a map
+    mine = q.submit_turn("analyst", gates[1], "analysis")                    # the second worker
+    assert gates[0].started.wait(10) and gates[1].started.wait(10)
+    waiting = q.submit_turn("other", gates[2], "first request")
+    assert waiting.state == "waiting" and q.ahead_of("other") == 2           # both workers are taken
+    newer = q.submit_turn("other", gates[2], "newer request")                # the same session asks again
+    assert waiting.state == "cancelled" and newer.state == "waiting"
+    gates[1].open.set()
+    assert done(mine).result == "analysis"
+    gates[2].open.set()
+    assert done(newer).result == "newer request" and gates[2].calls == 1
+    gates[0].open.set()
+    assert done(busy).result == "map" and q.wait_idle(10)
+    assert not any(isinstance(k, tuple) and k[0] == "turn" for k in q.results._items)   # never shared
+
+
+def test_workers_run_below_the_pages_cpu_priority():
+    import os
+
+    if not hasattr(os, "getpriority"):
+        pytest.skip("no thread priorities here")
+    q = JobQueue()
+    nice = done(q.submit("s", "nice", lambda: os.getpriority(os.PRIO_PROCESS, 0))).result
+    assert nice >= 10 > os.getpriority(os.PRIO_PROCESS, 0)                 # the caller's own priority is untouched

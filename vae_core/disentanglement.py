@@ -34,6 +34,8 @@ import scipy.stats
 from sklearn import ensemble, linear_model, metrics, preprocessing, svm
 from sklearn.exceptions import ConvergenceWarning
 
+from .errors import VAEError
+
 Representation = Callable[[object], np.ndarray]
 
 
@@ -319,22 +321,46 @@ def modularity_explicitness(gt: GroundTruth, rep: Representation, seed: int = 0,
             "explicitness_converged": converged}
 
 
+def _scaled_counts(name: str, scale: float) -> dict[str, int]:
+    return {k: max(10, int(v * scale)) for k, v in _COUNTS[name].items()}
+
+
+def images_needed(names=None, scale: float = 1.0, batch_size: int = 64) -> int:
+    """How many images the named metrics (default: all) render and encode at ``scale``: the beta-VAE
+    and FactorVAE metrics use a batch of ``batch_size`` images per point, the others one."""
+    total = 0
+    for name in names or METRICS:
+        kw = _scaled_counts(name, scale)
+        if name == "beta_vae":
+            total += 2 * batch_size * (kw["num_train"] + kw["num_eval"])
+        elif name == "factor_vae":
+            total += kw["num_variance_estimate"] + batch_size * (kw["num_train"] + kw["num_eval"])
+        else:
+            total += sum(kw.values())
+    return total
+
+
 def evaluate_disentanglement(model, names=None, *, seed: int = 0, scale: float = 1.0, gt: GroundTruth | None = None,
-                             progress: Callable[[str, int, int], None] | None = None) -> dict:
+                             progress: Callable[[str, int, int], None] | None = None,
+                             max_images: int | None = None) -> dict:
     """Run the named metrics (default: all) on a model's encoder mean over dSprites.
 
     ``scale`` shrinks every sample count (0.1 for a quick look in the app); 1.0 uses
     disentanglement_lib's defaults. Each metric is seeded, so the same model gives the same score.
+    ``max_images`` refuses, before anything runs, a scale that would encode more images than that.
     """
+    names = list(names or METRICS)
+    needed = images_needed(names, scale)
+    if max_images is not None and needed > max_images:
+        raise VAEError(f"The disentanglement metrics at {scale:g} of the default sample counts encode {needed:,} "
+                       f"images; the limit is {max_images:,}. Choose a smaller share.")
     gt = gt or DSpritesTruth()
     rep = model_representation(model)
-    names = list(names or METRICS)
     results = {}
     for i, name in enumerate(names):
         if progress:
             progress(name, i, len(names))
-        kw = {k: max(10, int(v * scale)) for k, v in _COUNTS[name].items()}
-        results.update(METRICS[name](gt, rep, seed=seed, **kw))
+        results.update(METRICS[name](gt, rep, seed=seed, **_scaled_counts(name, scale)))
     if progress:
         progress("done", len(names), len(names))
     return results

@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from explorer import figures, jobs, loaders, session, widgets
+from explorer import figures, jobs, limits, loaders, session, widgets
 from vae_core import analyze, anomaly, explore
 from vae_core.disentanglement import evaluate_disentanglement
 
@@ -17,11 +17,13 @@ HEADLINE = MappingProxyType({"beta_vae": "beta-VAE", "factor_vae": "FactorVAE", 
                              "dci_disentanglement": "DCI disentanglement", "dci_completeness": "DCI completeness",
                              "dci_informativeness": "DCI informativeness", "modularity": "modularity",
                              "explicitness": "explicitness"})
+ANOMALY_IWAE_K = 50            # importance samples per image of the IWAE anomaly score
 
 
 def cached(key, compute):
-    """Results live per model, dataset and settings in the server's result cache, so a revisit is instant."""
-    return jobs.queue().results.get_or_compute(key, compute)
+    """Results live per model, dataset and settings in the server's result cache, so a revisit is instant;
+    a new one is computed in this session's turn on the server's queue (explorer.jobs)."""
+    return jobs.queue().results.get_or_compute(key, lambda: jobs.in_turn("analysis", compute))
 
 
 def progress_bar(text: str):
@@ -30,6 +32,7 @@ def progress_bar(text: str):
 
 
 def units_section(ctx, model, data, n, seed):
+    limits.settings().check_images(model, n, "images to analyse")
     kinds, why = anomaly.score_kinds(model)
     if "iwae" in kinds:
         iwae_k = st.select_slider("IWAE samples for log p(x) (0: skip)", [0, 10, 50, 100, 500], 0, key="an_iwae_k")
@@ -37,10 +40,13 @@ def units_section(ctx, model, data, n, seed):
         iwae_k = 0
         st.caption(why)
     key = ("an-units", ctx.model_key, ctx.data_key, n, seed, iwae_k)
+    if iwae_k:
+        limits.settings().check_iwae(model, n, iwae_k)
     res = jobs.queue().results.get(key)
     if res is None:
         bar, tick = progress_bar("Evaluating the latent units")
-        res = jobs.queue().results.put(key, analyze.latent_units(model, data, n=n, iwae_k=iwae_k, seed=seed, progress=tick))
+        res = jobs.queue().results.put(key, jobs.in_turn("analysis", analyze.latent_units, model, data, n=n,
+                                                         iwae_k=iwae_k, seed=seed, progress=tick))
         bar.empty()
     for w in res["warnings"]:
         st.warning(w)
@@ -72,6 +78,7 @@ def units_section(ctx, model, data, n, seed):
 
 
 def factors_section(ctx, model, data, n, seed):
+    limits.settings().check_images(model, n, "images to analyse")
     res = cached(("an-factors", ctx.model_key, ctx.data_key, n, seed),
                  lambda: analyze.factor_information(model, data, n=n, seed=seed))
     mi = res["mi"]
@@ -79,7 +86,8 @@ def factors_section(ctx, model, data, n, seed):
                           x="latent unit", y="ground-truth factor", colour_title="I(unit; factor) / H(factor)",
                           title="Mutual information of each unit with each factor, divided by the factor's entropy")
     st.plotly_chart(fig, key="an_mi_heatmap")
-    stats = loaders.unit_stats(ctx.model_key, ctx.data_key, model, data)
+    stats = loaders.unit_stats(ctx.model_key, ctx.data_key, model, data,
+                               min(1000, limits.settings().max_images(model)))
     base = torch.zeros((1, *model.latent_shape))
     grid = explore.traversal_grid(model, base, res["best_unit"], stats, steps=9)
     st.caption("Traversals of the most informative unit for each factor, from -3 to 3: " +
@@ -88,6 +96,7 @@ def factors_section(ctx, model, data, n, seed):
 
 
 def anomalies_section(ctx, model, data, n, seed):
+    limits.settings().check_images(model, n, "images to score")
     c1, c2 = st.columns(2)
     kinds, why = anomaly.score_kinds(model)        # only the scores this model has; never one in another's name
     if st.session_state.get("an_score_kind") not in kinds:
@@ -99,10 +108,14 @@ def anomalies_section(ctx, model, data, n, seed):
     chosen = c2.selectbox("Class to treat as the anomaly", ["(none)"] + classes, key="an_anomaly_class")
     anomalous = classes.index(chosen) if chosen in classes else None
     key = ("an-anomaly", ctx.model_key, ctx.data_key, n, seed, kind, anomalous)
+    if kind == "iwae":
+        limits.settings().check_iwae(model, n, ANOMALY_IWAE_K)
     res = jobs.queue().results.get(key)
     if res is None:
         bar, tick = progress_bar("Scoring images")
-        res = jobs.queue().results.put(key, analyze.anomaly_analysis(model, data, kind, anomalous, n=n, seed=seed, progress=tick))
+        res = jobs.queue().results.put(key, jobs.in_turn("analysis", analyze.anomaly_analysis, model, data, kind,
+                                                         anomalous, n=n, k=ANOMALY_IWAE_K, seed=seed,
+                                                         progress=tick))
         bar.empty()
     scores = res["scores"]
     pct = st.slider("Threshold (percentile of the scores)", 50.0, 99.9, 95.0, 0.1, key="an_threshold")
@@ -137,6 +150,7 @@ def anomalies_section(ctx, model, data, n, seed):
 
 def recon_section(model, data, seed):
     count = st.slider("Images", 4, 32, 16, 4, key="an_recon_count")
+    limits.settings().check_images(model, count, "reconstructions")
     _, idx = data.seeded_subset(count, seed)
     res = analyze.reconstructions(model, data, idx)
     cols = st.columns(3)
@@ -163,9 +177,12 @@ def disentanglement_section(ctx, model, seed):
         if not c2.button("Compute", key="an_dis_run", type="primary"):
             st.caption("beta-VAE, FactorVAE, MIG, SAP, DCI and modularity on dSprites, from the encoder mean.")
             return
+        lim = limits.settings()
+        lim.check_disentanglement(scale)
         bar, tick = progress_bar("Scoring disentanglement")
-        res = jobs.queue().results.put(key, evaluate_disentanglement(
-            model, seed=seed, scale=scale, progress=lambda name, i, total: tick(i / total, name)))
+        res = jobs.queue().results.put(key, jobs.in_turn(
+            "analysis", evaluate_disentanglement, model, seed=seed, scale=scale,
+            progress=lambda name, i, total: tick(i / total, name), max_images=lim.max_disentanglement_images))
         bar.empty()
     headline = {name: res[k] for k, name in HEADLINE.items() if k in res}
     fig = figures.bars(list(headline), list(headline.values()), height=340, x="metric", y="score (0 to 1)",

@@ -2,11 +2,13 @@
 import streamlit as st
 import torch
 
-from explorer import handoff, loaders, session, widgets
+from explorer import handoff, limits, loaders, session, widgets
 from vae_core import explore, images
 
 st.title("Interpolate")
 MAX_STEPS = 24
+GIF_SCALE = 4                   # each pixel of the animation drawn 4 x 4
+ATTRIBUTE_IMAGES = 500          # images per class averaged for an attribute vector (explore.attribute_vector)
 
 with session.guard("Interpolation"):
     ctx = session.context()
@@ -32,6 +34,9 @@ with session.guard("Interpolation"):
         steps = c1.slider("Steps", 2, MAX_STEPS, 10, key="interp_steps")
         method = c2.radio("Path", ["linear", "spherical"], key="interp_method", horizontal=True,
                           help="Spherical (slerp) keeps the norm of the code near that of a typical Gaussian draw.")
+        lim = limits.settings()
+        lim.check_images(model, steps, "interpolation images")
+        lim.check_animation(2 * steps - 2, model.config.in_shape, GIF_SCALE)
         if missing:
             st.info(f"Give {missing} above to see the path between them.")
         else:
@@ -41,7 +46,7 @@ with session.guard("Interpolation"):
             d1, d2 = st.columns(2)
             d1.download_button("Download the strip (PNG)", images.png_bytes(images.to_pil(images.grid(strip, steps), 2)),
                                file_name="interpolation.png", mime="image/png", key="interp_download_png")
-            d2.download_button("Download the animation (GIF)", images.gif_bytes(strip, scale=4),
+            d2.download_button("Download the animation (GIF)", images.gif_bytes(strip, scale=GIF_SCALE),
                                file_name="interpolation.gif", mime="image/gif", key="interp_download_gif")
 
     with arith_tab:
@@ -69,6 +74,7 @@ with session.guard("Interpolation"):
             from_c = c2.selectbox("Away from class", range(len(names)), format_func=lambda i: names[i],
                                   key="interp_attr_from")
             alpha = c3.slider("Strength", -2.0, 2.0, 1.0, 0.1, key="interp_attr_alpha")
+            limits.settings().check_images(model, ATTRIBUTE_IMAGES, "images to average")   # per class, in turn
             vec = loaders.attribute_vector(ctx.model_key, ctx.data_key, model, data, to_c, from_c)
             alphas = torch.linspace(0, alpha, 6) if alpha else torch.zeros(1)
             z = z_a + alphas.view(-1, *([1] * (z_a.dim() - 1))) * vec

@@ -3,7 +3,7 @@ from types import MappingProxyType
 
 import streamlit as st
 
-from explorer import figures, jobs, selection, session, startup
+from explorer import figures, jobs, limits, selection, session, startup
 from vae_core import project
 
 st.title("Latent map")
@@ -40,6 +40,7 @@ with session.guard("The latent map"):
         params["n_neighbors"] = p1.slider("Neighbours", 5, 50, 15, key="map_neighbors")
         params["min_dist"] = p2.slider("Minimum distance", 0.0, 0.99, 0.1, 0.01, key="map_min_dist")
 
+    limits.settings().check_points(model, n, METHODS.get(method, "pca"))
     codes, idx = jobs.codes_for(ctx, n)
     sid = session.session_id()
     if method == CODES_2D:

@@ -3,7 +3,7 @@ import inspect
 
 import streamlit as st
 
-from explorer import figures, session, widgets
+from explorer import figures, limits, session, widgets
 from vae_core import explore, images
 from vae_core.models import VAEBase
 
@@ -23,6 +23,7 @@ with session.guard("Sampling"):
         # This model has no N(0, I) prior of its own (a VQ-VAE): say how its samples are drawn.
         st.info(f"How these samples are drawn: {inspect.getdoc(type(model).prior_sample)}")
     draw = st.session_state.get("sample_draw", 0)
+    limits.settings().check_images(model, n, "samples")
     x = explore.sample_grid(model, n, seed=int(seed) * 1_000_003 + draw, temperature=temperature, y=y)
     label = f", class {widgets.class_names(model, ctx.data)[y]}" if y is not None else ""
     img = widgets.show_grid(x, caption=f"{figures.plural(n, 'sample')}{label}, temperature {temperature:g}, "

@@ -2,7 +2,7 @@
 import streamlit as st
 import torch
 
-from explorer import handoff, loaders, session, widgets
+from explorer import handoff, limits, loaders, session, widgets
 from vae_core import explore
 
 st.title("Traverse")
@@ -75,6 +75,7 @@ def sliders_and_grids(model, stats, base, original, where, mode, y, model_key: s
         rows = g1.slider("Rows (top units)", 1, n, min(8, n), key="traverse_rows")
         steps = g2.slider("Columns (values from -3 to 3)", 3, MAX_STEPS, 7, 2, key="traverse_cols")
         top = list(stats.order[:rows])
+        limits.settings().check_images(model, rows * steps, "traversal images")
         grid = explore.traversal_grid(model, z, top, stats, -3.0, 3.0, steps, y=y)
         widgets.show_grid(grid, nrow=steps, wrap=False, caption="rows: " + ", ".join(f"z{u}" for u in top) +
                           f"; columns: {steps} values from -3 to 3" + (" (x the channel's spread)" if spatial else ""))
@@ -83,7 +84,8 @@ def sliders_and_grids(model, stats, base, original, where, mode, y, model_key: s
 with session.guard("Traversal"):
     ctx = session.context()
     model = ctx.require_model()
-    stats = loaders.unit_stats(ctx.model_key, ctx.data_key, model, ctx.data)
+    stats = loaders.unit_stats(ctx.model_key, ctx.data_key, model, ctx.data,
+                               min(1000, limits.settings().max_images(model)))
     chosen = handoff.receive("traverse", ctx.model_key)
     bases = list(BASES) + ([handoff.SOURCE] if chosen is not None else [])
     if chosen is not None and handoff.take_fresh("traverse"):        # just sent from the latent map
@@ -106,6 +108,7 @@ if model.latent_shape == (2,):
     with session.guard("Traversal"):
         st.subheader("The latent plane")
         m = st.slider("Grid size", 3, MAX_PLANE, MAX_PLANE, key="traverse_manifold")
+        limits.settings().check_images(model, m * m, "manifold images")
         widgets.show_grid(explore.manifold_grid(model, m, y=y), nrow=m, wrap=False,
                           caption=f"decoded at {m}x{m} evenly spaced quantiles of N(0, 1): "
                                   f"{explore.PLANE_AXES[0]} left to right, {explore.PLANE_AXES[1]} bottom to top")
