@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import time
+from types import MappingProxyType
 from typing import Callable
 
 import torch
@@ -124,7 +125,7 @@ class ConvT(nn.ConvTranspose2d):
 
 
 ROUTABLE = (Dense, Conv, ConvT)
-ALTERNATIVE = {Dense: "onednn", Conv: "mkl", ConvT: "mkl"}
+ALTERNATIVE = MappingProxyType({Dense: "onednn", Conv: "mkl", ConvT: "mkl"})
 
 
 def routable_layers(model: nn.Module) -> list[nn.Module]:
