@@ -26,7 +26,7 @@ from typing import Any, Callable, Hashable
 import streamlit as st
 
 import vae_core
-from vae_core import explore, project
+from vae_core import explore, memory, project
 from vae_core.live import TrainingSlots
 
 MAX_WORKERS = 2
@@ -202,6 +202,7 @@ class JobQueue:
                 job.state = "done"
             except Exception as e:                      # reported to the page that asks for the job
                 job.error, job.state = e, "failed"
+            memory.release()                   # a map's temporaries go back to the OS
             with self._lock:
                 if job.state == "done":
                     self.results.put(job.key, job.result)
@@ -244,6 +245,7 @@ def codes_for(ctx, n: int):
         bar.progress(done / total, text=f"Encoding {len(sub):,} images... {done:,}/{total:,}")
 
     codes = explore.encode_dataset(ctx.model, sub, progress=tick)
+    memory.release()
     bar.empty()
     return results.put(key, (codes, idx))
 

@@ -78,7 +78,8 @@ async def lifespan(_app):
 
 @st.cache_resource
 def configure_torch() -> int:
-    """Once per server process: torch's intra-op threads (VAE_EXPLORER_TORCH_THREADS, see limits).
+    """Once per server process: torch's intra-op threads (VAE_EXPLORER_TORCH_THREADS, see limits),
+    and glibc's mmap threshold pinned, so large freed blocks go back to the OS (vae_core.memory).
 
     0 (the default) leaves torch's own choice, best for one user on a machine; a public host with
     many concurrent sessions sets 1 (the Dockerfile does), so sessions do not oversubscribe the cores.
@@ -86,7 +87,9 @@ def configure_torch() -> int:
     import torch
 
     from explorer.limits import Settings
+    from vae_core import memory
 
+    memory.fix_mmap_threshold()
     threads = Settings.from_env().torch_threads
     if threads:
         torch.set_num_threads(threads)
