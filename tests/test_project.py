@@ -96,3 +96,37 @@ def test_the_servers_warm_up_runs_in_its_own_thread_and_says_when_it_is_done(mon
     assert not warm.thread.is_alive()
     off = startup.WarmUp(run=False)                              # VAE_EXPLORER_WARMUP=0: nothing runs
     assert off.thread is None and off.wait(0)
+
+
+def test_tsne_reports_progress_and_stops_when_asked(codes):
+    seen = []
+    pts = project.tsne(codes, perplexity=10, progress=lambda done, total: seen.append((done, total)))
+    total = project.TSNE_EXAGGERATION_ITER + project.TSNE_ITER
+    assert pts.shape == (120, 2) and np.isfinite(pts).all()
+    assert seen and seen[-1] == (total, total) and all(b == total for _, b in seen)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+    class Stop(Exception):
+        pass
+
+    def stop(done, total):
+        raise Stop
+
+    with pytest.raises(Stop):
+        project.tsne(codes, perplexity=10, progress=stop)
+
+
+def test_tsne_separates_clusters(codes):
+    pts = project.tsne(codes, perplexity=10)
+    centre = [pts[i * 40:(i + 1) * 40].mean(0) for i in range(3)]
+    spread = max(pts[i * 40:(i + 1) * 40].std(0).max() for i in range(3))
+    assert min(np.linalg.norm(centre[i] - centre[j]) for i in range(3) for j in range(i)) > spread
+
+
+@pytest.mark.slow          # pynndescent compiles its numba code on first use (20 s and more)
+def test_above_the_exact_limit_neighbours_come_from_nn_descent(codes, monkeypatch):
+    monkeypatch.setattr(project, "EXACT_KNN_MAX", 50)
+    idx, dist = project.neighbours(codes, 5)
+    exact = project.knn(codes, 5)[0]
+    assert idx.dtype == np.int32 and (idx[:, 0] == np.arange(120)).all() and (dist[:, 0] == 0).all()
+    assert np.mean([len(set(a) & set(b)) / 5 for a, b in zip(idx, exact)]) > 0.9

@@ -1,9 +1,10 @@
 """2-D maps of latent codes (PCA, t-SNE, UMAP) and nearest neighbours in latent space.
 
-UMAP is made fast in three ways, measured on a 2-core CPU (see bench/app_latency.py):
-- the k nearest neighbours are computed exactly with one chunked matrix product in torch and
-  handed to umap-learn (``precomputed_knn``), so pynndescent's NN-descent, which costs ~20 s
-  of numba compilation on first use, never runs;
+UMAP is made fast in three ways, measured on a 2-core CPU (see bench/app_latency.py, bench/maps.py):
+- up to 20,000 points (all the app offers) the k nearest neighbours are computed exactly, in
+  row blocks of one fused matrix product in torch, and handed to umap-learn (``precomputed_knn``),
+  so pynndescent's NN-descent, which costs ~20 s of numba compilation on first use, never runs;
+  above that, where the exact search's N^2 work dominates, NN-descent takes over (``neighbours``);
 - umap-learn's own numba functions are compiled with disk caching switched on
   (``enable_numba_cache``): a fresh process loads them from the cache instead of compiling
   them again (~4 s); umap-learn does not ask numba to cache them itself;
@@ -14,6 +15,8 @@ gained nothing (1.7 s either way at 5,000 points) and left no core for other ses
 The layout is initialised from PCA (Kobak & Linderman, 2021: as good as spectral, and free),
 and optimised for 200 epochs (umap-learn's own choice above 10,000 points) up to 10,000
 points, then for fewer (100 at 20,000), so the layout work stays about constant.
+
+t-SNE runs through openTSNE's FFT-accelerated gradients on the same neighbours (``tsne``).
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ METHODS: Mapping[str, str] = MappingProxyType({"pca": "PCA", "tsne": "t-SNE", "u
 MAX_POINTS = 50_000
 TSNE_EXAGGERATION_ITER = 125      # t-SNE's early-exaggeration phase, then
 TSNE_ITER = 375                   # the rest of the layout (see tsne)
+EXACT_KNN_MAX = 20_000            # above this many points, neighbours by NN-descent (see neighbours)
 KNN_CHUNK = 512                   # rows per block of the exact neighbour search (100 MB at 50,000 points)
 UMAP_EPOCH_POINTS = 2_000_000     # epochs x points: 200 epochs at 10,000 points
 
@@ -87,7 +91,7 @@ def tsne(codes, perplexity: float = 30.0, seed: int = 0,
                        f"got {perplexity}.")
     k = min(n - 1, max(1, int(3 * perplexity)))
     perplexity = min(perplexity, k / 3) if k < 3 * perplexity else perplexity   # openTSNE lowers it alike
-    idx, dist = knn(x, k + 1)
+    idx, dist = neighbours(x, k + 1)
     P = joint_probabilities_nn(idx[:, 1:].astype(np.int64), dist[:, 1:].astype(np.float64), [perplexity],
                                symmetrize=True, n_jobs=1)
     init = pca(x).astype(np.float64)
@@ -110,6 +114,24 @@ def tsne(codes, perplexity: float = 30.0, seed: int = 0,
     emb = emb.optimize(TSNE_ITER, momentum=0.8, callbacks=[Report(TSNE_EXAGGERATION_ITER)],
                        propagate_exception=True)
     return np.asarray(emb, dtype=np.float32)
+
+
+def neighbours(codes, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """k nearest neighbours of every point (itself first), as UMAP and t-SNE use them: exact (``knn``)
+    up to ``EXACT_KNN_MAX`` points, NN-descent (pynndescent, as umap-learn uses) above.
+
+    The exact search grows with N^2: at 50,000 points it takes several times as long as NN-descent,
+    whose neighbours agree to 98% and give maps as trustworthy (bench/maps.py). Up to 20,000 points,
+    all the app offers, it is exact and needs no numba compilation (pynndescent's costs its first
+    call in a process several seconds).
+    """
+    x = _as_matrix(codes)
+    if len(x) <= EXACT_KNN_MAX:
+        return knn(x, k)
+    from pynndescent import NNDescent
+
+    idx, dist = NNDescent(x, n_neighbors=k, n_jobs=1, random_state=0).neighbor_graph
+    return idx.astype(np.int32), dist.astype(np.float32)
 
 
 def knn(codes, k: int, chunk: int = KNN_CHUNK) -> tuple[np.ndarray, np.ndarray]:
@@ -152,7 +174,7 @@ def umap(codes, n_neighbors: int = 15, min_dist: float = 0.1, n_epochs: int | No
     enable_numba_cache()
     import umap as umap_learn
 
-    idx, dist = knn(x, n_neighbors)
+    idx, dist = neighbours(x, n_neighbors)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")            # "no search index": we never transform new points
         reducer = umap_learn.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, init="pca", n_jobs=1,
@@ -228,5 +250,5 @@ if __name__ == "__main__":
     print(warm_up())
 
 
-__all__ = ["METHODS", "enable_numba_cache", "knn", "nearest_neighbours", "pca", "project",
+__all__ = ["METHODS", "enable_numba_cache", "knn", "nearest_neighbours", "neighbours", "pca", "project",
            "tsne", "umap", "warm_up"]
