@@ -6,9 +6,10 @@ server that once did heavy work (a map of 50,000 codes, a training run) stay lar
   32 MB on 64-bit), so later tensors of a few MB come from the heap instead of their own
   mappings, and the heap is rarely returned;
 - each thread gets an arena of its own, and memory freed inside an arena stays there.
-``fix_mmap_threshold`` pins the threshold, so every block of ``MMAP_THRESHOLD`` or more is its
-own mapping, returned the moment it is freed; ``release`` (``malloc_trim(0)``) returns the free
-pages of every arena. Both do nothing where the C library is not glibc (macOS, Windows, musl).
+``tune`` pins the threshold, so every block of ``MMAP_THRESHOLD`` or more is its own mapping,
+returned the moment it is freed, and caps the arenas at ``ARENA_MAX`` (the server's threads share
+them); ``release`` (``malloc_trim(0)``) returns the free pages of every arena. Both do nothing
+where the C library is not glibc (macOS, Windows, musl). bench/memory_walk.py measures the effect.
 """
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ import ctypes
 import ctypes.util
 import sys
 
-M_MMAP_THRESHOLD = -3                  # mallopt's parameter number (malloc.h)
+M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # mallopt's parameter numbers (malloc.h)
 MMAP_THRESHOLD = 4 * 1024 * 1024       # blocks from 4 MB up get a mapping of their own
+ARENA_MAX = 2                          # malloc arenas for all threads (glibc's default: 8 per core)
 
 
 def _libc():
@@ -31,10 +33,13 @@ def _libc():
     return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
 
 
-def fix_mmap_threshold(nbytes: int = MMAP_THRESHOLD) -> bool:
-    """Pin glibc's mmap threshold (turning its dynamic raise off); True if it was set. Process-wide."""
+def tune(mmap_threshold: int = MMAP_THRESHOLD, arenas: int = ARENA_MAX) -> bool:
+    """Pin glibc's mmap threshold (turning its dynamic raise off) and cap its arenas; True if both were set.
+
+    Process-wide and cheap; arenas made before the call are kept, so call it early."""
     libc = _libc()
-    return bool(libc is not None and libc.mallopt(ctypes.c_int(M_MMAP_THRESHOLD), ctypes.c_int(nbytes)))
+    return bool(libc is not None and libc.mallopt(ctypes.c_int(M_MMAP_THRESHOLD), ctypes.c_int(mmap_threshold))
+                and libc.mallopt(ctypes.c_int(M_ARENA_MAX), ctypes.c_int(arenas)))
 
 
 def release() -> bool:
@@ -43,4 +48,4 @@ def release() -> bool:
     return bool(libc is not None and libc.malloc_trim(ctypes.c_size_t(0)))
 
 
-__all__ = ["MMAP_THRESHOLD", "fix_mmap_threshold", "release"]
+__all__ = ["ARENA_MAX", "MMAP_THRESHOLD", "release", "tune"]
