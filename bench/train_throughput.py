@@ -26,7 +26,8 @@ The conv model (mnist-conv's 32-64 network) is timed in fp32 and the default aga
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import contextlib
+import os
 import statistics
 import tempfile
 import time
@@ -179,9 +180,8 @@ def run_pythae(epochs: int, device: torch.device, out: Path, batch: int = 128) -
     dp = DataProcessor()                              # what pythae's TrainingPipeline does with arrays
     trainer = Timed(model, train_dataset=dp.to_dataset(dp.process_data(tr.float_images())),
                     eval_dataset=dp.to_dataset(dp.process_data(te.float_images())), training_config=config)
-    import logging
-    logging.getLogger("pythae").setLevel(logging.WARNING)
-    trainer.train()
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        trainer.train()                               # its progress bars and logs still run, as for its users
     steps = -(-len(tr) // batch)                      # pythae keeps the last partial batch
     return epochs * len(tr) / trainer.train_time if steps else 0.0, time.perf_counter() - t_start
 
