@@ -1,17 +1,33 @@
-"""Training throughput: vae_core.train against a pytorch/examples-style loop, side by side in one run.
+"""Training throughput: vae_core.train against the loops people write, and against the hardware's limit.
 
-Same model (784-400-20 MLP VAE), batch size (128), data (mnist-5k train split), optimizer
-(Adam, lr 1e-3), epochs and thread count. The baseline is written the way pytorch/examples'
-vae/main.py writes it: a Dataset that turns each PIL image into a tensor (what ToTensor does),
-a DataLoader, two heads fc21/fc22, sigmoid + binary_cross_entropy, and train() then test()
-with a sample grid every epoch. Both sides are timed for training images/s and for the whole
-run (construction, data set-up, every epoch with its evaluation and samples).
+    python -m bench.train_throughput                     # MLP and conv, 10 epochs, 3 interleaved repeats
+    python -m bench.train_throughput --repeats 5 --batch 512
 
-    python -m bench.train_throughput [--epochs 10] [--repeats 3] [--device auto]
+The limit: every matrix product of one training step (each dense layer's forward, input-gradient
+and weight-gradient products; each convolution as the GEMM it unfolds to), at the step's own
+shapes, timed on its own through MKL (torch's fp32 default), oneDNN's fp32 matmul and bf16
+(oneDNN). The fp32 limit is the step's FLOPs over the sum of the faster fp32 time of each
+product; a loop's fraction of it is its images/s times the FLOPs per image over that limit.
+Elementwise work, the loss and the optimizer are not in the limit, so 100% is out of reach.
+
+The loops, on the same model (784-400-20 MLP VAE; batch 128; Adam, lr 1e-3; mnist-5k train
+split; same epochs and threads), each timed for training images/s (best and median of the
+interleaved repeats) and for the whole run (construction, data, every epoch with evaluation):
+- baseline: written the way pytorch/examples' vae/main.py writes it (a Dataset that converts
+  each image, a DataLoader, two heads fc21/fc22, sigmoid + binary_cross_entropy, a sample grid
+  per epoch);
+- that loop with the model under ``torch.compile`` (its compile time is in the whole run only);
+- pythae 0.1.2's BaseTrainer on a pythae VAE with the same 784-400-20 networks (installed with
+  ``pip install -r requirements-bench.txt``; skipped with a note when it is not);
+- vae_core.train: fp32 with torch's kernels, fp32 with the measured kernel route, and the
+  default (``precision="auto"``: bf16 autocast where the CPU has native bf16).
+The conv model (mnist-conv's 32-64 network) is timed in fp32 and the default against its own limit.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import statistics
 import tempfile
 import time
@@ -76,18 +92,22 @@ def examples_loss(recon_x, x, mu, logvar):
     return bce + kld
 
 
-def run_baseline(epochs: int, device: torch.device, out: Path) -> tuple[float, float]:
+def run_baseline(epochs: int, device: torch.device, out: Path, compiled: bool = False,
+                 batch: int = 128) -> tuple[float, float]:
     t_start = time.perf_counter()
     torch.manual_seed(0)
     tr, te = load_dataset("mnist-5k", "train"), load_dataset("mnist-5k", "test")
     to_np = lambda d: (d.images[:, 0].numpy(), d.labels.numpy())
-    train_loader = DataLoader(MNISTImages(*to_np(tr)), batch_size=128, shuffle=True)
-    test_loader = DataLoader(MNISTImages(*to_np(te)), batch_size=128, shuffle=False)
+    train_loader = DataLoader(MNISTImages(*to_np(tr)), batch_size=batch, shuffle=True)
+    test_loader = DataLoader(MNISTImages(*to_np(te)), batch_size=batch, shuffle=False)
     model = ExamplesVAE().to(device)
+    if compiled:
+        model = torch.compile(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     train_time, seen = 0.0, 0
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
+        epoch_seen = 0
         model.train()
         train_loss = 0
         for data, _ in train_loader:
@@ -98,26 +118,80 @@ def run_baseline(epochs: int, device: torch.device, out: Path) -> tuple[float, f
             loss.backward()
             train_loss += loss.item()
             optimizer.step()
-            seen += len(data)
+            epoch_seen += len(data)
         if device.type == "cuda":
             torch.cuda.synchronize()
-        train_time += time.perf_counter() - t0
+        if not compiled or epoch > 1:         # a compiled loop's first epoch is mostly compilation
+            train_time += time.perf_counter() - t0
+            seen += epoch_seen
         model.eval()
         with torch.no_grad():
             for data, _ in test_loader:
                 data = data.to(device)
                 recon_batch, mu, logvar = model(data)
                 examples_loss(recon_batch, data, mu, logvar).item()
-            sample = model.decode(torch.randn(64, 20).to(device)).cpu()
+            sample = getattr(model, "_orig_mod", model).decode(torch.randn(64, 20).to(device)).cpu()
             save_grid(sample.view(64, 1, 28, 28), out / f"baseline_{epoch}.png")
     return seen / train_time, time.perf_counter() - t_start
 
 
-def run_ours(epochs: int, device: torch.device, out: Path, precision: str = "fp32") -> tuple[float, float]:
+def run_pythae(epochs: int, device: torch.device, out: Path, batch: int = 128) -> tuple[float, float]:
+    """pythae's own trainer on a pythae VAE with the same 784-400-20 networks; its train_step timed."""
+    from pythae.data.preprocessors import DataProcessor
+    from pythae.models import VAE, VAEConfig
+    from pythae.models.base.base_utils import ModelOutput
+    from pythae.models.nn import BaseDecoder, BaseEncoder
+    from pythae.trainers import BaseTrainer, BaseTrainerConfig
+
     t_start = time.perf_counter()
-    cfg = RunConfig(MLPConfig(hidden_dims=(400,), latent_dim=20),
-                    TrainConfig(dataset="mnist-5k", epochs=epochs, batch_size=128, lr=1e-3,
-                                device=str(device), precision=precision))
+
+    class Encoder(BaseEncoder):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc21, self.fc22 = nn.Linear(784, 400), nn.Linear(400, 20), nn.Linear(400, 20)
+
+        def forward(self, x):
+            h = F.relu(self.fc1(x.reshape(len(x), -1)))
+            return ModelOutput(embedding=self.fc21(h), log_covariance=self.fc22(h))
+
+    class Decoder(BaseDecoder):
+        def __init__(self):
+            super().__init__()
+            self.fc3, self.fc4 = nn.Linear(20, 400), nn.Linear(400, 784)
+
+        def forward(self, z):
+            return ModelOutput(reconstruction=torch.sigmoid(self.fc4(F.relu(self.fc3(z)))).view(-1, 1, 28, 28))
+
+    class Timed(BaseTrainer):
+        train_time = 0.0
+
+        def train_step(self, epoch):
+            t0 = time.perf_counter()
+            loss = super().train_step(epoch)
+            self.train_time += time.perf_counter() - t0
+            return loss
+
+    tr, te = load_dataset("mnist-5k", "train"), load_dataset("mnist-5k", "test")
+    model = VAE(VAEConfig(input_dim=(1, 28, 28), latent_dim=20, reconstruction_loss="bce"),
+                encoder=Encoder(), decoder=Decoder())
+    config = BaseTrainerConfig(output_dir=str(out / "pythae"), num_epochs=epochs, learning_rate=1e-3,
+                               per_device_train_batch_size=batch, per_device_eval_batch_size=batch,
+                               optimizer_cls="Adam", no_cuda=device.type != "cuda")
+    dp = DataProcessor()                              # what pythae's TrainingPipeline does with arrays
+    trainer = Timed(model, train_dataset=dp.to_dataset(dp.process_data(tr.float_images())),
+                    eval_dataset=dp.to_dataset(dp.process_data(te.float_images())), training_config=config)
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        trainer.train()                               # its progress bars and logs still run, as for its users
+    steps = -(-len(tr) // batch)                      # pythae keeps the last partial batch
+    return epochs * len(tr) / trainer.train_time if steps else 0.0, time.perf_counter() - t_start
+
+
+def run_ours(epochs: int, device: torch.device, out: Path, precision: str = "auto", kernels: str = "auto",
+             model=None, batch: int = 128) -> tuple[float, float]:
+    t_start = time.perf_counter()
+    cfg = RunConfig(model or MLPConfig(hidden_dims=(400,), latent_dim=20),
+                    TrainConfig(dataset="mnist-5k", epochs=epochs, batch_size=batch, lr=1e-3,
+                                device=str(device), precision=precision, kernels=kernels))
     seen, train_time = 0, 0.0
     for ev in train(cfg, log_every=1_000_000):          # one sync per epoch, as the CLI can do
         if ev.kind == "epoch":
@@ -127,34 +201,191 @@ def run_ours(epochs: int, device: torch.device, out: Path, precision: str = "fp3
     return seen / train_time, time.perf_counter() - t_start
 
 
+# ---------------------------------------------------------------------------------------------
+# The limit: the step's matrix products on their own
+
+
+def step_gemms(model_cfg, batch: int) -> list[tuple[str, int, int, int]]:
+    """(what, M, K, N) of every matrix product in one training step of this model at this batch size.
+
+    Dense layer on (B, in): forward (B, in) x (in, out); the input gradient (B, out) x (out, in),
+    except for the first layer, whose input needs none; the weight gradient (out, B) x (B, in).
+    A convolution counts as the GEMM of its unfolded input: (B*Ho*Wo, Cin*k*k) x (Cin*k*k, Cout),
+    and likewise its two gradients; a transposed convolution as the transposed products.
+    """
+    from vae_core import kernels
+    from vae_core.objectives import loss_parts
+    from vae_core.train import init_model
+
+    model = init_model(model_cfg, 0).train()
+    shapes = {}
+
+    def note(m, args):
+        shapes.setdefault(m, (tuple(args[0].shape), args[0].requires_grad))
+    hooks = [m.register_forward_pre_hook(note) for m in kernels.routable_layers(model)]
+    x = torch.rand(batch, *model_cfg.in_shape)
+    loss_parts(model, x, None, TrainConfig(), step=0, total_steps=1, randn=lambda s, batch_axis=0: torch.randn(s),
+               dataset_size=batch)
+    for h in hooks:
+        h.remove()
+    out = []
+    for m in kernels.routable_layers(model):
+        (shape, needs_grad), name = shapes[m], type(m).__name__
+        if isinstance(m, kernels.Dense):
+            b = int(torch.tensor(shape[:-1]).prod())
+            M, K, N = b, m.in_features, m.out_features
+        elif isinstance(m, kernels.ConvT):
+            b, c, h, w = shape
+            M, K, N = b * h * w, m.in_channels, m.out_channels * m.kernel_size[0] * m.kernel_size[1]
+        else:
+            b, c, h, w = shape
+            ho = (h + 2 * m.padding[0] - m.kernel_size[0]) // m.stride[0] + 1
+            wo = (w + 2 * m.padding[1] - m.kernel_size[1]) // m.stride[1] + 1
+            M, K, N = b * ho * wo, m.in_channels * m.kernel_size[0] * m.kernel_size[1], m.out_channels
+        out.append((f"{name} forward", M, K, N))
+        if needs_grad:
+            out.append((f"{name} input grad", M, N, K))
+        out.append((f"{name} weight grad", K, M, N))
+    return out
+
+
+def _best(fn, min_time: float = 0.05) -> float:
+    fn()
+    best, spent, n = float("inf"), 0.0, 0
+    while n < 5 or spent < min_time:
+        t = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t
+        best, spent, n = min(best, dt), spent + dt, n + 1
+    return best
+
+
+def limit(gemms, repeats: int = 3) -> dict:
+    """Seconds per step of the products through MKL, oneDNN fp32, the faster of the two, and bf16."""
+    lin = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+    t = {"mkl": 0.0, "onednn": 0.0, "fp32": 0.0, "bf16": 0.0}
+    flops = 0
+    for _, M, K, N in gemms:
+        a, b = torch.randn(M, K), torch.randn(K, N)
+        bt = b.t().contiguous()                           # (N, K): oneDNN's weight layout; a view of it is b
+        ab, bb = a.bfloat16(), b.bfloat16()
+        best = {"mkl": float("inf"), "onednn": float("inf"), "bf16": float("inf")}
+        for _ in range(repeats):                          # interleaved
+            best["mkl"] = min(best["mkl"], _best(lambda: torch.mm(a, b)))
+            if lin is not None:
+                best["onednn"] = min(best["onednn"], _best(lambda: lin(a, bt, None, "none", [], "")))
+            best["bf16"] = min(best["bf16"], _best(lambda: torch.mm(ab, bb)))
+        t["mkl"] += best["mkl"]
+        t["onednn"] += best["onednn"]
+        t["fp32"] += min(best["mkl"], best["onednn"])
+        t["bf16"] += best["bf16"]
+        flops += 2 * M * K * N
+    return {"flops": flops, **t}
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def interleave(runs: dict, repeats: int, gemms=None) -> tuple[dict, dict | None]:
+    """Each repeat runs every loop once, in turn, and (on a CPU) times the step's products once more, so
+    drifting machine load hits the loops and the limit alike. Returns the loops' (images/s, whole run)
+    lists and the limit (each product's best time over the repeats)."""
+    out = {k: [] for k in runs}
+    lims = []
+    for _ in range(repeats):
+        if gemms is not None:
+            lims.append(limit(gemms, repeats=1))
+        for name, fn in runs.items():
+            try:
+                out[name].append(fn())
+            except Exception as e:                        # an optional peer that cannot run here
+                out[name] = f"{type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
+                runs = {k: v for k, v in runs.items() if k != name}
+        if not runs:
+            break
+    lim = {k: min(d[k] for d in lims) for k in lims[0]} if lims else None
+    return out, lim
+
+
+def table(rows: dict, base: str, lim: dict, batch: int) -> list[str]:
+    fpi = lim["flops"] / batch
+    gflops_32 = lim["flops"] / lim["fp32"] / 1e9
+    lines = ["| loop | images/s, best (median) | ratio | GFLOP/s | of the fp32 limit | whole run (s) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    b = max(r[0] for r in rows[base])
+    for name, rs in rows.items():
+        if isinstance(rs, str):
+            lines.append(f"| {name} | not run: {rs} | | | | |")
+            continue
+        ips, med = max(r[0] for r in rs), statistics.median(r[0] for r in rs)
+        gf = ips * fpi / 1e9
+        wall = min(r[1] for r in rs)
+        lines.append(f"| {name} | {ips:,.0f} ({med:,.0f}) | {ips / b:.2f}x | {gf:.0f} | {gf / gflops_32:.0%} | {wall:.2f} |")
+    return lines
+
+
+def limit_lines(lim: dict, batch: int, what: str) -> list[str]:
+    g = lambda k: lim["flops"] / lim[k] / 1e9 if lim[k] else float("nan")
+    return [f"{what}: {lim['flops'] / batch / 1e6:.2f} MFLOP per image; the step's products alone at batch {batch}: "
+            f"MKL {g('mkl'):.0f}, oneDNN fp32 {g('onednn'):.0f}, the faster of each: {g('fp32'):.0f} GFLOP/s "
+            f"(the fp32 limit); bf16 {g('bf16'):.0f} GFLOP/s ({g('bf16') / g('fp32'):.2f}x the fp32 limit)"]
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--conv-epochs", type=int, default=3)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--batch", type=int, default=128)
     p.add_argument("--device", default="auto")
-    p.add_argument("--bf16", action="store_true", help="also run vae_core with bf16 autocast")
+    p.add_argument("--skip", default="", help="comma-separated: compile, pythae, conv")
     args = p.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
     device = pick_device(args.device)
-    rows: dict[str, list[tuple[float, float]]] = {"baseline (pytorch/examples style)": [], "vae_core.train": []}
-    if args.bf16:
-        rows["vae_core.train, bf16 autocast"] = []
+    from vae_core.device import resolve_precision
+    from vae_core.models import ConvConfig
+
+    default = resolve_precision("auto", device)
+    E, B = args.epochs, args.batch
+    mlp_cfg = MLPConfig(hidden_dims=(400,), latent_dim=20)
+    conv_cfg = ConvConfig(channels=(32, 64), latent_dim=16)
+    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {B}, "
+          f"best of {args.repeats} interleaved repeats (median in brackets); precision auto = {default} here\n")
+    on_cpu = device.type == "cpu"
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        run_ours(1, device, out)                          # first-touch costs (imports, data cache) paid once for both
-        for _ in range(args.repeats):                     # interleaved, so drifting machine load hits both alike
-            rows["baseline (pytorch/examples style)"].append(run_baseline(args.epochs, device, out))
-            rows["vae_core.train"].append(run_ours(args.epochs, device, out))
-            if args.bf16:
-                rows["vae_core.train, bf16 autocast"].append(run_ours(args.epochs, device, out, "bf16"))
-    base_ips = statistics.median(r[0] for r in rows["baseline (pytorch/examples style)"])
-    base_wall = statistics.median(r[1] for r in rows["baseline (pytorch/examples style)"])
-    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch 128, "
-          f"{args.epochs} epochs of mnist-5k (4,000 train images), median of {args.repeats}")
-    print("| loop | images/s | ratio | whole run (s) | ratio |")
-    print("|---|---:|---:|---:|---:|")
-    for name, rs in rows.items():
-        ips, wall = statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs)
-        print(f"| {name} | {ips:,.0f} | {ips / base_ips:.2f}x | {wall:.2f} | {wall / base_wall:.2f}x |")
+        run_ours(1, device, out)                          # first-touch costs (imports, data cache) paid once for all
+        runs = {"baseline (pytorch/examples style)": lambda: run_baseline(E, device, out, batch=B)}
+        if "compile" not in skip:
+            runs["baseline under torch.compile"] = lambda: run_baseline(E, device, out, compiled=True, batch=B)
+        if "pythae" not in skip:
+            runs["pythae 0.1.2 BaseTrainer"] = lambda: run_pythae(E, device, out, batch=B)
+        runs["vae_core fp32, torch's kernels (--kernels torch)"] = \
+            lambda: run_ours(E, device, out, "fp32", "torch", batch=B)
+        runs["vae_core fp32, measured kernels (--precision fp32)"] = lambda: run_ours(E, device, out, "fp32", batch=B)
+        if default != "fp32":
+            runs[f"vae_core default ({default} autocast)"] = lambda: run_ours(E, device, out, batch=B)
+        rows, lim = interleave(runs, args.repeats, step_gemms(mlp_cfg, B) if on_cpu else None)
+        conv_rows, clim = None, None
+        if "conv" not in skip:
+            CE = args.conv_epochs
+            conv = {"vae_core conv fp32 (--precision fp32)": lambda: run_ours(CE, device, out, "fp32", model=conv_cfg,
+                                                                             batch=B)}
+            if default != "fp32":
+                conv[f"vae_core conv default ({default} autocast)"] = \
+                    lambda: run_ours(CE, device, out, model=conv_cfg, batch=B)
+            conv_rows, clim = interleave(conv, args.repeats, step_gemms(conv_cfg, B) if on_cpu else None)
+    print(f"### MLP 784-400-20, {E} epochs of mnist-5k (4,000 training images)\n")
+    if lim:
+        print("\n".join(limit_lines(lim, B, "MLP")) + "\n")
+        print("\n".join(table(rows, "baseline (pytorch/examples style)", lim, B)))
+    else:
+        print("(no CPU limit on this device; GPU figures were not taken for the README)")
+    if conv_rows is not None and clim:
+        print(f"\n### Conv 32-64 (mnist-conv's network), {args.conv_epochs} epochs\n")
+        print("\n".join(limit_lines(clim, B, "Conv")) + "\n")
+        base = next(iter(conv_rows))
+        print("\n".join(table(conv_rows, base, clim, B)))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Rebuild every shipped checkpoint with the project's own CLI. Each model card repeats its command.
-# The optimizer state is dropped: shipped models are for exploring, not for resuming.
+# The optimizer state is dropped: shipped models are for exploring, not for resuming. They were trained in
+# fp32 (the reference bench/precision_check.py compares bf16 with), hence --precision fp32.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run() { name=$1; shift; python -m vae_core train "$@" --quiet --out "checkpoints/$name"; rm -f "checkpoints/$name/optimizer.safetensors" "checkpoints/$name/trainer_state.json"; }
-run mnist-mlp     --model mlp  --dataset mnist-5k --hidden-dims 400 --latent-dim 20 --epochs 60 --seed 0
-run mnist-mlp-2d  --model mlp  --dataset mnist-5k --hidden-dims 512 256 --latent-dim 2 --epochs 60 --seed 0
-run mnist-conv    --model conv --dataset mnist-5k --channels 32 64 --latent-dim 16 --epochs 30 --seed 0
-run mnist-cvae    --model cvae --dataset mnist-5k --hidden-dims 512 --latent-dim 8 --epochs 60 --seed 0
-run mnist-vq      --model vq   --dataset mnist-5k --channels 32 64 --latent-dim 16 --codebook-size 64 --epochs 20 --seed 0
+run mnist-mlp     --model mlp  --dataset mnist-5k --hidden-dims 400 --latent-dim 20 --epochs 60 --seed 0 --precision fp32
+run mnist-mlp-2d  --model mlp  --dataset mnist-5k --hidden-dims 512 256 --latent-dim 2 --epochs 60 --seed 0 --precision fp32
+run mnist-conv    --model conv --dataset mnist-5k --channels 32 64 --latent-dim 16 --epochs 30 --seed 0 --precision fp32
+run mnist-cvae    --model cvae --dataset mnist-5k --hidden-dims 512 --latent-dim 8 --epochs 60 --seed 0 --precision fp32
+run mnist-vq      --model vq   --dataset mnist-5k --channels 32 64 --latent-dim 16 --codebook-size 64 --epochs 20 --seed 0 --precision fp32

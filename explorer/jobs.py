@@ -39,7 +39,7 @@ from typing import Any, Callable, Hashable
 import streamlit as st
 
 import vae_core
-from vae_core import explore, project
+from vae_core import explore, memory, project
 from vae_core.live import TrainingSlots
 
 MAX_WORKERS = 2
@@ -288,6 +288,7 @@ class JobQueue:
             except Exception as e:                      # reported to the page that asks for the job
                 job.error, job.state = e, "failed"
             job.ended = time.monotonic()
+            memory.release()                   # a map's temporaries go back to the OS
             with self._lock:
                 if job.state == "done" and job.keep:
                     self.results.put(job.key, job.result)
@@ -378,6 +379,7 @@ def codes_for(ctx, n: int):
         bar.progress(done / total, text=f"Encoding {len(sub):,} images... {done:,}/{total:,}")
 
     codes = in_turn("encoding", explore.encode_dataset, ctx.model, sub, progress=tick)
+    memory.release()
     bar.empty()
     return results.put(key, (codes, idx))
 

@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import time
 from typing import Callable
 
 import streamlit as st
 
 import vae_core
-from vae_core import ImageSet, ModelInfo, VAEBase
+from vae_core import ImageSet, ModelInfo, VAEBase, memory
 
 CONTEXT_KEY = "_ctx"
+HEAVY_RUN_S = 0.3          # a page run longer than this did heavy work: its freed memory goes back (guard)
 
 
 @dataclasses.dataclass
@@ -55,7 +57,11 @@ def context() -> Context:
 
 @contextlib.contextmanager
 def guard(what: str = "This page"):
-    """A VAEError is the user's to fix and says how; anything else is ours, shown in one line."""
+    """A VAEError is the user's to fix and says how; anything else is ours, shown in one line.
+
+    A run that took more than HEAVY_RUN_S did heavy work (an analysis, an encoding): what it
+    freed is given back to the operating system (vae_core.memory), so the server shrinks again."""
+    t0 = time.perf_counter()
     try:
         yield
     except vae_core.VAEError as e:
@@ -66,6 +72,9 @@ def guard(what: str = "This page"):
         st.error(f"{what} hit an unexpected problem ({type(e).__name__}{': ' + first if first else ''}). "
                  "Try other settings or another model; the rest of the app keeps working.")
         st.stop()
+    finally:
+        if time.perf_counter() - t0 > HEAVY_RUN_S:
+            memory.release()
 
 
 def session_id() -> str:

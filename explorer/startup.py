@@ -61,6 +61,9 @@ def preload() -> None:
     """Import torch and every module a page run needs; a run that starts sooner waits on the import lock."""
     t0 = time.perf_counter()
     with imports_then_freeze():
+        from vae_core import memory
+
+        memory.tune()                    # before the server's threads make their malloc arenas
         import explorer.jobs  # noqa: F401
         import explorer.sidebar  # noqa: F401
         import explorer.widgets  # noqa: F401
@@ -78,7 +81,9 @@ async def lifespan(_app):
 
 @st.cache_resource
 def configure_torch() -> int:
-    """Once per server process: torch's intra-op threads (VAE_EXPLORER_TORCH_THREADS, see limits).
+    """Once per server process: torch's intra-op threads (VAE_EXPLORER_TORCH_THREADS, see limits),
+    and glibc's malloc tuned so that freed memory goes back to the OS (vae_core.memory; the preload
+    did it already when it ran).
 
     0 (the default) leaves torch's own choice, best for one user on a machine; a public host with
     many concurrent sessions sets 1 (the Dockerfile does), so sessions do not oversubscribe the cores.
@@ -86,7 +91,9 @@ def configure_torch() -> int:
     import torch
 
     from explorer.limits import Settings
+    from vae_core import memory
 
+    memory.tune()
     threads = Settings.from_env().torch_threads
     if threads:
         torch.set_num_threads(threads)

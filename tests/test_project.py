@@ -116,3 +116,19 @@ def test_tsne_reports_its_progress_and_stops_when_its_progress_callback_raises(c
     with pytest.raises(Enough, match="iteration"):
         project.tsne(codes, perplexity=10, progress=stop_halfway)
     assert np.array_equal(project.tsne(codes, perplexity=10, seed=3), project.tsne(codes, perplexity=10, seed=3))
+
+
+def test_tsne_separates_clusters(codes):
+    pts = project.tsne(codes, perplexity=10)
+    centre = [pts[i * 40:(i + 1) * 40].mean(0) for i in range(3)]
+    spread = max(pts[i * 40:(i + 1) * 40].std(0).max() for i in range(3))
+    assert min(np.linalg.norm(centre[i] - centre[j]) for i in range(3) for j in range(i)) > spread
+
+
+@pytest.mark.slow          # pynndescent compiles its numba code on first use (20 s and more)
+def test_above_the_exact_limit_neighbours_come_from_nn_descent(codes, monkeypatch):
+    monkeypatch.setattr(project, "EXACT_KNN_MAX", 50)
+    idx, dist = project.neighbours(codes, 5)
+    exact = project.knn(codes, 5)[0]
+    assert idx.dtype == np.int32 and (idx[:, 0] == np.arange(120)).all() and (dist[:, 0] == 0).all()
+    assert np.mean([len(set(a) & set(b)) / 5 for a, b in zip(idx, exact)]) > 0.9

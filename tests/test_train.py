@@ -157,8 +157,10 @@ def _ddp_worker(rank, world, init_file, cfg, out):
 
 
 def test_two_process_ddp_matches_one_process_on_the_same_global_batch(tiny_run_config, tmp_path):
+    # The contract holds to fp32 rounding in fp32. In bf16 each process rounds its own gradients to bf16
+    # before they are averaged, so there the two agree to bf16 precision only (train.py says so).
     cfg = dataclasses.replace(tiny_run_config, train=dataclasses.replace(
-        tiny_run_config.train, epochs=1, batch_size=32, sample_every=0))
+        tiny_run_config.train, epochs=1, batch_size=32, sample_every=0, precision="fp32"))
     out = str(tmp_path / "ddp.safetensors")
     mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), cfg, out), nprocs=2, join=True)
     from safetensors.torch import load_file

@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 
 from .errors import VAEError
 from .models import VAEBase
+from .optim import FusedAdam
 from .settings import MAX_HEADER_BYTES, MAX_JSON_BYTES, MAX_WEIGHTS_BYTES
 
 LIBRARY_NAME = "vae-latent-explorer"
@@ -189,7 +190,7 @@ def write_model_files(folder: Path, model: VAEBase, card: str | None = None) -> 
 
 def write_run_folder(folder: str | Path, model: VAEBase, *, card: str | None = None,
                      samples: torch.Tensor | None = None, samples_per_row: int = 8,
-                     run_config: dict | None = None, optimizer: torch.optim.Optimizer | None = None,
+                     run_config: dict | None = None, optimizer: torch.optim.Optimizer | FusedAdam | None = None,
                      trainer_state: dict | None = None) -> Path:
     """Write a model folder atomically: the one writer of every checkpoint, run and converted model.
 
@@ -466,7 +467,7 @@ def read_trained_on(folder: Path) -> str:
 # Optimizer state without pickle: tensors to safetensors, the rest to JSON.
 
 
-def optimizer_to_files(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+def optimizer_to_files(opt: torch.optim.Optimizer | FusedAdam) -> tuple[dict[str, torch.Tensor], dict]:
     sd = opt.state_dict()
     tensors, scalars = {}, {}
     for pid, st in sd["state"].items():
@@ -478,7 +479,7 @@ def optimizer_to_files(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tens
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
-def optimizer_from_files(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+def optimizer_from_files(opt: torch.optim.Optimizer | FusedAdam, tensors: dict[str, torch.Tensor], meta: dict) -> None:
     state: dict[int, dict[str, Any]] = {}
     for key, v in tensors.items():
         pid, name = key.split(".", 1)

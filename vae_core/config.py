@@ -106,7 +106,8 @@ class TrainConfig:
     iwae_k: int = 5                     # importance samples for the iwae objective
     mmd_weight: float = 10.0            # wae-mmd: weight of the MMD between q(z) and p(z)
     grad_clip: float = 0.0              # clip the gradient norm to this (0: off)
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"   # auto: bf16 autocast where the device has native bf16
+    kernels: Literal["auto", "torch"] = "auto"     # auto: each layer on the kernel measured fastest (kernels.py)
     eval_every: int = 1                 # epochs between held-out evaluations
     sample_every: int = 1               # epochs between sample grids (0: never)
     max_seconds: float = 0.0            # stop after this much training time (0: no limit)

@@ -24,7 +24,7 @@ from typing import Callable, Hashable
 
 import torch
 
-from . import checkpoint
+from . import checkpoint, memory
 from .data import ImageSet
 from .errors import VAEError
 from .models import VAEBase
@@ -208,6 +208,7 @@ class TrainingJob:
                                            if self._stop_reason else f"stopped by you after {self._state.step} steps")
             if self._release:                  # nobody is left to save or explore it: free the memory
                 self.model = self.data = self.test_data = None
+            memory.release()                   # the run's activations and optimizer state go back to the OS
             if self.slots is not None:
                 self.slots.release(self)
 

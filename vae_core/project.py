@@ -1,9 +1,10 @@
 """2-D maps of latent codes (PCA, t-SNE, UMAP) and nearest neighbours in latent space.
 
-UMAP is made fast in three ways, measured on a 2-core CPU (see bench/app_latency.py):
-- the k nearest neighbours are computed exactly with one chunked matrix product in torch and
-  handed to umap-learn (``precomputed_knn``), so pynndescent's NN-descent, which costs ~20 s
-  of numba compilation on first use, never runs;
+UMAP is made fast in three ways, measured on a 2-core CPU (see bench/app_latency.py, bench/maps.py):
+- up to 20,000 points (all the app offers) the k nearest neighbours are computed exactly, in
+  row blocks of one fused matrix product in torch, and handed to umap-learn (``precomputed_knn``),
+  so pynndescent's NN-descent, which costs ~20 s of numba compilation on first use, never runs;
+  above that, where the exact search's N^2 work dominates, NN-descent takes over (``neighbours``);
 - umap-learn's own numba functions are compiled with disk caching switched on
   (``enable_numba_cache``): a fresh process loads them from the cache instead of compiling
   them again (~4 s); umap-learn does not ask numba to cache them itself;
@@ -15,11 +16,10 @@ The layout is initialised from PCA (Kobak & Linderman, 2021: as good as spectral
 and optimised for 200 epochs (umap-learn's own choice above 10,000 points) up to 10,000
 points, then for fewer (100 at 20,000), so the layout work stays about constant.
 
-t-SNE is openTSNE's (Policar et al., 2024): the same objective and schedule as scikit-learn's
-(PCA initialisation, learning rate n/12, 250 iterations of early exaggeration 12, then 500),
-with a callback every few iterations. That callback is what lets a long map report how far it
-has got and stop when nobody wants it any more, which scikit-learn's TSNE cannot do; it was
-also a little quicker (17 s against 22 s for 5,000 codes on a 2-core CPU).
+t-SNE is openTSNE's FFT-accelerated gradients (Linderman et al., 2019; Policar et al., 2024) on the
+same exact neighbours as UMAP's (``tsne``), with a callback every few iterations: that callback is
+what lets a long map report how far it has got and stop when nobody wants it any more, which
+scikit-learn's TSNE cannot do.
 """
 from __future__ import annotations
 
@@ -37,10 +37,12 @@ from .errors import VAEError
 Method = Literal["pca", "tsne", "umap"]
 METHODS: Mapping[str, str] = MappingProxyType({"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"})
 MAX_POINTS = 50_000
-TSNE_EARLY_ITERATIONS, TSNE_ITERATIONS = 250, 500   # openTSNE's and scikit-learn's schedule
+TSNE_EARLY_ITERATIONS, TSNE_ITERATIONS = 125, 375   # early exaggeration, then the rest (see tsne)
 TSNE_CALLBACK_EVERY = 25                            # iterations between progress reports
 TSNE_AFFINITY_SHARE = 0.15                          # of the time, before the first iteration (5,000 codes)
 Progress = Callable[[float, str], None]             # (fraction done, what is happening); may raise to stop
+EXACT_KNN_MAX = 20_000            # above this many points, neighbours by NN-descent (see neighbours)
+KNN_CHUNK = 512                   # rows per block of the exact neighbour search (100 MB at 50,000 points)
 UMAP_EPOCH_POINTS = 2_000_000     # epochs x points: 200 epochs at 10,000 points
 
 
@@ -77,47 +79,98 @@ def max_perplexity(n: int) -> float:
 
 
 def tsne(codes, perplexity: float = 30.0, seed: int = 0, progress: Progress | None = None) -> np.ndarray:
-    """t-SNE of the codes (openTSNE, one thread, seeded). ``progress(fraction, what)`` is called
-    every few iterations; an exception it raises stops the map and propagates."""
-    import openTSNE
+    """t-SNE with openTSNE's FFT-accelerated gradients (Linderman et al., 2019), on exact neighbours.
+
+    The affinities come from the same exact k-nearest-neighbour search as UMAP's (k = 3 x
+    perplexity, openTSNE's own choice), so no tree is built; the layout starts from PCA (scaled
+    to std 1e-4, as openTSNE does) with the learning rate N / exaggeration (Belkina et al., 2019),
+    which converges in fewer iterations than the classic 250 + 500: ``TSNE_EARLY_ITERATIONS`` with
+    early exaggeration 12, then ``TSNE_ITERATIONS`` more (bench/maps.py measures both the time and
+    the trustworthiness against the classic schedule). ``progress(fraction, what)`` is called every
+    few iterations; an exception it raises stops the map and propagates.
+    """
+    from openTSNE import TSNEEmbedding
+    from openTSNE.affinity import PrecomputedAffinities, joint_probabilities_nn
+    from openTSNE.callbacks import Callback
 
     x = _as_matrix(codes)
-    if not 1 <= perplexity <= max_perplexity(len(x)):
+    n = len(x)
+    if not 1 <= perplexity <= max_perplexity(n):
         raise VAEError(f"t-SNE's perplexity must be between 1 and a third of the other points "
-                       f"({max_perplexity(len(x)):g} for {len(x)} points), got {perplexity:g}.")
+                       f"({max_perplexity(n):g} for {n} points), got {perplexity:g}.")
     total = TSNE_EARLY_ITERATIONS + TSNE_ITERATIONS
-    done = [0]                                  # iterations over both phases (openTSNE restarts its count)
-
-    def report(_iteration, _error, _embedding):
-        done[0] += TSNE_CALLBACK_EVERY
-        progress(TSNE_AFFINITY_SHARE + (1 - TSNE_AFFINITY_SHARE) * min(done[0], total) / total,
-                 f"iteration {min(done[0], total)} of {total}")
-        return False
-
     if progress:
         progress(0.0, "finding each point's neighbours")
-    emb = openTSNE.TSNE(n_components=2, perplexity=perplexity, initialization="pca", learning_rate="auto",
-                        early_exaggeration_iter=TSNE_EARLY_ITERATIONS, n_iter=TSNE_ITERATIONS, n_jobs=1,
-                        random_state=seed, verbose=False, callbacks=report if progress else None,
-                        callbacks_every_iters=TSNE_CALLBACK_EVERY).fit(x)
+    k = min(n - 1, max(1, int(3 * perplexity)))
+    idx, dist = neighbours(x, k + 1)
+    P = joint_probabilities_nn(idx[:, 1:].astype(np.int64), dist[:, 1:].astype(np.float64), [perplexity],
+                               symmetrize=True, n_jobs=1)
+    init = pca(x).astype(np.float64)
+    init = init / np.std(init[:, 0]) * 1e-4
+
+    class Report(Callback):
+        def __init__(self, offset: int):
+            self.offset = offset
+
+        def __call__(self, iteration, error, embedding):
+            done = min(self.offset + iteration, total)
+            progress(TSNE_AFFINITY_SHARE + (1 - TSNE_AFFINITY_SHARE) * done / total, f"iteration {done} of {total}")
+            return False
+
+    report = (lambda offset: [Report(offset)]) if progress else (lambda offset: None)
+    emb = TSNEEmbedding(init, PrecomputedAffinities(P, normalize=False), negative_gradient_method="fft",
+                        n_jobs=1, random_state=seed, callbacks_every_iters=TSNE_CALLBACK_EVERY)
+    emb = emb.optimize(TSNE_EARLY_ITERATIONS, exaggeration=12, momentum=0.5, callbacks=report(0),
+                       propagate_exception=True)
+    emb = emb.optimize(TSNE_ITERATIONS, momentum=0.8, callbacks=report(TSNE_EARLY_ITERATIONS),
+                       propagate_exception=True)
     if progress:
         progress(1.0, "done")
     return np.asarray(emb, dtype=np.float32)
 
 
-def knn(codes, k: int, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """Exact k nearest neighbours of every point (itself first): int32 indices and float32 distances (N, k)."""
+def neighbours(codes, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """k nearest neighbours of every point (itself first), as UMAP and t-SNE use them: exact (``knn``)
+    up to ``EXACT_KNN_MAX`` points, NN-descent (pynndescent, as umap-learn uses) above.
+
+    The exact search grows with N^2: at 50,000 points it takes several times as long as NN-descent,
+    whose neighbours agree to 98% and give maps as trustworthy (bench/maps.py). Up to 20,000 points,
+    all the app offers, it is exact and needs no numba compilation (pynndescent's costs its first
+    call in a process several seconds).
+    """
+    x = _as_matrix(codes)
+    if len(x) <= EXACT_KNN_MAX:
+        return knn(x, k)
+    from pynndescent import NNDescent
+
+    idx, dist = NNDescent(x, n_neighbors=k, n_jobs=1, random_state=0).neighbor_graph
+    return idx.astype(np.int32), dist.astype(np.float32)
+
+
+def knn(codes, k: int, chunk: int = KNN_CHUNK) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest neighbours of every point (itself first): int32 indices and float32 distances (N, k).
+
+    Row blocks of ``chunk`` points against all N: one fused ``addmm`` writes |x_j|^2 - 2 x_i.x_j into
+    a buffer made once (chunk x N floats, 100 MB at 50,000 points), the diagonal is set to -inf so
+    each point comes first in its own list, and ``topk`` picks the k smallest. |x_i|^2, the same
+    along a row, is added to the k winners only. Peak memory is the buffer, not N x N.
+    """
     x = torch.from_numpy(_as_matrix(codes))
-    sq = x.pow(2).sum(1)
-    idx, dist = [], []
-    for s in range(0, len(x), chunk):
-        rows = torch.arange(s, min(s + chunk, len(x)))
-        d2 = sq[rows, None] - 2 * x[rows] @ x.T + sq[None]                 # (chunk, N) squared distances
-        d2[torch.arange(len(rows)), rows] = -1.0                            # each point first in its own list
-        v, i = d2.topk(k, dim=1, largest=False)
-        idx.append(i.to(torch.int32))
-        dist.append(v.clamp_min_(0).sqrt_())
-    return torch.cat(idx).numpy(), torch.cat(dist).numpy()
+    n = len(x)
+    if not 1 <= k <= n:
+        raise VAEError(f"Cannot find {k} neighbours among {n} points.")
+    sq = x.pow(2).sum(1)                                                     # (N,)
+    xt = x.T.contiguous()                                                    # (D, N)
+    buf = torch.empty(min(chunk, n), n)
+    idx, dist = torch.empty(n, k, dtype=torch.int64), torch.empty(n, k)
+    for s in range(0, n, chunk):
+        e = min(s + chunk, n)
+        d2 = torch.addmm(sq[None], x[s:e], xt, beta=1.0, alpha=-2.0, out=buf[: e - s])   # (rows, N)
+        d2.diagonal(offset=s).fill_(-float("inf"))                          # itself first
+        torch.topk(d2, k, dim=1, largest=False, sorted=True, out=(dist[s:e], idx[s:e]))
+    dist.add_(sq[:, None]).clamp_min_(0).sqrt_()
+    dist[:, 0] = 0.0                                                         # -inf + |x_i|^2: itself, at 0
+    return idx.to(torch.int32).numpy(), dist.numpy()
 
 
 def umap_epochs(n: int) -> int:
@@ -134,7 +187,7 @@ def umap(codes, n_neighbors: int = 15, min_dist: float = 0.1, n_epochs: int | No
     enable_numba_cache()
     import umap as umap_learn
 
-    idx, dist = knn(x, n_neighbors)
+    idx, dist = neighbours(x, n_neighbors)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")            # "no search index": we never transform new points
         reducer = umap_learn.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, init="pca", n_jobs=1,
@@ -218,5 +271,5 @@ if __name__ == "__main__":
     print(warm_up())
 
 
-__all__ = ["METHODS", "enable_numba_cache", "knn", "max_perplexity", "nearest_neighbours", "pca", "project",
+__all__ = ["METHODS", "enable_numba_cache", "knn", "max_perplexity", "nearest_neighbours", "neighbours", "pca", "project",
            "tsne", "umap", "warm_up"]

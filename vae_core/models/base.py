@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from ..config import brief, from_dict, to_dict
 from ..errors import VAEError
+from ..kernels import Dense
 from ..settings import LoadPolicy
 
 LOG_2PI = math.log(2 * math.pi)
@@ -234,10 +235,10 @@ def _gen_device(generator: torch.Generator | None, fallback: torch.device) -> to
 
 
 def mlp(sizes: list[int]) -> nn.Sequential:
-    """Linear layers with ReLU between them (none after the last)."""
+    """Linear layers with ReLU between them (none after the last); ``Dense`` lets training pick their kernel."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b))
+        layers.append(Dense(a, b))
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)

@@ -9,6 +9,7 @@ import torch.nn as nn
 
 from ..config import brief
 from ..errors import VAEError
+from ..kernels import Conv, ConvT, Dense
 from .base import ModelConfig, Posterior, VAEBase, _positive
 
 SUPPORTED_SIZES = (28, 32, 64)
@@ -66,7 +67,7 @@ def transposed_values(channels: tuple[int, ...], in_shape: tuple[int, ...]) -> i
 def conv_encoder(chans: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
     for a, b in zip(chans[:-1], chans[1:]):
-        layers += [nn.Conv2d(a, b, 4, stride=2, padding=1), nn.ReLU()]
+        layers += [Conv(a, b, 4, stride=2, padding=1), nn.ReLU()]
     return nn.Sequential(*layers)
 
 
@@ -74,7 +75,7 @@ def conv_decoder(chans: list[int]) -> nn.Sequential:
     """Mirror of conv_encoder; chans runs from the feature channels to the image channels."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(chans[:-1], chans[1:])):
-        layers.append(nn.ConvTranspose2d(a, b, 4, stride=2, padding=1))
+        layers.append(ConvT(a, b, 4, stride=2, padding=1))
         if i < len(chans) - 2:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
@@ -88,8 +89,8 @@ class ConvVAE(VAEBase):
         flat = fch * fh * fw
         self.encoder = nn.Sequential(
             conv_encoder([c, *config.channels]), nn.Flatten(),                 # (B, flat)
-            nn.Linear(flat, fc), nn.ReLU(), nn.Linear(fc, 2 * config.latent_dim))
-        self.decoder_fc = nn.Sequential(nn.Linear(config.latent_dim, fc), nn.ReLU(), nn.Linear(fc, flat), nn.ReLU())
+            Dense(flat, fc), nn.ReLU(), Dense(fc, 2 * config.latent_dim))
+        self.decoder_fc = nn.Sequential(Dense(config.latent_dim, fc), nn.ReLU(), Dense(fc, flat), nn.ReLU())
         self.decoder = conv_decoder([*reversed(config.channels), c])
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Posterior:

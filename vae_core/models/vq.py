@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from ..config import brief
 from ..errors import VAEError
+from ..kernels import Conv
 from .base import ModelConfig, Posterior, VAEBase, _gen_device, _positive
 from .conv import SUPPORTED_SIZES, conv_decoder, conv_encoder, transposed_values
 
@@ -61,8 +62,8 @@ class VQVAE(VAEBase):
         super().__init__(config)
         c = config.in_shape[0]
         self.encoder = nn.Sequential(conv_encoder([c, *config.channels]),
-                                     nn.Conv2d(config.channels[-1], config.latent_dim, 1))
-        self.decoder = nn.Sequential(nn.Conv2d(config.latent_dim, config.channels[-1], 1), nn.ReLU(),
+                                     Conv(config.channels[-1], config.latent_dim, 1))
+        self.decoder = nn.Sequential(Conv(config.latent_dim, config.channels[-1], 1), nn.ReLU(),
                                      conv_decoder([*reversed(config.channels), c]))
         self.codebook = nn.Embedding(config.codebook_size, config.latent_dim)
         self.codebook.weight.data.uniform_(-1.0 / config.codebook_size, 1.0 / config.codebook_size)
