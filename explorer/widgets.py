@@ -35,13 +35,19 @@ def fast_png(img) -> bytes:
     return buf.getvalue()
 
 
+def class_names(model: VAEBase, data: ImageSet | None) -> list[str]:
+    """The model's classes by name: the dataset's names when they match the model's classes, else numbers."""
+    if data is not None and len(data.class_names) == model.num_classes:
+        return list(data.class_names)
+    return [str(i) for i in range(model.num_classes)]
+
+
 def class_picker(model: VAEBase, data: ImageSet | None, key: str, label: str = "Class",
                  default: int = 0) -> int | None:
     """A class selector for a conditional model (None for an unconditional one)."""
     if not model.num_classes:
         return None
-    names = list(data.class_names) if data is not None and len(data.class_names) == model.num_classes else \
-        [str(i) for i in range(model.num_classes)]
+    names = class_names(model, data)
     return st.selectbox(label, range(model.num_classes), index=min(default, model.num_classes - 1),
                         format_func=lambda i: names[i], key=key)
 

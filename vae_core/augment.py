@@ -139,6 +139,20 @@ def write_image_folder(data: ImageSet, out: str | Path, manifest: dict | None = 
     return out
 
 
+def png_zip(x: torch.Tensor, prefix: str = "image") -> bytes:
+    """Images (B, C, H, W) in [0, 1] as a ZIP of PNG files named prefix-000.png, prefix-001.png, ... at their own size."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:     # PNGs are compressed already
+        for i, img in enumerate(x):
+            png = io.BytesIO()
+            to_pil(img).save(png, format="PNG")
+            zf.writestr(f"{prefix}-{i:03d}.png", png.getvalue())
+    return buf.getvalue()
+
+
 def with_originals(data: ImageSet, augmented: ImageSet) -> ImageSet:
     """The source images followed by their augmentations, as one set."""
     labels = None if data.labels is None else torch.cat([data.labels, augmented.labels])
@@ -146,4 +160,4 @@ def with_originals(data: ImageSet, augmented: ImageSet) -> ImageSet:
 
 
 __all__ = ["MANIFEST", "MAX_OUTPUT_IMAGES", "augment_dataset", "augment_images", "check_request",
-           "class_folder_names", "with_originals", "write_image_folder"]
+           "class_folder_names", "png_zip", "with_originals", "write_image_folder"]

@@ -305,6 +305,12 @@ def cmd_experiment(args) -> int:
 
     from . import experiments as ex
 
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text()) if Path(args.from_json).is_file() else None
+        if not isinstance(saved, dict) or not saved.get("rows"):
+            raise VAEError(f"{args.from_json} is not a results file written by --json; run the experiment first.")
+        print(ex.report(args.which, saved["rows"]))
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     classifier = ex.ClassifierSetup(steps=args.classifier_steps)
@@ -317,15 +323,13 @@ def cmd_experiment(args) -> int:
                                            classifier, hidden_dims=tuple(args.hidden_dims)),
                                        threads=args.threads, device=args.device or "auto")
         rows = ex.semi_supervised_experiment(setup, log)
-        keys, headers = ex.SEMI_SUPERVISED_KEYS, ("method", "labels per class")
     else:
         setup = ex.AugmentationSetup(dataset=args.dataset, model=args.model_source,
                                      labels_per_class=(args.labels_per_class or [10])[0], per_image=args.per_image,
                                      scales=tuple(args.scales), mode=args.mode, seeds=tuple(args.seeds),
                                      classifier=classifier, device=args.device or "cpu")
         rows = ex.augmentation_experiment(setup, log)
-        keys, headers = ex.AUGMENTATION_KEYS, ("training set",)
-    print(ex.markdown_table(ex.summarize(rows, keys), keys, headers))
+    print(ex.report(args.which, rows))
     if args.json:
         from .checkpoint import atomic_file
 
@@ -452,6 +456,7 @@ def make_parser() -> argparse.ArgumentParser:
     x.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
     x.add_argument("--device", default=None)
     x.add_argument("--json", help="also write every run's result to this JSON file")
+    x.add_argument("--from-json", help="print the table of a results file written by --json, without running")
     x.add_argument("--quiet", action="store_true", help="only the table")
     x.set_defaults(func=cmd_experiment)
     return p

@@ -74,23 +74,61 @@ def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return float((net(x.flatten(1).float()).argmax(1) == y).float().mean())
 
 
-def summarize(rows: list[dict], keys: tuple[str, ...]) -> list[dict]:
-    """Rows grouped by ``keys`` (in first-seen order) with the mean, sample standard deviation and count of accuracy."""
-    groups: dict[tuple, list[float]] = {}
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarize(rows: list[dict], keys: tuple[str, ...], baseline: Callable[[dict], tuple] | None = None) -> list[dict]:
+    """Rows grouped by ``keys`` (in first-seen order) with the mean, sample standard deviation and count of accuracy.
+
+    ``baseline(row)`` names the group each row is compared with (its ``keys`` values): the same seeds'
+    differences from it, in accuracy, are summarised too ("diff", "diff_std"). The arms of one seed
+    share their labelled images, so these paired differences vary less than the accuracies do.
+    """
+    groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault(tuple(r[k] for k in keys), []).append(r["accuracy"])
-    return [{**dict(zip(keys, key)), "mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0,
-             "n": len(v)} for key, v in groups.items()]
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    by_seed = {(tuple(r[k] for k in keys), r["seed"]): r["accuracy"] for r in rows}
+    out = []
+    for key, members in groups.items():
+        mean, std = _mean_sd([r["accuracy"] for r in members])
+        entry = {**dict(zip(keys, key)), "mean": mean, "std": std, "n": len(members)}
+        if baseline is not None:
+            diffs = [r["accuracy"] - by_seed[(baseline(r), r["seed"])] for r in members
+                     if (baseline(r), r["seed"]) in by_seed]
+            if diffs and baseline(members[0]) != key:
+                entry["diff"], entry["diff_std"] = _mean_sd(diffs)
+        out.append(entry)
+    return out
 
 
-def markdown_table(summary: list[dict], keys: tuple[str, ...], headers: tuple[str, ...]) -> str:
-    """A markdown table: the grouping columns, then test accuracy as mean ± standard deviation (n seeds)."""
-    lines = ["| " + " | ".join(headers) + " | test accuracy (mean ± sd) | seeds |",
-             "|" + "---|" * len(headers) + "---:|---:|"]
+def markdown_table(summary: list[dict], keys: tuple[str, ...], headers: tuple[str, ...],
+                   baseline_name: str = "") -> str:
+    """A markdown table: the grouping columns, test accuracy as mean ± standard deviation over seeds, the paired
+    difference from the baseline (in percentage points) when ``baseline_name`` says what it is, and the seeds."""
+    diff_head = f" vs {baseline_name}, same seeds (points) |" if baseline_name else ""
+    lines = ["| " + " | ".join(headers) + " | test accuracy (mean ± sd) |" + diff_head + " seeds |",
+             "|" + "---|" * len(headers) + "---:|" + ("---:|" if baseline_name else "") + "---:|"]
     for s in summary:
         cells = [str(s[k]) for k in keys]
-        lines.append("| " + " | ".join(cells) + f" | {100 * s['mean']:.1f}% ± {100 * s['std']:.1f} | {s['n']} |")
+        diff = ""
+        if baseline_name:
+            diff = f" {100 * s['diff']:+.1f} ± {100 * s['diff_std']:.1f} |" if "diff" in s else " |"
+        lines.append("| " + " | ".join(cells) + f" | {100 * s['mean']:.1f}% ± {100 * s['std']:.1f} |" + diff +
+                     f" {s['n']} |")
     return "\n".join(lines)
+
+
+def report(which: str, rows: list[dict]) -> str:
+    """The markdown table of an experiment's rows (as ``semi_supervised_experiment`` or
+    ``augmentation_experiment`` return them, or as their JSON file holds them)."""
+    if which == "semi-supervised":
+        keys = SEMI_SUPERVISED_KEYS
+        summary = summarize(rows, keys, baseline=lambda r: ("plain classifier", r["labels_per_class"]))
+        return markdown_table(summary, keys, ("method", "labels per class"), "the plain classifier")
+    first = rows[0]["training set"]
+    summary = summarize(rows, AUGMENTATION_KEYS, baseline=lambda r: (first,))
+    return markdown_table(summary, AUGMENTATION_KEYS, ("training set",), "labelled images only")
 
 
 def _train_to_end(config: RunConfig, data: ImageSet, test: ImageSet) -> tuple[VAEBase, dict]:
@@ -242,5 +280,5 @@ def augmentation_experiment(setup: AugmentationSetup = AugmentationSetup(), log:
 
 
 __all__ = ["AUGMENTATION_KEYS", "AugmentationSetup", "ClassifierSetup", "SEMI_SUPERVISED_KEYS", "SemiSupervisedSetup",
-           "accuracy", "augmentation_experiment", "fit_classifier", "markdown_table", "random_shifts",
+           "accuracy", "augmentation_experiment", "fit_classifier", "markdown_table", "random_shifts", "report",
            "semi_supervised_experiment", "summarize"]
