@@ -14,7 +14,7 @@ st.caption("Data augmentation by the posterior: z = mu + spread x std x eps from
 with session.guard("Augmentation"):
     ctx = session.context()
     model = ctx.require_model()
-    left, right = st.columns([1, 2])
+    left, right = st.columns([2, 3])
     with left:
         picked = widgets.image_input("aug_src", "Image", ctx, 0)
     if picked is None:
@@ -41,5 +41,5 @@ with session.guard("Augmentation"):
         d1, d2 = st.columns(2)
         d1.download_button("Download the grid (PNG)", images.png_bytes(img), file_name="augmentations.png",
                            mime="image/png", key="aug_download_png")
-        d2.download_button(f"Download the {count} images (ZIP of PNGs)", augment.png_zip(drawn, "augmented"),
+        d2.download_button("Download the images (ZIP)", augment.png_zip(drawn, "augmented"),
                            file_name="augmentations.zip", mime="application/zip", key="aug_download_zip")
