@@ -56,7 +56,7 @@ with session.guard("Class and style"):
 
     with transfer_tab:
         st.caption("Encode an image's style, then decode that style as every class (Kingma et al., 2014, figure 1).")
-        left, right = st.columns([2, 5])
+        left, right = st.columns([2, 3])
         with left:
             picked = widgets.image_input("style_src", "Image", ctx, 0)
         if picked is None:
