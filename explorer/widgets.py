@@ -129,6 +129,17 @@ def image_input(slot: str, title: str, ctx: Context, default_index: int = 0):
     return x, label, caption
 
 
+def image_beside(slot: str, title: str, ctx: Context, default_index: int = 0, widths=(2, 3)):
+    """An image picker (``image_input``) in a left column, and the right column for what is made of the image.
+    Returns ((x, label, caption), right column); stops the page while no image is given."""
+    left, right = st.columns(list(widths))
+    with left:
+        picked = image_input(slot, title, ctx, default_index)
+    if picked is None:
+        st.stop()
+    return picked, right
+
+
 def selected_points(event) -> list[int]:
     """Dataset indices of the points selected on a Plotly chart (stored in customdata)."""
     out = []

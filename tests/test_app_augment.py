@@ -1,6 +1,6 @@
 """Augment page: one image's posterior draws at a chosen spread, their downloads, and the prior mode of a
 conditional model."""
-from tests.app_conftest_helpers import assert_clean, image_urls, open_app
+from tests.app_conftest_helpers import assert_clean, image_urls, open_app, png
 
 
 def test_spread_count_seed_and_image_change_the_draws():
@@ -38,3 +38,14 @@ def test_a_conditional_model_can_draw_new_styles_of_the_class():
     assert_clean(at)
     assert image_urls(at)[-1] != before
     assert any("prior draws" in c and "class 0" in c for img in at.image for c in img.captions)
+
+
+def test_an_uploaded_image_is_augmented_once_it_is_given():
+    at = open_app("augment")
+    at.radio(key="aug_src_source").set_value("Upload").run()
+    assert not at.exception
+    assert any("Upload an image" in i.value for i in at.info)
+    assert not at.get("download_button")                         # nothing to draw from yet
+    at.file_uploader(key="aug_src_upload").set_value(("d.png", png((40, 30), "white"), "image/png")).run()
+    assert_clean(at)
+    assert any("of upload d.png" in c for img in at.image for c in img.captions)

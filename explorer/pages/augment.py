@@ -14,12 +14,7 @@ st.caption("Data augmentation by the posterior: z = mu + spread x std x eps from
 with session.guard("Augmentation"):
     ctx = session.context()
     model = ctx.require_model()
-    left, right = st.columns([2, 3])
-    with left:
-        picked = widgets.image_input("aug_src", "Image", ctx, 0)
-    if picked is None:
-        st.stop()
-    x, y, caption = picked
+    (x, y, caption), right = widgets.image_beside("aug_src", "Image", ctx)
     with right:
         c1, c2, c3 = st.columns(3)
         scale = c1.slider("Spread (posterior std devs)", 0.0, 3.0, 1.0, 0.1, key="aug_scale",

@@ -56,12 +56,7 @@ with session.guard("Class and style"):
 
     with transfer_tab:
         st.caption("Encode an image's style, then decode that style as every class (Kingma et al., 2014, figure 1).")
-        left, right = st.columns([2, 3])
-        with left:
-            picked = widgets.image_input("style_src", "Image", ctx, 0)
-        if picked is None:
-            st.stop()
-        x, y, caption = picked
+        (x, y, caption), right = widgets.image_beside("style_src", "Image", ctx)
         with right:
             probs = style.class_probabilities(model, x)
             if probs is not None:
