@@ -14,7 +14,8 @@ from explorer import startup
 PAGES = (("sample", "Sample", ":material/grid_view:"), ("traverse", "Traverse", ":material/tune:"),
          ("interpolate", "Interpolate", ":material/linear_scale:"),
          ("latent_map", "Latent map", ":material/scatter_plot:"), ("train", "Train", ":material/model_training:"),
-         ("analyze", "Analyze", ":material/analytics:"))
+         ("analyze", "Analyze", ":material/analytics:"),
+         ("classes", "Class & style", ":material/category:"), ("augment", "Augment", ":material/auto_awesome:"))
 
 if __name__ == "__main__":
     from explorer import limits

@@ -10,3 +10,4 @@ run mnist-mlp-2d  --model mlp  --dataset mnist-5k --hidden-dims 512 256 --latent
 run mnist-conv    --model conv --dataset mnist-5k --channels 32 64 --latent-dim 16 --epochs 30 --seed 0 --precision fp32
 run mnist-cvae    --model cvae --dataset mnist-5k --hidden-dims 512 --latent-dim 8 --epochs 60 --seed 0 --precision fp32
 run mnist-vq      --model vq   --dataset mnist-5k --channels 32 64 --latent-dim 16 --codebook-size 64 --epochs 20 --seed 0 --precision fp32
+run mnist-m2      --model m2   --dataset mnist-5k --labels-per-class 100 --hidden-dims 500 --latent-dim 8 --epochs 50 --seed 0 --precision fp32

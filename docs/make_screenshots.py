@@ -98,6 +98,16 @@ def shoot(out: Path) -> list[Path]:
         if "Analyze" in titles:
             bh.go_to(page, "Analyze", LONG)
             snap(page, "analyze")
+
+        if "Augment" in titles:
+            bh.go_to(page, "Augment", LONG)
+            snap(page, "augment")
+
+        if "Class & style" in titles:                 # last: it switches the sidebar to the shipped M2
+            bh.go_to(page, "Class & style", LONG)
+            page.locator('[data-testid="stButton"] button', has_text="Open mnist-m2").click()
+            bh.wait_idle(page, LONG)
+            snap(page, "classes")
     return written
 
 

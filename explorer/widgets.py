@@ -177,3 +177,14 @@ def _picked(slot, source, ctx, model, default_index, chosen) -> Picked | None:
     show_grid(x, span=0.5, max_tile=PREVIEW_TILE, caption="what the model sees")
     label = class_picker(model, ctx.data, f"{slot}_class", "Its class") if model.num_classes else None
     return Picked(x, label, caption)
+
+
+def image_beside(slot: str, title: str, ctx: Context, default_index: int = 0, widths=(2, 3)):
+    """An image picker (``image_input``) in a left column, and the right column for what is made of the image.
+    Returns (the ``Picked`` image, the right column); stops the page while no image is given."""
+    left, right = st.columns(list(widths))
+    with left:
+        picked = image_input(slot, title, ctx, default_index)
+    if picked is None:
+        st.stop()
+    return picked, right

@@ -31,7 +31,7 @@ MISSING_CHROMIUM = ("Debian's Chromium is not installed (.ci/run installs it: ap
 
 # The navigation links' titles, as app.py names the pages, and the file name each page's screenshot gets.
 PAGES = {"Sample": "sample", "Traverse": "traverse", "Interpolate": "interpolate", "Latent map": "latent_map",
-         "Train": "train", "Analyze": "analyze"}
+         "Train": "train", "Analyze": "analyze", "Class & style": "classes", "Augment": "augment"}
 
 
 def chromium_path() -> str | None:

@@ -223,3 +223,5 @@ def test_every_shipped_checkpoint_round_trips_and_reproduces_its_card(name):
         assert float(card[key]) == pytest.approx(res[key], rel=2e-3, abs=2e-3), key
     if "active_units" in card:
         assert int(card["active_units"]) == res["active_units"]
+    if "accuracy" in card:                                   # a model that classifies (an M2)
+        assert float(card["accuracy"]) == pytest.approx(res["accuracy"], abs=1e-3)

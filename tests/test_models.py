@@ -9,6 +9,7 @@ FAMILIES = [
     {"model_type": "cvae", "hidden_dims": [32], "latent_dim": 3, "num_classes": 4},
     {"model_type": "conv", "channels": [4, 8], "latent_dim": 3, "fc_dim": 16},
     {"model_type": "vq", "channels": [4, 8], "latent_dim": 5, "codebook_size": 7},
+    {"model_type": "m2", "hidden_dims": [32], "latent_dim": 3, "num_classes": 4, "classifier_dims": [16]},
 ]
 
 

@@ -93,10 +93,11 @@ def build_run_config(args: argparse.Namespace):
         if v is not None:
             train_d[name] = v
     probe = RunConfig.from_dict({"model": {"model_type": kind}, "train": train_d}).train
-    if "in_shape" not in model_d or (own.get("num_classes") and "num_classes" not in model_d and kind == "cvae"):
+    told_classes = kind in ("cvae", "m2")          # the families whose class count is the dataset's
+    if "in_shape" not in model_d or (told_classes and "num_classes" not in model_d):
         data = load_dataset(probe.dataset, "train", image_size=probe.image_size)
         model_d.setdefault("in_shape", list(data.shape))
-        if kind == "cvae":
+        if told_classes:
             model_d.setdefault("num_classes", data.num_classes)
     return RunConfig.from_dict({"model": model_d, "train": train_d})
 
@@ -138,6 +139,7 @@ def cmd_train(args) -> int:
             elif ev.kind == "epoch" and ev.eval and not args.quiet:
                 e = ev.eval
                 units = f", active units {e['active_units']}/{e['latent_units']}" if "active_units" in e else ""
+                units += f", accuracy {e['accuracy']:.1%}" if "accuracy" in e else ""
                 tqdm.write(f"epoch {ev.epoch}: test ELBO {e['elbo']:.2f} (recon {e['recon']:.2f}, "
                            f"KL {e['kl']:.2f}){units}")
             elif ev.kind == "done":
@@ -268,6 +270,74 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def cmd_augment(args) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from .augment import augment_dataset, check_request, with_originals, write_image_folder
+    from .data import load_dataset
+    from .loading import load_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load_model(args.model_source, device=args.device, revision=args.revision)
+    c, h, _ = model.config.in_shape
+    data = load_dataset(args.dataset, args.split, image_size=h, channels=c)
+    if args.labels_per_class:
+        data, _ = data.labelled_subset(args.labels_per_class, args.seed)
+    check_request(len(data), args.per_image, args.scale, args.mode, model)
+    with tqdm(total=len(data), unit="img", desc="drawing", disable=args.quiet) as bar:
+        new = augment_dataset(model, data, args.per_image, args.scale, args.mode, seed=args.seed,
+                              progress=lambda done, n: bar.update(done - bar.n))
+    out_set = with_originals(data, new) if args.with_originals else new
+    manifest = {"model": args.model_source, "dataset": args.dataset, "split": args.split, "mode": args.mode,
+                "scale": args.scale, "per_image": args.per_image, "seed": args.seed,
+                "labels_per_class": args.labels_per_class, "with_originals": args.with_originals}
+    with tqdm(total=len(out_set), unit="img", desc="writing", disable=args.quiet) as bar:
+        write_image_folder(out_set, args.out, manifest, progress=lambda done, n: bar.update(done - bar.n))
+    print(f"wrote {len(out_set):,} images ({len(new):,} drawn, {args.mode}, scale {args.scale:g}) to {args.out}; "
+          f"read them with load_dataset('folder:{args.out}', 'all')")
+    return 0
+
+
+def cmd_experiment(args) -> int:
+    import torch
+
+    from . import experiments as ex
+
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text()) if Path(args.from_json).is_file() else None
+        if not isinstance(saved, dict) or not saved.get("rows"):
+            raise VAEError(f"{args.from_json} is not a results file written by --json; run the experiment first.")
+        print(ex.report(args.which, saved["rows"]))
+        return 0
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    classifier = ex.ClassifierSetup(steps=args.classifier_steps)
+    log = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
+    if args.which == "semi-supervised":
+        setup = ex.SemiSupervisedSetup(dataset=args.dataset, labels_per_class=tuple(args.labels_per_class or (10, 100)),
+                                       seeds=tuple(args.seeds), epochs=args.epochs,
+                                       hidden_dims=tuple(args.hidden_dims), latent_dim=args.latent_dim,
+                                       alpha=args.alpha, classifier=dataclasses.replace(
+                                           classifier, hidden_dims=tuple(args.hidden_dims)),
+                                       threads=args.threads, device=args.device or "auto")
+        rows = ex.semi_supervised_experiment(setup, log)
+    else:
+        setup = ex.AugmentationSetup(dataset=args.dataset, model=args.model_source,
+                                     labels_per_class=(args.labels_per_class or [10])[0], per_image=args.per_image,
+                                     scales=tuple(args.scales), mode=args.mode, seeds=tuple(args.seeds),
+                                     classifier=classifier, device=args.device or "cpu")
+        rows = ex.augmentation_experiment(setup, log)
+    print(ex.report(args.which, rows))
+    if args.json:
+        from .checkpoint import atomic_file
+
+        text = json.dumps({"setup": dataclasses.asdict(setup), "rows": rows}, indent=2)
+        atomic_file(Path(args.json), lambda tmp: tmp.write_text(text))
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vae_core", description="Train, evaluate, sample and publish VAEs.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -343,6 +413,52 @@ def make_parser() -> argparse.ArgumentParser:
     c.add_argument("--in-shape", nargs=3, type=int, metavar=("C", "H", "W"),
                    help="image shape, when pythae's input_dim is flat (e.g. [784])")
     c.set_defaults(func=cmd_convert)
+
+    a = sub.add_parser("augment", help="write images drawn from each image's posterior, as an image folder",
+                       description="Draw new images near each image of a dataset: z = mu + scale * std * eps from its "
+                                   "posterior (or, for a conditional model, z = scale * eps from the prior with its "
+                                   "class), decoded. The folder has one subfolder per class, so "
+                                   "load_dataset('folder:OUT', 'all') reads them back with their labels.")
+    model_args(a)
+    a.add_argument("--dataset", default="mnist-5k")
+    a.add_argument("--split", default="train", choices=["train", "test", "all"])
+    a.add_argument("--labels-per-class", type=int, default=0,
+                   help="augment only a seeded, class-balanced subset of this many images per class (0: all)")
+    a.add_argument("--per-image", type=int, default=10, help="new images drawn for each image")
+    a.add_argument("--scale", type=float, default=1.0,
+                   help="how far from the posterior mean to draw, in posterior standard deviations (0: reconstruct)")
+    a.add_argument("--mode", default="posterior", choices=["posterior", "prior"],
+                   help="prior: a conditional model's fresh styles of each image's class")
+    a.add_argument("--with-originals", action="store_true", help="write the source images too")
+    a.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
+    a.add_argument("--out", required=True, help="folder to write (a new one, or one augment wrote before)")
+    a.add_argument("--quiet", action="store_true")
+    a.set_defaults(func=cmd_augment)
+
+    x = sub.add_parser("experiment", help="semi-supervised learning (M1, M2) and augmentation experiments",
+                       description="Run an experiment and print its table of test accuracy (mean and standard "
+                                   "deviation over seeds). See vae_core/experiments.py for what each arm does.")
+    x.add_argument("which", choices=["semi-supervised", "augmentation"])
+    x.add_argument("--dataset", default="mnist-5k")
+    x.add_argument("--labels-per-class", type=int, nargs="+", default=None,
+                   help="semi-supervised: 10 100 by default; augmentation: one number, 10 by default")
+    x.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    x.add_argument("--epochs", type=int, default=50, help="semi-supervised: epochs of the M1 VAE and of M2")
+    x.add_argument("--hidden-dims", type=int, nargs="+", default=[500], help="semi-supervised: hidden layers")
+    x.add_argument("--latent-dim", type=int, default=50, help="semi-supervised: latent size of M1 and M2")
+    x.add_argument("--alpha", type=float, default=0.1, help="semi-supervised: M2's classification weight")
+    x.add_argument("--model", dest="model_source", default="mnist-mlp",
+                   help="augmentation: the VAE that draws (trained without labels, so none leak)")
+    x.add_argument("--per-image", type=int, default=10, help="augmentation: draws per labelled image")
+    x.add_argument("--scales", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0], help="augmentation: scales")
+    x.add_argument("--mode", default="posterior", choices=["posterior", "prior"], help="augmentation: what to draw")
+    x.add_argument("--classifier-steps", type=int, default=1000, help="Adam steps of every small classifier")
+    x.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
+    x.add_argument("--device", default=None)
+    x.add_argument("--json", help="also write every run's result to this JSON file")
+    x.add_argument("--from-json", help="print the table of a results file written by --json, without running")
+    x.add_argument("--quiet", action="store_true", help="only the table")
+    x.set_defaults(func=cmd_experiment)
     return p
 
 

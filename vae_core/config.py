@@ -105,6 +105,8 @@ class TrainConfig:
     dwkl_weight: float = 1.0            # tcvae: weight of the dimension-wise KL
     iwae_k: int = 5                     # importance samples for the iwae objective
     mmd_weight: float = 10.0            # wae-mmd: weight of the MMD between q(z) and p(z)
+    labels_per_class: int = 0           # m2: labels it may see, per class (a seeded, class-balanced subset; 0: all)
+    alpha: float = 0.1                  # m2: weight of the classification term (Kingma et al.'s alpha, see objectives)
     grad_clip: float = 0.0              # clip the gradient norm to this (0: off)
     precision: Literal["auto", "fp32", "bf16"] = "auto"   # auto: bf16 autocast where the device has native bf16
     kernels: Literal["auto", "torch"] = "auto"     # auto: each layer on the kernel measured fastest (kernels.py)
@@ -123,8 +125,10 @@ class TrainConfig:
             bad(f"batch_size must be between 1 and 65536, got {brief(self.batch_size)}.")
         if not 0 < self.lr < 10:
             bad(f"lr must be positive and below 10, got {brief(self.lr)}.")
-        if self.beta < 0 or self.free_bits < 0 or self.mmd_weight < 0 or self.grad_clip < 0:
-            bad("beta, free_bits, mmd_weight and grad_clip must be non-negative.")
+        if self.beta < 0 or self.free_bits < 0 or self.mmd_weight < 0 or self.grad_clip < 0 or self.alpha < 0:
+            bad("beta, free_bits, mmd_weight, grad_clip and alpha must be non-negative.")
+        if not 0 <= self.labels_per_class <= 1_000_000:
+            bad(f"labels_per_class must be between 0 (all labels) and 1000000, got {brief(self.labels_per_class)}.")
         if self.iwae_k < 1 or self.iwae_k > 10_000:
             bad(f"iwae_k must be between 1 and 10000, got {brief(self.iwae_k)}.")
         if self.anneal_steps < 1 or self.anneal_cycles < 1:

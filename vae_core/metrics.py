@@ -8,6 +8,7 @@ import torch
 
 from .data import ImageSet
 from .models import VAEBase
+from .models.m2 import classifies
 from .models.vq import codebook_perplexity
 from .objectives import iwae_bound, log_importance_weights, log_likelihood
 
@@ -21,7 +22,8 @@ def evaluate_model(model: VAEBase, data: ImageSet, *, batch_size: int = 500, iwa
     """Evaluate on ``data`` with a seeded generator, so the same model gives the same numbers.
 
     iwae_k > 0 adds the IWAE estimate of log p(x) with k importance samples, batched over
-    images and samples (a streaming logsumexp over chunks of samples).
+    images and samples (a streaming logsumexp over chunks of samples). A model that classifies (an M2)
+    adds its accuracy: how often q(y | x) puts the most probability on the image's label.
     """
     was_training = model.training
     model.eval()
@@ -32,7 +34,7 @@ def evaluate_model(model: VAEBase, data: ImageSet, *, batch_size: int = 500, iwa
     batches = data.batches(batch_size, dev, with_labels=bool(model.num_classes), limit=n)
     x0, y0 = next(data.batches(1, dev, with_labels=bool(model.num_classes), limit=1))
     point_mass = model.encode(x0, y0).logvar is None   # e.g. TAESD: no posterior variance, no ELBO
-    sums = {"recon": 0.0, "kl": 0.0, "mse": 0.0, "iwae_ll": 0.0}
+    sums = {"recon": 0.0, "kl": 0.0, "mse": 0.0, "iwae_ll": 0.0, "correct": 0.0}
     kl_dim = mu_sum = mu_sq = None
     pixels = math.prod(model.config.in_shape)
     counts = torch.zeros(getattr(model.config, "codebook_size", 1), device=dev)
@@ -52,6 +54,8 @@ def evaluate_model(model: VAEBase, data: ImageSet, *, batch_size: int = 500, iwa
             kl_dim = kl.sum(0) if kl_dim is None else kl_dim + kl.sum(0)
             if iwae_k:
                 sums["iwae_ll"] += iwae_log_likelihood(model, x, y, post, iwae_k, gen).sum().item()
+        if classifies(model):
+            sums["correct"] += (model.predict(x) == y).sum().item()
         mu_sum = mu.sum(0) if mu_sum is None else mu_sum + mu.sum(0)
         mu_sq = mu.pow(2).sum(0) if mu_sq is None else mu_sq + mu.pow(2).sum(0)
         done += len(x)
@@ -67,6 +71,8 @@ def evaluate_model(model: VAEBase, data: ImageSet, *, batch_size: int = 500, iwa
     if not is_vq:
         out.update(active_units=int((var > AU_THRESHOLD).sum()), latent_units=int(var.numel()),
                    latent_variance=var.tolist())
+    if classifies(model):
+        out["accuracy"] = sums["correct"] / n
     if model.config.likelihood == "bernoulli":
         out["binarisation"] = "none: grey levels in [0, 1] are used as Bernoulli targets"
     else:

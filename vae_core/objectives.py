@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from .config import TrainConfig
 from .models.base import LOG_2PI, Posterior, VAEBase, standard_normal_log_prob
+from .models.m2 import classifies
 
 Randn = Callable[[tuple[int, ...]], torch.Tensor]   # draws standard normal noise of a local shape
 
@@ -95,10 +96,92 @@ def mmd_imq(z: torch.Tensor, z_prior: torch.Tensor) -> torch.Tensor:
     return total
 
 
+# ---------------------------------------------------------------------------------------------
+# M2 (Kingma et al., 2014): labelled and unlabelled images in one objective
+
+
+def m2_labelled_terms(model: VAEBase, x: torch.Tensor, y: torch.Tensor,
+                      eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """-log p(x | y, z) at z = mu + std * eps from q(z | x, y), and KL(q(z | x, y) || p(z)); each (B,)."""
+    post = model.encode(x, y)
+    recon = -log_likelihood(model, model.decode_logits(post.rsample(eps), y), x)
+    return recon, post.kl()
+
+
+def m2_labelled_elbo(model: VAEBase, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """-L(x, y), the bound on log p(x, y): log p(x | y, z) - KL(q(z | x, y) || p(z)) + log p(y), per image (B,)."""
+    recon, kl = m2_labelled_terms(model, x, y, eps)
+    return -recon - kl - math.log(model.num_classes)
+
+
+def m2_unlabelled_elbo(model: VAEBase, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """-U(x), the bound on log p(x): sum over classes of q(y | x) (-L(x, y)), plus the entropy of q(y | x).
+
+    Every class is summed over exactly, not sampled; eps (K, B, *latent) holds one draw of z per class.
+    """
+    return _m2_unlabelled(model, x, eps, kl_weight=1.0)[0]
+
+
+def _m2_unlabelled(model: VAEBase, x: torch.Tensor, eps: torch.Tensor, kl_weight: float):
+    """(-U(x), E_q(y|x)[recon], E_q(y|x)[KL]), each (B,); the KL weighted by kl_weight inside -U."""
+    K, B = model.num_classes, x.shape[0]
+    xs = x.unsqueeze(0).expand(K, *x.shape).reshape(K * B, *x.shape[1:])          # (K*B, C, H, W), class-major
+    ys = torch.arange(K, device=x.device).repeat_interleave(B)                    # (K*B,)
+    recon, kl = (t.view(K, B) for t in m2_labelled_terms(model, xs, ys, eps.reshape(K * B, *eps.shape[2:])))
+    log_q = F.log_softmax(model.class_logits(x).float(), dim=-1).T                # (K, B)
+    q = log_q.exp()
+    elbo = -recon - kl_weight * kl - math.log(K)                                  # (K, B)
+    return (q * elbo).sum(0) - (q * log_q).sum(0), (q * recon).sum(0), (q * kl).sum(0)
+
+
+def m2_loss_parts(model: VAEBase, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, *, step: int, total_steps: int,
+                  randn: Randn, labelled_share: float = 1.0) -> dict[str, torch.Tensor]:
+    """The M2 objective on a batch whose labels are -1 where hidden, by named parts (batch means).
+
+    loss = mean over labelled images of L(x, y) + mean over unlabelled ones of U(x)
+           + alpha / labelled_share * mean over labelled images of -log q(y | x),
+    where labelled_share is the fraction of the training images that carry a label. Kingma et al.
+    weight the classification term by alpha * N / N_labelled per labelled image (their alpha = 0.1 N
+    on a sum over the data set): the same weight, written for batch means. beta and KL annealing
+    weight the KL inside both bounds. 'total' is the negative ELBO per image (of log p(x, y) for a
+    labelled image, of log p(x) for another), 'recon' and 'kl' its parts (expected under q(y | x)).
+    """
+    if y is None:
+        raise ValueError("m2_loss_parts needs labels, -1 for the hidden ones")
+    w = kl_weight(cfg, step, total_steps)
+    lab = y >= 0
+    n_l, n_u = int(lab.sum()), int((~lab).sum())
+    parts: dict[str, torch.Tensor] = {}
+    loss = x.new_zeros(()).float()
+    neg_elbo, recon_sum, kl_sum = [], [], []
+    if n_l:
+        x_l, y_l = x[lab], y[lab]
+        recon, kl = m2_labelled_terms(model, x_l, y_l, randn((n_l, *model.latent_shape)))
+        neg_l = recon + w * kl + math.log(model.num_classes)
+        ce = F.cross_entropy(model.class_logits(x_l).float(), y_l)
+        parts.update(labelled=neg_l.mean(), classifier=ce)
+        loss = loss + neg_l.mean() + cfg.alpha / labelled_share * ce
+        neg_elbo.append(neg_l + (1 - w) * kl), recon_sum.append(recon), kl_sum.append(kl)
+    if n_u:
+        x_u = x[~lab]
+        elbo_u, recon, kl = _m2_unlabelled(model, x_u, randn((model.num_classes, n_u, *model.latent_shape)), w)
+        parts["unlabelled"] = -elbo_u.mean()
+        loss = loss - elbo_u.mean()
+        neg_elbo.append(-elbo_u + (1 - w) * kl), recon_sum.append(recon), kl_sum.append(kl)
+    parts.update(recon=torch.cat(recon_sum).mean(), kl=torch.cat(kl_sum).mean(), loss=loss,
+                 total=torch.cat(neg_elbo).mean(), kl_weight=torch.tensor(float(w)))
+    return parts
+
+
 def loss_parts(model: VAEBase, x: torch.Tensor, y: torch.Tensor | None, cfg: TrainConfig, *,
-               step: int, total_steps: int, randn: Randn, dataset_size: int) -> dict[str, torch.Tensor]:
+               step: int, total_steps: int, randn: Randn, dataset_size: int,
+               labelled_share: float = 1.0) -> dict[str, torch.Tensor]:
     """One minibatch's objective, by named parts (batch means). 'loss' is what gets minimised;
-    'total' is always the negative ELBO, so runs with different objectives stay comparable."""
+    'total' is always the negative ELBO, so runs with different objectives stay comparable.
+    An M2 takes labels with -1 where hidden, and the share of training images with a label."""
+    if classifies(model):
+        return m2_loss_parts(model, x, y, cfg, step=step, total_steps=total_steps, randn=randn,
+                             labelled_share=labelled_share)
     post = model.encode(x, y)
     is_vq = post.logvar is None
     parts: dict[str, torch.Tensor] = {}

@@ -32,11 +32,12 @@ from safetensors.torch import load_file
 
 from . import checkpoint, kernels
 from .config import TrainConfig, from_dict, to_dict
-from .data import ImageSet, load_dataset
+from .data import ImageSet, class_balanced_indices, load_dataset
 from .device import pick_device, resolve_precision
 from .errors import TrainingDiverged, VAEError
 from .metrics import evaluate_model
 from .models import ModelConfig, VAEBase, build_model, config_from_dict
+from .models.m2 import classifies
 from .objectives import loss_parts
 from .optim import FUSED_DEVICES, FusedAdam
 
@@ -101,6 +102,12 @@ def check_compatible(config: RunConfig, data: ImageSet) -> None:
                        f"{m.num_classes}.")
     if m.model_type == "vq" and t.objective != "elbo":
         raise VAEError(f"The VQ-VAE trains with its own objective; objective={t.objective!r} does not apply.")
+    if m.model_type == "m2" and (t.objective != "elbo" or t.free_bits > 0):
+        raise VAEError("M2 trains with its own objective (labelled and unlabelled ELBOs and a classification "
+                       "term); objective and free_bits do not apply to it.")
+    if t.labels_per_class and m.model_type != "m2":
+        raise VAEError(f"labels_per_class hides labels from a semi-supervised model (--model m2); a "
+                       f"{m.model_type} model does not use it.")
     if len(data) < 2:
         raise VAEError("The dataset needs at least two images to train on.")
 
@@ -118,9 +125,9 @@ class _Objective(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x, y, cfg, step, total_steps, randn, dataset_size):
+    def forward(self, x, y, cfg, step, total_steps, randn, dataset_size, labelled_share=1.0):
         return loss_parts(self.model, x, y, cfg, step=step, total_steps=total_steps, randn=randn,
-                          dataset_size=dataset_size)
+                          dataset_size=dataset_size, labelled_share=labelled_share)
 
 
 def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
@@ -167,6 +174,8 @@ def train(config: RunConfig, data: ImageSet | None = None, test_data: ImageSet |
         raise VAEError(f"batch_size {cfg.batch_size} is larger than the {len(data)} training images; lower it.")
     if cfg.batch_size % world:
         raise VAEError(f"batch_size {cfg.batch_size} must divide evenly among {world} processes.")
+    if config.model.model_type == "m2" and world > 1:
+        raise VAEError("M2 trains in one process; run it without torchrun.")
 
     out = Path(out_dir) if out_dir else None
     start_epoch, history, elapsed, saved = 0, [], 0.0, {}
@@ -189,6 +198,11 @@ def train(config: RunConfig, data: ImageSet | None = None, test_data: ImageSet |
     images = data.images.to(device)                                   # uint8, stays on the device
     labels = data.labels.to(device) if data.labels is not None and model.num_classes else None
     n, B = len(data), cfg.batch_size
+    # An M2 with labels_per_class sees only that seeded, class-balanced subset's labels: each step
+    # adds a batch of those labelled images to the usual batch, whose labels are hidden (-1).
+    labelled = class_balanced_indices(data.labels, cfg.labels_per_class, cfg.seed).to(device) \
+        if classifies(model) and cfg.labels_per_class else None
+    labelled_share = len(labelled) / n if labelled is not None else 1.0
     local_B = B // world
     steps_per_epoch = n // B                                          # the last partial batch is dropped
     total_steps = steps_per_epoch * cfg.epochs
@@ -223,8 +237,12 @@ def train(config: RunConfig, data: ImageSet | None = None, test_data: ImageSet |
             idx = perm[i * B + rank * local_B: i * B + (rank + 1) * local_B]
             x = images.index_select(0, idx).float().div_(255.0)       # (b, C, H, W) in [0, 1]
             y = labels.index_select(0, idx) if labels is not None else None
+            if labelled is not None:
+                pick = labelled[torch.randperm(len(labelled), generator=gen, device=device)[:B]]
+                x = torch.cat([x, images.index_select(0, pick).float().div_(255.0)])     # (b + l, C, H, W)
+                y = torch.cat([torch.full_like(y, -1), labels.index_select(0, pick)])
             with amp:
-                parts = objective(x, y, cfg, step, total_steps, randn, n)
+                parts = objective(x, y, cfg, step, total_steps, randn, n, labelled_share)
             loss = parts["loss"]
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -357,7 +375,7 @@ def precision_note(used: str | None, asked: str) -> str:
 
 def summarize_metrics(m: dict) -> dict:
     keys = ("elbo", "recon", "kl", "mse", "active_units", "log_likelihood", "bits_per_dim",
-            "codebook_usage", "perplexity")
+            "codebook_usage", "perplexity", "accuracy")
     return {k: (round(m[k], 4) if isinstance(m[k], float) else m[k]) for k in keys if k in m}
 
 

@@ -9,10 +9,10 @@ from .dsprites import (DSPRITES_FACTOR_NAMES, DSPRITES_N, DSPRITES_SHAPES, DSPRI
                        dsprites_factor_indices, dsprites_factor_values, dsprites_factors, dsprites_index,
                        dsprites_subset_indices, render_dsprites)
 from .hub_parquet import parse_hf_spec
-from .imageset import ImageSet, Progress, Split, conform, seeded_indices, split_indices
+from .imageset import ImageSet, Progress, Split, class_balanced_indices, conform, seeded_indices, split_indices
 from .registry import DATASETS, DatasetSpec, app_datasets, load_dataset
 
-__all__ = ["DATASETS", "DSPRITES_FACTOR_NAMES", "DSPRITES_N", "DSPRITES_SHAPES", "DSPRITES_SIZES", "DatasetSpec",
+__all__ = ["DATASETS", "class_balanced_indices", "DSPRITES_FACTOR_NAMES", "DSPRITES_N", "DSPRITES_SHAPES", "DSPRITES_SIZES", "DatasetSpec",
            "ImageSet", "Progress", "Split", "app_datasets", "build_dsprites_cache", "conform",
            "dsprites_factor_indices", "dsprites_factor_values", "dsprites_factors", "dsprites_index",
            "dsprites_subset_indices", "load_dataset", "parse_hf_spec", "render_dsprites", "seeded_indices",

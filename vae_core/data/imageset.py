@@ -57,6 +57,13 @@ class ImageSet:
         idx = seeded_indices(len(self), n, seed)
         return (self if len(idx) == len(self) else self.subset(idx)), idx
 
+    def labelled_subset(self, per_class: int, seed: int) -> tuple["ImageSet", torch.Tensor]:
+        """``per_class`` images of every class, drawn with ``seed`` (see ``class_balanced_indices``), and their indices."""
+        if self.labels is None:
+            raise VAEError(f"{self.name or 'This dataset'} has no labels, so there are no classes to draw from.")
+        idx = class_balanced_indices(self.labels, per_class, seed)
+        return self.subset(idx), idx
+
     def float_images(self, device=None) -> torch.Tensor:
         """Images as float32 in [0, 1]."""
         return self.images.to(device).float().div_(255.0)
@@ -81,6 +88,23 @@ def seeded_indices(total: int, n: int, seed: int) -> torch.Tensor:
     if n >= total:
         return torch.arange(total)
     return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n].sort().values
+
+
+def class_balanced_indices(labels: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
+    """The first ``per_class`` images of every class in one seeded random order, sorted: a fixed, class-balanced
+    labelled subset (the same ``seed`` always picks the same images; a larger ``per_class`` extends the smaller set)."""
+    if per_class < 1:
+        raise VAEError(f"The number of labels per class must be at least 1, got {per_class}.")
+    labels = labels.cpu()
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    picked = []
+    for c in torch.unique(labels).tolist():
+        of_class = order[labels[order] == c]
+        if len(of_class) < per_class:
+            raise VAEError(f"Class {c} has only {len(of_class)} images, fewer than the {per_class} labels per class "
+                           "asked for; ask for fewer.")
+        picked.append(of_class[:per_class])
+    return torch.cat(picked).sort().values
 
 
 def split_indices(n: int, split: Split) -> np.ndarray:

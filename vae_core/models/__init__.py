@@ -8,6 +8,7 @@ from ..config import brief
 from ..errors import VAEError
 from .base import ModelConfig, Posterior, VAEBase, check_decode_cost, check_param_budget
 from .conv import ConvConfig, ConvVAE
+from .m2 import M2Config, M2VAE
 from .mlp import CVAEConfig, MLPConfig, MLPVAE
 from .vq import VQConfig, VQVAE
 
@@ -16,6 +17,7 @@ MODEL_TYPES: Mapping[str, tuple[type[ModelConfig], type[VAEBase]]] = MappingProx
     "cvae": (CVAEConfig, MLPVAE),
     "conv": (ConvConfig, ConvVAE),
     "vq": (VQConfig, VQVAE),
+    "m2": (M2Config, M2VAE),
 })
 
 
@@ -42,4 +44,4 @@ def build_model(config: ModelConfig | dict) -> VAEBase:
 
 
 __all__ = ["MODEL_TYPES", "ModelConfig", "Posterior", "VAEBase", "build_model", "check_decode_cost", "config_from_dict",
-           "MLPConfig", "CVAEConfig", "ConvConfig", "VQConfig", "MLPVAE", "ConvVAE", "VQVAE"]
+           "MLPConfig", "CVAEConfig", "ConvConfig", "VQConfig", "MLPVAE", "ConvVAE", "VQVAE", "M2Config", "M2VAE"]

@@ -1,0 +1,42 @@
+"""Augment: new images near one image, drawn from its posterior (or, for a conditional model, the prior with its
+class), at a chosen spread; download them as a grid or as separate PNG files."""
+import streamlit as st
+import torch
+
+from explorer import limits, session, widgets
+from vae_core import augment, images
+
+st.title("Augment")
+st.caption("Data augmentation by the posterior: z = mu + spread x std x eps from the image's q(z | x), decoded. "
+           "Spread 0 gives the reconstruction; 1 draws from the posterior itself; more reaches further. "
+           "`python -m vae_core augment` does the same for a whole dataset and writes an image folder.")
+
+with session.guard("Augmentation"):
+    ctx = session.context()
+    model = ctx.require_model()
+    picked, right = widgets.image_beside("aug_src", "Image", ctx)
+    x, y, caption = picked.x, picked.y, picked.caption
+    with right:
+        c1, c2, c3 = st.columns(3)
+        scale = c1.slider("Spread (posterior std devs)", 0.0, 3.0, 1.0, 0.1, key="aug_scale",
+                          help="How far from the posterior mean to draw: z = mu + spread x std x eps.")
+        count = c2.slider("Images", 1, 64, 16, key="aug_count")
+        seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="aug_seed")
+        mode = "posterior"
+        if model.num_classes:
+            mode = st.radio("Draw from", ["posterior", "prior"], key="aug_mode", horizontal=True,
+                            format_func={"posterior": "its posterior (near this image)",
+                                         "prior": "the prior, with its class (new styles of the class)"}.get)
+        limits.settings().check_images(model, count, "augmented images")
+        gen = torch.Generator(device=model.device).manual_seed(int(seed))
+        labels = torch.tensor([y]) if model.num_classes else None
+        drawn = augment.augment_images(model, x, labels, count, scale, mode, gen)
+        what = "reconstructions" if scale == 0 and mode == "posterior" else f"{mode} draws at spread {scale:g}"
+        if model.num_classes:
+            what += f", class {widgets.class_names(model, ctx.data)[y]}"
+        img = widgets.show_grid(drawn, caption=f"{count} {what} of {caption}", span=0.6)
+        d1, d2 = st.columns(2)
+        d1.download_button("Download the grid (PNG)", images.png_bytes(img), file_name="augmentations.png",
+                           mime="image/png", key="aug_download_png")
+        d2.download_button("Download the images (ZIP)", augment.png_zip(drawn, "augmented"),
+                           file_name="augmentations.zip", mime="application/zip", key="aug_download_zip")
