@@ -13,15 +13,6 @@ def test_an_unconditional_model_is_told_which_models_have_a_class_and_can_switch
     assert image_urls(at)
 
 
-def test_sample_draws_a_chosen_class_from_m2():
-    at = open_app("sample", model="mnist-m2")
-    assert_clean(at)
-    before = image_urls(at)
-    at.selectbox(key="sample_class").set_value(7).run()
-    assert_clean(at)
-    assert image_urls(at) != before
-
-
 def test_m2_grid_controls_change_the_styles_but_not_the_classes():
     at = open_app("classes", model="mnist-m2")
     assert_clean(at)

@@ -1,4 +1,6 @@
 """Sample page: widgets exist, moving them changes the grid, class and VQ handling."""
+import pytest
+
 from tests.app_conftest_helpers import assert_clean, image_urls, open_app
 
 
@@ -31,8 +33,9 @@ def test_same_seed_same_grid():
     assert image_urls(a) == image_urls(b)
 
 
-def test_conditional_model_has_a_class_choice():
-    at = open_app("sample", model="mnist-cvae")
+@pytest.mark.parametrize("model", ["mnist-cvae", "mnist-m2"])       # a CVAE's class, and M2's class beside its style
+def test_conditional_model_has_a_class_choice(model):
+    at = open_app("sample", model=model)
     assert_clean(at)
     before = image_urls(at)
     at.selectbox(key="sample_class").set_value(7).run()
