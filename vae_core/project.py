@@ -103,6 +103,8 @@ def tsne(codes, perplexity: float = 30.0, seed: int = 0, progress: Progress | No
         progress(0.0, "finding each point's neighbours")
     k = min(n - 1, max(1, int(3 * perplexity)))
     idx, dist = neighbours(x, k + 1)
+    if progress:
+        progress(TSNE_AFFINITY_SHARE / 2, "computing affinities")     # a point where a stop can come
     P = joint_probabilities_nn(idx[:, 1:].astype(np.int64), dist[:, 1:].astype(np.float64), [perplexity],
                                symmetrize=True, n_jobs=1)
     init = pca(x).astype(np.float64)
