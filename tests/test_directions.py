@@ -221,3 +221,15 @@ def test_large_codes_get_a_randomized_svd_and_fewer_resamples(monkeypatch):
     assert torch.allclose(axes, exact, atol=1e-6)
     assert directions.boot_count(1000, 20) == directions.N_BOOT
     assert directions.boot_count(1000, 4096) == 12 and directions.boot_count(10**6, 10**6) == 5
+
+
+def test_a_factor_direction_is_where_the_codes_move_not_where_the_factor_is_best_read():
+    # Both units carry the factor; the first with little noise. A readout (factor ~ codes) leans on
+    # the quiet unit; the factor's images lie along (1, 1): that is the direction to move along.
+    g = torch.Generator().manual_seed(10)
+    f = torch.randn(2000, 1, generator=g)
+    x = torch.cat([f + 0.1 * torch.randn(2000, 1, generator=g), f + 1.0 * torch.randn(2000, 1, generator=g)], 1)
+    (d,) = directions.factor_directions(x, f, ["f"], n_boot=10)
+    assert float(d.vector.double() @ torch.tensor([1.0, 1.0], dtype=torch.float64)) / math.sqrt(2) > 0.99
+    w, _ = directions.regression_direction(x.double(), f[:, 0])
+    assert _abs_cos(w, [1.0, 1.0]) < 0.8                                    # the readout differs

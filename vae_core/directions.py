@@ -8,8 +8,8 @@ Three kinds, each a unit vector over the flattened latent (D = prod(latent_shape
   whole Jacobian by forward-mode passes when D is small, else subspace iteration on J^T J with
   batched ``jvp``/``vjp`` products (the SeFa / GANSpace idea, taken to the decoder of a VAE);
 - **attribute**: class A's mean code minus class B's (White, 2016), or a ground-truth factor's
-  regression direction (the ridge least-squares w of factor ~ codes: the way the factor's linear
-  prediction rises fastest).
+  regression direction (the codes' least-squares slope on the factors: the way the mean code moves
+  as the factor grows).
 
 Each comes with a stability: the mean |cosine| between the direction and re-estimates of it,
 from bootstrap resamples of the codes (principal, attribute) or from small nudges of the code
@@ -195,30 +195,45 @@ def regression_direction(x: torch.Tensor, f: torch.Tensor, ridge: float = RIDGE)
     return w, r2
 
 
+def factor_slopes(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """The codes' least-squares slope on each factor, all factors at once: rows (F, D) of B in
+    x - mean = (f - mean) B. Row j is how the mean code moves per unit of factor j, the others held."""
+    fc = (f - f.mean(0)).double()
+    return torch.linalg.lstsq(fc, (x - x.mean(0)).double()).solution
+
+
 def factor_directions(codes: torch.Tensor, factors: torch.Tensor, names: Sequence[str], n_boot: int = N_BOOT,
                       seed: int = 0) -> list[Direction]:
-    """One direction per ground-truth factor: its ridge regression direction on the codes, pointing
-    to larger values, with the fit's R^2 and a bootstrap stability. A factor constant over these
-    images has no direction and is left out."""
+    """One direction per ground-truth factor: the way the mean code moves as the factor grows (the
+    codes regressed on all the factors together; the analogue, for a factor, of a class contrast's
+    difference of means), with a bootstrap stability and, as its detail, how well the codes predict
+    the factor linearly (the R^2 of a ridge fit of the factor on the codes). A factor constant over
+    these images has no direction and is left out.
+
+    (Not the readout weights w of factor ~ codes: those point wherever the codes' noise is smallest,
+    not where the factor's images lie; Haufe et al., 2014, on patterns against filters.)"""
     x, factors = _flat(codes), torch.as_tensor(factors).double()
     if factors.dim() != 2 or len(factors) != len(x):
         raise VAEError(f"Expected one row of factor values per code, got {tuple(factors.shape)} for {len(x)} codes.")
+    keep = [j for j in range(factors.shape[1]) if float(factors[:, j].std()) > 0]
+    if not keep:
+        return []
+    f = factors[:, keep]
+    slopes = factor_slopes(x, f)
     gen = torch.Generator().manual_seed(seed)
+    boots = []
+    for _ in range(n_boot):
+        rows = torch.randint(len(x), (len(x),), generator=gen)
+        boots.append(factor_slopes(x[rows], f[rows]))
     out = []
-    for j in range(factors.shape[1]):
-        f = factors[:, j]
-        if float(f.std()) == 0:
+    for i, j in enumerate(keep):
+        if not slopes[i].norm() > 1e-12:
             continue
-        w, r2 = regression_direction(x, f)
-        if not w.norm() > 1e-12:
-            continue
-        v = w / w.norm()
-        boots = []
-        for _ in range(n_boot):
-            rows = torch.randint(len(x), (len(x),), generator=gen)
-            boots.append(regression_direction(x[rows], f[rows])[0])
+        v = slopes[i] / slopes[i].norm()
+        r2 = regression_direction(x, f[:, i])[1]
         name = names[j] if j < len(names) else f"factor {j}"
-        out.append(Direction("attribute", name, v.float(), _spread(x, v), _stability(boots, v), f"R2 {r2:.2f}"))
+        out.append(Direction("attribute", name, v.float(), _spread(x, v), _stability([b[i] for b in boots], v),
+                             f"R2 {r2:.2f}"))
     return out
 
 
@@ -294,7 +309,7 @@ def _top_right_singular(p: _Products, dims: int, k: int, mode: str, rounds: int,
     if mode == "dense":
         jac = p.jv(torch.eye(dims, device=dev, dtype=dtype)).T.double()            # (P, D)
         _, s, vh = torch.linalg.svd(jac, full_matrices=False)
-        return canonical_sign(vh[:k]).float().cpu(), s[:k].float().cpu()
+        return canonical_sign(vh[:k]).detach().float().cpu(), s[:k].detach().float().cpu()
     m = min(dims, k + OVERSAMPLE)
     v = torch.linalg.qr(torch.randn(dims, m, generator=gen, dtype=torch.float64)).Q.to(dev, dtype)   # (D, m)
     for _ in range(rounds):
@@ -303,7 +318,7 @@ def _top_right_singular(p: _Products, dims: int, k: int, mode: str, rounds: int,
     jv = p.jv(v.T).T.double()                                                       # (P, m): Rayleigh-Ritz
     _, s, vh = torch.linalg.svd(jv, full_matrices=False)
     out = (v.double() @ vh.T)[:, :k].T                                              # (k, D)
-    return canonical_sign(out).float().cpu(), s[:k].float().cpu()
+    return canonical_sign(out).detach().float().cpu(), s[:k].detach().float().cpu()
 
 
 def local_directions(model: VAEBase, z: torch.Tensor, k: int = 3, y: int | None = None, *,
@@ -452,7 +467,8 @@ def factor_alignment(model: VAEBase, codes: torch.Tensor, factors: torch.Tensor,
     found = None
     for n, i in enumerate(picks.tolist()):
         tick(0.3 + 0.7 * n / max(len(picks), 1), f"local directions at code {n + 1} of {len(picks)}")
-        found = local_directions(model, codes[i:i + 1], k, codes=codes, seed=seed + n, max_values=max_values)
+        y = int(labels[i]) if labels is not None and model.num_classes else None
+        found = local_directions(model, codes[i:i + 1], k, y, codes=codes, seed=seed + n, max_values=max_values)
         for r, d in enumerate(found.directions):
             per_rank[r].append(best_alignment(d, refs))
     for r, pairs in enumerate(per_rank):
@@ -470,7 +486,21 @@ def factor_alignment(model: VAEBase, codes: torch.Tensor, factors: torch.Tensor,
             "local_method": found.method if found is not None else ""}
 
 
+def dataset_alignment(model: VAEBase, data: ImageSet, n: int = CODES, seed: int = 0, k: int = 3,
+                      local_codes: int = 16, progress: Callable[[float, str], None] | None = None) -> dict:
+    """``factor_alignment`` on the codes of a fixed random subset of at most ``n`` images of ``data``."""
+    if data.factors is None:
+        raise VAEError(f"{data.name or 'This dataset'} has no ground-truth factors to align directions with; "
+                       "pick dSprites.")
+    if progress:
+        progress(0.0, "encoding images")
+    codes, sub = dataset_codes(model, data, n, seed)
+    return factor_alignment(model, codes, sub.factors, sub.factor_names, sub.labels, sub.class_names, k=k,
+                            local_codes=local_codes, n_boot=boot_count(len(codes), codes[0].numel()), seed=seed,
+                            progress=progress)
+
+
 __all__ = ["Direction", "LocalResult", "best_alignment", "boot_count", "canonical_sign", "chance_cosine",
-           "class_contrast", "dataset_codes", "dataset_directions", "direction_codes", "factor_alignment",
-           "factor_directions", "local_directions", "local_plan", "move", "principal_axes", "principal_directions",
+           "class_contrast", "dataset_alignment", "dataset_codes", "dataset_directions", "direction_codes", "factor_alignment",
+           "factor_directions", "factor_slopes", "local_directions", "local_plan", "move", "principal_axes", "principal_directions",
            "regression_direction"]
