@@ -114,6 +114,24 @@ def test_traverse_slider_changes_the_image(page):
     assert median < 4 * TRAVERSE_BUDGET_S, times
 
 
+def test_a_direction_slider_moves_the_decoded_image(page):
+    bh.go_to(page, "Traverse", timeout=LONG)
+    img = bh.decoded_image(page)
+    expect(img).to_be_visible(timeout=LONG)
+    first_src = img.get_attribute("src")
+    pc1 = page.locator(f'{bh.MAIN} [data-testid="stSlider"]', has_text="PC1 (")
+    expect(pc1).to_have_count(1, timeout=LONG)
+    thumb = pc1.locator(':is(input[type="range"], [role="slider"])')
+    thumb.focus()
+    for _ in range(3):
+        bh.press_and_time(page, thumb, "ArrowRight")
+    bh.wait_idle(page)
+    assert img.get_attribute("src") != first_src
+    image_loaded(page)
+    assert_clean(page)
+    shot(page, "traverse-directions")
+
+
 def test_train_start_and_stop(page):
     bh.go_to(page, "Train", timeout=LONG)
     expect(page.get_by_text("press Start")).to_be_visible()
