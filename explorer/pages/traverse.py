@@ -4,7 +4,7 @@ import hashlib
 import streamlit as st
 import torch
 
-from explorer import handoff, loaders, session, widgets
+from explorer import handoff, links, loaders, session, widgets
 from vae_core import VAEError, directions, explore
 
 st.title("Traverse")
@@ -76,6 +76,7 @@ def direction_sliders(model, z, y, model_key: str) -> tuple[list, list[float]]:
         for k in keys:
             st.session_state[k] = 0.0
         st.session_state["traverse_dir_signature"] = signature
+    links.apply_late("traverse_dir")
     amounts = []
     for d, k in zip(found, keys):
         stable = "" if d.stability is None else f", stability {d.stability:.2f}"
@@ -104,6 +105,7 @@ def sliders_and_grids(model, stats, base, original, where, mode, y, model_key: s
             for k, v in zip(keys, start):
                 st.session_state[k] = float(min(max(v, -RANGE), RANGE))
             st.session_state["traverse_signature"] = signature
+        links.apply_late("traverse_z")              # a link's slider values, once, over the base code's
 
         left, right = st.columns([1, 2])
         with right:
@@ -144,6 +146,7 @@ def sliders_and_grids(model, stats, base, original, where, mode, y, model_key: s
         grid = explore.traversal_grid(model, z, top, stats, -3.0, 3.0, steps, y=y)
         widgets.show_grid(grid, nrow=steps, wrap=False, caption="rows: " + ", ".join(f"z{u}" for u in top) +
                           f"; columns: {steps} values from -3 to 3" + (" (x the channel's spread)" if spatial else ""))
+        links.publish("traverse")                   # a slider move reruns only this fragment
 
 
 with session.guard("Traversal"):
