@@ -23,6 +23,7 @@ from typing import Callable, Mapping, Sequence
 import streamlit as st
 
 RESTORED_KEY = "_links_restored"     # per session: the link was read (on the session's first run)
+MAP_SELECTION_KEY = "_links_map_selection"   # per session: the latent map's current selection
 LATE_KEY = "_links_late"             # per session: values a page applies after it sets its own defaults
 MAX_PARAM_CHARS = 4000               # a longer parameter is refused before it is parsed
 MAX_VECTOR = 64                      # numbers in one slider vector (the unit sliders of a 64-unit model)
@@ -127,8 +128,9 @@ def vector(param: str, prefix: str, count: Callable[[object], int] | None, lo: f
     return Field(param, parse, show, late)
 
 
-def indices(param: str, key: str, size: Callable[[object], int]) -> Field:
-    """A selection of dataset images, as the text of an index box (``3, 17, 42``)."""
+def indices(param: str, key: str, size: Callable[[object], int], selected_key: str | None = None) -> Field:
+    """A selection of dataset images, restored as the text of an index box (``3, 17, 42``); shown
+    from ``selected_key`` (the page's whole selection, however it was made) where the page keeps it."""
     def parse(raw, ctx):
         parts = [p.strip() for p in raw.split(",") if p.strip()]
         if len(parts) > MAX_INDICES:
@@ -138,9 +140,17 @@ def indices(param: str, key: str, size: Callable[[object], int]) -> Field:
         return {key: ", ".join(map(str, vals))}
 
     def show(s):
+        if selected_key is not None and s.get(selected_key) is not None:
+            chosen = list(s[selected_key])
+            return ",".join(map(str, chosen)) if 0 < len(chosen) <= MAX_INDICES else None
         text = str(s.get(key) or "").strip()
         return re.sub(r"\s*,\s*", ",", text) if text else None
     return Field(param, parse, show)
+
+
+def remember_selection(picked) -> None:
+    """The latent map's selection (typed, clicked, boxed or lassoed), for its link."""
+    st.session_state[MAP_SELECTION_KEY] = [int(i) for i in picked]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,7 +241,7 @@ def page_fields(page: str) -> tuple[Field, ...]:
                 choice("method", "map_method", lambda c: ([MAP_CODES_2D] if c.model.latent_shape == (2,) else []) +
                        list(MAP_METHODS)),
                 number("perplexity", "map_perplexity", 1.0, 100.0), integer("neighbors", "map_neighbors", 5, 50),
-                number("min_dist", "map_min_dist", 0.0, 0.99), indices("pick", "map_pick", _data_len))
+                number("min_dist", "map_min_dist", 0.0, 0.99), indices("pick", "map_pick", _data_len, MAP_SELECTION_KEY))
     if page == "analyze":
         return (choices("show", "an_pick", ("Latent units", "Anomalies", "Reconstructions", "Factors",
                                             "Directions and factors", "Disentanglement")),

@@ -181,3 +181,13 @@ def test_a_bad_link_gives_one_message_and_the_defaults():
 def test_a_link_names_its_dataset_over_the_models_own():
     at = _open_link("sample", {"model": "mnist-mlp", "data": "digits"})
     assert at.sidebar.selectbox(key="dataset").value == "digits"
+
+
+def test_a_latent_map_selection_travels_as_indices_up_to_a_limit():
+    fields = links.page_fields("latent_map")
+    assert links.current(fields, {"map_pick": "4 , 8"})["pick"] == "4,8"                    # typed
+    assert links.current(fields, {"map_pick": "", links.MAP_SELECTION_KEY: [5, 9, 40]})["pick"] == "5,9,40"
+    too_many = {links.MAP_SELECTION_KEY: list(range(links.MAX_INDICES + 1))}
+    assert "pick" not in links.current(fields, too_many)
+    back = {}
+    assert links.restore(fields, _ctx(), {"pick": "5,9,40"}, back) == [] and back["map_pick"] == "5, 9, 40"
