@@ -37,6 +37,7 @@ DIRECTION_KINDS = ("Principal", "Local", "Factor", "Class A - B")
 INTERPOLATE_STEPS = 24
 MAP_METHODS = ("PCA", "t-SNE", "UMAP")
 MAP_CODES_2D = "Codes (2-D latent)"
+ANALYZE_DSPRITES = ("shape", "scale", "orientation", "posX", "posY")
 REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
 REVISION = re.compile(r"[\w][\w.\-/]{0,99}")
 
@@ -59,6 +60,8 @@ class Field:
 
 
 def _number(raw: str, kind, lo, hi, what: str):
+    if hi < lo:
+        raise LinkError(f"{what} does not apply to this model and data")
     try:
         v = kind(raw)
     except ValueError:
@@ -95,13 +98,14 @@ def choice(param: str, key: str, options) -> Field:
     return Field(param, parse, lambda s: str(s[key]) if key in s else None)
 
 
-def choices(param: str, key: str, options: Sequence[str]) -> Field:
-    """A multiselect's values, joined by commas."""
+def choices(param: str, key: str, options) -> Field:
+    """A multiselect's values, joined by commas; ``options`` may be a function of the context."""
     def parse(raw, ctx):
+        opts = list(options(ctx) if callable(options) else options)
         picked = [p for p in raw.split(",") if p]
-        bad = [p for p in picked if p not in options]
+        bad = [p for p in picked if p not in opts]
         if bad:
-            raise LinkError(f"{param} may hold only {', '.join(options)}")
+            raise LinkError(f"{param} may hold only {', '.join(opts)} here")
         return {key: picked}
     return Field(param, parse, lambda s: ",".join(s[key]) if key in s else None)
 
@@ -215,6 +219,14 @@ def _data_classes(ctx) -> int:
     return int(ctx.data.labels.max()) if ctx.data is not None and ctx.data.labels is not None else -1
 
 
+def _analyses(ctx) -> list[str]:
+    """The analyses the Analyze page offers for this dataset."""
+    data = ctx.data
+    factors = data is not None and data.factors is not None
+    return (["Latent units", "Anomalies", "Reconstructions"] + (["Factors", "Directions and factors"] if factors else [])
+            + (["Disentanglement"] if factors and data.factor_names == ANALYZE_DSPRITES else []))
+
+
 def page_fields(page: str) -> tuple[Field, ...]:
     """The fields of one page (its url_path)."""
     seed = lambda key: integer("seed", key, 0, 2**31 - 1)               # noqa: E731
@@ -243,8 +255,7 @@ def page_fields(page: str) -> tuple[Field, ...]:
                 number("perplexity", "map_perplexity", 1.0, 100.0), integer("neighbors", "map_neighbors", 5, 50),
                 number("min_dist", "map_min_dist", 0.0, 0.99), indices("pick", "map_pick", _data_len, MAP_SELECTION_KEY))
     if page == "analyze":
-        return (choices("show", "an_pick", ("Latent units", "Anomalies", "Reconstructions", "Factors",
-                                            "Directions and factors", "Disentanglement")),
+        return (choices("show", "an_pick", _analyses),
                 choice("n", "an_n", (250, 500, 1000, 2000, 5000)), integer("seed", "an_seed", 0, 10_000),
                 integer("recon", "an_recon_count", 4, 32, 4), number("threshold", "an_threshold", 50.0, 99.9))
     return ()

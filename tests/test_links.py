@@ -40,7 +40,7 @@ def test_valid_parameters_are_written_to_the_session():
     ("i", "100", "from 0 to 99"), ("i", "-1", "from 0 to 99"), ("i", "3.5", "whole number"),
     ("seed", "abc", "whole number"), ("z", "0.1,0.2", "20 comma-separated"), ("z", ",".join(["nan"] * 20), "from -4"),
     ("z", ",".join(["1e400"] * 20), "from -4"), ("cols", "4", "multiple of 2"), ("base", "From the latent map", "one of"),
-    ("dir", "<script>", "one of"), ("d", ",".join(["0"] * 65), "at most 64"), ("class", "0", "from 0 to -1"),
+    ("dir", "<script>", "one of"), ("d", ",".join(["0"] * 65), "at most 64"), ("class", "0", "does not apply"),
     ("i", "9" * 5000, "longer than"),
 ])
 def test_a_bad_parameter_is_dropped_with_a_message_that_names_it(param, raw, says):
@@ -191,3 +191,25 @@ def test_a_latent_map_selection_travels_as_indices_up_to_a_limit():
     assert "pick" not in links.current(fields, too_many)
     back = {}
     assert links.restore(fields, _ctx(), {"pick": "5,9,40"}, back) == [] and back["map_pick"] == "5, 9, 40"
+
+
+def test_a_run_folder_model_is_left_out_of_the_link_and_the_sidebar_says_so(tmp_path):
+    from vae_core import open_model, save_pretrained
+
+    model, _ = open_model("mnist-mlp")
+    save_pretrained(model, tmp_path / "run")
+    at = open_app("sample")
+    at.sidebar.radio(key="model_kind").set_value("Folder").run()
+    at.sidebar.text_input(key="model_folder").set_value(str(tmp_path / "run")).run()
+    assert_clean(at)
+    assert "model" not in at.query_params and "hub" not in at.query_params
+    assert not any(str(tmp_path) in v for v in at.query_params.values())
+    assert any("this model is not in it" in c.value for c in at.sidebar.caption)
+
+
+def test_an_analysis_the_dataset_does_not_offer_is_refused_by_the_link():
+    at = _open_link("analyze", {"show": "Reconstructions,Disentanglement", "n": "250"})   # mnist: no factors
+    assert not at.exception and not at.error
+    assert len(at.warning) == 1 and "show may hold only" in at.warning[0].value
+    assert at.multiselect(key="an_pick").value == ["Latent units", "Reconstructions"]         # the default
+    assert at.select_slider(key="an_n").value == 250
