@@ -15,7 +15,8 @@ MAX_PLANE = 10       # the latent plane's side, in tiles
 DIRECTION_KINDS = {"Principal": "the principal axes of 1,000 encoded images, largest variance first",
                    "Local": "where the decoded image changes most at the code above (the top singular vectors "
                             "of the decoder's Jacobian there)",
-                   "Factor": "each ground-truth factor's ridge-regression direction on the codes",
+                   "Factor": "how the mean code moves as each ground-truth factor grows (the codes regressed on "
+                             "the factors)",
                    "Class A - B": "class A's mean code minus class B's"}
 
 
