@@ -90,7 +90,7 @@ def test_the_links_bounds_are_the_pages():
     assert ast.literal_eval(tr["RANGE"]) == links.TRAVERSE_RANGE
     assert ast.literal_eval(tr["MAX_STEPS"]) == links.TRAVERSE_STEPS
     assert ast.literal_eval(tr["MAX_PLANE"]) == links.TRAVERSE_PLANE
-    assert tuple(k.value for k in tr["DIRECTION_KINDS"].keys) == links.DIRECTION_KINDS
+    assert tuple(k.value for k in tr["DIRECTION_KINDS"].args[0].keys) == links.DIRECTION_KINDS
     assert ast.literal_eval(constants("interpolate.py")["MAX_STEPS"]) == links.INTERPOLATE_STEPS
     lm = constants("latent_map.py")
     assert tuple(k.value for k in lm["METHODS"].args[0].keys) == links.MAP_METHODS

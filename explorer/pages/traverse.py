@@ -1,5 +1,6 @@
 """Traverse: move one latent unit at a time and watch the decoded image change."""
 import hashlib
+from types import MappingProxyType
 
 import streamlit as st
 import torch
@@ -12,12 +13,12 @@ RANGE = 4.0          # slider range, in prior standard deviations
 BASES = ("Dataset image", "Random sample", "Zero")
 MAX_STEPS = 9        # traversal columns: a row of readable tiles across the page
 MAX_PLANE = 10       # the latent plane's side, in tiles
-DIRECTION_KINDS = {"Principal": "the principal axes of 1,000 encoded images, largest variance first",
+DIRECTION_KINDS = MappingProxyType({"Principal": "the principal axes of 1,000 encoded images, largest variance first",
                    "Local": "where the decoded image changes most at the code above (the top singular vectors "
                             "of the decoder's Jacobian there)",
                    "Factor": "how the mean code moves as each ground-truth factor grows (the codes regressed on "
                              "the factors)",
-                   "Class A - B": "class A's mean code minus class B's"}
+                   "Class A - B": "class A's mean code minus class B's"})
 
 
 def base_code(model, ctx, mode: str, chosen):
