@@ -19,6 +19,7 @@ PAGES = (("sample", "Sample", ":material/grid_view:"), ("traverse", "Traverse", 
 
 if __name__ == "__main__":
     from explorer import limits
+    from explorer import links
     from explorer.sidebar import sidebar
     from explorer.widgets import page_style
 
@@ -29,9 +30,14 @@ if __name__ == "__main__":
     nav = st.navigation([st.Page(f"explorer/pages/{name}.py", title=title, icon=icon, default=i == 0)
                          for i, (name, title, icon) in enumerate(PAGES)])
     st.sidebar.title("VAE Latent Explorer")
-    sidebar()
+    page = nav.url_path or PAGES[0][0]                       # the default page's path is ""
+    links.first_run_restore(page, "sidebar")                 # a link's model and dataset, before their pickers
+    ctx = sidebar()
+    links.first_run_restore(page, "page", ctx)               # the page's settings, checked against them
+    links.copy_control(st.sidebar)
     try:
         nav.run()
+        links.publish(page)                                  # the address bar holds this view
     finally:
         startup.warm_up()           # after the first page is drawn, so its imports do not delay that page
 else:

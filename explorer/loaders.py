@@ -17,13 +17,14 @@ import streamlit as st
 import torch
 
 import vae_core
-from vae_core import ImageSet, ModelInfo, VAEBase, explore
+from vae_core import ImageSet, ModelInfo, VAEBase, directions, explore
 from vae_core.settings import LoadPolicy
 
 MAX_MODELS = 16
 MAX_DATASETS = 16
 MAX_RESIZED = 4                 # resized copies of datasets (each within VAE_EXPLORER_MAX_DATASET_MB)
 DEFAULT_MODELS_BYTES = 2 * 1024 ** 3
+LOCAL_NUDGES = 4       # nudged codes a local direction's stability is measured on
 
 
 class ModelCache:
@@ -132,6 +133,26 @@ def unit_stats(model_key: str, data_key: str, _model: VAEBase, _data: ImageSet |
 def attribute_vector(model_key: str, data_key: str, _model: VAEBase, _data: ImageSet, to_class: int,
                      from_class: int) -> torch.Tensor:
     return explore.attribute_vector(_model, _data, to_class, from_class)
+
+
+@st.cache_resource(show_spinner="Encoding images to find directions...", max_entries=16)
+def direction_codes(model_key: str, data_key: str, _model: VAEBase, _data: ImageSet) -> tuple[torch.Tensor, ImageSet]:
+    return directions.dataset_codes(_model, _data)
+
+
+@st.cache_resource(show_spinner="Finding directions and their bootstrap stability...", max_entries=64)
+def data_directions(model_key: str, data_key: str, _model: VAEBase, _data: ImageSet, kind: str, a: int = 0,
+                    b: int = 1) -> tuple[directions.Direction, ...]:
+    codes, sub = direction_codes(model_key, data_key, _model, _data)
+    return tuple(directions.dataset_directions(codes, sub, kind, a=a, b=b))
+
+
+@st.cache_resource(show_spinner="Finding where the decoded image changes most...", max_entries=64)
+def local_directions(model_key: str, data_key: str, code_key: str, _model: VAEBase, _data: ImageSet | None,
+                     _z: torch.Tensor, y: int | None) -> directions.LocalResult:
+    """``code_key`` names ``_z`` (its bytes' hash): the directions at one code are found once."""
+    codes = direction_codes(model_key, data_key, _model, _data)[0] if _data is not None else None
+    return directions.local_directions(_model, _z, 3, y, codes=codes, nudges=LOCAL_NUDGES)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

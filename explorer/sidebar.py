@@ -19,6 +19,7 @@ SPLITS = ("all", "train", "test")
 DEFAULT_MODEL = "mnist-mlp"
 FAILURES_KEY = "_model_failures"      # per session: sources that failed to load, not retried on every rerun
 MODEL_SEEN_KEY = "_sidebar_model"     # per session: the model the dataset picker last followed
+LINK_DATASET_KEY = "_link_dataset"    # set by a link that names a dataset: the first model does not replace it
 
 
 def device_choices() -> list[str]:
@@ -70,7 +71,7 @@ def _follow_the_model(info: ModelInfo | None, limits: Settings) -> None:
     if info is None or st.session_state.get(MODEL_SEEN_KEY) == info.key:
         return
     st.session_state[MODEL_SEEN_KEY] = info.key
-    if info.trained_on in limits.datasets():
+    if info.trained_on in limits.datasets() and not st.session_state.pop(LINK_DATASET_KEY, False):
         st.session_state["dataset"] = info.trained_on
 
 

@@ -108,3 +108,25 @@ def test_the_factor_heatmaps_scale_shows_its_range():
     hm = spec["data"][0]
     assert hm["zmin"] == 0 and hm["zmax"] == pytest.approx(float(plotly_array(hm["z"]).max())) and hm["zmax"] < 1
     assert spec["layout"]["xaxis"]["title"]["text"] == "latent unit" and hm["colorbar"]["title"]["text"]
+
+
+def test_directions_are_aligned_with_dsprites_factors():
+    at = open_app("analyze", model="dsprites-beta4")
+    assert "Directions and factors" in at.multiselect(key="an_pick").options
+    at.select_slider(key="an_n").set_value(250).run()
+    at.multiselect(key="an_pick").set_value(["Directions and factors"]).run()
+    assert_clean(at)
+    spec = json.loads(next(s for s in _charts(at) if "lines up with a ground-truth factor" in s))
+    bars = spec["data"][0]
+    names = list(bars["x"])
+    assert {n.split(":")[0] for n in names} == {"principal", "attribute", "local"}
+    assert all(t in {"shape", "scale", "orientation", "posX", "posY"} for t in bars["text"])
+    cos = plotly_array(bars["y"])
+    assert ((cos >= 0) & (cos <= 1)).all() and cos.max() > 0.5
+    assert spec["layout"]["yaxis"]["title"]["text"].startswith("|cos|")
+    assert any("Stabilities (bootstrap)" in c.value for c in at.caption)
+
+
+def test_mnist_offers_no_direction_alignment():
+    at = open_app("analyze")
+    assert "Directions and factors" not in at.multiselect(key="an_pick").options

@@ -79,3 +79,65 @@ def test_mismatched_dataset_stops_with_a_message():
     assert any("8x8" in e for e in errors(at))
     at.radio(key="traverse_base").set_value("Zero").run()       # needs no data: works, natural order
     assert not at.exception and not at.error
+
+
+def _direction_sliders(at):
+    return [s for s in at.slider if s.key.startswith("traverse_dir")]
+
+
+def test_principal_direction_sliders_move_the_decoded_image_and_show_their_stability():
+    at = open_app("traverse")
+    assert_clean(at)
+    assert at.radio(key="traverse_dir_kind").value == "Principal"
+    sliders = _direction_sliders(at)
+    assert [s.label.split(" ")[0] for s in sliders] == ["PC1", "PC2", "PC3", "PC4"]
+    assert all("of the variance, stability 0." in s.label for s in sliders), [s.label for s in sliders]
+    before = image_urls(at)
+    at.slider(key="traverse_dir0").set_value(2.5).run()
+    assert_clean(at)
+    after = image_urls(at)
+    assert after[0] != before[0]                                # the image decoded from the sliders
+    assert after[1] == before[1]                                # the direction rows start at the units' code
+    assert after[2] != before[2]                                # the unit traversal follows the moved code
+    assert "and directions" in at.image[0].captions[0], at.image[0].captions
+
+
+def test_local_directions_follow_the_code_and_new_directions_start_at_zero():
+    at = open_app("traverse")
+    at.slider(key="traverse_dir0").set_value(1.0).run()
+    at.radio(key="traverse_dir_kind").set_value("Local").run()
+    assert_clean(at)
+    sliders = _direction_sliders(at)
+    assert [s.label.split(" (")[0] for s in sliders] == ["local 1", "local 2", "local 3"]
+    assert all(s.value == 0.0 for s in sliders)                 # a new set of directions starts at zero
+    assert all("gain" in s.label and "stability" in s.label for s in sliders)
+    labels = [s.label for s in sliders]
+    first = [s.key for s in at.slider if s.key.startswith("traverse_z")][0]
+    at.slider(key=first).set_value(3.5).run()                   # another code: other directions there
+    assert_clean(at)
+    assert [s.label for s in _direction_sliders(at)] != labels
+
+
+def test_a_class_contrast_and_its_message_when_both_classes_are_the_same():
+    at = open_app("traverse")
+    at.radio(key="traverse_dir_kind").set_value("Class A - B").run()
+    assert_clean(at)
+    at.selectbox(key="traverse_dir_a").set_value(7).run()
+    at.selectbox(key="traverse_dir_b").set_value(1).run()
+    assert [s.label.split(" (")[0] for s in _direction_sliders(at)] == ["7 - 1"]
+    before = image_urls(at)
+    at.slider(key="traverse_dir0").set_value(-2.0).run()
+    assert image_urls(at)[0] != before[0]
+    at.selectbox(key="traverse_dir_b").set_value(7).run()
+    assert not at.exception and not at.error
+    assert any("two different classes" in i.value for i in at.info)
+    assert not _direction_sliders(at)
+
+
+def test_dsprites_factor_directions():
+    at = open_app("traverse", model="dsprites-beta4")
+    at.radio(key="traverse_dir_kind").set_value("Factor").run()
+    assert_clean(at)
+    sliders = _direction_sliders(at)
+    assert [s.label.split(" (")[0] for s in sliders] == ["shape", "scale", "orientation", "posX", "posY"]
+    assert all("R2 " in s.label for s in sliders)

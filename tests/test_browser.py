@@ -115,6 +115,74 @@ def test_traverse_slider_changes_the_image(page):
     assert median < 4 * TRAVERSE_BUDGET_S, times
 
 
+def test_a_direction_slider_moves_the_decoded_image(page):
+    bh.go_to(page, "Traverse", timeout=LONG)
+    img = bh.decoded_image(page)
+    expect(img).to_be_visible(timeout=LONG)
+    first_src = img.get_attribute("src")
+    pc1 = page.locator(f'{bh.MAIN} [data-testid="stSlider"]', has_text="PC1 (")
+    expect(pc1).to_have_count(1, timeout=LONG)
+    thumb = pc1.locator(':is(input[type="range"], [role="slider"])')
+    thumb.focus()
+    for _ in range(3):
+        bh.press_and_time(page, thumb, "ArrowRight")
+    bh.wait_idle(page)
+    assert img.get_attribute("src") != first_src
+    image_loaded(page)
+    assert_clean(page)
+    shot(page, "traverse-directions")
+
+
+def _pixels(page) -> list:
+    """Every image in the main area, decoded: (the media URLs differ between servers, the pixels must not)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    bh.images_loaded(page)
+    srcs = page.locator(f'{bh.MAIN} [data-testid="stImage"] img').evaluate_all("els => els.map(e => e.src)")
+    return [np.asarray(Image.open(io.BytesIO(page.request.get(src).body()))) for src in srcs]
+
+
+def test_a_copied_link_reproduces_the_pixels_on_a_fresh_server(page, server):
+    url, browser = server
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=url)
+    bh.go_to(page, "Traverse", timeout=LONG)
+    unit = page.locator(bh.SLIDER_THUMB).first
+    unit.focus()
+    for _ in range(3):
+        bh.press_and_time(page, unit, "ArrowRight")
+    pc1 = page.locator(f'{bh.MAIN} [data-testid="stSlider"]', has_text="PC1 (").locator(
+        ':is(input[type="range"], [role="slider"])')
+    pc1.focus()
+    for _ in range(4):
+        bh.press_and_time(page, pc1, "ArrowLeft")
+    bh.wait_idle(page)
+    copy = page.frame_locator('[data-testid="stSidebar"] iframe').locator("#copy")
+    copy.click()
+    expect(copy).to_have_text("Copied")
+    link = page.evaluate("navigator.clipboard.readText()")
+    assert link.startswith(f"{url}/traverse?") and "z=" in link and "d=-0.4" in link, link
+    before = _pixels(page)
+    assert len(before) == 3                          # the decoded image, the direction rows, the unit traversal
+
+    with bh.streamlit_server(max_seconds=20) as fresh:
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        try:
+            other = context.new_page()
+            other.goto(link.replace(url, fresh), wait_until="domcontentloaded")
+            expect(other.locator(f"{bh.MAIN} h1", has_text="Traverse")).to_be_visible(timeout=LONG)
+            bh.wait_idle(other, LONG)
+            assert_clean(other)
+            after = _pixels(other)
+            shot(other, "traverse-from-link")
+        finally:
+            context.close()
+    assert len(after) == len(before)
+    assert all(a.shape == b.shape and (a == b).all() for a, b in zip(after, before))
+
+
 def test_train_start_and_stop(page):
     bh.go_to(page, "Train", timeout=LONG)
     expect(page.get_by_text("press Start")).to_be_visible()

@@ -153,3 +153,15 @@ def test_torchrun_two_cpu_processes(tmp_path):
                        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-2000:]
     assert load_model(out).latent_shape == (2,)
+
+
+def test_directions_reports_each_kind_against_dsprites_factors(capsys):
+    assert main(["directions", "dsprites-beta4", "--n", "300", "--k", "2", "--local-codes", "2", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    kinds = {r["kind"] for r in res["rows"]}
+    assert kinds == {"principal", "attribute", "local"}
+    assert [r["name"] for r in res["references"]] == ["shape", "scale", "orientation", "posX", "posY"]
+    assert all(0 <= r["cosine"] <= 1 and r["best_factor"] in {"shape", "scale", "orientation", "posX", "posY"}
+               for r in res["rows"])
+    assert main(["directions", "mnist-mlp", "--dataset", "mnist-5k"]) == 2
+    assert "no ground-truth factors" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""`python -m vae_core train | evaluate | sample | push | convert`.
+"""`python -m vae_core train | evaluate | sample | directions | push | convert`.
 
 Every config field is a flag (--latent-dim 2, --hidden-dims 512 256, --kl-anneal linear, ...)
 and can also come from a YAML or JSON file (--config run.yaml); flags win over the file.
@@ -246,6 +246,35 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def cmd_directions(args) -> int:
+    from .directions import dataset_alignment
+    from .loading import load_model
+
+    model = load_model(args.model_source, device=args.device, revision=args.revision)
+    c, h, w = model.config.in_shape
+    data = load_dataset_for(args, h, c)
+    res = dataset_alignment(model, data, n=args.n, seed=args.seed, k=args.k, local_codes=args.local_codes)
+    if args.json:
+        print(json.dumps(res, indent=2))
+        return 0
+    print(f"{args.model_source} on {args.dataset} ({args.split}): {res['images']} images, seed {args.seed}; "
+          f"|cos| of a random direction: {res['chance']:.2f}")
+    print(f"{'kind':<10} {'direction':<18} {'best factor':<12} {'|cos|':>6} {'stability':>9}  detail")
+    for r in res["rows"]:
+        stab = "" if r["stability"] is None else f"{r['stability']:.2f}"
+        print(f"{r['kind']:<10} {r['name']:<18} {r['best_factor']:<12} {r['cosine']:>6.2f} {stab:>9}  {r['detail']}")
+    print("factor regression directions (the references): " + ", ".join(
+        f"{r['name']} ({r['detail']}, stability {r['stability']:.2f})" for r in res["references"]))
+    print(f"local directions from {res['local_method']}")
+    return 0
+
+
+def load_dataset_for(args, image_size: int, channels: int):
+    from .data import load_dataset
+
+    return load_dataset(args.dataset, args.split, image_size=image_size, channels=channels)
+
+
 def cmd_push(args) -> int:
     from .hub import push_to_hub
 
@@ -391,6 +420,17 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--scale", type=int, default=2, help="enlarge pixels this many times")
     s.add_argument("--out", default="samples.png")
     s.set_defaults(func=cmd_sample)
+
+    d = sub.add_parser("directions", help="how principal, local and attribute directions align with a "
+                                          "dataset's ground-truth factors (dSprites)")
+    model_args(d)
+    d.add_argument("--dataset", default="dsprites")
+    d.add_argument("--split", default="test", choices=["train", "test", "all"])
+    d.add_argument("--n", type=int, default=2000, help="images to encode (a fixed random subset)")
+    d.add_argument("--k", type=int, default=3, help="principal and local directions to report")
+    d.add_argument("--local-codes", type=int, default=16, help="codes the local directions are averaged over")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_directions)
 
     u = sub.add_parser("push", help="upload a run folder to a Hub model repo")
     u.add_argument("run_dir")

@@ -7,12 +7,15 @@ import streamlit as st
 import torch
 
 from explorer import figures, jobs, limits, loaders, session, widgets
-from vae_core import analyze, anomaly, explore
+from vae_core import analyze, anomaly, directions, explore
 from vae_core.disentanglement import evaluate_disentanglement
 
 st.title("Analyze")
 UNITS, FACTORS, ANOMALIES, RECON, DISENTANGLEMENT = ("Latent units", "Factors", "Anomalies", "Reconstructions",
                                                      "Disentanglement")
+DIRECTIONS = "Directions and factors"
+KIND_COLOURS = MappingProxyType({"principal": figures.CLASS_COLOURS[0], "attribute": figures.CLASS_COLOURS[2],
+                                 "local": figures.CLASS_COLOURS[6]})
 HEADLINE = MappingProxyType({"beta_vae": "beta-VAE", "factor_vae": "FactorVAE", "mig": "MIG", "sap": "SAP",
                              "dci_disentanglement": "DCI disentanglement", "dci_completeness": "DCI completeness",
                              "dci_informativeness": "DCI informativeness", "modularity": "modularity",
@@ -196,11 +199,36 @@ def disentanglement_section(ctx, model, seed):
                    "iterations before converging, as it does in disentanglement_lib, whose scores these reproduce.")
 
 
+def directions_section(ctx, model, data, n, seed):
+    key = ("an-directions", ctx.model_key, ctx.data_key, n, seed)
+    res = jobs.queue().results.get(key)
+    if res is None:
+        bar, tick = progress_bar("Finding directions and aligning them with the factors")
+        res = jobs.queue().results.put(key, directions.dataset_alignment(model, data, n=n, seed=seed, progress=tick))
+        bar.empty()
+    rows = res["rows"]
+    fig = figures.bars([f"{r['kind']}: {r['name']}" for r in rows], [r["cosine"] for r in rows], height=380,
+                       x="direction", y="|cos| with closest factor", y_range=(0, 1.05),
+                       text=[r["best_factor"] for r in rows], colours=[KIND_COLOURS[r["kind"]] for r in rows],
+                       hover="%{x}: |cos| %{y:.2f} with %{text}<extra></extra>",
+                       title="How each kind of direction lines up with a ground-truth factor (bar label: that "
+                             "factor; dotted: a random direction)")
+    fig.add_hline(y=res["chance"], line_dash="dot", line_color="grey")
+    st.plotly_chart(fig, key="an_directions_chart")
+    st.caption(f"{res['images']:,} images (seed {seed}). Principal: the codes' principal axes; attribute: each class's "
+               f"mean code minus the first class's; local: the decoder Jacobian's top singular vectors at "
+               f"{res['local_codes']} codes, their |cos| averaged ({res['local_method']}). A factor's direction: how "
+               "the mean code moves as the factor grows (the codes regressed on all factors). Stabilities (bootstrap): " +
+               ", ".join(f"{r['name']} {r['stability']:.2f}" for r in rows if r["stability"] is not None) +
+               "; factors: " + ", ".join(f"{r['name']} ({r['detail']}, {r['stability']:.2f})"
+                                         for r in res["references"]) + ".")
+
+
 with session.guard("Analysis"):
     ctx = session.context()
     model = ctx.require_model()
     data = ctx.require_data()
-    available = [UNITS, ANOMALIES, RECON] + ([FACTORS] if data.factors is not None else []) + \
+    available = [UNITS, ANOMALIES, RECON] + ([FACTORS, DIRECTIONS] if data.factors is not None else []) + \
                 ([DISENTANGLEMENT] if data.factor_names == ("shape", "scale", "orientation", "posX", "posY") else [])
     c1, c2, c3 = st.columns([4, 2, 1])
     picked = c1.multiselect("Analyses", available, [UNITS, RECON], key="an_pick")
@@ -220,3 +248,5 @@ with session.guard("Analysis"):
             recon_section(model, data, seed)
         elif name == DISENTANGLEMENT:
             disentanglement_section(ctx, model, seed)
+        elif name == DIRECTIONS:
+            directions_section(ctx, model, data, n, seed)

@@ -3,7 +3,7 @@ from types import MappingProxyType
 
 import streamlit as st
 
-from explorer import figures, jobs, limits, selection, session, startup
+from explorer import figures, jobs, limits, links, selection, session, startup
 from vae_core import project
 
 st.title("Latent map")
@@ -67,6 +67,7 @@ with session.guard("The latent map"):
     typed = st.text_input("Or show images by index", key="map_pick", placeholder="e.g. 3, 17, 42")
     wanted = selection.parse_indices(typed) if typed.strip() else []
     picked, notes = selection.resolve(wanted, selection.selected_indices(event, fig), idx.numpy(), data)
+    links.remember_selection(picked)                 # a link carries it (as indices)
     for note in notes:
         st.warning(note)
     if picked:

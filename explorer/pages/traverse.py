@@ -1,15 +1,24 @@
 """Traverse: move one latent unit at a time and watch the decoded image change."""
+import hashlib
+from types import MappingProxyType
+
 import streamlit as st
 import torch
 
-from explorer import handoff, limits, loaders, session, widgets
-from vae_core import explore
+from explorer import handoff, limits, links, loaders, session, widgets
+from vae_core import VAEError, directions, explore
 
 st.title("Traverse")
 RANGE = 4.0          # slider range, in prior standard deviations
 BASES = ("Dataset image", "Random sample", "Zero")
 MAX_STEPS = 9        # traversal columns: a row of readable tiles across the page
 MAX_PLANE = 10       # the latent plane's side, in tiles
+DIRECTION_KINDS = MappingProxyType({"Principal": "the principal axes of 1,000 encoded images, largest variance first",
+                   "Local": "where the decoded image changes most at the code above (the top singular vectors "
+                            "of the decoder's Jacobian there)",
+                   "Factor": "how the mean code moves as each ground-truth factor grows (the codes regressed on "
+                             "the factors)",
+                   "Class A - B": "class A's mean code minus class B's"})
 
 
 def base_code(model, ctx, mode: str, chosen):
@@ -30,6 +39,58 @@ def base_code(model, ctx, mode: str, chosen):
     return torch.zeros(1, *model.latent_shape), None, "the zero code"
 
 
+def direction_sliders(model, z, y, model_key: str) -> tuple[list, list[float]]:
+    """Sliders along directions of one kind (picked here), each moving in the data's standard
+    deviations along it; returns the directions and the slider values."""
+    ctx = session.context()
+    data = ctx.data
+    kinds = ["Principal", "Local"] + (["Factor"] if data is not None and data.factors is not None else []) + \
+            (["Class A - B"] if data is not None and data.labels is not None else [])
+    if data is None:
+        kinds.remove("Principal")
+    st.subheader("Directions")
+    pick, sliders = st.columns([1, 2])
+    kind = pick.radio("Move along", kinds, key="traverse_dir_kind", horizontal=True,
+                      help="\n".join(f"- **{k}**: {DIRECTION_KINDS[k]}" for k in kinds))
+    a = b = 0
+    if kind == "Class A - B":
+        names = list(data.class_names) or [str(c) for c in range(int(data.labels.max()) + 1)]
+        a = pick.selectbox("Class A", range(len(names)), format_func=names.__getitem__, key="traverse_dir_a")
+        b = pick.selectbox("Class B", range(len(names)), index=min(1, len(names) - 1),
+                           format_func=names.__getitem__, key="traverse_dir_b")
+    try:
+        if kind == "Local":
+            code_key = hashlib.sha1(z.float().numpy().tobytes() + repr(y).encode()).hexdigest()
+            res = loaders.local_directions(model_key, ctx.data_key if data is not None else "", code_key, model,
+                                           data, z, y)
+            found, how = list(res.directions), f"Found from {res.method}; gain: how far the image moves per step. "
+        else:
+            found = list(loaders.data_directions(model_key, ctx.data_key, model, data,
+                                                 {"Principal": "principal", "Factor": "factors"}.get(kind, "classes"),
+                                                 int(a), int(b)))
+            how = ""
+    except VAEError as e:
+        pick.info(str(e))
+        return [], []
+    keys = [f"traverse_dir{i}" for i in range(len(found))]
+    signature = (model_key, kind, tuple(d.name for d in found), tuple(d.vector.sum().item() for d in found))
+    if st.session_state.get("traverse_dir_signature") != signature:     # new directions start at zero
+        for k in keys:
+            st.session_state[k] = 0.0
+        st.session_state["traverse_dir_signature"] = signature
+    links.apply_late("traverse_dir")
+    amounts = []
+    for d, k in zip(found, keys):
+        stable = "" if d.stability is None else f", stability {d.stability:.2f}"
+        amounts.append(sliders.slider(f"{d.name} ({d.detail}{stable})", -RANGE, RANGE, step=0.1, key=k))
+    chance = directions.chance_cosine(z[0].numel())
+    pick.caption(how + "Each slider moves in the data's standard deviations along its direction. Stability: the "
+                 "mean |cosine| between the direction and its re-estimates " +
+                 ("at 4 nudged codes" if kind == "Local" else "on bootstrap resamples of the images") +
+                 f" (1: pinned down; {chance:.2f}: no better than a random direction).")
+    return found, amounts
+
+
 @st.fragment
 def sliders_and_grids(model, stats, base, original, where, mode, y, model_key: str):
     """The sliders, the image decoded from them and the grids: a slider move reruns only this part
@@ -46,6 +107,7 @@ def sliders_and_grids(model, stats, base, original, where, mode, y, model_key: s
             for k, v in zip(keys, start):
                 st.session_state[k] = float(min(max(v, -RANGE), RANGE))
             st.session_state["traverse_signature"] = signature
+        links.apply_late("traverse_z")              # a link's slider values, once, over the base code's
 
         left, right = st.columns([1, 2])
         with right:
@@ -63,12 +125,20 @@ def sliders_and_grids(model, stats, base, original, where, mode, y, model_key: s
                                                   "moving it changes little.")
 
         z = explore.set_units(model, base, values, stats)
+        found, amounts = direction_sliders(model, z, y, model_key)
+        z_units, z = z, directions.move(z, found, amounts)
+        if found:
+            steps = 7
+            grid = explore.decode(model, directions.direction_codes(z_units, found, steps=steps), y)
+            widgets.show_grid(grid, nrow=steps, wrap=False, caption="rows: " + ", ".join(d.name for d in found) +
+                              f"; columns: {steps} steps from -3 to 3 spreads along each, from the unit sliders' code")
         with left:
             images = [explore.decode(model, z, y)]
             if original is not None:
                 images.insert(0, original)
             widgets.show_grid(torch.cat(images), nrow=len(images), span=1 / 3, max_tile=widgets.PREVIEW_TILE,
-                              caption=("original, " if original is not None else "") + "decoded from the sliders")
+                              caption=("original, " if original is not None else "") + "decoded from the sliders" +
+                                      (" and directions" if any(amounts) else ""))
 
         st.subheader("Traversal grid")
         g1, g2 = st.columns(2)
@@ -79,6 +149,7 @@ def sliders_and_grids(model, stats, base, original, where, mode, y, model_key: s
         grid = explore.traversal_grid(model, z, top, stats, -3.0, 3.0, steps, y=y)
         widgets.show_grid(grid, nrow=steps, wrap=False, caption="rows: " + ", ".join(f"z{u}" for u in top) +
                           f"; columns: {steps} values from -3 to 3" + (" (x the channel's spread)" if spatial else ""))
+        links.publish("traverse")                   # a slider move reruns only this fragment
 
 
 with session.guard("Traversal"):

@@ -1,0 +1,215 @@
+"""Links that reopen a view (explorer/links.py): visitor input checked, every page's state round-trips."""
+import ast
+import types
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from explorer import links
+from tests.app_conftest_helpers import APP, ROOT, assert_clean, image_urls, open_app
+
+
+class _Data:
+    def __init__(self, n, labels):
+        import torch
+        self.n, self.labels = n, (torch.arange(labels) if labels else None)
+
+    def __len__(self):
+        return self.n
+
+
+def _ctx(n_data=100, units=20, classes=0, labels=10):
+    model = types.SimpleNamespace(latent_shape=(units,), num_classes=classes)
+    return types.SimpleNamespace(model=model, data=_Data(n_data, labels), info=None)
+
+
+def test_valid_parameters_are_written_to_the_session():
+    state = {}
+    problems = links.restore(links.page_fields("traverse"), _ctx(),
+                             {"base": "Zero", "i": "99", "seed": "7", "z": ",".join(["0.5"] * 20), "dir": "Local",
+                              "d": "1.0,-2.0", "rows": "3", "cols": "5"}, state)
+    assert problems == []
+    assert state["traverse_base"] == "Zero" and state["traverse_index"] == 99 and state["traverse_seed"] == 7
+    assert state["traverse_rows"] == 3 and state["traverse_cols"] == 5 and state["traverse_dir_kind"] == "Local"
+    late = state[links.LATE_KEY]                         # the sliders' values wait for the page's defaults
+    assert late["traverse_z19"] == 0.5 and late["traverse_dir1"] == -2.0 and "traverse_z0" not in state
+
+
+@pytest.mark.parametrize("param, raw, says", [
+    ("i", "100", "from 0 to 99"), ("i", "-1", "from 0 to 99"), ("i", "3.5", "whole number"),
+    ("seed", "abc", "whole number"), ("z", "0.1,0.2", "20 comma-separated"), ("z", ",".join(["nan"] * 20), "from -4"),
+    ("z", ",".join(["1e400"] * 20), "from -4"), ("cols", "4", "multiple of 2"), ("base", "From the latent map", "one of"),
+    ("dir", "<script>", "one of"), ("d", ",".join(["0"] * 65), "at most 64"), ("class", "0", "does not apply"),
+    ("i", "9" * 5000, "longer than"),
+])
+def test_a_bad_parameter_is_dropped_with_a_message_that_names_it(param, raw, says):
+    state = {}
+    problems = links.restore(links.page_fields("traverse"), _ctx(), {param: raw}, state)
+    assert len(problems) == 1 and says in problems[0] and (param in problems[0] or "longer" in says), problems
+    assert not [k for k in state if k != links.LATE_KEY] and not state[links.LATE_KEY]
+
+
+@pytest.mark.parametrize("raw", ["../../etc/passwd", "/etc", "~/runs/x", "tests/fixtures", "checkpoints/mnist-mlp",
+                                 "C:\\x"])
+def test_a_link_never_names_a_file_on_the_server(raw):
+    state = {}
+    problems = links.restore(links.common_fields(), None, {"model": raw, "hub": raw, "data": raw}, state)
+    assert len(problems) == 3 and not [k for k in state if k != links.LATE_KEY]
+    assert all("model_folder" not in k for k in state)
+
+
+def test_hub_models_and_revisions_are_checked():
+    state = {}
+    assert links.restore(links.common_fields(), None, {"hub": "org/my.vae-1", "rev": "v1.0"}, state) == []
+    assert state["model_kind"] == "Hub" and state["model_hub"] == "org/my.vae-1" and state["model_revision"] == "v1.0"
+    assert len(links.restore(links.common_fields(), None, {"rev": "../x"}, {})) == 1
+
+
+def test_state_round_trips_through_the_query():
+    state = {"model_kind": "Shipped", "model_shipped": "mnist-mlp", "dataset": "mnist-5k", "split": "all",
+             "traverse_base": "Random sample", "traverse_seed": 3, "traverse_z0": 0.1 + 0.2, "traverse_z1": -1.0,
+             "traverse_dir_kind": "Principal", "traverse_dir0": 0.5}
+    fields = links.common_fields() + links.page_fields("traverse")
+    query = links.current(fields, state)
+    assert "hub" not in query and query["z"] == "0.30000000000000004,-1.0"      # exact: the same pixels
+    back = {}
+    assert links.restore(fields, _ctx(units=2), query, back) == []
+    late = back.pop(links.LATE_KEY)
+    assert {**back, **late} == state
+
+
+def test_the_links_bounds_are_the_pages():
+    def constants(page):
+        tree = ast.parse(Path(ROOT, "explorer/pages", page).read_text())
+        return {t.id: n.value for n in tree.body if isinstance(n, ast.Assign) for t in n.targets
+                if isinstance(t, ast.Name)}
+
+    tr = constants("traverse.py")
+    assert ast.literal_eval(tr["BASES"]) == links.TRAVERSE_BASES
+    assert ast.literal_eval(tr["RANGE"]) == links.TRAVERSE_RANGE
+    assert ast.literal_eval(tr["MAX_STEPS"]) == links.TRAVERSE_STEPS
+    assert ast.literal_eval(tr["MAX_PLANE"]) == links.TRAVERSE_PLANE
+    assert tuple(k.value for k in tr["DIRECTION_KINDS"].args[0].keys) == links.DIRECTION_KINDS
+    assert ast.literal_eval(constants("interpolate.py")["MAX_STEPS"]) == links.INTERPOLATE_STEPS
+    lm = constants("latent_map.py")
+    assert tuple(k.value for k in lm["METHODS"].args[0].keys) == links.MAP_METHODS
+    assert ast.literal_eval(lm["CODES_2D"]) == links.MAP_CODES_2D
+
+
+# ---------------------------------------------------------------------------------------------
+# AppTest: a link opened in a new session draws the same images
+
+
+def _open_link(page: str, query: dict) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    for k, v in query.items():
+        at.query_params[k] = v
+    return at.switch_page(f"explorer/pages/{page}.py").run()
+
+
+def _round_trip(at, page):
+    assert_clean(at)
+    query, urls = dict(at.query_params), image_urls(at)
+    again = _open_link(page, query)
+    assert_clean(again)
+    assert not again.warning, [w.value for w in again.warning]
+    assert image_urls(again) == urls                     # media URLs are content hashes: the same pixels
+    assert dict(again.query_params) == query
+    return query
+
+
+def test_sample_link():
+    at = open_app("sample", model="mnist-cvae")
+    at.number_input(key="sample_seed").set_value(11).run()
+    at.slider(key="sample_temperature").set_value(0.7).run()
+    at.selectbox(key="sample_class").set_value(4).run()
+    q = _round_trip(at, "sample")
+    assert q["model"] == "mnist-cvae" and q["seed"] == "11" and q["class"] == "4"
+
+
+def test_traverse_link_with_unit_and_direction_sliders():
+    at = open_app("traverse")
+    at.number_input(key="traverse_index").set_value(12).run()
+    at.slider(key="traverse_z7").set_value(2.5).run()
+    at.radio(key="traverse_dir_kind").set_value("Local").run()
+    at.slider(key="traverse_dir0").set_value(-1.5).run()
+    q = _round_trip(at, "traverse")
+    assert q["i"] == "12" and q["dir"] == "Local" and q["d"].startswith("-1.5,")
+
+
+def test_interpolate_link():
+    at = open_app("interpolate")
+    at.number_input(key="interp_a_index").set_value(3).run()
+    at.number_input(key="interp_b_index").set_value(40).run()
+    at.slider(key="interp_steps").set_value(6).run()
+    at.radio(key="interp_method").set_value("spherical").run()
+    q = _round_trip(at, "interpolate")
+    assert (q["a"], q["b"], q["steps"], q["path"]) == ("3", "40", "6", "spherical")
+
+
+def test_latent_map_link_carries_the_selection():
+    at = open_app("latent_map")
+    at.text_input(key="map_pick").set_value("3, 17, 42").run()
+    q = _round_trip(at, "latent_map")
+    assert q["pick"] == "3,17,42" and q["method"] == "PCA"
+
+
+def test_analyze_link():
+    at = open_app("analyze")
+    at.number_input(key="an_seed").set_value(5).run()
+    at.multiselect(key="an_pick").set_value(["Reconstructions"]).run()
+    at.slider(key="an_recon_count").set_value(8).run()
+    q = _round_trip(at, "analyze")
+    assert q["show"] == "Reconstructions" and q["seed"] == "5" and q["recon"] == "8"
+
+
+def test_a_bad_link_gives_one_message_and_the_defaults():
+    at = _open_link("traverse", {"model": "../../etc/passwd", "data": "mnist-5k", "i": "99999", "z": "1,2",
+                                 "base": "Zero", "secret": "x"})
+    assert not at.exception and not at.error
+    assert len(at.warning) == 1
+    text = at.warning[0].value
+    assert "model must name a shipped checkpoint" in text and "i must be from 0 to" in text
+    assert "z must hold 20" in text and "no setting called secret" in text
+    assert at.sidebar.selectbox(key="model_shipped").value == "mnist-mlp"       # the default
+    assert at.radio(key="traverse_base").value == "Zero"                         # the valid part is used
+    at.slider(key="traverse_rows").set_value(3).run()
+    assert not at.warning                                                         # said once, not on every rerun
+
+
+def test_a_link_names_its_dataset_over_the_models_own():
+    at = _open_link("sample", {"model": "mnist-mlp", "data": "digits"})
+    assert at.sidebar.selectbox(key="dataset").value == "digits"
+
+
+def test_a_latent_map_selection_travels_as_indices_up_to_a_limit():
+    fields = links.page_fields("latent_map")
+    assert links.current(fields, {"map_pick": "4 , 8"})["pick"] == "4,8"                    # typed
+    assert links.current(fields, {"map_pick": "", links.MAP_SELECTION_KEY: [5, 9, 40]})["pick"] == "5,9,40"
+    too_many = {links.MAP_SELECTION_KEY: list(range(links.MAX_INDICES + 1))}
+    assert "pick" not in links.current(fields, too_many)
+    back = {}
+    assert links.restore(fields, _ctx(), {"pick": "5,9,40"}, back) == [] and back["map_pick"] == "5, 9, 40"
+
+
+def test_a_run_folder_model_is_left_out_of_the_link_and_the_sidebar_says_so(tmp_path):
+    from vae_core import open_model, save_pretrained
+
+    model, _ = open_model("mnist-mlp")
+    save_pretrained(model, tmp_path / "run")
+    at = open_app("sample")
+    at.sidebar.radio(key="model_kind").set_value("Folder").run()
+    at.sidebar.text_input(key="model_folder").set_value(str(tmp_path / "run")).run()
+    assert_clean(at)
+    assert "model" not in at.query_params and "hub" not in at.query_params
+    assert not any(str(tmp_path) in v for v in at.query_params.values())
+    assert any("this model is not in it" in c.value for c in at.sidebar.caption)
+
+
+def test_an_analysis_the_dataset_does_not_offer_is_refused_by_the_link():
+    at = _open_link("analyze", {"show": "Reconstructions,Disentanglement", "n": "250"})   # mnist: no factors
+    assert not at.exception and not at.error
+    assert len(at.warning) == 1 and "show may hold only" in at.warning[0].value
+    assert at.multiselect(key="an_pick").value == ["Latent units", "Reconstructions"]         # the default
+    assert at.select_slider(key="an_n").value == 250
