@@ -129,6 +129,7 @@ def sliders_and_grids(model, stats, base, original, where, mode, y, model_key: s
         z_units, z = z, directions.move(z, found, amounts)
         if found:
             steps = 7
+            limits.settings().check_images(model, len(found) * steps, "direction images")
             grid = explore.decode(model, directions.direction_codes(z_units, found, steps=steps), y)
             widgets.show_grid(grid, nrow=steps, wrap=False, caption="rows: " + ", ".join(d.name for d in found) +
                               f"; columns: {steps} steps from -3 to 3 spreads along each, from the unit sliders' code")
