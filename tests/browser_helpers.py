@@ -226,3 +226,33 @@ def screenshot(page, path, full_page: bool = True) -> None:
     finally:
         if full_page:
             page.set_viewport_size(size)
+
+
+# ---------------------------------------------------------------------------------------------
+# The latent map's empty space (explorer/spots.py lays an invisible click grid, trace "spots", under the points)
+
+EMPTY_SPOT = """() => {
+    const gd = document.querySelector('[data-testid="stMain"] .js-plotly-plot');
+    const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+    const px = (x, y) => [xa.l2p(x), ya.l2p(y)];
+    const images = gd._fullData.filter(t => t.type === 'scattergl' && t.name !== 'spots')
+        .flatMap(t => Array.from(t.x).map((x, i) => px(x, t.y[i])));
+    const grid = gd._fullData.find(t => t.name === 'spots');
+    let best = null;
+    Array.from(grid.x).forEach((x, i) => {
+        const [gx, gy] = px(x, grid.y[i]);
+        if (gx < 30 || gy < 30 || gx > xa._length - 30 || gy > ya._length - 30) return;   // clear of the edges
+        let near = Infinity;
+        for (const [ix, iy] of images) near = Math.min(near, Math.hypot(ix - gx, iy - gy));
+        if (best === null || near > best.near) best = {x, y: grid.y[i], px: gx + xa._offset, py: gy + ya._offset, near};
+    });
+    return best;
+}"""
+
+
+def empty_spot(page) -> dict:
+    """The latent map's grid node farthest from every image's point (away from the edges): its data
+    coordinates (x, y), its page pixels (px, py) and how far the nearest point is (near, px)."""
+    spot = page.evaluate(EMPTY_SPOT)
+    box = page.locator(f"{MAIN} .js-plotly-plot .main-svg").first.bounding_box()
+    return {**spot, "px": spot["px"] + box["x"], "py": spot["py"] + box["y"]}

@@ -186,12 +186,14 @@ def test_a_lasso_selects_every_point_inside_it_over_every_class(page):
     plot = page.locator(f"{bh.MAIN} .js-plotly-plot .nsewdrag").first
     expect(plot).to_be_visible(timeout=LONG)
     bh.wait_idle(page)
+    page.locator(f"{bh.MAIN} .js-plotly-plot").first.hover()                   # the toolbar shows on hover
+    page.locator(f'{bh.MAIN} .modebar-btn[data-title="Lasso Select"]').first.click()   # a drag pans by default
     box = plot.bounding_box()
     cx, cy, rx, ry = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, box["width"] * 0.22, box["height"] * 0.3
     lasso = [(cx + rx * c, cy + ry * s) for c, s in ((1, 0), (0.7, 0.7), (0, 1), (-0.7, 0.7), (-1, 0), (-0.7, -0.7),
                                                     (0, -1), (0.7, -0.7))]
     poly = page.evaluate(TO_DATA, [[list(p) for p in lasso], {"x": box["x"], "y": box["y"]}])
-    traces = page.evaluate(PLOT_POINTS)
+    traces = [t for t in page.evaluate(PLOT_POINTS) if t["name"] != "spots"]     # not the invisible click grid
     expected = sum(_inside(x, y, poly) for t in traces for x, y in zip(t["x"], t["y"]))
     classes = {t["name"] for t in traces if any(_inside(x, y, poly) for x, y in zip(t["x"], t["y"]))}
     assert expected > 100 and len(classes) >= 5, (expected, classes)        # a lasso over many classes
@@ -213,6 +215,22 @@ def test_a_lasso_selects_every_point_inside_it_over_every_class(page):
     expect(page.get_by_text(re.compile(rf"Images 1 to 10 of {expected:,}"))).to_be_visible()
     assert_clean(page)
     shot(page, "latent_map_lasso")
+
+
+def test_a_click_on_empty_map_space_decodes_the_code_there(page):
+    bh.go_to(page, "Latent map", timeout=LONG)
+    expect(page.locator(f"{bh.MAIN} .js-plotly-plot .nsewdrag").first).to_be_visible(timeout=LONG)
+    bh.wait_idle(page)
+    expect(page.locator(f'{bh.MAIN} [data-testid="stImage"]')).to_have_count(0)   # nothing decoded yet
+    spot = bh.empty_spot(page)
+    assert spot["near"] > 15, spot                     # empty space: no image's point within 15 px
+    page.mouse.click(spot["px"], spot["py"])
+    decoded = page.locator(f'{bh.MAIN} [data-testid="stImage"]').first
+    expect(decoded).to_contain_text(f"decoded at ({spot['x']:.3g}, {spot['y']:.3g})", timeout=LONG)
+    image_loaded(page)
+    bh.wait_idle(page)
+    assert_clean(page)
+    shot(page, "latent_map_decoded_spot")
 
 
 def test_the_plotly_toolbar_never_covers_a_legend_entry(page):
