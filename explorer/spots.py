@@ -36,7 +36,8 @@ def add_click_grid(fig: go.Figure, points: np.ndarray, n: int = CLICK_GRID) -> g
     """An invisible n x n grid of markers under the map's traces, so a click anywhere is an event."""
     _, _, nodes = inverse.grid(points, n)
     grid = go.Scattergl(x=nodes[:, 0], y=nodes[:, 1], mode="markers", name=GRID_NAME, showlegend=False,
-                        marker=dict(size=8, opacity=0), hoverinfo="none")
+                        marker=dict(size=8, opacity=0), hoverinfo="none",
+                        selected=dict(marker=dict(opacity=1, color="black", size=14)))   # a clicked spot shows
     fig.add_trace(grid)
     fig.data = (fig.data[-1], *fig.data[:-1])          # first: drawn under the points, which win a close click
     return fig
@@ -71,26 +72,18 @@ def spot_inputs(signature, event, where) -> tuple[float, float] | None:
     return None if x is None or y is None else (float(x), float(y))
 
 
-def mark_spot(fig: go.Figure, spot: tuple[float, float]) -> go.Figure:
-    """A cross where the decoded spot is (drawn last, on top; no hover, so it never takes a click)."""
-    fig.add_trace(go.Scattergl(x=[spot[0]], y=[spot[1]], mode="markers", name="decoded spot", showlegend=False,
-                               hoverinfo="skip", marker=dict(symbol="x-thin", size=16, color="black",
-                                                             line=dict(width=3, color="black"))))
-    return fig
-
-
 def decode_spots(model, inv, spots, y: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Codes (M, *latent) and decoded images (M, C, H, W) at 2-D spots (M, 2)."""
     z = inv(np.asarray(spots, np.float32)).reshape(-1, *model.latent_shape)
     return z, explore.decode(model, z, y)
 
 
-def decoded_panel(model, inv, spot: tuple[float, float], y: int | None, method: str, where, codes) -> None:
-    """The image decoded at ``spot``, with its code's log-density under the prior beside the mapped codes' median."""
+def decoded_panel(model, inv, spot: tuple[float, float], y: int | None, method: str, where, typical: float) -> None:
+    """The image decoded at ``spot``, with its code's log-density under the prior beside ``typical``, the
+    mapped codes' median."""
     z, x = decode_spots(model, inv, [spot], y)
     density = ""
     if model.config.model_type != "vq":
-        typical = float(inverse.prior_log_density(codes).median())
         density = (f"; log p(z) under the prior {float(inverse.prior_log_density(z)[0]):.1f} "
                    f"(the mapped images' codes: median {typical:.1f})")
     widgets.show_grid(x, nrow=1, max_tile=widgets.PREVIEW_TILE, where=where,
@@ -147,4 +140,4 @@ def add_decoded_field(fig: go.Figure, field, density) -> go.Figure:
 
 
 __all__ = ["CLICK_GRID", "FIELD_TILES", "add_click_grid", "add_decoded_field", "clicked_spot", "decode_spots",
-           "decoded_field", "decoded_panel", "mark_spot", "spot_inputs"]
+           "decoded_field", "decoded_panel", "spot_inputs"]

@@ -224,6 +224,7 @@ def test_a_click_on_empty_map_space_decodes_the_code_there(page):
     expect(page.locator(f'{bh.MAIN} [data-testid="stImage"]')).to_have_count(0)   # nothing decoded yet
     spot = bh.empty_spot(page)
     assert spot["near"] > 15, spot                     # empty space: no image's point within 15 px
+    bh.hover_spot(page, spot)
     page.mouse.click(spot["px"], spot["py"])
     decoded = page.locator(f'{bh.MAIN} [data-testid="stImage"]').first
     expect(decoded).to_contain_text(f"decoded at ({spot['x']:.3g}, {spot['y']:.3g})", timeout=LONG)
