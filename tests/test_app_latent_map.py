@@ -224,3 +224,25 @@ def test_a_click_is_read_from_the_chart_but_a_box_or_lasso_is_not():
     assert fig.data[0].name == "spots" and len(fig.data[0].x) == spots.CLICK_GRID ** 2
     grid_click = {"selection": {"points": [{"curve_number": 0, "point_index": 3, "x": 0.1, "y": 0.2}]}}
     assert selection.selected_indices(grid_click, fig) == []        # a spot of the grid is no image
+
+
+def test_a_run_folder_with_snapshots_plays_its_epochs(tmp_path):
+    import json
+
+    from tests.test_snapshots import tiny_run
+    from vae_core.train import train
+
+    config, data = tiny_run(epochs=3)
+    list(train(config, data, out_dir=tmp_path / "run"))
+    at = open_app()
+    at.sidebar.radio(key="model_kind").set_value("Folder").run()
+    at.sidebar.text_input(key="model_folder").set_value(str(tmp_path / "run")).run()
+    at.switch_page("explorer/pages/latent_map.py").run()
+    assert_clean(at)
+    assert "Training in motion" in [h.value for h in at.subheader]
+    spec = json.loads(next(c.proto.spec for c in at.get("plotly_chart") if '"frames"' in c.proto.spec))
+    assert [f["name"] for f in spec["frames"]] == ["0", "1", "2", "3"]
+    assert [s["label"] for s in spec["layout"]["sliders"][0]["steps"]] == ["0", "1", "2", "3"]
+    assert [b["label"] for b in spec["layout"]["updatemenus"][0]["buttons"]] == ["Play", "Pause"]
+    at2 = open_app("latent_map")                                                    # a shipped model kept none
+    assert "Training in motion" not in [h.value for h in at2.subheader]

@@ -3,7 +3,7 @@ from types import MappingProxyType
 
 import streamlit as st
 
-from explorer import figures, jobs, selection, session, spots, startup, widgets
+from explorer import figures, jobs, motion, selection, session, spots, startup, widgets
 from vae_core import inverse, project
 
 st.title("Latent map")
@@ -95,3 +95,8 @@ with session.guard("The latent map"):
         st.warning(note)
     if picked:
         selection.show(ctx, codes, idx, picked)
+
+    snaps = motion.run_snapshots(ctx)
+    if snaps is not None:
+        st.subheader("Training in motion")
+        motion.show(snaps, data, key="map_motion")
