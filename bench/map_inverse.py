@@ -43,8 +43,9 @@ def maps(codes: np.ndarray, train: np.ndarray, test: np.ndarray, seed: int) -> d
 def inverses(reducer) -> dict:
     from vae_core import inverse
 
-    found = {f"barycentre k={k}": (lambda p, c, k=k: inverse.NeighbourInverse(p, c, k=k)) for k in (1, 5, 10, 20, 30)}
-    found["barycentre k=10, 1/d"] = lambda p, c: inverse.NeighbourInverse(p, c, k=10, power=1.0)
+    found = {f"barycentre k={k}, 1/d²": (lambda p, c, k=k: inverse.NeighbourInverse(p, c, k=k, power=2.0))
+             for k in (1, 5, 10, 20, 30)}
+    found["barycentre k=10, 1/d (the app's)"] = lambda p, c: inverse.NeighbourInverse(p, c, k=10, power=1.0)
     found["MLP 2-256-256-D"] = lambda p, c: inverse.NetInverse(p, c)
     if reducer is not None:
         found["umap-learn inverse_transform"] = lambda p, c: (lambda q: torch.from_numpy(

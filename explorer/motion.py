@@ -44,19 +44,19 @@ def motion_figure(maps: np.ndarray, epochs: Sequence[int], labels: np.ndarray | 
     fig.update_yaxes(range=[lo[1] - pad[1], hi[1] + pad[1]], autorange=False)
     step = dict(frame=dict(duration=FRAME_MS, redraw=False), transition=dict(duration=FRAME_MS * 0.8), mode="immediate")
     fig.update_layout(
-        updatemenus=[dict(type="buttons", direction="left", x=0.0, y=-0.18, xanchor="left", yanchor="top",
+        updatemenus=[dict(type="buttons", direction="left", x=0.0, y=-0.26, xanchor="left", yanchor="top",
                           showactive=False, pad=dict(t=0, r=10),
-                          buttons=[dict(label="Play", method="animate", args=[None, dict(step, fromcurrent=True)]),
+                          buttons=[dict(label="Play", method="animate", args=[None, dict(step, fromcurrent=False)]),
                                    dict(label="Pause", method="animate",
                                         args=[[None], dict(step, frame=dict(duration=0, redraw=False))])])],
-        sliders=[dict(active=len(frames) - 1, x=0.16, len=0.84, y=-0.12, yanchor="top", pad=dict(t=0),
+        sliders=[dict(active=len(frames) - 1, x=0.16, len=0.84, y=-0.2, yanchor="top", pad=dict(t=0),
                       currentvalue=dict(prefix="epoch ", font=dict(size=14)),
                       steps=[dict(label=str(e), method="animate", args=[[str(e)], dict(step, mode="immediate")])
                              for e in epochs])])
     fig = figures.style(fig, height=height, x="principal component 1 (aligned to the epoch before)",
                         y="principal component 2", title=f"epoch {epochs[-1]}",
                         legend="right" if labels is not None else "none")
-    fig.update_layout(margin=dict(b=150))
+    fig.update_layout(margin=dict(b=170))
     return fig
 
 

@@ -289,3 +289,36 @@ def test_t_sne_shows_its_progress_and_a_newer_request_replaces_it(page):
     expect(page.get_by_text(re.compile(r"images of mnist-5k, UMAP"))).to_be_visible(timeout=LONG)
     expect(bar).to_have_count(0)
     assert_clean(page)
+
+
+def test_an_animated_map_has_one_frame_per_saved_epoch(page, tmp_path):
+    from tests.test_snapshots import tiny_run
+    from vae_core.train import train
+
+    config, data = tiny_run(epochs=3)
+    list(train(config, data, out_dir=tmp_path / "run"))
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    sidebar.locator('[data-testid="stRadio"] label', has_text="Folder").click()
+    bh.wait_idle(page)
+    box = sidebar.get_by_role("textbox", name="Run folder")
+    box.fill(str(tmp_path / "run"))
+    box.press("Enter")
+    bh.wait_idle(page)
+    bh.go_to(page, "Latent map", timeout=LONG)
+    heading = page.locator(f"{bh.MAIN} h3", has_text="Training in motion")
+    expect(heading).to_be_visible(timeout=LONG)
+    plots = page.locator(f"{bh.MAIN} .js-plotly-plot")
+    page.wait_for_function("""() => [...document.querySelectorAll('[data-testid="stMain"] .js-plotly-plot')]
+        .some(gd => gd._transitionData && gd._transitionData._frames.length > 0)""", timeout=LONG)
+    frames = page.evaluate("""() => [...document.querySelectorAll('[data-testid="stMain"] .js-plotly-plot')]
+        .map(gd => gd._transitionData ? gd._transitionData._frames.map(f => f.name) : []).filter(f => f.length)""")
+    assert frames == [["0", "1", "2", "3"]]
+    animated = plots.last
+    animated.scroll_into_view_if_needed()
+    page.evaluate("""() => { const gd = [...document.querySelectorAll('[data-testid="stMain"] .js-plotly-plot')].pop();
+        window.__played = []; gd.on('plotly_animatingframe', e => window.__played.push(e.name)); }""")
+    animated.get_by_text("Play", exact=True).click()
+    page.wait_for_function("() => window.__played.length === 4", timeout=30_000)
+    assert page.evaluate("() => window.__played") == ["0", "1", "2", "3"]           # every epoch, in order
+    assert_clean(page)
+    shot(page, "latent_map_training_in_motion")
