@@ -230,7 +230,9 @@ def latent_map(points: np.ndarray, ids: np.ndarray, *, labels: np.ndarray | None
         for r in (1, 2, 3):
             fig.add_shape(type="circle", x0=-r, y0=-r, x1=r, y1=r, line=dict(color="grey", dash="dot", width=1))
         fig.update_yaxes(scaleanchor="x", scaleratio=1)
-    fig.update_layout(dragmode="lasso")
+    # Pan, not lasso, by default: Streamlit drops every click while the lasso or box tool is on, and a click
+    # is how a point is picked and any spot decoded (explorer/spots.py); the toolbar has the lasso and the box.
+    fig.update_layout(dragmode="pan")
     return style(fig, height=height, x=axes[0], y=axes[1], legend="right" if labels is not None else "none")
 
 

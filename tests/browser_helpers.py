@@ -226,3 +226,59 @@ def screenshot(page, path, full_page: bool = True) -> None:
     finally:
         if full_page:
             page.set_viewport_size(size)
+
+
+# ---------------------------------------------------------------------------------------------
+# The latent map's empty space (explorer/spots.py lays an invisible click grid, trace "spots", under the points)
+
+EMPTY_SPOTS = """() => {
+    const gd = document.querySelector('[data-testid="stMain"] .js-plotly-plot');
+    const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+    const px = (x, y) => [xa.l2p(x), ya.l2p(y)];
+    const images = gd._fullData.filter(t => t.type === 'scattergl' && t.name !== 'spots')
+        .flatMap(t => Array.from(t.x).map((x, i) => px(x, t.y[i])));
+    const grid = gd._fullData.find(t => t.name === 'spots');
+    const out = [];
+    Array.from(grid.x).forEach((x, i) => {
+        const [gx, gy] = px(x, grid.y[i]);
+        if (gx < 30 || gy < 30 || gx > xa._length - 30 || gy > ya._length - 30) return;   // clear of the edges
+        let near = Infinity;
+        for (const [ix, iy] of images) near = Math.min(near, Math.hypot(ix - gx, iy - gy));
+        out.push({x, y: grid.y[i], px: gx + xa._offset, py: gy + ya._offset, near});
+    });
+    return out.sort((a, b) => b.near - a.near);
+}"""
+
+
+def empty_spots(page, n: int = 1, apart: float = 40) -> list[dict]:
+    """The latent map's ``n`` grid nodes farthest from every image's point (away from the edges and at
+    least ``apart`` px from each other): each one's data coordinates (x, y), page pixels (px, py) and
+    how far the nearest image's point is (near, in px). The page must show the map whole (scroll it in)."""
+    box = page.locator(f"{MAIN} .js-plotly-plot .main-svg").first.bounding_box()
+    chosen = []
+    for s in page.evaluate(EMPTY_SPOTS):
+        if all(abs(s["px"] - c["px"]) + abs(s["py"] - c["py"]) >= apart for c in chosen):
+            chosen.append(s)
+        if len(chosen) == n:
+            break
+    return [{**s, "px": s["px"] + box["x"], "py": s["py"] + box["y"]} for s in chosen]
+
+
+def empty_spot(page) -> dict:
+    """The one spot of ``empty_spots`` farthest from every image's point."""
+    return empty_spots(page)[0]
+
+
+HOVERED = """([x, y]) => {
+    const gd = document.querySelector('[data-testid="stMain"] .js-plotly-plot');
+    return (gd._hoverdata || []).some(p => p.x === x && p.y === y);
+}"""
+
+
+def hover_spot(page, spot: dict, timeout: float = 10_000) -> None:
+    """Move the pointer onto a spot of ``empty_spots`` and wait until Plotly has picked it (Plotly
+    picks the point under the pointer on the move, throttled; a press straight after a jump can
+    still pick the point the pointer was on before)."""
+    page.mouse.move(spot["px"] - 2, spot["py"])
+    page.mouse.move(spot["px"], spot["py"])
+    page.wait_for_function(HOVERED, arg=[spot["x"], spot["y"]], timeout=timeout)

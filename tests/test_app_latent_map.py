@@ -169,3 +169,80 @@ def test_a_dsprites_selection_is_summarised_by_its_factor_ranges():
     assert "12 images selected" in heading(at)
     assert any("Factors of the 12 selected images" in c.proto.spec for c in at.get("plotly_chart"))
     assert any(c.value.startswith("Factor ranges: shape") for c in at.caption)
+
+
+def chart_spec(at) -> dict:
+    import json
+
+    return json.loads(next(c.proto.spec for c in at.get("plotly_chart") if '"spots"' in c.proto.spec))
+
+
+def test_a_spot_typed_in_decodes_the_code_there():
+    at = open_app("latent_map")
+    at.slider(key="map_points").set_value(500).run()
+    assert not at.image
+    assert any("Click anywhere on the map" in i.value for i in at.info)
+    grid = next(t for t in chart_spec(at)["data"] if t.get("name") == "spots")
+    assert grid["hoverinfo"] == "none" and grid["marker"]["opacity"] == 0          # invisible, but clickable
+    assert grid["selected"]["marker"]["opacity"] == 1                             # a clicked spot shows
+    at.number_input(key="map_spot_x").set_value(1.0)
+    at.number_input(key="map_spot_y").set_value(-0.5).run()
+    assert_clean(at)
+    assert len(at.image) == 1
+    assert at.image[0].captions[0].startswith("decoded at (1, -0.5); log p(z) under the prior")
+    assert any("dropped ones are set to the mapped codes' mean" in c.value for c in at.caption)
+    first = image_urls(at)
+    at.number_input(key="map_spot_x").set_value(-2.0).run()
+    assert image_urls(at) != first
+    at.slider(key="map_points").set_value(600).run()         # another map: the old spot means nothing there
+    assert at.number_input(key="map_spot_x").value is None and not at.image
+
+
+def test_the_decoded_field_lays_images_over_the_priors_log_density():
+    at = open_app("latent_map")
+    at.slider(key="map_points").set_value(500).run()
+    at.toggle(key="map_field").set_value(True).run()
+    at.slider(key="map_field_tiles").set_value(6).run()
+    assert_clean(at)
+    spec = chart_spec(at)
+    assert len(spec["layout"]["images"]) == 36
+    assert all(i["source"].startswith("data:image/png;base64,") for i in spec["layout"]["images"])
+    heat = next(t for t in spec["data"] if t["type"] == "heatmap")
+    assert heat["colorbar"]["title"]["text"] == "log p(z), prior"
+    assert spec["data"][0]["type"] == "heatmap"                  # under the click grid and the points
+
+
+def test_a_click_is_read_from_the_chart_but_a_box_or_lasso_is_not():
+    from explorer import spots
+
+    click = {"selection": {"points": [{"curve_number": 0, "point_index": 5, "x": 1.5, "y": -2.0}], "box": [],
+                           "lasso": []}}
+    assert spots.clicked_spot(click) == (1.5, -2.0)
+    lasso = {"selection": {"points": [{"x": 1.0, "y": 1.0}], "box": [], "lasso": [{"x": [0, 1, 1], "y": [0, 0, 1]}]}}
+    assert spots.clicked_spot(lasso) is None and spots.clicked_spot({"selection": {}}) is None
+    fig = spots.add_click_grid(go.Figure([go.Scattergl(x=[0, 1], y=[0, 1], customdata=[10, 11])]), np.eye(2))
+    assert fig.data[0].name == "spots" and len(fig.data[0].x) == spots.CLICK_GRID ** 2
+    grid_click = {"selection": {"points": [{"curve_number": 0, "point_index": 3, "x": 0.1, "y": 0.2}]}}
+    assert selection.selected_indices(grid_click, fig) == []        # a spot of the grid is no image
+
+
+def test_a_run_folder_with_snapshots_plays_its_epochs(tmp_path):
+    import json
+
+    from tests.test_snapshots import tiny_run
+    from vae_core.train import train
+
+    config, data = tiny_run(epochs=3)
+    list(train(config, data, out_dir=tmp_path / "run"))
+    at = open_app()
+    at.sidebar.radio(key="model_kind").set_value("Folder").run()
+    at.sidebar.text_input(key="model_folder").set_value(str(tmp_path / "run")).run()
+    at.switch_page("explorer/pages/latent_map.py").run()
+    assert_clean(at)
+    assert "Training in motion" in [h.value for h in at.subheader]
+    spec = json.loads(next(c.proto.spec for c in at.get("plotly_chart") if '"frames"' in c.proto.spec))
+    assert [f["name"] for f in spec["frames"]] == ["0", "1", "2", "3"]
+    assert [s["label"] for s in spec["layout"]["sliders"][0]["steps"]] == ["0", "1", "2", "3"]
+    assert [b["label"] for b in spec["layout"]["updatemenus"][0]["buttons"]] == ["Play", "Pause"]
+    at2 = open_app("latent_map")                                                    # a shipped model kept none
+    assert "Training in motion" not in [h.value for h in at2.subheader]

@@ -122,3 +122,28 @@ def test_push_takes_a_token_from_a_password_field_and_never_shows_it(train_page,
     assert any("hub.example/me/tiny-vae" in s.value for s in at.success)
     shown = " ".join(str(e.value) for kind in (at.success, at.error, at.info, at.markdown, at.caption) for e in kind)
     assert "hf_secret_123" not in shown and "hf_server_owner_token" not in shown
+
+
+def motion_frames(at, key: str) -> list[str]:
+    """The frame names (epochs) of the animated map drawn with ``key``."""
+    import json
+
+    chart = next(c for c in at.get("plotly_chart") if key in c.proto.id)
+    return [f["name"] for f in json.loads(chart.proto.spec)["frames"]]
+
+
+def test_a_run_plays_its_epochs_live_and_then_on_the_latent_map(train_page, tmp_path):
+    at = train_page
+    at.button(key="train_start").click().run()
+    wait_done(at)
+    assert_clean(at)
+    assert "Training in motion" in [h.value for h in at.subheader]
+    assert motion_frames(at, "train_motion") == ["0", "1", "2"]                    # before training, then each epoch
+    at.text_input(key="train_save_name").set_value("moving")
+    at.button(key="train_save").click().run()
+    from vae_core import snapshots
+    assert snapshots.read(tmp_path / "moving").epochs == [0, 1, 2]
+    at.button(key="train_explore").click().run()
+    at.switch_page("explorer/pages/latent_map.py").run()
+    assert_clean(at)
+    assert motion_frames(at, "map_motion") == ["0", "1", "2"]

@@ -255,12 +255,14 @@ def test_a_lasso_selects_every_point_inside_it_over_every_class(page):
     plot = page.locator(f"{bh.MAIN} .js-plotly-plot .nsewdrag").first
     expect(plot).to_be_visible(timeout=LONG)
     bh.wait_idle(page)
+    page.locator(f"{bh.MAIN} .js-plotly-plot").first.hover()                   # the toolbar shows on hover
+    page.locator(f'{bh.MAIN} .modebar-btn[data-title="Lasso Select"]').first.click()   # a drag pans by default
     box = plot.bounding_box()
     cx, cy, rx, ry = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, box["width"] * 0.22, box["height"] * 0.3
     lasso = [(cx + rx * c, cy + ry * s) for c, s in ((1, 0), (0.7, 0.7), (0, 1), (-0.7, 0.7), (-1, 0), (-0.7, -0.7),
                                                     (0, -1), (0.7, -0.7))]
     poly = page.evaluate(TO_DATA, [[list(p) for p in lasso], {"x": box["x"], "y": box["y"]}])
-    traces = page.evaluate(PLOT_POINTS)
+    traces = [t for t in page.evaluate(PLOT_POINTS) if t["name"] != "spots"]     # not the invisible click grid
     expected = sum(_inside(x, y, poly) for t in traces for x, y in zip(t["x"], t["y"]))
     classes = {t["name"] for t in traces if any(_inside(x, y, poly) for x, y in zip(t["x"], t["y"]))}
     assert expected > 100 and len(classes) >= 5, (expected, classes)        # a lasso over many classes
@@ -282,6 +284,23 @@ def test_a_lasso_selects_every_point_inside_it_over_every_class(page):
     expect(page.get_by_text(re.compile(rf"Images 1 to 10 of {expected:,}"))).to_be_visible()
     assert_clean(page)
     shot(page, "latent_map_lasso")
+
+
+def test_a_click_on_empty_map_space_decodes_the_code_there(page):
+    bh.go_to(page, "Latent map", timeout=LONG)
+    expect(page.locator(f"{bh.MAIN} .js-plotly-plot .nsewdrag").first).to_be_visible(timeout=LONG)
+    bh.wait_idle(page)
+    expect(page.locator(f'{bh.MAIN} [data-testid="stImage"]')).to_have_count(0)   # nothing decoded yet
+    spot = bh.empty_spot(page)
+    assert spot["near"] > 15, spot                     # empty space: no image's point within 15 px
+    bh.hover_spot(page, spot)
+    page.mouse.click(spot["px"], spot["py"])
+    decoded = page.locator(f'{bh.MAIN} [data-testid="stImage"]').first
+    expect(decoded).to_contain_text(f"decoded at ({spot['x']:.3g}, {spot['y']:.3g})", timeout=LONG)
+    image_loaded(page)
+    bh.wait_idle(page)
+    assert_clean(page)
+    shot(page, "latent_map_decoded_spot")
 
 
 def test_the_plotly_toolbar_never_covers_a_legend_entry(page):
@@ -339,3 +358,36 @@ def test_t_sne_shows_its_progress_and_a_newer_request_replaces_it(page):
     expect(page.get_by_text(re.compile(r"images of mnist-5k, UMAP"))).to_be_visible(timeout=LONG)
     expect(bar).to_have_count(0)
     assert_clean(page)
+
+
+def test_an_animated_map_has_one_frame_per_saved_epoch(page, tmp_path):
+    from tests.test_snapshots import tiny_run
+    from vae_core.train import train
+
+    config, data = tiny_run(epochs=3)
+    list(train(config, data, out_dir=tmp_path / "run"))
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    sidebar.locator('[data-testid="stRadio"] label', has_text="Folder").click()
+    bh.wait_idle(page)
+    box = sidebar.get_by_role("textbox", name="Run folder")
+    box.fill(str(tmp_path / "run"))
+    box.press("Enter")
+    bh.wait_idle(page)
+    bh.go_to(page, "Latent map", timeout=LONG)
+    heading = page.locator(f"{bh.MAIN} h3", has_text="Training in motion")
+    expect(heading).to_be_visible(timeout=LONG)
+    plots = page.locator(f"{bh.MAIN} .js-plotly-plot")
+    page.wait_for_function("""() => [...document.querySelectorAll('[data-testid="stMain"] .js-plotly-plot')]
+        .some(gd => gd._transitionData && gd._transitionData._frames.length > 0)""", timeout=LONG)
+    frames = page.evaluate("""() => [...document.querySelectorAll('[data-testid="stMain"] .js-plotly-plot')]
+        .map(gd => gd._transitionData ? gd._transitionData._frames.map(f => f.name) : []).filter(f => f.length)""")
+    assert frames == [["0", "1", "2", "3"]]
+    animated = plots.last
+    animated.scroll_into_view_if_needed()
+    page.evaluate("""() => { const gd = [...document.querySelectorAll('[data-testid="stMain"] .js-plotly-plot')].pop();
+        window.__played = []; gd.on('plotly_animatingframe', e => window.__played.push(e.name)); }""")
+    animated.get_by_text("Play", exact=True).click()
+    page.wait_for_function("() => window.__played.length === 4", timeout=30_000)
+    assert page.evaluate("() => window.__played") == ["0", "1", "2", "3"]           # every epoch, in order
+    assert_clean(page)
+    shot(page, "latent_map_training_in_motion")

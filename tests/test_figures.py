@@ -116,7 +116,7 @@ def test_the_latent_map_has_a_trace_per_class_with_the_palette_and_dataset_indic
     assert [t.name for t in fig.data] == ["0", "1", "9"]
     assert [t.marker.color for t in fig.data] == [figures.CLASS_COLOURS[i] for i in (0, 1, 9)]
     assert list(fig.data[2].customdata) == [12, 13]
-    assert fig.layout.dragmode == "lasso" and fig.layout.xaxis.title.text == "a"
+    assert fig.layout.dragmode == "pan" and fig.layout.xaxis.title.text == "a"
 
 
 HISTORY = [{"step": s, "epoch": 1, "recon": 500 / s ** 0.3, "kl": 2 + s / 100, "loss": 500 / s ** 0.3 + 0.5 * (2 + s / 100),

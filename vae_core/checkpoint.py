@@ -191,13 +191,14 @@ def write_model_files(folder: Path, model: VAEBase, card: str | None = None) -> 
 def write_run_folder(folder: str | Path, model: VAEBase, *, card: str | None = None,
                      samples: torch.Tensor | None = None, samples_per_row: int = 8,
                      run_config: dict | None = None, optimizer: torch.optim.Optimizer | FusedAdam | None = None,
-                     trainer_state: dict | None = None) -> Path:
+                     trainer_state: dict | None = None, extra_files: dict[str, bytes] | None = None) -> Path:
     """Write a model folder atomically: the one writer of every checkpoint, run and converted model.
 
     Always config.json, model.safetensors, README.md and checksums.json (the sha256 of every
     other file, checked on load and resume); with ``samples`` a samples.png grid
     (pixels doubled), with ``run_config`` training_config.json, with ``optimizer`` and
-    ``trainer_state`` what ``--resume`` needs. A full disk or any other write error leaves the
+    ``trainer_state`` what ``--resume`` needs; ``extra_files`` (name -> bytes) beside them, e.g. a
+    run's snapshots (vae_core.snapshots). A full disk or any other write error leaves the
     folder as it was and raises a VAEError that says so.
     """
     from .images import save_grid
@@ -216,6 +217,10 @@ def write_run_folder(folder: str | Path, model: VAEBase, *, card: str | None = N
             save_file(tensors, str(tmp / "optimizer.safetensors"))
             state = dict(trainer_state or {}, optimizer=meta)
             fsync_write(tmp / "trainer_state.json", json.dumps(state, indent=2).encode())
+        for name, data in (extra_files or {}).items():
+            if Path(name).name != name or name in (*MODEL_FILES, *TRAINING_FILES, *RESUME_FILES, MANIFEST):
+                raise ValueError(f"an extra file of a run folder is a plain new name, got {name!r}")
+            fsync_write(tmp / name, data)
         write_manifest(tmp)
 
     try:

@@ -11,6 +11,8 @@ from typing import Any, Literal, get_args, get_origin
 
 from .errors import VAEError
 
+MAX_SNAPSHOT_IMAGES = 5000     # vae_core.snapshots: the most images whose codes a run keeps every epoch
+
 
 def _finite(value) -> bool:
     try:
@@ -115,6 +117,7 @@ class TrainConfig:
     max_seconds: float = 0.0            # stop after this much training time (0: no limit)
     device: str = "auto"                # auto: cuda, then mps, then cpu
     threads: int = 0                    # torch intra-op threads on CPU (0: torch's default)
+    snapshots: int = 0                  # keep the codes of this many training images every epoch (0: off)
 
     def validate(self) -> None:
         def bad(msg):
@@ -137,5 +140,7 @@ class TrainConfig:
             bad(f"image_size must be between 0 and 512, got {brief(self.image_size)}.")
         if self.eval_every < 1 or self.sample_every < 0 or self.max_seconds < 0 or self.threads < 0:
             bad("eval_every must be at least 1; sample_every, max_seconds and threads non-negative.")
+        if not 0 <= self.snapshots <= MAX_SNAPSHOT_IMAGES:
+            bad(f"snapshots must be between 0 (off) and {MAX_SNAPSHOT_IMAGES}, got {self.snapshots}.")
         if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
             bad(f"device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}.")

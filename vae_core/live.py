@@ -24,7 +24,8 @@ from typing import Callable, Hashable
 
 import torch
 
-from . import checkpoint, memory
+from . import checkpoint, memory, snapshots
+from .snapshots import Snapshots
 from .data import ImageSet
 from .errors import VAEError
 from .models import VAEBase
@@ -97,6 +98,7 @@ class Snapshot:
     samples: torch.Tensor | None    # the latest fixed-noise sample grid (n, C, H, W)
     message: str
     error: str
+    motion: Snapshots | None = None  # the codes of a fixed subset at every epoch so far (vae_core.snapshots)
 
     @property
     def progress(self) -> float:
@@ -230,6 +232,8 @@ class TrainingJob:
         with self._lock:
             s = self._state
             s.step, s.total_steps, s.elapsed = ev.step, ev.total_steps, ev.elapsed
+            if ev.snapshots is not None:
+                s.motion = ev.snapshots
             if ev.kind == "start":
                 s.status, s.message = "running", ev.message
             elif ev.kind == "step":
@@ -266,8 +270,9 @@ class TrainingJob:
                                      command=config.command(), sample_image="samples.png",
                                      extra=f"Trained in the explorer for {snap.epoch} epochs ({snap.step} steps, "
                                            f"{snap.elapsed:.1f} s); {snap.status}.")
+        extra = {snapshots.FILE: snap.motion.to_bytes()} if snap.motion is not None else None
         return checkpoint.write_run_folder(folder, model, card=card, samples=fixed_samples(model, config.train.seed),
-                                           run_config=config.to_dict())
+                                           run_config=config.to_dict(), extra_files=extra)
 
 
 __all__ = ["Snapshot", "TrainingJob", "TrainingLimits", "TrainingSlots"]

@@ -57,20 +57,26 @@ def _as_matrix(codes) -> np.ndarray:
     return x
 
 
-def pca(codes) -> np.ndarray:
-    """The codes on their two leading principal axes (an eigendecomposition of the D x D covariance).
-
-    Done in torch: importing scikit-learn's PCA would cost the first map about a second. The sign
-    of each axis is fixed (largest loading positive), so the map never flips between runs.
-    """
+def pca_basis(codes) -> tuple[torch.Tensor, torch.Tensor]:
+    """The codes' mean (D,) and two leading principal axes (D, 2), float64 (an eigendecomposition
+    of the D x D covariance). The sign of each axis is fixed (largest loading positive), so the
+    map never flips between runs. vae_core.inverse maps 2-D points back through the same basis."""
     x = torch.from_numpy(_as_matrix(codes)).double()
     if x.shape[1] < 2 or len(x) < 2:
         raise VAEError("PCA needs at least two points with at least two latent dimensions.")
-    x = x - x.mean(0)
+    mean = x.mean(0)
+    x = x - mean
     _, vecs = torch.linalg.eigh(x.T @ x)                        # eigenvalues ascending
     axes = vecs[:, -2:].flip(1)                                 # (D, 2), most variance first
-    axes = axes * torch.sign(axes.gather(0, axes.abs().argmax(0, keepdim=True)))
-    return (x @ axes).float().numpy()
+    return mean, axes * torch.sign(axes.gather(0, axes.abs().argmax(0, keepdim=True)))
+
+
+def pca(codes) -> np.ndarray:
+    """The codes on their two leading principal axes (``pca_basis``).
+
+    Done in torch: importing scikit-learn's PCA would cost the first map about a second."""
+    mean, axes = pca_basis(codes)
+    return ((torch.from_numpy(_as_matrix(codes)).double() - mean) @ axes).float().numpy()
 
 
 def max_perplexity(n: int) -> float:
@@ -273,5 +279,5 @@ if __name__ == "__main__":
     print(warm_up())
 
 
-__all__ = ["METHODS", "enable_numba_cache", "knn", "max_perplexity", "nearest_neighbours", "neighbours", "pca", "project",
-           "tsne", "umap", "warm_up"]
+__all__ = ["METHODS", "enable_numba_cache", "knn", "max_perplexity", "nearest_neighbours", "neighbours", "pca",
+           "pca_basis", "project", "tsne", "umap", "warm_up"]

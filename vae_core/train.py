@@ -30,7 +30,7 @@ import torch.distributed as dist
 import torch.nn as nn
 from safetensors.torch import load_file
 
-from . import checkpoint, kernels
+from . import checkpoint, kernels, snapshots
 from .config import TrainConfig, from_dict, to_dict
 from .data import ImageSet, class_balanced_indices, load_dataset
 from .device import pick_device, resolve_precision
@@ -88,6 +88,7 @@ class Event:
     eval: dict | None = None        # held-out metrics, on "epoch" events
     samples: torch.Tensor | None = None   # (n, C, H, W) floats in [0, 1] on CPU
     message: str = ""
+    snapshots: snapshots.Snapshots | None = None   # with config.train.snapshots: every epoch's codes so far
 
 
 def check_compatible(config: RunConfig, data: ImageSet) -> None:
@@ -217,7 +218,12 @@ def train(config: RunConfig, data: ImageSet | None = None, test_data: ImageSet |
     setup = {"precision": precision, "kernels": list(route)}
     part_names: list[str] | None = None
     how = "bf16 autocast" if precision == "bf16" else ", ".join(filter(None, ["fp32", kernels.describe(model)]))
-    yield Event("start", step, start_epoch, total_steps, elapsed=elapsed,
+    snaps = None
+    if cfg.snapshots and rank == 0:
+        snaps = (snapshots.read(out) if resume else None) or snapshots.start(data, cfg.snapshots, cfg.seed)
+        if not snaps.epochs:
+            snaps.add(start_epoch, snapshots.encode(model, data, snaps))
+    yield Event("start", step, start_epoch, total_steps, elapsed=elapsed, snapshots=snaps and snaps.copy(),
                 message=f"training on {device} in {how} ({n} images, {steps_per_epoch} steps per epoch)")
 
     for epoch in range(start_epoch, cfg.epochs):
@@ -285,9 +291,12 @@ def train(config: RunConfig, data: ImageSet | None = None, test_data: ImageSet |
                 ev.samples = fixed_samples(model, cfg.seed)
             history.append({"epoch": epoch + 1, "step": step, **{k: round(v, 5) for k, v in means.items()},
                             **({"test_elbo": round(ev.eval["elbo"], 4)} if ev.eval else {})})
+            if snaps is not None:
+                snaps.add(epoch + 1, snapshots.encode(model, data, snaps))
+                ev.snapshots = snaps.copy()
             if out is not None:
                 save_run(out, config, model, opt, epoch=epoch + 1, step=step, history=history,
-                         elapsed=elapsed, metrics=ev.eval, samples=ev.samples, setup=setup)
+                         elapsed=elapsed, metrics=ev.eval, samples=ev.samples, setup=setup, snaps=snaps)
         yield ev
     yield Event("done", step, cfg.epochs, total_steps, means, elapsed=elapsed, message="finished")
 
@@ -343,8 +352,10 @@ def fixed_samples(model: VAEBase, seed: int, n: int = SAMPLE_COUNT) -> torch.Ten
 
 def save_run(out: Path, config: RunConfig, model: VAEBase, opt: torch.optim.Optimizer | FusedAdam, *, epoch: int,
              step: int, history: list, elapsed: float, metrics: dict | None,
-             samples: torch.Tensor | None = None, setup: dict | None = None) -> None:
-    """Write the whole run folder atomically: model, card, config, optimizer and trainer state.
+             samples: torch.Tensor | None = None, setup: dict | None = None,
+             snaps: snapshots.Snapshots | None = None) -> None:
+    """Write the whole run folder atomically: model, card, config, optimizer and trainer state, and
+    the snapshots of the codes where the run keeps them.
 
     ``setup`` records how the run computed ({"precision": "bf16" or "fp32", "kernels": [...]}),
     so that ``--resume`` goes on the same way and the card can say so."""
@@ -358,7 +369,8 @@ def save_run(out: Path, config: RunConfig, model: VAEBase, opt: torch.optim.Opti
         out, model, card=card, samples=samples if samples is not None else fixed_samples(model, config.train.seed),
         run_config=config.to_dict(), optimizer=opt,
         trainer_state={"epoch": epoch, "step": step, "elapsed": elapsed, "history": history, "metrics": card_metrics,
-                       **setup})
+                       **setup},
+        extra_files={snapshots.FILE: snaps.to_bytes()} if snaps is not None else None)
 
 
 def precision_note(used: str | None, asked: str) -> str:

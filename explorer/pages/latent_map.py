@@ -3,8 +3,8 @@ from types import MappingProxyType
 
 import streamlit as st
 
-from explorer import figures, jobs, limits, links, selection, session, startup
-from vae_core import project
+from explorer import figures, jobs, limits, links, motion, selection, session, spots, startup, widgets
+from vae_core import inverse, project
 
 st.title("Latent map")
 METHODS = MappingProxyType({"PCA": "pca", "t-SNE": "tsne", "UMAP": "umap"})
@@ -60,9 +60,36 @@ with session.guard("The latent map"):
         wait_for_map()
     where = "posterior means" if method == CODES_2D else method if pending is None else "PCA"
     st.caption(f"{figures.plural(len(codes), 'image')} of {data.name}, {where}"
-               " - select points (click, box or lasso) to see them.")
-    fig = map_figure(points, idx, data, colour, shown, codes)
-    event = st.plotly_chart(fig, key="map_chart", on_select="rerun", selection_mode=("points", "box", "lasso"))
+               " - select points (click, box or lasso) to see them; click anywhere to decode that spot.")
+    signature = (ctx.model_key, ctx.data_key, len(codes), shown, tuple(sorted(params.items())) if pending is None else ())
+    results = jobs.queue().results
+    inv, typical = results.get_or_compute(("inverse", *signature), lambda: (
+        inverse.for_map(shown, points, codes), float(inverse.prior_log_density(codes).median())))
+    map_col, spot_col = st.columns([3, 1])
+    spot_image, spot_xy = spot_col.container(), spot_col.container()
+    with spot_col:
+        y = widgets.class_picker(model, data, key="map_spot_class", label="Decode as class")
+        field_on = st.toggle("Decoded field", key="map_field", help="Images decoded on a grid of spots, over the "
+                             "prior's log-density at the codes the map's spots stand for.")
+        tiles = st.slider("Images a side", *spots.FIELD_TILES, key="map_field_tiles") if field_on else 0
+        if tiles:
+            limits.settings().check_images(model, tiles * tiles, "decoded field images")
+
+    def draw():
+        fig = spots.add_click_grid(map_figure(points, idx, data, colour, shown, codes), points)
+        if field_on:
+            spots.add_decoded_field(fig, *spots.decoded_field(model, inv, points, tiles, y))
+        return fig
+
+    # Kept, not rebuilt: a click reruns the page, and an unchanged figure is neither rebuilt here nor redrawn
+    # in the browser (the clicked spot is marked by Plotly's own selection style). Nothing changes it after.
+    fig = results.get_or_compute(("map figure", *signature, colour, tiles, y if field_on else None), draw)
+    spot = spots.spot_inputs(signature, st.session_state.get("map_chart"), spot_xy)
+    event = map_col.plotly_chart(fig, key="map_chart", on_select="rerun", selection_mode=("points", "box", "lasso"))
+    if spot is None:
+        spot_image.info("Click anywhere on the map, between the clusters too, to decode the code that spot stands for.")
+    else:
+        spots.decoded_panel(model, inv, spot, y, shown, spot_image, typical)
 
     typed = st.text_input("Or show images by index", key="map_pick", placeholder="e.g. 3, 17, 42")
     wanted = selection.parse_indices(typed) if typed.strip() else []
@@ -72,3 +99,8 @@ with session.guard("The latent map"):
         st.warning(note)
     if picked:
         selection.show(ctx, codes, idx, picked)
+
+    snaps = motion.run_snapshots(ctx)
+    if snaps is not None:
+        st.subheader("Training in motion")
+        motion.show(snaps, data, key="map_motion")

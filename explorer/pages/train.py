@@ -6,7 +6,7 @@ from types import MappingProxyType
 import streamlit as st
 
 import vae_core
-from explorer import figures, jobs, loaders, session, sidebar, widgets
+from explorer import figures, jobs, loaders, motion, session, sidebar, widgets
 from explorer.limits import Settings
 from explorer.private_runs import private_runs
 from vae_core import ModelInfo, VAEError, models
@@ -18,6 +18,7 @@ from vae_core.train import RunConfig
 st.title("Train")
 FAMILIES = MappingProxyType({"mlp": "MLP", "conv": "Convolutional", "cvae": "Conditional (MLP)", "vq": "VQ-VAE"})
 LEARNING_RATES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+SNAPSHOT_IMAGES = 1000      # training images whose codes every run here keeps each epoch (Training in motion)
 
 
 def run_config(dataset: str, family: str, latent: int, beta: float, anneal: str, epochs: int, lr: float):
@@ -30,7 +31,7 @@ def run_config(dataset: str, family: str, latent: int, beta: float, anneal: str,
     model_cfg.validate()
     models.check_param_budget(model_cfg)
     train_cfg = vae_core.TrainConfig(dataset=dataset, epochs=epochs, beta=beta, kl_anneal=anneal, lr=lr,
-                                     batch_size=min(128, len(data)))
+                                     batch_size=min(128, len(data)), snapshots=min(SNAPSHOT_IMAGES, len(data)))
     train_cfg.validate()
     return RunConfig(model_cfg, train_cfg), data
 
@@ -55,6 +56,9 @@ def show_progress(job: TrainingJob) -> None:
     if s.samples is not None:
         with right:
             widgets.show_grid(s.samples[:16], nrow=4, span=0.4, caption=f"samples after epoch {s.epoch} (fixed noise)")
+    if s.motion is not None:
+        st.subheader("Training in motion")
+        motion.show(s.motion, job.data, key="train_motion", height=460)
 
 
 def explore_model(job: TrainingJob) -> None:
@@ -67,6 +71,7 @@ def explore_model(job: TrainingJob) -> None:
                if snap.evals and k in snap.evals[-1]}
     info = ModelInfo.for_session(f"{job.config.model.model_type} trained here", job.config.train.dataset, metrics)
     st.session_state["trained_model"] = (model, info)
+    st.session_state[motion.TRAINED_MOTION] = (info.key, snap.motion)
     st.session_state["model_kind"] = sidebar.SESSION_RUN
 
 
