@@ -8,7 +8,9 @@ Codes: the 5,000 posterior means of the shipped mnist-mlp on mnist-5k (20-D); 20
 are those tiled with a little noise (bench.app_latency.tiled), as the app has no larger labelled set.
 Every time is the best of the interleaved repeats (the least disturbed on a shared machine) with
 the median beside it. "Extra memory" is the process's peak resident memory during the call above
-its resident memory before it (Linux: /proc/self/clear_refs resets the peak). Trustworthiness
+its resident memory before it (Linux: /proc/self/clear_refs resets the peak). "CPU" is the process's
+CPU time during the call (all threads): on a shared machine the wall time grows with the load, the
+CPU time much less; a one-thread call's wall time on an idle machine is about its CPU time. Trustworthiness
 (scikit-learn, 10 neighbours) is computed on 2,000 of the points. Prints markdown tables.
 """
 from __future__ import annotations
@@ -39,31 +41,35 @@ def _status_kb(field: str) -> int:
 
 
 def measured(fn, *args, **kwargs):
-    """(result, seconds, extra peak MB) of one call."""
+    """(result, seconds, extra peak MB, CPU seconds) of one call."""
     try:
         Path("/proc/self/clear_refs").write_text("5")           # reset VmHWM to the current RSS
         before = _status_kb("VmRSS")
     except OSError:
         before = None
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     out = fn(*args, **kwargs)
-    dt = time.perf_counter() - t
+    dt, cpu = time.perf_counter() - t, time.process_time() - c
     extra = (_status_kb("VmHWM") - before) / 1024 if before is not None else float("nan")
-    return out, dt, extra
+    return out, dt, extra, cpu
 
 
 def interleaved(fns: dict, repeats: int) -> dict:
-    """name -> (last result, [seconds], [extra MB]); each repeat runs every fn once, in turn."""
-    res = {k: (None, [], []) for k in fns}
+    """name -> (last result, [seconds], [extra MB], [CPU seconds]); each repeat runs every fn once, in turn."""
+    res = {k: (None, [], [], []) for k in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            out, dt, extra = measured(fn)
-            res[name] = (out, res[name][1] + [dt], res[name][2] + [extra])
+            out, dt, extra, cpu = measured(fn)
+            res[name] = (out, res[name][1] + [dt], res[name][2] + [extra], res[name][3] + [cpu])
     return res
 
 
 def fmt_times(ts) -> str:
     return f"{min(ts):.2f} s (median {statistics.median(ts):.2f})"
+
+
+def fmt_cpu(cs) -> str:
+    return f"{min(cs):.2f} s"
 
 
 def trust(x: np.ndarray, y: np.ndarray) -> float:
@@ -132,7 +138,8 @@ def bench_knn(sets: dict, repeats: int) -> list[str]:
     recall = np.mean([len(set(a) & set(b)) / 15 for a, b in zip(approx, exact)])
     lines += ["", f"Approximate search at {max(sets):,} points: pynndescent (warm, 1 thread) "
                   f"{fmt_times(r['nnd'][1])} with recall {recall:.3f}, against the exact search's "
-                  f"{fmt_times(r['exact'][1])}: the exact one is kept."]
+                  f"{fmt_times(r['exact'][1])}; vae_core.project.neighbours uses NN-descent above "
+                  f"{project.EXACT_KNN_MAX:,} points."]
     return lines
 
 
@@ -142,10 +149,10 @@ def bench_umap(sets: dict, repeats: int) -> list[str]:
     from vae_core import project
 
     project.warm_up()
-    lines = ["| points | vae_core UMAP (warm) | extra memory | trustworthiness |", "|---:|---:|---:|---:|"]
+    lines = ["| points | vae_core UMAP (warm) | CPU | extra memory | trustworthiness |", "|---:|---:|---:|---:|---:|"]
     for n, x in sets.items():
         r = interleaved({"ours": lambda: project.umap(x)}, repeats)
-        lines.append(f"| {n:,} | {fmt_times(r['ours'][1])} | {max(r['ours'][2]):.0f} MB | "
+        lines.append(f"| {n:,} | {fmt_times(r['ours'][1])} | {fmt_cpu(r['ours'][3])} | {max(r['ours'][2]):.0f} MB | "
                      f"{trust(x, r['ours'][0]):.4f} |")
     x = sets[20_000]
 
@@ -156,12 +163,13 @@ def bench_umap(sets: dict, repeats: int) -> list[str]:
     theirs()                                                      # umap-learn's own warm-up: its first call
     r = interleaved({"umap-learn": theirs, "ours": lambda: project.umap(x)}, repeats)
     a, b = min(r["umap-learn"][1]), min(r["ours"][1])
-    lines += ["", "| 20,000 points, warm | time | extra memory | trustworthiness |", "|---|---:|---:|---:|",
+    lines += ["", "| 20,000 points, warm | time | CPU | extra memory | trustworthiness |", "|---|---:|---:|---:|---:|",
               f"| umap-learn defaults (NN-descent, spectral init, 200 epochs, all cores) | "
-              f"{fmt_times(r['umap-learn'][1])} | {max(r['umap-learn'][2]):.0f} MB | "
+              f"{fmt_times(r['umap-learn'][1])} | {fmt_cpu(r['umap-learn'][3])} | {max(r['umap-learn'][2]):.0f} MB | "
               f"{trust(x, r['umap-learn'][0]):.4f} |",
               f"| vae_core.project.umap (exact neighbours, PCA init, {project.umap_epochs(len(x))} epochs, "
-              f"1 thread) | {fmt_times(r['ours'][1])} | {max(r['ours'][2]):.0f} MB | {trust(x, r['ours'][0]):.4f} |",
+              f"1 thread) | {fmt_times(r['ours'][1])} | {fmt_cpu(r['ours'][3])} | {max(r['ours'][2]):.0f} MB | "
+              f"{trust(x, r['ours'][0]):.4f} |",
               "", f"vae_core / umap-learn, best runs: {b / a:.2f} (below 1: faster)"]
     return lines
 
@@ -176,8 +184,9 @@ def bench_tsne(x: np.ndarray, repeats: int) -> list[str]:
     rows = [("before: scikit-learn (Barnes-Hut, 1,000 iterations)", "sklearn"),
             ("openTSNE defaults (FFT, 750 iterations)", "openTSNE"),
             (f"now: vae_core.project.tsne (openTSNE FFT on exact neighbours, {it} iterations)", "ours")]
-    lines = [f"| t-SNE, {len(x):,} points | time | extra memory | trustworthiness |", "|---|---:|---:|---:|"]
-    lines += [f"| {label} | {fmt_times(r[k][1])} | {max(r[k][2]):.0f} MB | {trust(x, r[k][0]):.4f} |"
+    lines = [f"| t-SNE, {len(x):,} points | time | CPU | extra memory | trustworthiness |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {label} | {fmt_times(r[k][1])} | {fmt_cpu(r[k][3])} | {max(r[k][2]):.0f} MB | "
+              f"{trust(x, r[k][0]):.4f} |"
               for label, k in rows]
     lines += ["", f"speed-up over scikit-learn, best runs: {min(r['sklearn'][1]) / min(r['ours'][1]):.1f}x"]
     return lines
