@@ -45,6 +45,16 @@ def test_cli_map_writes_one_row_per_image_with_its_code_label_and_pca_position(t
     assert not list(tmp_path.glob(".map.parquet.tmp-*"))          # written atomically, nothing left behind
 
 
+def test_cli_map_with_umap_fits_a_subsample_and_places_the_rest(tiny_folder, tmp_path, capsys):
+    out = tmp_path / "umap.parquet"
+    assert main(["map", str(tiny_folder), "--dataset", "digits", "--split", "test", "--method", "umap",
+                 "--fit-points", "200", "--out", str(out), "--quiet"]) == 0
+    assert "wrote 359 codes (3-D) and their UMAP positions" in capsys.readouterr().out
+    table = pq.read_table(out)
+    xy = np.stack([table["x"].to_numpy(), table["y"].to_numpy()], 1)
+    assert xy.shape == (359, 2) and np.isfinite(xy).all() and len(np.unique(xy, axis=0)) == 359
+
+
 def test_cli_map_bad_dataset_is_one_line(tiny_folder, tmp_path, capsys):
     assert main(["map", str(tiny_folder), "--dataset", "nope", "--out", str(tmp_path / "m.parquet")]) == 2
     err = capsys.readouterr().err
