@@ -1,4 +1,4 @@
-"""`python -m vae_core train | evaluate | sample | directions | push | convert`.
+"""`python -m vae_core train | evaluate | sample | directions | push | convert | augment | map | experiment`.
 
 Every config field is a flag (--latent-dim 2, --hidden-dims 512 256, --kl-anneal linear, ...)
 and can also come from a YAML or JSON file (--config run.yaml); flags win over the file.
@@ -367,6 +367,45 @@ def cmd_experiment(args) -> int:
     return 0
 
 
+def cmd_map(args) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from .bigmap import map_dataset, open_stream, write_parquet
+    from .loading import load_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load_model(args.model_source, device=args.device, revision=args.revision)
+    c, h, _ = model.config.in_shape
+    building = []                                     # a bar only if a cache has to be built
+
+    def build_progress(done: int, total: int) -> None:
+        if not building:
+            building.append(tqdm(total=total, unit="image", desc="building the dataset's cache (once)",
+                                 disable=args.quiet))
+        building[0].update(done - building[0].n)
+
+    try:
+        stream = open_stream(args.dataset, args.split, image_size=h, channels=c, progress=build_progress)
+    finally:
+        for bar in building:
+            bar.close()
+    with tqdm(total=100, unit="%", disable=args.quiet, bar_format="{l_bar}{bar}| {desc}") as bar:
+        def progress(fraction: float, what: str) -> None:
+            bar.set_description_str(what, refresh=False)
+            bar.update(round(100 * fraction) - bar.n)
+
+        result = map_dataset(model, stream, args.method, batch_size=args.batch_size,
+                             umap_strategy=args.umap_strategy, fit_points=args.fit_points, seed=args.seed,
+                             progress=progress)
+    write_parquet(result, args.out)
+    n, d = result.encoded.codes.shape
+    print(f"wrote {n:,} codes ({d}-D) and their {args.method.upper()} positions to {args.out} "
+          f"(encoded in {result.seconds['encode']:.1f} s, projected in {result.seconds['project']:.1f} s)")
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vae_core", description="Train, evaluate, sample and publish VAEs.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -474,6 +513,25 @@ def make_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", required=True, help="folder to write (a new one, or one augment wrote before)")
     a.add_argument("--quiet", action="store_true")
     a.set_defaults(func=cmd_augment)
+
+    m = sub.add_parser("map", help="encode a whole dataset in streamed batches and write a 2-D map to Parquet",
+                       description="Encode every image of a dataset (streamed: never the whole set as floats), map "
+                                   "the posterior means to 2-D with PCA (exact, streamed) or UMAP (fitted on a "
+                                   "subsample, the rest placed into it), and write one Parquet row per image: index, "
+                                   "label and factors where known, x, y and the code z0..zD-1.")
+    model_args(m)
+    m.add_argument("--dataset", default="dsprites-full", help="any dataset name load_dataset takes")
+    m.add_argument("--split", default="all", choices=["train", "test", "all"])
+    m.add_argument("--method", default="pca", choices=["pca", "umap"])
+    m.add_argument("--umap-strategy", default="subsample", choices=["subsample", "all"],
+                   help="subsample: fit on --fit-points codes and place the rest into that map (default); "
+                        "all: fit on every code (slower, at most 200,000)")
+    m.add_argument("--fit-points", type=int, default=20_000, help="codes UMAP is fitted on (subsample strategy)")
+    m.add_argument("--batch-size", type=int, default=2048, help="images encoded at once")
+    m.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
+    m.add_argument("--out", required=True, help="Parquet file to write")
+    m.add_argument("--quiet", action="store_true")
+    m.set_defaults(func=cmd_map)
 
     x = sub.add_parser("experiment", help="semi-supervised learning (M1, M2) and augmentation experiments",
                        description="Run an experiment and print its table of test accuracy (mean and standard "

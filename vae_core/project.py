@@ -46,12 +46,13 @@ KNN_CHUNK = 512                   # rows per block of the exact neighbour search
 UMAP_EPOCH_POINTS = 2_000_000     # epochs x points: 200 epochs at 10,000 points
 
 
-def _as_matrix(codes) -> np.ndarray:
-    """(N, *latent) codes as a float32 (N, D) matrix."""
+def _as_matrix(codes, max_points: int = MAX_POINTS) -> np.ndarray:
+    """(N, *latent) codes as a float32 (N, D) matrix; more than ``max_points`` rows are refused (the app's
+    budget; vae_core.bigmap, on a user's own machine, passes its own)."""
     x = codes.detach().float().cpu().numpy() if torch.is_tensor(codes) else np.asarray(codes, np.float32)
     x = x.reshape(len(x), -1).astype(np.float32, copy=False)
-    if len(x) > MAX_POINTS:
-        raise VAEError(f"{len(x):,} points are too many to map here; the limit is {MAX_POINTS:,}.")
+    if len(x) > max_points:
+        raise VAEError(f"{len(x):,} points are too many to map here; the limit is {max_points:,}.")
     if not np.isfinite(x).all():
         raise VAEError("Some codes are NaN or infinite; the model is broken for these images.")
     return x
@@ -66,9 +67,16 @@ def pca_basis(codes) -> tuple[torch.Tensor, torch.Tensor]:
         raise VAEError("PCA needs at least two points with at least two latent dimensions.")
     mean = x.mean(0)
     x = x - mean
-    _, vecs = torch.linalg.eigh(x.T @ x)                        # eigenvalues ascending
+    return mean, principal_axes(x.T @ x)
+
+
+def principal_axes(scatter: torch.Tensor) -> torch.Tensor:
+    """The two leading eigenvectors (D, 2) of a centred scatter matrix X^T X, most variance first,
+    each signed so its largest loading is positive (the map never flips between runs). Shared by
+    ``pca_basis`` and the streamed PCA of vae_core.bigmap, which accumulates the scatter in blocks."""
+    _, vecs = torch.linalg.eigh(scatter)                        # eigenvalues ascending
     axes = vecs[:, -2:].flip(1)                                 # (D, 2), most variance first
-    return mean, axes * torch.sign(axes.gather(0, axes.abs().argmax(0, keepdim=True)))
+    return axes * torch.sign(axes.gather(0, axes.abs().argmax(0, keepdim=True)))
 
 
 def pca(codes) -> np.ndarray:
@@ -137,7 +145,7 @@ def tsne(codes, perplexity: float = 30.0, seed: int = 0, progress: Progress | No
     return np.asarray(emb, dtype=np.float32)
 
 
-def neighbours(codes, k: int) -> tuple[np.ndarray, np.ndarray]:
+def neighbours(codes, k: int, max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
     """k nearest neighbours of every point (itself first), as UMAP and t-SNE use them: exact (``knn``)
     up to ``EXACT_KNN_MAX`` points, NN-descent (pynndescent, as umap-learn uses) above.
 
@@ -146,7 +154,7 @@ def neighbours(codes, k: int) -> tuple[np.ndarray, np.ndarray]:
     all the app offers, it is exact and needs no numba compilation (pynndescent's costs its first
     call in a process several seconds).
     """
-    x = _as_matrix(codes)
+    x = _as_matrix(codes, max_points)
     if len(x) <= EXACT_KNN_MAX:
         return knn(x, k)
     from pynndescent import NNDescent
@@ -155,29 +163,35 @@ def neighbours(codes, k: int) -> tuple[np.ndarray, np.ndarray]:
     return idx.astype(np.int32), dist.astype(np.float32)
 
 
-def knn(codes, k: int, chunk: int = KNN_CHUNK) -> tuple[np.ndarray, np.ndarray]:
+def knn(codes, k: int, chunk: int = KNN_CHUNK, among=None,
+        max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest neighbours of every point (itself first): int32 indices and float32 distances (N, k).
 
     Row blocks of ``chunk`` points against all N: one fused ``addmm`` writes |x_j|^2 - 2 x_i.x_j into
     a buffer made once (chunk x N floats, 100 MB at 50,000 points), the diagonal is set to -inf so
     each point comes first in its own list, and ``topk`` picks the k smallest. |x_i|^2, the same
     along a row, is added to the k winners only. Peak memory is the buffer, not N x N.
+    With ``among`` (M, *latent), the neighbours are searched among those M points instead (indices
+    into ``among``; a point is not its own neighbour there), as bigmap places new points into a map.
     """
-    x = torch.from_numpy(_as_matrix(codes))
-    n = len(x)
-    if not 1 <= k <= n:
-        raise VAEError(f"Cannot find {k} neighbours among {n} points.")
-    sq = x.pow(2).sum(1)                                                     # (N,)
-    xt = x.T.contiguous()                                                    # (D, N)
-    buf = torch.empty(min(chunk, n), n)
+    x = torch.from_numpy(_as_matrix(codes, max_points))
+    ref = x if among is None else torch.from_numpy(_as_matrix(among, max_points))
+    n, m = len(x), len(ref)
+    if not 1 <= k <= m:
+        raise VAEError(f"Cannot find {k} neighbours among {m} points.")
+    sq = ref.pow(2).sum(1)                                                   # (M,)
+    xt = ref.T.contiguous()                                                  # (D, M)
+    buf = torch.empty(min(chunk, n), m)
     idx, dist = torch.empty(n, k, dtype=torch.int64), torch.empty(n, k)
     for s in range(0, n, chunk):
         e = min(s + chunk, n)
-        d2 = torch.addmm(sq[None], x[s:e], xt, beta=1.0, alpha=-2.0, out=buf[: e - s])   # (rows, N)
-        d2.diagonal(offset=s).fill_(-float("inf"))                          # itself first
+        d2 = torch.addmm(sq[None], x[s:e], xt, beta=1.0, alpha=-2.0, out=buf[: e - s])   # (rows, M)
+        if among is None:
+            d2.diagonal(offset=s).fill_(-float("inf"))                      # itself first
         torch.topk(d2, k, dim=1, largest=False, sorted=True, out=(dist[s:e], idx[s:e]))
-    dist.add_(sq[:, None]).clamp_min_(0).sqrt_()
-    dist[:, 0] = 0.0                                                         # -inf + |x_i|^2: itself, at 0
+    dist.add_((x.pow(2).sum(1) if among is not None else sq)[:, None]).clamp_min_(0).sqrt_()
+    if among is None:
+        dist[:, 0] = 0.0                                                     # -inf + |x_i|^2: itself, at 0
     return idx.to(torch.int32).numpy(), dist.numpy()
 
 
@@ -185,8 +199,16 @@ def umap_epochs(n: int) -> int:
     return int(np.clip(UMAP_EPOCH_POINTS // max(n, 1), 100, 200))
 
 
-def umap(codes, n_neighbors: int = 15, min_dist: float = 0.1, n_epochs: int | None = None) -> np.ndarray:
-    x = _as_matrix(codes)
+def umap(codes, n_neighbors: int = 15, min_dist: float = 0.1, n_epochs: int | None = None,
+         max_points: int = MAX_POINTS) -> np.ndarray:
+    return fit_umap(codes, n_neighbors, min_dist, n_epochs, max_points).embedding_.astype(np.float32)
+
+
+def fit_umap(codes, n_neighbors: int = 15, min_dist: float = 0.1, n_epochs: int | None = None,
+             max_points: int = MAX_POINTS):
+    """The fitted umap-learn reducer (its ``embedding_`` is the map, see ``umap``); vae_core.bigmap
+    places further points into it."""
+    x = _as_matrix(codes, max_points)
     if not 2 <= n_neighbors < len(x):
         raise VAEError(f"UMAP's n_neighbors must be at least 2 and below the number of points ({len(x)}), "
                        f"got {n_neighbors}.")
@@ -195,12 +217,13 @@ def umap(codes, n_neighbors: int = 15, min_dist: float = 0.1, n_epochs: int | No
     enable_numba_cache()
     import umap as umap_learn
 
-    idx, dist = neighbours(x, n_neighbors)
+    idx, dist = neighbours(x, n_neighbors, max_points)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")            # "no search index": we never transform new points
+        warnings.simplefilter("ignore")            # "no search index": new points are placed by bigmap's own search
         reducer = umap_learn.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, init="pca", n_jobs=1,
                                   n_epochs=n_epochs or umap_epochs(len(x)), precomputed_knn=(idx, dist, None))
-        return reducer.fit_transform(x).astype(np.float32)
+        reducer.fit(x)
+    return reducer
 
 
 def project(codes, method: Method, *, seed: int = 0, perplexity: float = 30.0, n_neighbors: int = 15,
@@ -279,5 +302,5 @@ if __name__ == "__main__":
     print(warm_up())
 
 
-__all__ = ["METHODS", "enable_numba_cache", "knn", "max_perplexity", "nearest_neighbours", "neighbours", "pca",
-           "pca_basis", "project", "tsne", "umap", "warm_up"]
+__all__ = ["METHODS", "enable_numba_cache", "fit_umap", "knn", "max_perplexity", "nearest_neighbours", "neighbours",
+           "pca", "pca_basis", "principal_axes", "project", "tsne", "umap", "warm_up"]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -231,8 +232,29 @@ def dsprites_full(split: Split = "all", progress: Progress | None = None, chunk:
     packed = _open_dsprites_cache(progress)
     idx = split_indices(DSPRITES_N, split)
     images = torch.empty((len(idx), 1, DSPRITES_SIDE, DSPRITES_SIDE), dtype=torch.uint8)
-    flat = images.view(len(idx), -1).numpy()
-    for start in range(0, len(idx), chunk):
-        rows = packed[idx[start:start + chunk]]
-        flat[start:start + len(rows)] = np.unpackbits(rows, axis=1) * np.uint8(255)
+    start = 0
+    for rows, chunk_images in unpack_chunks(packed, idx, chunk):
+        images[start:start + len(rows)] = chunk_images
+        start += len(rows)
     return _dsprites_set(idx, images, "dsprites-full")
+
+
+def dsprites_full_chunks(split: Split = "all", progress: Progress | None = None
+                         ) -> Callable[[int], Iterator[tuple[np.ndarray, torch.Tensor]]]:
+    """The full grid's split, streamed: opens the disk cache now (``progress`` hears its one-time build)
+    and returns ``chunks(size)``, which yields (grid indices, uint8 (n, 1, 64, 64) images) chunks of at
+    most ``size``, each unpacked only when asked for: memory holds one chunk, never the 3 GB set."""
+    check_split(split)
+    packed = _open_dsprites_cache(progress)
+    idx = split_indices(DSPRITES_N, split)
+    return lambda size: unpack_chunks(packed, idx, size)
+
+
+def unpack_chunks(packed: np.ndarray, idx: np.ndarray, chunk: int) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """Rows ``idx`` of a bit-packed (N, 512) array (a memory map), unpacked ``chunk`` rows at a time."""
+    if chunk < 1:
+        raise VAEError(f"The chunk size must be at least 1, got {chunk}.")
+    for start in range(0, len(idx), chunk):
+        rows = idx[start:start + chunk]
+        bits = np.unpackbits(packed[rows], axis=1) * np.uint8(255)
+        yield rows, torch.from_numpy(bits.reshape(len(rows), 1, DSPRITES_SIDE, DSPRITES_SIDE))
