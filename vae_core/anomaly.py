@@ -34,8 +34,8 @@ def anomaly_scores(model: VAEBase, data: ImageSet, kind: ScoreKind = "elbo", *, 
         elif kind == "iwae":
             s = -iwae_log_likelihood(model, x, y, post, k, gen)
         else:
-            z = post.rsample(generator=gen)
-            s = -log_likelihood(model, model.decode_logits(z, y), x) + post.kl()
+            d = model.draw(x, y, torch.randn(post.mu.shape, generator=gen, device=dev), post)
+            s = -log_likelihood(model, d.out, x) + d.kl_per_dim.flatten(1).sum(1)
         out.append(s.float().cpu())
         done += len(x)
         if progress:

@@ -1,4 +1,4 @@
-"""`python -m vae_core train | evaluate | sample | push | convert`.
+"""`python -m vae_core train | train-prior | evaluate | sample | push | convert`.
 
 Every config field is a flag (--latent-dim 2, --hidden-dims 512 256, --kl-anneal linear, ...)
 and can also come from a YAML or JSON file (--config run.yaml); flags win over the file.
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Literal, get_args, get_origin
 
-from .config import TrainConfig, field_types
+from .config import TrainConfig, field_types, from_dict
 from .errors import VAEError
 
 
@@ -138,8 +138,14 @@ def cmd_train(args) -> int:
             elif ev.kind == "epoch" and ev.eval and not args.quiet:
                 e = ev.eval
                 units = f", active units {e['active_units']}/{e['latent_units']}" if "active_units" in e else ""
+                codebook = ""
+                if "perplexity" in ev.losses:
+                    restarted = int(ev.losses.get("dead_codes_restarted", 0))
+                    codebook = (f"; codebook {ev.losses['codebook_usage']:.0%} used over the epoch (perplexity "
+                                f"{ev.losses['perplexity']:.1f})" + (f", {restarted} dead codes re-initialised"
+                                                                     if restarted else ""))
                 tqdm.write(f"epoch {ev.epoch}: test ELBO {e['elbo']:.2f} (recon {e['recon']:.2f}, "
-                           f"KL {e['kl']:.2f}){units}")
+                           f"KL {e['kl']:.2f}){units}{codebook}")
             elif ev.kind == "done":
                 if bar:
                     bar.close()
@@ -157,6 +163,37 @@ def cmd_train(args) -> int:
 def _any_flags(args) -> bool:
     names = set(_model_fields()) | set(field_types(TrainConfig)) | {"model", "config"}
     return any(getattr(args, n, None) is not None for n in names)
+
+
+def cmd_train_prior(args) -> int:
+    from tqdm import tqdm
+
+    from .train_prior import ARCH_FIELDS, PriorTrainConfig, train_prior
+
+    cfg = from_dict(PriorTrainConfig, {f.name: getattr(args, f.name) for f in dataclasses.fields(PriorTrainConfig)
+                                       if getattr(args, f.name) is not None})
+    arch = {name: getattr(args, name) for name in ARCH_FIELDS if getattr(args, name) is not None}
+    bar = None
+    try:
+        for ev in train_prior(args.run_dir, arch, cfg):
+            if ev.kind == "start":
+                bar = tqdm(total=ev.total_steps, unit="step", dynamic_ncols=True, disable=args.quiet)
+                tqdm.write(ev.message) if not args.quiet else None
+            elif ev.kind == "step":
+                bar.update(ev.step - bar.n)
+                bar.set_postfix({"nll": f"{ev.losses['nll']:.2f}", "grids/s": f"{ev.images_per_s:,.0f}"})
+            elif ev.kind == "epoch" and not args.quiet:
+                e = ev.eval
+                tqdm.write(f"epoch {ev.epoch}: code NLL per grid, train {e['train_nll']:.2f}, held-out "
+                           f"{e['test_nll']:.2f} (independent frequencies: {e['frequency_nll']:.2f})")
+            elif ev.kind == "done":
+                if bar:
+                    bar.close()
+                print(f"{ev.message}; saved to {args.run_dir}")
+    finally:
+        if bar:
+            bar.close()
+    return 0
 
 
 def cmd_evaluate(args) -> int:
@@ -198,7 +235,11 @@ def cmd_evaluate(args) -> int:
         return 0
     print(f"{args.model_source} on {args.dataset} ({args.split}, {res['n_images']} images)")
     rows = []
-    if "elbo" in res:
+    if "code_prior" in res:
+        rows += [("log p(x|codes) + log p(codes) (nats)", res["elbo"]),
+                 ("  decoder log p(x|codes)", -res["recon"]), ("  code prior log p(codes)", -res["prior_code_nll"]),
+                 ("  bits/dim", res["elbo_bits_per_dim"])]
+    elif "elbo" in res:
         rows += [("test ELBO (nats)", res["elbo"]), ("  reconstruction", res["recon"]), ("  KL", res["kl"])]
     else:
         rows.append(("reconstruction -log p(x|z) (nats)", res["recon"]))
@@ -222,6 +263,9 @@ def cmd_evaluate(args) -> int:
     for k, v in rows:
         print(f"  {k:<36} {v:.4f}" if isinstance(v, float) else f"  {k:<36} {v}")
     print(f"  binarisation: {res['binarisation']}")
+    if "code_prior" in res:
+        print(f"  a VQ-VAE's posterior is one code grid, so log p(x) >= log p(x|codes) + log p(codes) under its "
+              f"{res['code_prior']} code prior: this ELBO is its log-likelihood bound (no IWAE applies)")
     for warning in res["warnings"]:
         print(f"warning: {warning}")
     return 0
@@ -284,6 +328,21 @@ def make_parser() -> argparse.ArgumentParser:
     _add_field_flags(t, {k: v for k, v in _model_fields().items()}, "model config")
     _add_field_flags(t, field_types(TrainConfig), "training config")
     t.set_defaults(func=cmd_train)
+
+    from .models.vq_prior import CodePriorConfig
+    from .train_prior import ARCH_FIELDS, PriorTrainConfig
+    tp = sub.add_parser("train-prior", help="fit an autoregressive prior over a trained VQ-VAE's codes",
+                        description="Train a causal transformer over the code grids of the VQ-VAE in RUN (its "
+                                    "training split's codes) and add it to RUN (prior_config.json, "
+                                    "prior.safetensors, a new model card and samples). load_model then samples "
+                                    "from it, and evaluate reports log p(x|codes) + log p(codes).")
+    tp.add_argument("run_dir", help="a VQ-VAE run folder written by train")
+    tp.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_field_flags(tp, {k: v for k, v in field_types(CodePriorConfig).items() if k in ARCH_FIELDS},
+                     f"prior architecture (defaults: {', '.join(f'{k} {getattr(CodePriorConfig(), k)}' for k in ARCH_FIELDS)})")
+    _add_field_flags(tp, field_types(PriorTrainConfig), "prior training (defaults: " + ", ".join(
+        f"{f.name} {f.default}" for f in dataclasses.fields(PriorTrainConfig)) + ")")
+    tp.set_defaults(func=cmd_train_prior)
 
     def model_args(sp):
         sp.add_argument("model_source", help="shipped checkpoint name, run folder, or Hub repo id org/name[@rev]")

@@ -87,6 +87,7 @@ class TrainConfig:
     iwae_k: int = 5                     # importance samples for the iwae objective
     mmd_weight: float = 10.0            # wae-mmd: weight of the MMD between q(z) and p(z)
     grad_clip: float = 0.0              # clip the gradient norm to this (0: off)
+    restart_dead_codes: bool = True     # VQ-VAE: after each epoch, codes it never used restart at encoder outputs
     precision: Literal["fp32", "bf16"] = "fp32"
     eval_every: int = 1                 # epochs between held-out evaluations
     sample_every: int = 1               # epochs between sample grids (0: never)

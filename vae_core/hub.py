@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from .checkpoint import (MODEL_FILES, PICKLE_SUFFIXES, RESUME_FILES, TRAINING_FILES, diffusers_subfolder,
+from .checkpoint import (MODEL_FILES, PICKLE_SUFFIXES, PRIOR_FILES, RESUME_FILES, TRAINING_FILES, diffusers_subfolder,
                          is_pythae_folder, recover_folder)
 from .errors import VAEError
 from .settings import MAX_WEIGHTS_BYTES, checkpoints_dir
@@ -224,8 +224,8 @@ def download_repo(repo_id: str, revision: str | None = None, allow_patterns=None
 # ---------------------------------------------------------------------------------------------
 # Publishing
 
-# The files a push uploads; a run's optimizer state and trainer state only when asked.
-PUSH_FILES = MODEL_FILES + TRAINING_FILES
+# The files a push uploads (a VQ-VAE's code prior with it); a run's optimizer and trainer state only when asked.
+PUSH_FILES = MODEL_FILES + PRIOR_FILES + TRAINING_FILES
 
 
 def push_to_hub(folder: str | Path, repo_id: str, token: str | None, *, private: bool = False,

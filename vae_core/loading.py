@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import (diffusers_subfolder, is_pythae_folder, load_state, pythae_refusal, read_card_metrics,
-                         read_config, read_trained_on)
+from .checkpoint import (PRIOR_FILES, diffusers_subfolder, is_pythae_folder, load_code_prior, load_state,
+                         pythae_refusal, read_card_metrics, read_config, read_trained_on)
 from .device import pick_device
 from .errors import VAEError
 from .hub import Resolved, resolve_source
@@ -93,7 +93,15 @@ def open_model(source: str | Path, device: str | torch.device | None = None, rev
                        "image_size can only be chosen for a diffusers VAE.")
     model = build_model(config)
     model.load_state_dict(load_state(folder, model), strict=True)
-    info = _info(resolved, str(source), [folder / "config.json", folder / "model.safetensors"])
+    files = [folder / "config.json", folder / "model.safetensors"]
+    prior = load_code_prior(folder)
+    if prior is not None:                      # a VQ-VAE's autoregressive code prior, trained after it
+        if not hasattr(model, "attach_prior"):
+            raise VAEError(f"{folder} holds a code prior ({PRIOR_FILES[0]}), but only a VQ-VAE takes one; "
+                           f"this is a {config.model_type} model. Delete the prior's files.")
+        model.attach_prior(prior)
+        files += [folder / f for f in PRIOR_FILES]
+    info = _info(resolved, str(source), files)
     return model.to(pick_device(device)).eval(), info
 
 

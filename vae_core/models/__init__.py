@@ -7,6 +7,7 @@ from typing import Mapping
 from ..errors import VAEError
 from .base import ModelConfig, Posterior, VAEBase, check_param_budget
 from .conv import ConvConfig, ConvVAE
+from .hvae import HVAE, HierarchicalVAE, HVAEConfig, HVAEConv, HVAEConvConfig
 from .mlp import CVAEConfig, MLPConfig, MLPVAE
 from .vq import VQConfig, VQVAE
 
@@ -15,6 +16,8 @@ MODEL_TYPES: Mapping[str, tuple[type[ModelConfig], type[VAEBase]]] = MappingProx
     "cvae": (CVAEConfig, MLPVAE),
     "conv": (ConvConfig, ConvVAE),
     "vq": (VQConfig, VQVAE),
+    "hvae": (HVAEConfig, HVAE),
+    "hvae-conv": (HVAEConvConfig, HVAEConv),
 })
 
 
@@ -41,4 +44,5 @@ def build_model(config: ModelConfig | dict) -> VAEBase:
 
 
 __all__ = ["MODEL_TYPES", "ModelConfig", "Posterior", "VAEBase", "build_model", "config_from_dict",
-           "MLPConfig", "CVAEConfig", "ConvConfig", "VQConfig", "MLPVAE", "ConvVAE", "VQVAE"]
+           "MLPConfig", "CVAEConfig", "ConvConfig", "VQConfig", "MLPVAE", "ConvVAE", "VQVAE",
+           "HVAEConfig", "HVAEConvConfig", "HVAE", "HVAEConv", "HierarchicalVAE"]
