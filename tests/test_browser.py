@@ -144,3 +144,85 @@ def test_train_start_and_stop(page):
     bh.wait_idle(page)
     assert_clean(page)
     shot(page, "train")
+
+
+def pick_checkpoint(page, name: str) -> None:
+    """Choose a shipped checkpoint in the sidebar, and wait for the page to run with it."""
+    box = page.locator('[data-testid="stSidebar"]').get_by_role("combobox", name="Checkpoint")
+    box.click()
+    page.get_by_role("option", name=name, exact=True).click()
+    expect(box).to_have_value(name)
+    bh.wait_idle(page, LONG)
+
+
+def main_image_srcs(page) -> list[str]:
+    return page.locator(f'{bh.MAIN} [data-testid="stImage"] img').evaluate_all("els => els.map(e => e.src)")
+
+
+def test_hierarchical_inspector_walk(page):
+    """mnist-hvae: a temperature per layer and a resampled layer on Sample, a layer's traversal, KL per layer."""
+    pick_checkpoint(page, "mnist-hvae")
+    main = page.locator(bh.MAIN)
+    expect(main.get_by_text("Temperature per layer")).to_be_visible(timeout=LONG)
+    expect(main.get_by_role("heading", name="Resample one layer")).to_be_visible()
+    image_loaded(page)
+    before = main_image_srcs(page)
+    assert len(before) == 2, before
+    layer = main.get_by_role("combobox", name=re.compile("Layer to draw afresh"))
+    layer.click()
+    page.get_by_role("option", name=re.compile(r"^Layer 1 \(top")).click()
+    bh.wait_idle(page, LONG)
+    after = main_image_srcs(page)
+    assert after[0] == before[0] and after[1] != before[1]        # only the resample grid changed
+    assert_clean(page)
+    shot(page, "hvae_sample")
+
+    bh.go_to(page, "Traverse", timeout=LONG)
+    expect(main.get_by_role("heading", name="Traverse one layer")).to_be_visible(timeout=LONG)
+    before = main_image_srcs(page)[-1]
+    main.get_by_text(re.compile(r"^layer 2 \(bottom")).click()
+    bh.wait_idle(page, LONG)
+    assert main_image_srcs(page)[-1] != before
+    assert_clean(page)
+    shot(page, "hvae_traverse")
+
+    bh.go_to(page, "Analyze", timeout=LONG)
+    expect(main.get_by_text("KL per layer", exact=True)).to_be_visible(timeout=LONG)
+    expect(main.get_by_text("Active units per layer")).to_be_visible()
+    assert_clean(page)
+    shot(page, "hvae_analyze")
+
+
+def test_vq_prior_and_codebook_explorer_walk(page):
+    """mnist-vq: samples from its code prior with top-k; on Analyze, click a code cell, pick a code, decode."""
+    pick_checkpoint(page, "mnist-vq")
+    main = page.locator(bh.MAIN)
+    expect(main.get_by_text(re.compile("learned code prior"))).to_be_visible(timeout=LONG)
+    expect(main.get_by_text(re.compile(r"^Top-k codes"))).to_be_visible()
+    image_loaded(page)
+    assert_clean(page)
+    shot(page, "vq_sample")
+
+    bh.go_to(page, "Analyze", timeout=LONG)
+    expect(main.get_by_text("Usage over the codebook")).to_be_visible(timeout=LONG)
+    expect(main.get_by_text("Edit a code grid")).to_be_visible()
+    row = main.get_by_role("spinbutton", name="Row")
+    col = main.get_by_role("spinbutton", name="Column")
+    expect(row).to_have_value("3")
+    # Click the cell in row 1, column 5 of the code grid (a Plotly point per cell).
+    grid = main.locator(".js-plotly-plot", has_text="Code grid")
+    grid.locator("g.points path.point").nth(1 * 7 + 5).click(force=True)
+    bh.wait_idle(page, LONG)
+    expect(row).to_have_value("1", timeout=LONG)
+    expect(col).to_have_value("5")
+    edited = main_image_srcs(page)[-1]
+    code = main.get_by_role("combobox", name="Code for this cell")
+    code.click()
+    page.get_by_role("option").nth(9).click()
+    bh.wait_idle(page, LONG)
+    main.get_by_role("button", name="Set the cell").click()
+    bh.wait_idle(page, LONG)
+    expect(main.get_by_text(re.compile(r"\(1 cell edited\)"))).to_be_visible(timeout=LONG)
+    assert main_image_srcs(page)[-1] != edited
+    assert_clean(page)
+    shot(page, "vq_codebook")

@@ -6,13 +6,14 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from explorer import jobs, loaders, session, widgets
-from vae_core import analyze, explore
+from explorer import inspector, jobs, loaders, session, widgets
+from vae_core import analyze, codebook, explore, layers
 from vae_core.disentanglement import evaluate_disentanglement
 
 st.title("Analyze")
 UNITS, FACTORS, ANOMALIES, RECON, DISENTANGLEMENT = ("Latent units", "Factors", "Anomalies", "Reconstructions",
                                                      "Disentanglement")
+LAYERS, CODEBOOK = "Layers", "Codebook"       # a hierarchical VAE's layers; a VQ-VAE's codebook
 SCORES = MappingProxyType({"Negative ELBO": "elbo", "Negative IWAE log p(x)": "iwae", "Reconstruction error": "recon"})
 
 
@@ -136,6 +137,18 @@ def recon_section(model, data, seed):
     widgets.show_grid(torch.cat([res["x"], res["x_hat"]]), nrow=len(idx), target=48)
 
 
+def layers_section(ctx, model, data, n, seed):
+    res = cached(("an-units", ctx.model_key, ctx.data_key, n, seed, 0),
+                 lambda: analyze.latent_units(model, data, n=n, seed=seed))
+    inspector.layers_analysis(layers.layer_summary(model, res))
+
+
+def codebook_section(ctx, model, data, n, seed):
+    usage = cached(("an-codebook", ctx.model_key, ctx.data_key, n, seed),
+                   lambda: codebook.codebook_usage(model, data, n=n, seed=seed))
+    inspector.codebook_analysis(model, data, usage, ctx.model_key)
+
+
 def disentanglement_section(ctx, model, seed):
     if tuple(model.config.in_shape) != (1, 64, 64):
         st.info("The disentanglement metrics score a model of 64x64 grey images on dSprites' ground-truth factors; "
@@ -170,8 +183,10 @@ with session.guard("Analysis"):
     data = ctx.require_data()
     available = [UNITS, ANOMALIES, RECON] + ([FACTORS] if data.factors is not None else []) + \
                 ([DISENTANGLEMENT] if data.factor_names == ("shape", "scale", "orientation", "posX", "posY") else [])
+    own = [LAYERS] if layers.is_hierarchical(model) else [CODEBOOK] if codebook.is_vq(model) else []
+    available += own
     c1, c2, c3 = st.columns([4, 2, 1])
-    picked = c1.multiselect("Analyses", available, [UNITS, RECON], key="an_pick")
+    picked = c1.multiselect("Analyses", available, [UNITS, *own, RECON], key="an_pick")
     n = c2.select_slider("Images to analyse", [250, 500, 1000, 2000, 5000], 1000, key="an_n")
     seed = int(c3.number_input("Seed", 0, 10_000, 0, key="an_seed"))
     if not picked:
@@ -188,3 +203,7 @@ with session.guard("Analysis"):
             recon_section(model, data, seed)
         elif name == DISENTANGLEMENT:
             disentanglement_section(ctx, model, seed)
+        elif name == LAYERS:
+            layers_section(ctx, model, data, n, seed)
+        elif name == CODEBOOK:
+            codebook_section(ctx, model, data, n, seed)

@@ -3,8 +3,8 @@ import inspect
 
 import streamlit as st
 
-from explorer import session, widgets
-from vae_core import explore, images
+from explorer import inspector, session, widgets
+from vae_core import codebook, explore, images, layers
 from vae_core.models import VAEBase
 
 st.title("Sample")
@@ -22,9 +22,16 @@ with session.guard("Sampling"):
     if type(model).prior_sample is not VAEBase.prior_sample:
         # This model has no N(0, I) prior of its own (a VQ-VAE): say how its samples are drawn.
         st.info(f"How these samples are drawn: {inspect.getdoc(type(model).prior_sample)}")
+    options = {}                            # the model's own sampling options
+    if layers.is_hierarchical(model):
+        options["layer_temperatures"] = inspector.layer_temperatures(model, "sample_layer_temperature")
+    elif codebook.has_code_prior(model):
+        options["top_k"] = inspector.top_k_slider(model, "sample_top_k")
     draw = st.session_state.get("sample_draw", 0)
-    x = explore.sample_grid(model, n, seed=int(seed) * 1_000_003 + draw, temperature=temperature, y=y)
+    x = explore.sample_grid(model, n, seed=int(seed) * 1_000_003 + draw, temperature=temperature, y=y, **options)
     img = widgets.show_grid(x, caption=f"{n} samples, temperature {temperature:g}, seed {seed}" +
                        (f", draw {draw}" if draw else ""))
     st.download_button("Download the grid (PNG)", images.png_bytes(img), file_name="samples.png",
                        mime="image/png", key="sample_download")
+    if layers.is_hierarchical(model):
+        inspector.resample_layer_section(model, seed=int(seed) * 1_000_003 + draw, temperature=temperature)
