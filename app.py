@@ -17,10 +17,14 @@ PAGES = (("sample", "Sample", ":material/grid_view:"), ("traverse", "Traverse", 
          ("analyze", "Analyze", ":material/analytics:"))
 
 if __name__ == "__main__":
+    from explorer import limits
     from explorer.sidebar import sidebar
+    from explorer.widgets import page_style
 
     st.set_page_config(page_title="VAE Latent Explorer", page_icon=":material/blur_on:", layout="wide")
     startup.configure_torch()
+    page_style()
+    limits.configure_streamlit(limits.settings())     # public mode: no error details in the browser
     nav = st.navigation([st.Page(f"explorer/pages/{name}.py", title=title, icon=icon, default=i == 0)
                          for i, (name, title, icon) in enumerate(PAGES)])
     st.sidebar.title("VAE Latent Explorer")

@@ -18,6 +18,22 @@ the server's PYTHONPATH) logs every script run inside the server, fragments incl
 is read before the sessions, at its peak during them, and --settle seconds after they close.
 Prints a markdown table; targets from the issue: 100% success, p95 interaction < 500 ms, memory
 growth < 50 MB a session, and back within 100 MB of the start afterwards.
+
+    python -m bench.load_test --sessions 9 --abuse --umap --think 2
+
+runs the scenario twice on fresh public-mode servers (VAE_EXPLORER_PUBLIC=1, as the Space runs),
+first the N ordinary sessions alone, then the same N with one abusive visitor beside them, and prints
+both side by side with their ratios. The abusive visitor tries hostile Hub models (a config nested
+100,000 deep, a 3x1024x1024 model with a hidden width of 1; from a local Hub cache the benchmark
+builds), asks for the largest sample grid and traversal, sweeps the t-SNE perplexity and UMAP
+neighbour sliders key press by key press, and runs Analyze with 5,000 images and the largest IWAE k,
+over and over until the ordinary sessions are done. Its browser is a Chromium of its own at nice 19,
+standing in for the abuser's own machine. ``--umap`` makes each ordinary session also ask
+for a UMAP map and wait for it (timed on its own: that map waits in the server's fair queue). The
+machine's other load (CPU time used outside the server and the browsers, from /proc/stat) is
+printed too: on a shared machine it moves every number. Targets from the issue: the ordinary
+sessions' interaction p95 within 1.5x of the run without the abusive visitor, 100% success, and the
+server's memory bounded by the configured budgets.
 """
 from __future__ import annotations
 
@@ -25,9 +41,10 @@ import argparse
 import asyncio
 import os
 import random
-import tempfile
+import shutil
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -121,6 +138,23 @@ def _browser_pids() -> list[int]:
     return pids
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all processes have used since boot (user, nice, system, irq, softirq, steal)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        busy = [int(v) for i, v in enumerate(fields[:8]) if i not in (3, 4)]     # not idle, not iowait
+        return sum(busy) / CLK_TCK
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def load_average() -> str:
+    try:
+        return " / ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
 class Watch:
     """Every ``every`` seconds in a thread: the server's RSS (``peak`` since start) and the CPU time
     that the server and the browsers have used since start (each process's last reading is kept, so
@@ -130,6 +164,7 @@ class Watch:
         self.pid, self.every, self.peak = pid, every, 0.0
         self._cpu: dict[str, dict[int, float]] = {"server": {}, "browsers": {}}
         self._base: dict[str, float] = {}
+        self._machine = (0.0, 0.0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="load-watch", daemon=True)
 
@@ -150,9 +185,14 @@ class Watch:
         """CPU seconds used by ``kind`` ("server" or "browsers") since the watch started."""
         return sum(self._cpu[kind].values()) - self._base[kind]
 
+    def machine_cpu(self) -> float:
+        """CPU seconds the whole machine used meanwhile (every process: /proc/stat)."""
+        return self._machine[1] - self._machine[0]
+
     def __enter__(self):
         self._sample()
         self._base = {k: sum(v.values()) for k, v in self._cpu.items()}
+        self._machine = (machine_busy_seconds(), 0.0)
         self._thread.start()
         return self
 
@@ -160,6 +200,7 @@ class Watch:
         self._stop.set()
         self._thread.join()
         self._sample()
+        self._machine = (self._machine[0], machine_busy_seconds())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,10 +240,11 @@ async def go_to(page, title: str, timeout_ms: float) -> float:
 
 
 async def explore_session(browser, url: str, i: int, deadline: float, timings: list, failures: list,
-                          think: float = 0.0) -> bool:
+                          think: float = 0.0, umap: bool = False) -> bool:
     """One user's exploration in its own browser context; records (kind, seconds) into ``timings``.
     Between interactions the user looks at the result for ``think`` seconds on average (0.5x to
-    1.5x, seeded by the session's number)."""
+    1.5x, seeded by the session's number). With ``umap`` the user then asks for a UMAP map and
+    waits until it replaces the PCA stand-in."""
     ctx = await browser.new_context(viewport={"width": 1400, "height": 1000})
     page = await ctx.new_page()
     step = "open"
@@ -248,6 +290,14 @@ async def explore_session(browser, url: str, i: int, deadline: float, timings: l
                                                                                      timeout=left_ms())
         timings.append(("Latent map: chart", time.perf_counter() - t))
         await wait_idle(page, left_ms())
+        if umap:
+            step = "umap"
+            t = time.perf_counter()
+            await page.locator(f'{MAIN} [data-testid="stRadio"] label', has_text="UMAP").first.click()
+            # The caption names the map on show: PCA stands in while UMAP waits or runs.
+            await page.get_by_text("UMAP - select points").first.wait_for(state="visible", timeout=left_ms())
+            await wait_idle(page, left_ms())
+            timings.append(("Latent map: UMAP ready", time.perf_counter() - t))
 
         step = "check"
         problems = await page.locator('[data-testid="stException"], [data-testid="stAlertContentError"]').all_inner_texts()
@@ -262,7 +312,139 @@ async def explore_session(browser, url: str, i: int, deadline: float, timings: l
         await ctx.close()
 
 
-async def drive(url: str, n: int, seconds: float, stagger: float, think: float = 0.0) -> tuple[list, list, list]:
+# ---------------------------------------------------------------------------------------------
+# The abusive visitor
+
+HOSTILE_REPOS = ("abuser/deep-config", "abuser/huge-output")
+
+
+def hostile_hub_cache(root: Path) -> Path:
+    """A Hub cache (huggingface_hub's layout) holding the abusive visitor's two repos: a config.json nested
+    100,000 deep, and an MLP whose config asks for 3x1024x1024 images with a hidden width of 1 (valid
+    weights beside it, 25 MB: the model is whole, only its size is hostile)."""
+    from vae_core import build_model, save_pretrained
+
+    cache = root / "hub"
+    for repo in HOSTILE_REPOS:
+        d = cache / f"models--{repo.replace('/', '--')}"
+        snap = d / "snapshots" / ("0" * 40)
+        if repo.endswith("deep-config"):
+            snap.mkdir(parents=True)
+            (snap / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+        else:
+            save_pretrained(build_model({"model_type": "mlp", "in_shape": [3, 1024, 1024], "hidden_dims": [1],
+                                         "latent_dim": 2}), snap)
+        (d / "refs").mkdir(parents=True, exist_ok=True)
+        (d / "refs" / "main").write_text("0" * 40)
+    return cache
+
+
+def niced_chromium(nice: int = 19) -> str:
+    """A launcher that runs this machine's Chromium at the given nice value (made once, in the temp folder)."""
+    path = Path(tempfile.gettempdir()) / f"vae-load-chromium-nice{nice}.sh"
+    if not path.exists():
+        path.write_text(f'#!/bin/sh\nexec nice -n {nice} "{chromium_path()}" "$@"\n')
+        path.chmod(0o755)
+    return str(path)
+
+
+def _slider(page, label: str):
+    box = page.locator('[data-testid="stSlider"]', has_text=label).first
+    return box.locator(':is(input[type="range"], [role="slider"])').first
+
+
+async def _press(page, label: str, keys, timeout_ms: float) -> None:
+    thumb = _slider(page, label)
+    await thumb.focus(timeout=timeout_ms)
+    for key in keys:
+        await thumb.press(key, timeout=timeout_ms)
+
+
+async def abusive_session(browser, url: str, until: asyncio.Event, counts: dict, timeout_ms: float = 60_000) -> None:
+    """One visitor who tries everything costly, round after round, until ``until`` is set. Each step may be
+    refused (that is the point); ``counts`` records the rounds, steps done, and refusals the page showed."""
+    ctx = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = await ctx.new_page()
+    sidebar = page.locator('[data-testid="stSidebar"]')
+
+    async def step(name, coro):
+        try:
+            await coro
+            await wait_idle(page, timeout_ms)
+            counts["steps"] = counts.get("steps", 0) + 1
+        except Exception as e:                       # the abuser's own failures do not matter; count them
+            counts.setdefault("failed steps", []).append(f"{name}: {type(e).__name__}")
+        counts["exceptions"] = counts.get("exceptions", 0) + await page.locator('[data-testid="stException"]').count()
+
+    async def refused(where, text: str):
+        """Wait for the refusal that names ``text`` (a budget's setting or the loader's reason) and count it."""
+        await where.locator('[data-testid="stAlertContentError"]', has_text=text).first.wait_for(timeout=timeout_ms)
+        counts["refusals"] = counts.get("refusals", 0) + 1
+
+    async def nav(title):
+        await page.locator('[data-testid="stSidebarNavLink"]', has_text=title).first.click()
+        await page.locator(f'{MAIN} h1', has_text=title).first.wait_for(timeout=timeout_ms)
+
+    async def hostile_hub():
+        await sidebar.locator('[data-testid="stRadio"] label', has_text="Hub").first.click()
+        box = sidebar.locator('[data-testid="stTextInput"]', has_text="Hub repo id").locator("input")
+        for repo, reason in zip(HOSTILE_REPOS, ("nested too deeply", "makes 3x1024x1024 images")):
+            await box.fill(repo)
+            await box.press("Enter")
+            await wait_idle(page, timeout_ms)
+            await refused(sidebar, reason)
+        await sidebar.locator('[data-testid="stRadio"] label', has_text="Shipped").first.click()
+
+    async def largest_grids():
+        await nav("Sample")
+        await _press(page, "Count", ["End"], timeout_ms)
+        await wait_idle(page, timeout_ms)
+        for _ in range(3):
+            await page.get_by_role("button", name="Resample").click()
+            await wait_idle(page, timeout_ms)
+        await nav("Traverse")
+        await _press(page, "Rows", ["End"], timeout_ms)
+        await wait_idle(page, timeout_ms)
+        await _press(page, "Columns", ["End"], timeout_ms)
+
+    async def sweep_maps():
+        await nav("Latent map")
+        await page.locator(f'{MAIN} [data-testid="stRadio"] label', has_text="t-SNE").first.click()
+        await wait_idle(page, timeout_ms)
+        await _press(page, "Perplexity", ["ArrowRight"] * 15, timeout_ms)   # a new map per key press
+        await wait_idle(page, timeout_ms)
+        await page.locator(f'{MAIN} [data-testid="stRadio"] label', has_text="UMAP").first.click()
+        await wait_idle(page, timeout_ms)
+        await _press(page, "Neighbours", ["ArrowRight"] * 15, timeout_ms)
+
+    async def heavy_analysis():
+        await nav("Analyze")
+        await _press(page, "Images to analyse", ["End"], timeout_ms)      # 5,000 images
+        await wait_idle(page, timeout_ms)
+        await _press(page, "IWAE samples", ["End"], timeout_ms)           # k = 500: refused by the budget
+        await wait_idle(page, timeout_ms)
+        await refused(page, "VAE_EXPLORER_MAX_IWAE_VALUES")
+        await _press(page, "IWAE samples", ["ArrowLeft"], timeout_ms)     # k = 100: the most it allows
+
+    try:
+        await page.goto(url, wait_until="domcontentloaded", timeout=timeout_ms)
+        await page.locator(IMG).first.wait_for(state="visible", timeout=timeout_ms)
+        await wait_idle(page, timeout_ms)
+        while not until.is_set():
+            counts["rounds"] = counts.get("rounds", 0) + 1
+            for name, coro in (("hostile Hub models", hostile_hub), ("largest grids", largest_grids),
+                               ("projection sweep", sweep_maps), ("heavy analysis", heavy_analysis)):
+                if until.is_set():
+                    break
+                await step(name, coro())
+    except Exception as e:
+        counts.setdefault("failed steps", []).append(f"open: {type(e).__name__}")
+    finally:
+        await ctx.close()
+
+
+async def drive(url: str, n: int, seconds: float, stagger: float, think: float = 0.0, umap: bool = False,
+                abusive: dict | None = None) -> tuple[list, list, list]:
     from playwright.async_api import async_playwright
 
     timings, failures = [], []
@@ -273,13 +455,30 @@ async def drive(url: str, n: int, seconds: float, stagger: float, think: float =
 
             async def one(i):
                 await asyncio.sleep(i * stagger)                     # users arrive over a few seconds
-                return await explore_session(browser, url, i, deadline, timings, failures, think)
+                return await explore_session(browser, url, i, deadline, timings, failures, think, umap)
 
+            until = asyncio.Event()
+            abuser = own = None
+            if abusive is not None:                                   # there first, and on until the others end
+                # The abuser's browser would draw its 300-image grids and 5,000-point maps on its own machine:
+                # here it is a Chromium of its own at the lowest CPU priority (nice 19), so what the ordinary
+                # sessions feel is the server, not a neighbour's browser on their cores.
+                own = await pw.chromium.launch(executable_path=niced_chromium(), headless=True, args=CHROMIUM_ARGS)
+                abuser = asyncio.create_task(abusive_session(own, url, until, abusive))
+                await asyncio.sleep(stagger)
             try:
                 ok = await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(n))), seconds + 30)
             except asyncio.TimeoutError:
                 ok = [False] * n
                 failures.append(f"the run passed its limit of {seconds:g} s")
+            finally:
+                until.set()
+                if abuser is not None:
+                    try:
+                        await asyncio.wait_for(abuser, 120)
+                    except asyncio.TimeoutError:
+                        abuser.cancel()
+                    await own.close()
         finally:
             await browser.close()
     return list(ok), timings, failures
@@ -293,6 +492,153 @@ def percentile(xs, q):
     return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))] if xs else float("nan")
 
 
+def run_once(args, abuse: bool = False, public: bool = False) -> dict:
+    """Start a server, fill its caches with one session, then run the sessions (and the abusive visitor);
+    returns every measure."""
+    run_log = Path(tempfile.mkstemp(prefix="vae-load-runs-", suffix=".txt")[1])
+    hook = str(Path(__file__).resolve().parent / "server_timing")
+    # Many sessions on one server: measure it as the public Space runs it, with torch on one thread.
+    # bench/server_timing times every script run inside the server (its sitecustomize hook).
+    env = {"VAE_EXPLORER_TORCH_THREADS": "1", "VAE_BENCH_RUN_LOG": str(run_log),
+           "PYTHONPATH": os.pathsep.join(filter(None, [hook, os.environ.get("PYTHONPATH")]))}
+    scratch = Path(tempfile.mkdtemp(prefix="vae-load-"))
+    if public:
+        env.update({"VAE_EXPLORER_PUBLIC": "1", "HF_HUB_CACHE": str(hostile_hub_cache(scratch)),
+                    "HF_HUB_OFFLINE": "1"})
+    out = {"abuse": abuse, "load_before": load_average()}
+    try:
+        with streamlit_server(max_seconds=20, extra_env=env) as url:
+            pid = server_pid(int(url.rsplit(":", 1)[1]))
+            if pid is None:
+                raise RuntimeError("could not find the server process")
+            out["start"] = out["warm"] = rss_mb(pid)
+            if not args.no_warm_up:
+                # One session first: loading the model, the dataset and the codes are process-wide caches,
+                # paid once per server, not per session.
+                ok, _, fails = asyncio.run(drive(url, 1, args.seconds, 0, umap=args.umap))
+                if not all(ok):
+                    print("warm-up session failed:", *fails, sep="\n  ")
+                time.sleep(3)
+                out["warm"] = rss_mb(pid)
+            run_log.write_text("")                           # only the N sessions' runs from here on
+            abusive = {} if abuse else None
+            t0 = time.monotonic()
+            with Watch(pid) as watch:
+                ok, timings, failures = asyncio.run(drive(url, args.sessions, args.seconds, args.stagger, args.think,
+                                                          args.umap, abusive))
+            out["wall"] = time.monotonic() - t0
+            out["peak"] = watch.peak
+            time.sleep(args.settle)
+            out["after"] = rss_mb(pid)
+        runs = [float(w) + float(r) for w, r, *_ in (line.split() for line in run_log.read_text().splitlines() if line)]
+    finally:
+        if os.environ.get("VAE_BENCH_KEEP_RUN_LOG"):
+            print(f"server run log kept: {run_log}")
+        else:
+            run_log.unlink(missing_ok=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+    server_cpu, browser_cpu = watch.cpu("server"), watch.cpu("browsers")
+    out.update(ok=ok, timings=timings, failures=failures, runs=runs, server_cpu=server_cpu, browser_cpu=browser_cpu,
+               other_cpu=max(0.0, watch.machine_cpu() - server_cpu - browser_cpu), abusive=abusive,
+               load_after=load_average())
+    return out
+
+
+def interactions(r: dict) -> list[float]:
+    return [s for k, s in r["timings"] if k not in ("open the app", "Latent map: chart", "Latent map: UMAP ready")]
+
+
+def ms(xs, q=None) -> str:
+    if not xs:
+        return "n/a"
+    return f"{1000 * (statistics.median(xs) if q is None else percentile(xs, q)):.0f} ms"
+
+
+def print_single(args, r: dict) -> None:
+    n, timings, wall = args.sessions, r["timings"], r["wall"]
+    kinds = sorted({k for k, _ in timings}, key=[k for k, _ in timings].index)
+    inter = interactions(r)
+    print(f"\n## Load test: {n} concurrent browser session(s), {os.cpu_count()} CPU cores, "
+          f"{wall:.1f} s wall, think time {args.think:g} s\n")
+    print("| measure | value |\n|---|---|")
+    print(f"| sessions succeeded | {sum(r['ok'])}/{n} ({100 * sum(r['ok']) / n:.0f}%) |")
+    print(f"| interactions (resample, slider, page switch) p50 / p95 | {ms(inter)} / {ms(inter, 95)} (n={len(inter)}) |")
+    for k in kinds:
+        xs = [s for kk, s in timings if kk == k]
+        print(f"| {k} p50 / p95 | {ms(xs)} / {ms(xs, 95)} (n={len(xs)}) |")
+    if r["runs"]:
+        print(f"| server: request to end of a script run, p50 / p95 | {ms(r['runs'])} / {ms(r['runs'], 95)} "
+              f"(n={len(r['runs'])} runs) |")
+    cores = os.cpu_count() or 1
+    print(f"| CPU time: server / browsers / rest of the machine (of {cores * wall:.0f} core-seconds) | "
+          f"{r['server_cpu']:.1f} s / {r['browser_cpu']:.1f} s / {r['other_cpu']:.1f} s |")
+    print(f"| server RSS at start / after warm-up session | {r['start']:.0f} MB / {r['warm']:.0f} MB |")
+    print(f"| server RSS peak during the sessions | {r['peak']:.0f} MB (+{r['peak'] - r['warm']:.0f} MB, "
+          f"{(r['peak'] - r['warm']) / n:.1f} MB a session) |")
+    print(f"| server RSS {args.settle:g} s after they closed | {r['after']:.0f} MB ({r['after'] - r['warm']:+.0f} MB vs "
+          f"warm, {r['after'] - r['start']:+.0f} MB vs start) |")
+    print(f"| load average before / after (1, 5, 15 min) | {r['load_before']} ; {r['load_after']} |")
+    if r["failures"]:
+        print("\nFailures:")
+        for f in r["failures"]:
+            print(f"- {f}")
+
+
+def print_comparison(args, alone: dict, abused: dict) -> None:
+    from explorer.limits import Settings
+
+    n, cores = args.sessions, os.cpu_count() or 1
+    print(f"\n## Load test with an abusive visitor: {n} ordinary sessions, alone and beside one abusive visitor; "
+          f"public mode; {cores} CPU cores; think time {args.think:g} s\n")
+    print("| measure (the ordinary sessions) | alone | with the abusive visitor | ratio |\n|---|---:|---:|---:|")
+
+    def row(name, f, fmt=lambda v: f"{1000 * v:.0f} ms", ratio=True):
+        a, b = f(alone), f(abused)
+        r = f"{b / a:.2f}x" if ratio and a and b == b and a == a else ""
+        print(f"| {name} | {fmt(a)} | {fmt(b)} | {r} |")
+
+    print(f"| sessions succeeded | {sum(alone['ok'])}/{n} ({100 * sum(alone['ok']) / n:.0f}%) | "
+          f"{sum(abused['ok'])}/{n} ({100 * sum(abused['ok']) / n:.0f}%) | |")
+    nan = float("nan")
+    row("interaction p50", lambda r: statistics.median(interactions(r)) if interactions(r) else nan)
+    row("interaction p95", lambda r: percentile(interactions(r), 95))
+    for kind in ("Sample: resample", "Traverse: slider", "switch page", "Latent map: UMAP ready"):
+        xs = lambda r, k=kind: [s for kk, s in r["timings"] if kk == k]
+        if xs(alone) or xs(abused):
+            row(f"{kind} p95", lambda r, f=xs: percentile(f(r), 95))
+    row("server: script run p95", lambda r: percentile(r["runs"], 95))
+    mb = lambda v: f"{v:.0f} MB"
+    row("server RSS after the warm-up session", lambda r: r["warm"], mb, ratio=False)
+    row("server RSS peak", lambda r: r["peak"], mb)
+    row(f"server RSS {args.settle:g} s after", lambda r: r["after"], mb, ratio=False)
+    sec = lambda v: f"{v:.1f} s"
+    row("CPU: server", lambda r: r["server_cpu"], sec)
+    row("CPU: browsers", lambda r: r["browser_cpu"], sec)
+    row("CPU: rest of the machine (other engineers, the harness)", lambda r: r["other_cpu"], sec, ratio=False)
+    row("wall time of the sessions", lambda r: r["wall"], sec, ratio=False)
+    print(f"| load average before ; after | {alone['load_before']} ; {alone['load_after']} | "
+          f"{abused['load_before']} ; {abused['load_after']} | |")
+    a = abused["abusive"] or {}
+    print(f"\nThe abusive visitor: {a.get('rounds', 0)} rounds, {a.get('steps', 0)} steps done, "
+          f"{a.get('refusals', 0)} refusals shown (a hostile model refused at load, an IWAE over its budget), "
+          f"{a.get('exceptions', 0)} tracebacks shown, "
+          f"{len(a.get('failed steps', []))} steps that did not complete"
+          + (f" ({', '.join(sorted(set(a['failed steps'])))})" if a.get("failed steps") else "") + ".")
+    s = Settings.from_env({"VAE_EXPLORER_PUBLIC": "1"})
+    print(f"Budgets in force (defaults): {s.max_request_pixels:,} values a request, {s.max_output_pixels:,} values an "
+          f"image, maps of {s.max_map_points:,} points ({s.max_tsne_points:,} for t-SNE), IWAE "
+          f"{s.max_iwae_values:,} values, {s.max_disentanglement_images:,} disentanglement images, datasets of "
+          f"{s.max_dataset_bytes >> 20} MB, torch on 1 thread, background maps on 1 OpenMP thread each.")
+    p95a, p95b = percentile(interactions(alone), 95), percentile(interactions(abused), 95)
+    print(f"Targets: p95 within 1.5x ({p95b / p95a:.2f}x: {'met' if p95b <= 1.5 * p95a else 'NOT met'}), 100% success "
+          f"({'met' if all(abused['ok']) and all(alone['ok']) else 'NOT met'}).")
+    for name, r in (("alone", alone), ("with the abusive visitor", abused)):
+        if r["failures"]:
+            print(f"\nFailures ({name}):")
+            for f in r["failures"]:
+                print(f"- {f}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sessions", type=int, default=10, help=f"concurrent browser sessions (at most {MAX_SESSIONS})")
@@ -302,6 +648,10 @@ def main(argv=None) -> int:
     ap.add_argument("--think", type=float, default=0.0,
                     help="mean seconds a user looks at a result before the next interaction (0: none, a stress test)")
     ap.add_argument("--no-warm-up", action="store_true", help="skip the single session that fills the caches first")
+    ap.add_argument("--umap", action="store_true", help="each session also asks for a UMAP map and waits for it")
+    ap.add_argument("--abuse", action="store_true",
+                    help="run twice on public-mode servers: the sessions alone, then beside one abusive visitor")
+    ap.add_argument("--public", action="store_true", help="run the server in public mode (--abuse always does)")
     args = ap.parse_args(argv)
     if not 1 <= args.sessions <= MAX_SESSIONS:
         ap.error(f"--sessions must be between 1 and {MAX_SESSIONS}")
@@ -310,72 +660,16 @@ def main(argv=None) -> int:
     if chromium_path() is None:
         print("Chromium is not installed (apt-get install chromium); this benchmark never downloads a browser.")
         return 2
-
-    # Many sessions on one server: measure it as the public Space runs it, with torch on one thread.
-    # bench/server_timing times every script run inside the server (its sitecustomize hook).
-    run_log = Path(tempfile.mkstemp(prefix="vae-load-runs-", suffix=".txt")[1])
-    hook = str(Path(__file__).resolve().parent / "server_timing")
-    env = {"VAE_EXPLORER_TORCH_THREADS": "1", "VAE_BENCH_RUN_LOG": str(run_log),
-           "PYTHONPATH": os.pathsep.join(filter(None, [hook, os.environ.get("PYTHONPATH")]))}
-    with streamlit_server(max_seconds=20, extra_env=env) as url:
-        pid = server_pid(int(url.rsplit(":", 1)[1]))
-        if pid is None:
-            print("could not find the server process")
-            return 2
-        start = rss_mb(pid)
-        warm = start
-        if not args.no_warm_up:
-            # One session first: loading the model, the dataset and the codes are process-wide caches,
-            # paid once per server, not per session.
-            ok, _, fails = asyncio.run(drive(url, 1, args.seconds, 0))
-            if not all(ok):
-                print("warm-up session failed:", *fails, sep="\n  ")
-            time.sleep(3)
-            warm = rss_mb(pid)
-        run_log.write_text("")                           # only the N sessions' runs from here on
-        t0 = time.monotonic()
-        with Watch(pid) as watch:
-            ok, timings, failures = asyncio.run(drive(url, args.sessions, args.seconds, args.stagger, args.think))
-        wall = time.monotonic() - t0
-        peak = watch.peak
-        time.sleep(args.settle)
-        after = rss_mb(pid)
-
-    runs = [float(w) + float(r) for w, r, *_ in (line.split() for line in run_log.read_text().splitlines() if line)]
-    if os.environ.get("VAE_BENCH_KEEP_RUN_LOG"):
-        print(f"server run log kept: {run_log}")
-    else:
-        run_log.unlink(missing_ok=True)
-    n = args.sessions
-    kinds = sorted({k for k, _ in timings}, key=[k for k, _ in timings].index)
-    interactions = [s for k, s in timings if k not in ("open the app", "Latent map: chart")]
-    print(f"\n## Load test: {n} concurrent browser session(s), {os.cpu_count()} CPU cores, "
-          f"{wall:.1f} s wall, think time {args.think:g} s\n")
-    print("| measure | value |\n|---|---|")
-    print(f"| sessions succeeded | {sum(ok)}/{n} ({100 * sum(ok) / n:.0f}%) |")
-    print(f"| interactions (resample, slider, page switch) p50 / p95 | "
-          f"{1000 * statistics.median(interactions) if interactions else float('nan'):.0f} ms / "
-          f"{1000 * percentile(interactions, 95):.0f} ms (n={len(interactions)}) |")
-    for k in kinds:
-        xs = [s for kk, s in timings if kk == k]
-        print(f"| {k} p50 / p95 | {1000 * statistics.median(xs):.0f} ms / {1000 * percentile(xs, 95):.0f} ms "
-              f"(n={len(xs)}) |")
-    if runs:
-        print(f"| server: request to end of a script run, p50 / p95 | {1000 * statistics.median(runs):.0f} ms / "
-              f"{1000 * percentile(runs, 95):.0f} ms (n={len(runs)} runs) |")
-    cores = os.cpu_count() or 1
-    print(f"| CPU time: server / browsers (of {cores * wall:.0f} core-seconds) | {watch.cpu('server'):.1f} s / "
-          f"{watch.cpu('browsers'):.1f} s |")
-    print(f"| server RSS at start / after warm-up session | {start:.0f} MB / {warm:.0f} MB |")
-    print(f"| server RSS peak during the sessions | {peak:.0f} MB (+{peak - warm:.0f} MB, "
-          f"{(peak - warm) / n:.1f} MB a session) |")
-    print(f"| server RSS {args.settle:g} s after they closed | {after:.0f} MB ({after - warm:+.0f} MB vs warm, "
-          f"{after - start:+.0f} MB vs start) |")
-    if failures:
-        print("\nFailures:")
-        for f in failures:
-            print(f"- {f}")
-    return 0 if all(ok) else 1
+    if not args.abuse:
+        r = run_once(args, public=args.public)
+        print_single(args, r)
+        return 0 if all(r["ok"]) else 1
+    alone = run_once(args, abuse=False, public=True)
+    print_single(args, alone)
+    abused = run_once(args, abuse=True, public=True)
+    print_single(args, abused)
+    print_comparison(args, alone, abused)
+    return 0 if all(alone["ok"]) and all(abused["ok"]) else 1
 
 
 if __name__ == "__main__":

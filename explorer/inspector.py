@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from explorer import widgets
+from explorer import limits, selection, widgets
 from vae_core import codebook, explore, layers
 from vae_core.metrics import AU_THRESHOLD
 
@@ -42,10 +42,11 @@ def resample_layer_section(model, seed: int, temperature: float) -> None:
                          index=len(names) - 1, format_func=lambda i: names[i].capitalize(),
                          key="sample_resample_layer")
     rows = c2.slider("Rows", 1, 8, 4, key="sample_resample_rows")
-    cols = c3.slider("Columns", 2, 12, 8, key="sample_resample_cols")
+    cols = c3.slider("Columns", 2, 10, 8, key="sample_resample_cols")
+    limits.settings().check_images(model, rows * cols, "images in the resample grid")
     grid = layers.resample_layer(model, layer, rows, cols, seed=seed, temperature=temperature)
     above = "the layers above it" if layer else "nothing (the top layer has no layers above)"
-    widgets.show_grid(grid, nrow=cols, target=56,
+    widgets.show_grid(grid, nrow=cols, wrap=False,
                       caption=f"Each row keeps one draw of {above}; its first image is that draw whole, and the "
                               f"others draw {names[layer]} and every layer below afresh. What changes along a row "
                               "is what those layers control.")
@@ -62,7 +63,7 @@ def layer_traversal_section(model, stats: explore.UnitStats, base: torch.Tensor,
     rows = c2.slider("Rows (the layer's top units)", 1, len(units), min(6, len(units)), key="traverse_layer_rows")
     top = units[:rows]
     grid = explore.traversal_grid(model, base, top, stats, -3.0, 3.0, 9, y=y)
-    widgets.show_grid(grid, nrow=9, target=48,
+    widgets.show_grid(grid, nrow=9, wrap=False,
                       caption=f"{names[layer].capitalize()}: rows " + ", ".join(f"z{u}" for u in top) +
                               "; columns: 9 values from -3 to 3 prior standard deviations. The layers below keep "
                               "their standardised values, so they follow what this layer decides.")
@@ -127,7 +128,7 @@ def codebook_analysis(model, data, usage: dict, model_key: str) -> None:
     patches = codebook.code_patches(model, usage["most_used"])
     st.caption(f"What each code draws, codes 0 to {K - 1} left to right and top to bottom: code k at the centre of a "
                f"grid of code {usage['most_used']} (the most used), the centre cell and one cell around it")
-    widgets.show_grid(patches, nrow=16, target=48)
+    widgets.show_grid(patches, nrow=8)
     code_grid_editor(model, data, freq, model_key)
 
 
@@ -148,7 +149,7 @@ def code_grid_editor(model, data, freq: np.ndarray, model_key: str) -> None:
     with left:
         event = st.plotly_chart(_grid_figure(codes, st.session_state["an_cb_row"], st.session_state["an_cb_col"]),
                                 key="an_cb_grid", on_select="rerun", selection_mode="points")
-        picked = widgets.selected_points(event)
+        picked = selection.selected_indices(event)
         if picked and picked[-1] != st.session_state.get("an_cb_clicked"):
             st.session_state["an_cb_clicked"] = picked[-1]              # a click moves the cell once
             st.session_state["an_cb_row"], st.session_state["an_cb_col"] = divmod(picked[-1], g)
@@ -165,7 +166,7 @@ def code_grid_editor(model, data, freq: np.ndarray, model_key: str) -> None:
     original = codebook.image_codes(model, x)[0]
     edited = int((codes != original).sum())
     images = torch.cat([x, codebook.decode_codes(model, original), codebook.decode_codes(model, codes)])
-    widgets.show_grid(images, nrow=3, target=140,
+    widgets.show_grid(images, nrow=3, span=0.6,
                       caption=f"the image, decoded from its own codes, and decoded from the grid above ({edited} "
                               f"cell{'s' if edited != 1 else ''} edited)")
 

@@ -4,12 +4,22 @@
 its workers and its results:
 
 - each session has one waiting slot: a new request replaces the session's older waiting one,
-  which is cancelled unless another session waits for the same result;
+  which is cancelled unless another session waits for the same result; a job that is already
+  running and that no session wants any more is asked to stop (at its next progress report);
+- a job that reports its progress (``submit(..., progress=True)``) shows how far it has got
+  and about how long it has left (``Job.fraction``, ``Job.stage``, ``Job.eta``);
 - workers take sessions in turns, the one served least recently first, and run at most one job
   of a session at a time, so a visitor sweeping a slider never delays another visitor's first
   map by more than the job already running;
 - a result is kept (``ResultCache``) for every session: the same map asked again is instant;
-- workers are started when work arrives and end when none is left: no thread idles.
+- workers are started when work arrives and end when none is left: no thread idles;
+- with ``threads_per_job`` (the server's VAE_EXPLORER_TORCH_THREADS, 1 on the Space) a job's
+  OpenMP code (scikit-learn's t-SNE) uses that many threads, so one map never takes every core;
+- heavy work a page asks for (an analysis, encoding a dataset for a map) runs as a job too
+  (``submit_turn``, ``in_turn``): the page waits for it and draws its progress, so the server never
+  runs more than ``max_workers`` heavy things at once, whoever asks;
+- workers run at a lower CPU priority than the pages' own runs (a thread's nice value, on Linux),
+  so heavy work in the background never slows another visitor's slider or resample.
 
 Also here: the cached codes of a dataset and the map of them, which the Latent map and Analyze
 pages share.
@@ -17,8 +27,11 @@ pages share.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
+import functools
 import itertools
+import os
 import threading
 import time
 from typing import Any, Callable, Hashable
@@ -32,6 +45,8 @@ from vae_core.live import TrainingSlots
 MAX_WORKERS = 2
 MAX_RESULTS = 64
 WAIT_POLL_S = 0.5           # how often a page waiting for a map looks again
+PROGRESS_POLL_S = 0.1       # how often a page waiting for its own heavy work draws its progress
+BACKGROUND_NICE = 10        # workers' nice value: the pages' own (interactive) runs come first
 
 
 class ResultCache:
@@ -74,6 +89,10 @@ class ResultCache:
 _MISSING = object()
 
 
+class JobCancelled(Exception):
+    """Raised inside a job's work, from its progress report, once no session wants its result."""
+
+
 @dataclasses.dataclass(eq=False)
 class Job:
     key: Hashable
@@ -81,16 +100,41 @@ class Job:
     args: tuple
     kwargs: dict
     after: threading.Event | None = None       # run only once this is set (the server's warm-up)
+    keep: bool = True                           # keep the result for every session (not for a turn)
     state: str = "waiting"                      # waiting, running, done, failed, cancelled
     result: Any = None
     error: BaseException | None = None
     submitted: float = dataclasses.field(default_factory=time.monotonic)
     started: float | None = None
+    ended: float | None = None
     finished: threading.Event = dataclasses.field(default_factory=threading.Event)
+    fraction: float = 0.0                       # of the work done, as the work itself reports it
+    stage: str = ""                             # what it is doing, in a few words
+    stop: threading.Event = dataclasses.field(default_factory=threading.Event)   # nobody wants it now
 
     @property
     def done(self) -> bool:
         return self.state in ("done", "failed", "cancelled")
+
+    def report(self, fraction: float, stage: str = "") -> None:
+        """The work's progress callback: records how far it has got, and stops it if nobody wants it."""
+        self.fraction, self.stage = min(max(float(fraction), 0.0), 1.0), stage
+        if self.stop.is_set():
+            raise JobCancelled(f"{self.key} is no longer wanted")
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds it has been running (0 while it waits)."""
+        if self.started is None:
+            return 0.0
+        return (self.ended or time.monotonic()) - self.started
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left, extrapolated from its progress so far; None until there is enough to go on."""
+        if self.state != "running" or self.fraction < 0.05 or self.elapsed < 1.0:
+            return None
+        return self.elapsed * (1 - self.fraction) / self.fraction
 
     def wait(self, timeout: float | None = None) -> bool:
         return self.finished.wait(timeout)
@@ -99,41 +143,61 @@ class Job:
 class JobQueue:
     """See the module's docstring. ``submit`` never blocks on the work itself."""
 
-    def __init__(self, workers: int = MAX_WORKERS, results: int = MAX_RESULTS):
+    def __init__(self, workers: int = MAX_WORKERS, results: int = MAX_RESULTS, threads_per_job: int = 0):
         self.max_workers = workers
+        self.threads_per_job = threads_per_job
         self.results = ResultCache(results)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)     # a job finished or was cancelled
         self._waiting: dict[str, Job] = {}          # session -> its one waiting job
+        self._wanted: dict[str, Job] = {}           # session -> the job it asked for last (waiting or running)
         self._active: dict[Hashable, Job] = {}      # key -> the waiting or running job computing it
         self._running: dict[str, Job] = {}          # session -> its running job
         self._served: dict[str, int] = {}           # session -> turn number when last served
         self._failed = ResultCache(results)        # key -> a failed job, reported once, then tried afresh
         self._turns = itertools.count(1)
+        self._tickets = itertools.count(1)
         self._workers = 0
 
     # -- asking ---------------------------------------------------------------------------------
     def submit(self, session: str, key: Hashable, fn: Callable[..., Any], *args,
-               after: threading.Event | None = None, **kwargs) -> Job:
-        """The job that computes ``fn(*args, **kwargs)`` for ``key`` (done at once if the result is kept)."""
+               after: threading.Event | None = None, progress: bool = False, keep: bool = True, **kwargs) -> Job:
+        """The job that computes ``fn(*args, **kwargs)`` for ``key`` (done at once if the result is kept;
+        with ``keep=False`` the result is the caller's alone, never kept or shared).
+
+        With ``progress=True``, ``fn`` is also given ``progress=job.report``: it calls that with the
+        fraction done, and the call raises ``JobCancelled`` once nobody wants the result."""
         with self._lock:
             hit = self.results.get(key, _MISSING)
             if hit is not _MISSING:
+                self._want(session, None)
                 return Job(key, fn, args, kwargs, state="done", result=hit)
             failed = self._failed.get(key)
             if failed is not None:
                 self._failed.pop(key)
+                self._want(session, None)
                 return failed
             job = self._active.get(key)
             if job is None:
-                job = self._active[key] = Job(key, fn, args, kwargs, after=after)
-            old = self._waiting.pop(session, None)
-            if job.state == "waiting":
-                self._waiting[session] = job
-            if old is not None and old is not job:
-                self._cancel_if_unwanted(old)          # superseded by this request
+                job = self._active[key] = Job(key, fn, args, dict(kwargs), after=after, keep=keep)
+                if progress:
+                    job.kwargs["progress"] = job.report
+            job.stop.clear()                           # wanted again (it may have been asked to stop)
+            self._want(session, job)
             self._start_workers()
             return job
+
+    def submit_turn(self, session: str, fn: Callable[..., Any], *args, **kwargs) -> Job:
+        """Heavy work a page asks for (an analysis, encoding a dataset): a job like a map, in the session's
+        turn and on a worker, whose result is the caller's alone (never kept, never shared)."""
+        work = functools.partial(fn, *args, **kwargs)      # its own arguments, ``progress`` included, go to fn
+        return self.submit(session, ("turn", session, next(self._tickets)), work, keep=False)
+
+    def forget(self, session: str) -> None:
+        """This session wants nothing from the queue now (e.g. it went back to an instant map):
+        its waiting job is cancelled, and its running one stopped, unless another session wants it."""
+        with self._lock:
+            self._want(session, None)
 
     def ahead_of(self, session: str) -> int:
         """How many jobs are running or wait their turn before this session's waiting job (0 if none waits)."""
@@ -158,12 +222,27 @@ class JobQueue:
         """Waiting sessions in turn order: the least recently served first, then the longest waiting."""
         return sorted(self._waiting, key=lambda s: (self._served.get(s, 0), self._waiting[s].submitted))
 
+    def _want(self, session: str, job: Job | None) -> None:
+        """Record what ``session`` asked for last; what it asked for before goes if nobody else wants it."""
+        old = self._wanted.pop(session, None)
+        self._waiting.pop(session, None)
+        if job is not None:
+            self._wanted[session] = job
+            if job.state == "waiting":
+                self._waiting[session] = job
+        if old is not None and old is not job:
+            self._cancel_if_unwanted(old)              # superseded by this request
+
     def _cancel_if_unwanted(self, job: Job) -> None:
-        if job.state == "waiting" and job not in self._waiting.values():
+        if any(j is job for j in self._wanted.values()):
+            return
+        if job.state == "waiting":
             job.state = "cancelled"
             self._active.pop(job.key, None)
             job.finished.set()
             self._changed.notify_all()
+        elif job.state == "running":
+            job.stop.set()                             # it stops at its next progress report
 
     def _start_workers(self) -> None:
         """Enough workers for the sessions that can be served now, within max_workers."""
@@ -193,37 +272,92 @@ class JobQueue:
             return session, job
 
     def _work(self) -> None:
+        background_priority()
         while (taken := self._take()) is not None:
             session, job = taken
             try:
-                if job.after is not None:
+                if job.after is not None and not job.after.is_set():
+                    job.stage = "waiting for the server's warm-up"
                     job.after.wait()
-                job.result = job.fn(*job.args, **job.kwargs)
+                    job.started = time.monotonic()      # its own time starts now: the estimate is of the work
+                with self._thread_limit():
+                    job.result = job.fn(*job.args, **job.kwargs)
                 job.state = "done"
+            except JobCancelled:
+                job.state = "cancelled"
             except Exception as e:                      # reported to the page that asks for the job
                 job.error, job.state = e, "failed"
+            job.ended = time.monotonic()
             with self._lock:
-                if job.state == "done":
+                if job.state == "done" and job.keep:
                     self.results.put(job.key, job.result)
-                else:
+                elif job.state == "failed" and job.keep:
                     self._failed.put(job.key, job)
                 self._active.pop(job.key, None)
+                for s in [s for s, j in self._wanted.items() if j is job]:
+                    del self._wanted[s]                 # answered (the page reads the job it holds)
                 del self._running[session]
                 self._start_workers()
                 self._changed.notify_all()
             job.finished.set()
 
+    def _thread_limit(self):
+        """OpenMP's threads for this worker's job (the setting is per thread in OpenMP)."""
+        if not self.threads_per_job:
+            return contextlib.nullcontext()
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(self.threads_per_job, user_api="openmp")
+
+
+def background_priority(nice: int = BACKGROUND_NICE) -> None:
+    """Lower the calling thread's CPU priority (on Linux a thread has its own nice value); elsewhere nothing."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), max(nice, os.getpriority(os.PRIO_PROCESS, 0)))
+    except (AttributeError, OSError):
+        pass
+
 
 @st.cache_resource
 def queue() -> JobQueue:
     """The server's one job queue."""
-    return JobQueue()
+    from explorer.limits import settings
+
+    return JobQueue(threads_per_job=settings().torch_threads)
 
 
 @st.cache_resource
 def training_slots(max_jobs: int, max_per_session: int) -> TrainingSlots:
     """The server's cap on runs training at once (one object for each configuration of the caps)."""
     return TrainingSlots(max_jobs, max_per_session)
+
+
+def in_turn(what: str, fn: Callable[..., Any], *args, progress: Callable | None = None, **kwargs):
+    """``fn(*args, **kwargs)`` as this session's heavy work on the server's queue (``submit_turn``): the page
+    waits for it, says so while it waits its turn, and draws the job's ``progress`` calls itself (a
+    worker never touches the page). A newer request of the same session replaces it while it waits."""
+    from explorer.session import session_id
+
+    reports: list[tuple] = []                   # appended by the worker, drawn here
+    if progress is not None:
+        kwargs["progress"] = lambda *a: reports.append(a)
+    q = queue()
+    job = q.submit_turn(session_id(), fn, *args, **kwargs)
+    note, told = st.empty(), False
+    while not job.wait(PROGRESS_POLL_S):
+        if job.state == "waiting" and not told:
+            ahead = q.ahead_of(session_id())
+            note.info(f"Waiting for a turn on this shared server: {ahead} job{'s' * (ahead != 1)} ahead of "
+                      f"this {what}.")
+            told = True
+        if reports and progress is not None:
+            progress(*reports[-1])
+    note.empty()
+    if job.state == "cancelled":
+        raise vae_core.VAEError(f"A newer request of yours replaced this {what}.")
+    if job.state == "failed":
+        raise job.error
+    return job.result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,22 +377,37 @@ def codes_for(ctx, n: int):
     def tick(done, total):
         bar.progress(done / total, text=f"Encoding {len(sub):,} images... {done:,}/{total:,}")
 
-    codes = explore.encode_dataset(ctx.model, sub, progress=tick)
+    codes = in_turn("encoding", explore.encode_dataset, ctx.model, sub, progress=tick)
     bar.empty()
     return results.put(key, (codes, idx))
+
+
+def describe(job: Job, what: str, ahead: int = 0) -> str:
+    """A line about a slow job for its progress bar: waiting its turn, or how far it has got and
+    about how long it has left (extrapolated from its own progress so far)."""
+    if job.state == "waiting":
+        return f"{what} waits for {ahead} other map{'s' * (ahead != 1)} to finish" if ahead else f"{what} is starting"
+    eta = job.eta
+    left = f", about {eta:.0f} s left" if eta is not None else ""
+    return f"{what}: {job.stage or 'running'} ({job.elapsed:.0f} s{left})"
 
 
 def projection(ctx, session: str, codes, method: str, params: dict, after: threading.Event | None = None):
     """2-D points for ``codes``, and the Job of a slow method still on its way (else None).
 
     While t-SNE or UMAP runs (or waits its turn), the PCA map stands in for it. Results are kept
-    for every session, so a map already computed comes back at once.
+    for every session, so a map already computed comes back at once. A newer request of the same
+    session replaces this one: waiting, it is cancelled; running, it stops at its next progress report.
     """
     base = ("map", ctx.model_key, ctx.data_key, len(codes))
+    pca = lambda: queue().results.get_or_compute((*base, "pca"), lambda: project.pca(codes))   # noqa: E731
     if method == "pca":
-        return queue().results.get_or_compute((*base, "pca"), lambda: project.pca(codes)), None
+        queue().forget(session)            # instant: a slow map this session asked for before is not wanted now
+        return pca(), None
     key = (*base, method, tuple(sorted(params.items())))
-    job = queue().submit(session, key, project.project, codes, method, after=after, **params)
+    job = queue().submit(session, key, project.project, codes, method, after=after, progress=True, **params)
+    if job.state == "cancelled":                       # stopped for another request a moment ago: ask again
+        job = queue().submit(session, key, project.project, codes, method, after=after, progress=True, **params)
     if job.state == "failed":
         err = job.error
         if isinstance(err, vae_core.VAEError):
@@ -267,4 +416,4 @@ def projection(ctx, session: str, codes, method: str, params: dict, after: threa
                                 "try other parameters or PCA.")
     if job.state == "done":
         return job.result, None
-    return projection(ctx, session, codes, "pca", {})[0], job
+    return pca(), job

@@ -1,14 +1,38 @@
-"""The server's limits, from the environment, each validated: a bad value stops the server with a
-message that names it, never silently switches a limit off.
+"""Public mode and the server's budgets, from the environment, each validated: a bad value stops the
+server with a message that names it, never silently switches a limit off.
 
+    VAE_EXPLORER_PUBLIC              1 on a public server (the Docker Space sets it): models only from the
+                                     shipped checkpoints and Hub ids, no local paths, no server token,
+                                     trained runs private to their session, no error details (default 0)
     VAE_EXPLORER_MAX_EPOCHS          most epochs one run in the app may ask for (default 50)
     VAE_EXPLORER_MAX_SECONDS         most seconds of training one run may take (default 300)
     VAE_EXPLORER_MAX_JOBS            most runs training at once on the server (default 2)
     VAE_EXPLORER_MAX_JOBS_PER_SESSION  most runs training at once for one browser session (default 1)
-    VAE_EXPLORER_RUNS_DIR            where "save as run folder" writes (default ./runs)
+    VAE_EXPLORER_RUNS_DIR            where "save as run folder" writes when not public (default ./runs)
     VAE_EXPLORER_TORCH_THREADS       torch's intra-op threads in the server (default 0: torch's own
                                      choice; the Docker Space sets 1 so sessions do not oversubscribe)
-    VAE_EXPLORER_SESSION_TIMEOUT     seconds a run goes on once its session is gone (default 120)
+    VAE_EXPLORER_SESSION_TIMEOUT     seconds a run (and a public session's files) outlive the session (default 120)
+
+Budgets, each checked before anything is allocated (what a visitor's input can make the server do):
+
+    VAE_EXPLORER_MAX_OUTPUT_PIXELS   values (C x H x W) of one decoded image; a larger model is refused
+                                     at load (default 196,608: 3 x 256 x 256)
+    VAE_EXPLORER_MAX_REQUEST_PIXELS  images x values per image in one request: a sample grid, a traversal,
+                                     the manifold, an interpolation or its GIF, the images a map or an
+                                     analysis encodes. A model's values per image are its decoder's widest
+                                     layer when that is wider than the image (default 33,554,432)
+    VAE_EXPLORER_MAX_MAP_POINTS      points of a PCA or UMAP map (default 20,000)
+    VAE_EXPLORER_MAX_TSNE_POINTS     points of a t-SNE map, the slowest method (default 5,000)
+    VAE_EXPLORER_MAX_IWAE_VALUES     images x importance samples x values per image of an IWAE estimate
+                                     (default 1,073,741,824)
+    VAE_EXPLORER_MAX_DISENTANGLEMENT_IMAGES  images the disentanglement metrics encode (default 150,000)
+    VAE_EXPLORER_MAX_DATASET_MB      a dataset the server holds (the Train page's choices, the sidebar's,
+                                     and a dataset resized to a model) (default 256)
+    VAE_EXPLORER_MAX_MODELS_MB       the weights of the models a server keeps loaded for its visitors; the
+                                     least recently used is dropped first (default 2048)
+    VAE_EXPLORER_MAX_DOWNLOAD_MB     the files of one Hub model (default 512)
+    VAE_EXPLORER_MAX_CACHE_MB        all Hub models on the public server's disk; the least recently used
+                                     are removed to make room (default 4096)
 """
 from __future__ import annotations
 
@@ -19,10 +43,15 @@ import re
 from pathlib import Path
 from typing import Mapping
 
-from vae_core import VAEError
+from vae_core import VAEError, project
+from vae_core.data import DATASETS, app_datasets
+from vae_core.disentanglement import images_needed
 from vae_core.live import TrainingLimits
+from vae_core.settings import LoadPolicy
 
 RUN_NAME = re.compile(r"[A-Za-z0-9][\w.-]{0,63}")
+MB = 2 ** 20
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,12 +63,23 @@ class Settings:
     runs_dir: Path = Path("runs")
     torch_threads: int = 0
     session_timeout: float = 120.0
+    public: bool = False
+    max_output_pixels: int = 3 * 256 * 256
+    max_request_pixels: int = 2 ** 25
+    max_map_points: int = 20_000
+    max_tsne_points: int = 5_000
+    max_iwae_values: int = 2 ** 30
+    max_disentanglement_images: int = 150_000
+    max_dataset_bytes: int = 256 * MB
+    max_models_bytes: int = 2048 * MB
+    max_download_bytes: int = 512 * MB
+    max_cache_bytes: int = 4096 * MB
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env
 
-        def number(name: str, default, kind, zero_ok: bool = False):
+        def number(name: str, default, kind, zero_ok: bool = False, unit: int = 1):
             raw = env.get(name)
             if raw in (None, ""):
                 return default
@@ -51,19 +91,48 @@ class Settings:
             if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
                 raise VAEError(f"{name} must be a finite number {'of zero or more' if zero_ok else 'above zero'}, "
                                f"got {raw!r}; fix the server's environment.")
-            return value
+            return value * unit
 
-        return cls(max_epochs=number("VAE_EXPLORER_MAX_EPOCHS", cls.max_epochs, int),
-                   max_seconds=number("VAE_EXPLORER_MAX_SECONDS", cls.max_seconds, float),
-                   max_jobs=number("VAE_EXPLORER_MAX_JOBS", cls.max_jobs, int),
-                   max_jobs_per_session=number("VAE_EXPLORER_MAX_JOBS_PER_SESSION", cls.max_jobs_per_session, int),
-                   runs_dir=Path(env.get("VAE_EXPLORER_RUNS_DIR") or cls.runs_dir),
-                   torch_threads=number("VAE_EXPLORER_TORCH_THREADS", cls.torch_threads, int, zero_ok=True),
-                   session_timeout=number("VAE_EXPLORER_SESSION_TIMEOUT", cls.session_timeout, float))
+        public = env.get("VAE_EXPLORER_PUBLIC", "").strip().lower()
+        if public not in TRUE + FALSE:
+            raise VAEError(f"VAE_EXPLORER_PUBLIC={public!r} is neither 1 nor 0; fix the server's environment.")
+        d = cls()
+        out = cls(max_epochs=number("VAE_EXPLORER_MAX_EPOCHS", d.max_epochs, int),
+                  max_seconds=number("VAE_EXPLORER_MAX_SECONDS", d.max_seconds, float),
+                  max_jobs=number("VAE_EXPLORER_MAX_JOBS", d.max_jobs, int),
+                  max_jobs_per_session=number("VAE_EXPLORER_MAX_JOBS_PER_SESSION", d.max_jobs_per_session, int),
+                  runs_dir=Path(env.get("VAE_EXPLORER_RUNS_DIR") or d.runs_dir),
+                  torch_threads=number("VAE_EXPLORER_TORCH_THREADS", d.torch_threads, int, zero_ok=True),
+                  session_timeout=number("VAE_EXPLORER_SESSION_TIMEOUT", d.session_timeout, float),
+                  public=public in TRUE,
+                  max_output_pixels=number("VAE_EXPLORER_MAX_OUTPUT_PIXELS", d.max_output_pixels, int),
+                  max_request_pixels=number("VAE_EXPLORER_MAX_REQUEST_PIXELS", d.max_request_pixels, int),
+                  max_map_points=number("VAE_EXPLORER_MAX_MAP_POINTS", d.max_map_points, int),
+                  max_tsne_points=number("VAE_EXPLORER_MAX_TSNE_POINTS", d.max_tsne_points, int),
+                  max_iwae_values=number("VAE_EXPLORER_MAX_IWAE_VALUES", d.max_iwae_values, int),
+                  max_disentanglement_images=number("VAE_EXPLORER_MAX_DISENTANGLEMENT_IMAGES",
+                                                    d.max_disentanglement_images, int),
+                  max_dataset_bytes=number("VAE_EXPLORER_MAX_DATASET_MB", d.max_dataset_bytes, int, unit=MB),
+                  max_models_bytes=number("VAE_EXPLORER_MAX_MODELS_MB", d.max_models_bytes, int, unit=MB),
+                  max_download_bytes=number("VAE_EXPLORER_MAX_DOWNLOAD_MB", d.max_download_bytes, int, unit=MB),
+                  max_cache_bytes=number("VAE_EXPLORER_MAX_CACHE_MB", d.max_cache_bytes, int, unit=MB))
+        for big, small in (("CACHE", out.max_cache_bytes), ("MODELS", out.max_models_bytes)):
+            if out.max_download_bytes > small:
+                raise VAEError(f"VAE_EXPLORER_MAX_DOWNLOAD_MB is larger than VAE_EXPLORER_MAX_{big}_MB: one model "
+                               "could never fit; fix the server's environment.")
+        return out
 
     @property
     def training(self) -> TrainingLimits:
         return TrainingLimits(self.max_epochs, self.max_seconds, self.session_timeout)
+
+    @property
+    def load_policy(self) -> LoadPolicy:
+        """What opening a model may reach and cost on this server (vae_core.open_model's policy)."""
+        return LoadPolicy(local_paths=not self.public, use_token=not self.public,
+                          max_output_pixels=self.max_output_pixels, max_decode_values=self.max_request_pixels,
+                          max_download_bytes=self.max_download_bytes,
+                          max_cache_bytes=self.max_cache_bytes if self.public else 0)
 
     def run_folder(self, name: str) -> Path:
         """The folder a saved run of this name goes to: inside the runs folder, never outside it."""
@@ -71,3 +140,94 @@ class Settings:
             raise VAEError(f"{name!r} is not a usable folder name: use letters, digits, '.', '_' and '-' "
                            "(up to 64 characters).")
         return self.runs_dir / name
+
+    # -- budgets ---------------------------------------------------------------------------------
+    def datasets(self) -> list[str]:
+        """The registered datasets this server offers: those a shared process may hold in memory."""
+        return [n for n in app_datasets() if DATASETS[n].nbytes <= self.max_dataset_bytes]
+
+    def check_dataset(self, name: str) -> None:
+        if name not in self.datasets():
+            raise VAEError(f"{name!r} is not offered on this server: its datasets are {', '.join(self.datasets())} "
+                           f"(each at most {self.max_dataset_bytes // MB:,} MB in memory, "
+                           "VAE_EXPLORER_MAX_DATASET_MB).")
+
+    def check_resize(self, images: int, in_shape) -> None:
+        """A dataset of ``images`` images resized to ``in_shape`` (held as uint8)."""
+        size = images * math.prod(in_shape)
+        if size > self.max_dataset_bytes:
+            raise VAEError(f"Resizing these {images:,} images to {'x'.join(map(str, in_shape))} would take "
+                           f"{size / MB:,.0f} MB; this server holds datasets of at most "
+                           f"{self.max_dataset_bytes // MB:,} MB (VAE_EXPLORER_MAX_DATASET_MB). Pick a smaller "
+                           "dataset or split, or a model for smaller images.")
+
+    def max_images(self, model) -> int:
+        """The most images of ``model`` one request may decode or encode."""
+        return max(0, self.max_request_pixels // _cost(model))
+
+    def check_images(self, model, n: int, what: str = "images") -> None:
+        """``n`` images of ``model`` decoded (or encoded) in one request."""
+        cost = _cost(model)
+        if n * cost > self.max_request_pixels:
+            raise VAEError(f"{n:,} {what} of this model would be {n * cost:,} values ({cost:,} per image); this server "
+                           f"allows {self.max_request_pixels:,} a request (VAE_EXPLORER_MAX_REQUEST_PIXELS), so at "
+                           f"most {self.max_images(model):,} {what}. Ask for fewer.")
+
+    def check_animation(self, frames: int, shape, scale: int) -> None:
+        """A GIF of ``frames`` frames of ``shape`` (C, H, W) images, each pixel drawn ``scale`` x ``scale``."""
+        c, h, w = shape
+        values = frames * c * h * w * scale * scale
+        if values > self.max_request_pixels:
+            raise VAEError(f"An animation of {frames} frames of {h * scale}x{w * scale} pixels would be {values:,} "
+                           f"values; this server allows {self.max_request_pixels:,} a request "
+                           "(VAE_EXPLORER_MAX_REQUEST_PIXELS). Use fewer steps.")
+
+    def max_points(self, method: str) -> int:
+        return self.max_tsne_points if method == "tsne" else self.max_map_points
+
+    def check_points(self, model, n: int, method: str) -> None:
+        """A map of ``n`` codes by ``method`` (pca, tsne, umap): the points, and the images encoded for them."""
+        limit = self.max_points(method)
+        if n > limit:
+            name = "VAE_EXPLORER_MAX_TSNE_POINTS" if method == "tsne" else "VAE_EXPLORER_MAX_MAP_POINTS"
+            shown = project.METHODS.get(method, method)
+            raise VAEError(f"{n:,} points are more than this server maps with {shown} ({limit:,}, {name}); choose "
+                           "fewer points" + (" or another method." if method == "tsne" else "."))
+        self.check_images(model, n, "images to encode")
+
+    def check_iwae(self, model, n: int, k: int) -> None:
+        """An IWAE estimate over ``n`` images with ``k`` importance samples each: n x k decodes."""
+        cost = _cost(model)
+        if n * k * cost > self.max_iwae_values:
+            most = self.max_iwae_values // cost
+            raise VAEError(f"An IWAE estimate over {n:,} images with k = {k:,} decodes {n * k:,} images "
+                           f"({n * k * cost:,} values); this server allows {self.max_iwae_values:,} "
+                           f"(VAE_EXPLORER_MAX_IWAE_VALUES), so n x k at most {most:,} for this model. Lower k or "
+                           "the number of images.")
+
+    def check_disentanglement(self, scale: float) -> None:
+        needed = images_needed(scale=scale)
+        if needed > self.max_disentanglement_images:
+            raise VAEError(f"The disentanglement metrics at {scale:g} of the default sample counts encode {needed:,} "
+                           f"images; this server allows {self.max_disentanglement_images:,} "
+                           "(VAE_EXPLORER_MAX_DISENTANGLEMENT_IMAGES). Choose a smaller share.")
+
+
+def _cost(model) -> int:
+    """Values one image of ``model`` holds while it is decoded (at least its pixels)."""
+    return max(1, model.config.decode_values())
+
+
+def configure_streamlit(s: Settings) -> None:
+    """Public mode: Streamlit shows no error details at all, so nothing internal reaches a page even by
+    mistake (every page's guard already turns errors into one line; this is the net under it)."""
+    if s.public:
+        import streamlit as st
+
+        if st.get_option("client.showErrorDetails") != "none":
+            st.set_option("client.showErrorDetails", "none")
+
+
+def settings() -> Settings:
+    """This server's settings, read afresh (a dozen environment lookups: cheap on every rerun)."""
+    return Settings.from_env()

@@ -1,30 +1,97 @@
 """Cached loaders: one copy of each model, dataset and per-model statistic for the whole process.
 
-Models are shared read-only by every session (``st.cache_resource``): every use is inference,
-and training works on its own model. Each model comes with its ``ModelInfo``, whose key names
-it in every cache below; two different models never share a key.
+Models are shared read-only by every session: every use is inference, and training works on its
+own model. They are kept in a ``ModelCache`` (one per server) that holds at most
+VAE_EXPLORER_MAX_MODELS_MB of weights, the least recently used leaving first, so visitors opening
+one Hub model after another cannot fill the server's memory. Each model comes with its
+``ModelInfo``, whose key names it in every cache below; two different models never share a key.
 """
 from __future__ import annotations
 
+import collections
+import threading
 from pathlib import Path
+from typing import Callable, Hashable
 
 import streamlit as st
 import torch
 
 import vae_core
 from vae_core import ImageSet, ModelInfo, VAEBase, explore
+from vae_core.settings import LoadPolicy
 
 MAX_MODELS = 16
 MAX_DATASETS = 16
+MAX_RESIZED = 4                 # resized copies of datasets (each within VAE_EXPLORER_MAX_DATASET_MB)
+DEFAULT_MODELS_BYTES = 2 * 1024 ** 3
 
 
-@st.cache_resource(show_spinner="Loading the model...", max_entries=MAX_MODELS)
-def load_model(source: str, revision: str, device: str, stamp: float) -> tuple[VAEBase, ModelInfo]:
-    """``stamp`` (the weights' modification time for a folder) reloads a folder that changed."""
-    model, info = vae_core.open_model(source, device=device, revision=revision or None)
-    for p in model.parameters():
-        p.requires_grad_(False)             # shared between sessions: inference only
-    return model, info
+class ModelCache:
+    """Loaded models by key, the least recently used dropped once they hold more than ``max_bytes`` of
+    tensors (or number more than ``max_models``); owns its lock. A model is loaded once: a second
+    session asking for one being loaded waits for it."""
+
+    def __init__(self, max_bytes: int = DEFAULT_MODELS_BYTES, max_models: int = MAX_MODELS):
+        self.max_bytes, self.max_models = max_bytes, max_models
+        self._items: collections.OrderedDict[Hashable, tuple[VAEBase, ModelInfo, int]] = collections.OrderedDict()
+        self._loading: dict[Hashable, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._items
+
+    @property
+    def nbytes(self) -> int:
+        with self._lock:
+            return sum(n for _, _, n in self._items.values())
+
+    def get(self, key: Hashable, load: Callable[[], tuple[VAEBase, ModelInfo]]) -> tuple[VAEBase, ModelInfo]:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key][:2]
+            gate = self._loading.setdefault(key, threading.Lock())
+        with gate:
+            with self._lock:
+                if key in self._items:
+                    return self._items[key][:2]
+            try:
+                model, info = load()
+            finally:
+                with self._lock:
+                    self._loading.pop(key, None)
+            size = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+            with self._lock:
+                self._items[key] = (model, info, size)
+                while len(self._items) > 1 and (len(self._items) > self.max_models or
+                                                sum(n for _, _, n in self._items.values()) > self.max_bytes):
+                    self._items.popitem(last=False)          # sessions still using it keep their reference
+            return model, info
+
+
+@st.cache_resource
+def model_cache(max_bytes: int) -> ModelCache:
+    """The server's loaded models (one cache for each memory budget)."""
+    return ModelCache(max_bytes)
+
+
+def load_model(source: str, revision: str, device: str, stamp: float, policy: LoadPolicy = LoadPolicy(),
+               max_bytes: int = DEFAULT_MODELS_BYTES) -> tuple[VAEBase, ModelInfo]:
+    """``stamp`` (the weights' modification time for a folder) reloads a folder that changed; ``policy``
+    (explorer.limits) says what a source may name and what a model may cost on this server."""
+    cache, key = model_cache(max_bytes), (source, revision, device, stamp, policy)
+
+    def load():
+        model, info = vae_core.open_model(source, device=device, revision=revision or None, policy=policy)
+        for p in model.parameters():
+            p.requires_grad_(False)             # shared between sessions: inference only
+        return model, info
+
+    if key in cache:
+        return cache.get(key, load)
+    with st.spinner("Loading the model..."):
+        return cache.get(key, load)
 
 
 def folder_stamp(source: str) -> float:
@@ -37,7 +104,13 @@ def folder_stamp(source: str) -> float:
 
 
 @st.cache_resource(show_spinner="Loading the dataset...", max_entries=MAX_DATASETS)
-def load_data(name: str, split: str, image_size: int = 0, channels: int = 0) -> ImageSet:
+def load_data(name: str, split: str) -> ImageSet:
+    return vae_core.load_dataset(name, split)
+
+
+@st.cache_resource(show_spinner="Resizing the dataset...", max_entries=MAX_RESIZED)
+def resized_data(name: str, split: str, image_size: int, channels: int) -> ImageSet:
+    """A dataset resized to a model: few kept, since each may be as large as the dataset budget allows."""
     return vae_core.load_dataset(name, split, image_size=image_size, channels=channels)
 
 
@@ -47,10 +120,12 @@ def shipped_checkpoints() -> list[str]:
 
 
 @st.cache_resource(show_spinner="Measuring the latent units...", max_entries=32)
-def unit_stats(model_key: str, data_key: str, _model: VAEBase, _data: ImageSet | None) -> explore.UnitStats:
-    if _data is None or (_model.num_classes and _data.labels is None):
+def unit_stats(model_key: str, data_key: str, _model: VAEBase, _data: ImageSet | None,
+               max_images: int = 1000) -> explore.UnitStats:
+    """Measured on at most ``max_images`` images (the server's request budget lowers it for a large model)."""
+    if _data is None or (_model.num_classes and _data.labels is None) or max_images < 2:
         return explore.UnitStats.uniform(explore.num_units(_model))
-    return explore.unit_stats(_model, _data)
+    return explore.unit_stats(_model, _data, max_images=max_images)
 
 
 @st.cache_resource(show_spinner="Averaging codes per class...", max_entries=64)

@@ -5,16 +5,20 @@ import streamlit as st
 
 import vae_core
 from vae_core import ImageSet, ModelInfo, VAEBase
-from vae_core.data import DATASETS, app_datasets
+from vae_core.data import DATASETS
 
 from explorer import loaders
-from explorer.session import CONTEXT_KEY, Context
+from explorer.limits import Settings, settings
+from explorer.private_runs import private_runs
+from explorer.session import CONTEXT_KEY, Context, session_id
 
 SESSION_RUN = "This session's run"
 MODEL_KINDS = ("Shipped", "Hub", "Folder")
+PUBLIC_MODEL_KINDS = ("Shipped", "Hub")       # a public server opens no folder of its own disk
 SPLITS = ("all", "train", "test")
 DEFAULT_MODEL = "mnist-mlp"
 FAILURES_KEY = "_model_failures"      # per session: sources that failed to load, not retried on every rerun
+MODEL_SEEN_KEY = "_sidebar_model"     # per session: the model the dataset picker last followed
 
 
 def device_choices() -> list[str]:
@@ -22,9 +26,9 @@ def device_choices() -> list[str]:
     return out + [d for d in ("cpu",) if d not in out]
 
 
-def _model_picker(sb) -> tuple[VAEBase | None, ModelInfo | None, str]:
+def _model_picker(sb, limits: Settings) -> tuple[VAEBase | None, ModelInfo | None, str]:
     trained = st.session_state.get("trained_model")
-    kinds = list(MODEL_KINDS) + ([SESSION_RUN] if trained is not None else [])
+    kinds = list(PUBLIC_MODEL_KINDS if limits.public else MODEL_KINDS) + ([SESSION_RUN] if trained is not None else [])
     kind = sb.radio("Model source", kinds, key="model_kind", horizontal=True)
     device = sb.selectbox("Device", device_choices(), key="device",
                           help="The best available is first: CUDA, then Apple MPS, then the CPU.")
@@ -53,15 +57,25 @@ def _model_picker(sb) -> tuple[VAEBase | None, ModelInfo | None, str]:
         failures.pop(key, None)
     try:
         stamp = loaders.folder_stamp(source) if kind == "Folder" else 0.0
-        model, info = loaders.load_model(source, revision, device, stamp)
+        model, info = loaders.load_model(source, revision, device, stamp, limits.load_policy, limits.max_models_bytes)
         return model, info, ""
     except vae_core.VAEError as e:
         failures[key] = str(e)
         return None, None, str(e)
 
 
-def _dataset_picker(sb, model: VAEBase | None) -> tuple[ImageSet | None, str, str]:
-    names = app_datasets()                   # the largest sets stay with the command line
+def _follow_the_model(info: ModelInfo | None, limits: Settings) -> None:
+    """When the model changes, pick the dataset it was trained on, where its card names one the app
+    offers (before the dataset picker is drawn); the user's later choices stand until the next change."""
+    if info is None or st.session_state.get(MODEL_SEEN_KEY) == info.key:
+        return
+    st.session_state[MODEL_SEEN_KEY] = info.key
+    if info.trained_on in limits.datasets():
+        st.session_state["dataset"] = info.trained_on
+
+
+def _dataset_picker(sb, model: VAEBase | None, limits: Settings) -> tuple[ImageSet | None, str, str]:
+    names = limits.datasets()                # the largest sets stay with the command line
     name = sb.selectbox("Dataset", names, key="dataset", help="\n".join(
         f"- **{n}**: {DATASETS[n].description}" for n in names))
     split = sb.selectbox("Split", SPLITS, key="split")
@@ -71,11 +85,14 @@ def _dataset_picker(sb, model: VAEBase | None) -> tuple[ImageSet | None, str, st
     c, h, w = model.config.in_shape
     key = f"{name}:{split}"
     if tuple(data.shape) != (c, h, w):
-        msg = (f"The model expects {c}x{h}x{w} images but {name} has {'x'.join(map(str, data.shape))}. "
-               "Pick a dataset of that shape, or resize this one to the model below.")
-        if not sb.checkbox("Resize the dataset to the model", key="resize_data", help=msg):
-            return None, key, msg
-        data, key = loaders.load_data(name, split, h, c), f"{key}:{c}x{h}x{w}"
+        shape = "x".join(map(str, data.shape))
+        if not sb.checkbox("Resize the dataset to the model", key="resize_data",
+                           help=f"Resize {name}'s {shape} images to the {c}x{h}x{w} the model reads."):
+            # One message, on the page that needs the data (Context.require_data); the sidebar has the box.
+            return None, key, (f"The model expects {c}x{h}x{w} images but {name} has {shape}. In the sidebar, pick "
+                               "a dataset of that shape, or tick \"Resize the dataset to the model\" under Split.")
+        limits.check_resize(len(data), (c, h, w))
+        data, key = loaders.resized_data(name, split, h, c), f"{key}:{c}x{h}x{w}"
     if model.num_classes and data.labels is None:
         return None, key, f"This conditional model needs class labels, and {name} has none; pick a labelled dataset."
     return data, key, ""
@@ -98,9 +115,10 @@ def _summary(sb, ctx: Context) -> None:
 def sidebar() -> Context:
     """Draw the shared sidebar; its result is kept for the page of this run."""
     sb = st.sidebar
+    limits = settings()
     ctx = Context(device=str(vae_core.pick_device()))
     try:
-        ctx.model, ctx.info, ctx.model_error = _model_picker(sb)
+        ctx.model, ctx.info, ctx.model_error = _model_picker(sb, limits)
     except vae_core.VAEError as e:
         ctx.model_error = str(e)
     if ctx.model is not None:
@@ -108,15 +126,16 @@ def sidebar() -> Context:
         _summary(sb, ctx)
     elif ctx.model_error:
         sb.error(ctx.model_error)
+    _follow_the_model(ctx.info, limits)
     try:
-        ctx.data, ctx.data_key, ctx.data_error = _dataset_picker(sb, ctx.model)
+        ctx.data, ctx.data_key, ctx.data_error = _dataset_picker(sb, ctx.model, limits)
     except vae_core.VAEError as e:
         ctx.data_error = str(e)
-    if ctx.data_error:
-        sb.warning(ctx.data_error)
     sb.caption(f"Device in use: {ctx.device}")
     job = st.session_state.get("train_job")
     if job is not None:
         job.touch()                          # this session is alive: its run goes on
+    if limits.public and "train_private" in st.session_state:
+        private_runs(limits.session_timeout).touch(session_id())     # and its private run folder stays
     st.session_state[CONTEXT_KEY] = ctx
     return ctx

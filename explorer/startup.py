@@ -113,6 +113,7 @@ class WarmUp:
             with imports_then_freeze():
                 from vae_core import project
                 self.timings = project.warm_up()
+                import openTSNE  # noqa: F401  -- t-SNE's library, so its first map need not import it
                 import plotly.graph_objects  # noqa: F401
             log.info("warm-up: umap imported in %.2f s, first map in %.2f s",
                      self.timings["import_s"], self.timings["fit_s"])

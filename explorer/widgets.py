@@ -1,31 +1,42 @@
 """Widgets the pages share: crisp image grids, the class picker, one image from the dataset, an
-upload or a drawing, and the points selected on a Plotly chart."""
+upload, a drawing or a code chosen on the latent map."""
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import streamlit as st
 import torch
 
 import vae_core
-from vae_core import ImageSet, VAEBase, images
+from vae_core import ImageSet, VAEBase, explore, images
 
+from explorer import figures, handoff
 from explorer.session import Context
 
 IMAGE_SOURCES = ("Dataset", "Upload", "Draw")
+# What the uploader takes is what the decoder accepts (vae_core.images.ALLOWED_FORMATS), and its label names each.
+UPLOAD_TYPES = tuple(ext for f in images.ALLOWED_FORMATS for ext in (("jpg", "jpeg") if f == "JPEG" else (f.lower(),)))
+_SHOWN = tuple("WebP" if f == "WEBP" else f for f in images.ALLOWED_FORMATS)
+UPLOAD_LABEL = f"Image ({', '.join(_SHOWN[:-1])} or {_SHOWN[-1]})"
 CANVAS_SIDE = 168           # pixels of the drawing canvas: six times MNIST's 28
 CANVAS_STROKE = 14          # pen width on it, about an MNIST stroke at that scale
+PREVIEW_TILE = 168          # one image shown on its own (an input, a decoded code)
 
 
-def scale_for(shape, target: int = 112) -> int:
-    return max(1, target // max(shape[-1], 1))
-
-
-def show_grid(x: torch.Tensor, nrow: int | None = None, caption: str | None = None, target: int = 56):
-    """Show (B, C, H, W) images as one crisp grid; returns the PIL image (e.g. for a download)."""
-    img = images.to_pil(images.grid(x, nrow), scale_for(x.shape, target))
-    st.image(fast_png(img), caption=caption, output_format="PNG")
+def show_grid(x: torch.Tensor, nrow: int | None = None, caption: str | None = None, *, span: float = 1.0,
+              max_tile: int = figures.MAX_TILE, wrap: bool = True, where=None):
+    """Show (B, C, H, W) images as one crisp grid of readable tiles in a column ``span`` of the
+    main column wide (see figures.grid_layout); returns the PIL image (e.g. for a download)."""
+    layout = figures.grid_layout(len(x), x.shape[-1], nrow, span=span, max_tile=max_tile, wrap=wrap)
+    img = images.to_pil(images.grid(x, layout.per_row, padding=1), layout.scale)
+    (where or st).image(fast_png(img), caption=caption, output_format="PNG", width=layout.width)
     return img
+
+
+def page_style() -> None:
+    """The app's few CSS rules (crisp image scaling); app.py calls it once per run."""
+    st.html(figures.PAGE_STYLE)
 
 
 def fast_png(img) -> bytes:
@@ -35,15 +46,26 @@ def fast_png(img) -> bytes:
     return buf.getvalue()
 
 
+def class_names(model: VAEBase, data: ImageSet | None) -> list[str]:
+    """The conditional model's class names: the dataset's where they match, else the numbers."""
+    if data is not None and len(data.class_names) == model.num_classes:
+        return list(data.class_names)
+    return [str(i) for i in range(model.num_classes)]
+
+
 def class_picker(model: VAEBase, data: ImageSet | None, key: str, label: str = "Class",
                  default: int = 0) -> int | None:
-    """A class selector for a conditional model (None for an unconditional one)."""
+    """A class selector for a conditional model (None for an unconditional one).
+
+    ``default`` is the class it starts at, the first time it is drawn; from then on only the user
+    moves it. (A default that changed between runs made the browser show it while the server kept
+    the user's last choice: the box and the decoded class disagreed.)"""
     if not model.num_classes:
         return None
-    names = list(data.class_names) if data is not None and len(data.class_names) == model.num_classes else \
-        [str(i) for i in range(model.num_classes)]
-    return st.selectbox(label, range(model.num_classes), index=min(default, model.num_classes - 1),
-                        format_func=lambda i: names[i], key=key)
+    names = class_names(model, data)
+    if st.session_state.get(key) not in range(model.num_classes):
+        st.session_state[key] = min(max(int(default), 0), model.num_classes - 1)
+    return st.selectbox(label, range(model.num_classes), format_func=lambda i: names[i], key=key)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -77,15 +99,50 @@ def _frame_count(data: bytes) -> int:
         return 1
 
 
-def image_input(slot: str, title: str, ctx: Context, default_index: int = 0):
-    """Widgets for one image; returns (x (1, C, H, W) in [0, 1], label or None, caption), or None
-    while the user has not given one yet."""
+@dataclasses.dataclass(frozen=True)
+class Picked:
+    """One input of Interpolate: an image (or a code from the latent map) and what it is."""
+
+    x: torch.Tensor               # (1, C, H, W) in [0, 1]: the image, or the chosen code decoded
+    y: int | None                 # its class (a conditional model's, or the dataset's label)
+    caption: str
+    z: torch.Tensor | None = None  # a code given directly (from the latent map); else the image is encoded
+
+    def code(self, model: VAEBase) -> torch.Tensor:
+        return self.z if self.z is not None else explore.encode(model, self.x, self.y if model.num_classes else None)
+
+
+def image_input(slot: str, title: str, ctx: Context, default_index: int = 0,
+                chosen: handoff.ChosenCode | None = None) -> Picked | None:
+    """Widgets for one image: from the dataset, an upload, a drawing, or (given ``chosen``) a code
+    sent from the latent map. None while the user has not given one, or when what they gave was
+    refused: the message then stands in this widget's place and the rest of the page goes on."""
     model = ctx.require_model()
-    sources = [s for s in IMAGE_SOURCES if s != "Draw" or canvas_available()]
+    sources = [s for s in IMAGE_SOURCES if s != "Draw" or canvas_available()] + ([handoff.SOURCE] if chosen else [])
+    key = f"{slot}_source"
+    if chosen is not None and handoff.take_fresh(slot):
+        st.session_state[key] = handoff.SOURCE          # just sent from the latent map: show it
+    if st.session_state.get(key) not in sources:
+        st.session_state[key] = sources[0]
     st.markdown(f"**{title}**")
-    source = st.radio("Source", sources, key=f"{slot}_source", horizontal=True, label_visibility="collapsed")
+    source = st.radio("Source", sources, key=key, horizontal=True, label_visibility="collapsed")
+    try:
+        return _picked(slot, source, ctx, model, default_index, chosen)
+    except vae_core.VAEError as e:          # this input only: the other inputs and the tabs stay
+        st.error(str(e))
+        return None
+
+
+def _picked(slot, source, ctx, model, default_index, chosen) -> Picked | None:
+    if source == handoff.SOURCE:
+        x = explore.decode(model, chosen.z, chosen.y)
+        show_grid(x, span=0.5, max_tile=PREVIEW_TILE, caption=f"{chosen.caption}, decoded")
+        return Picked(x, chosen.y, chosen.caption, chosen.z)
     if source == "Dataset":
-        data = ctx.require_data()
+        data = ctx.data
+        if data is None:            # the page says why once (Interpolate shows ctx.data_error above its inputs)
+            st.info("No dataset image to pick: upload or draw one, or choose a dataset the model reads.")
+            return None
         key = f"{slot}_index"
         st.session_state.setdefault(key, min(default_index, len(data) - 1))
         c1, c2 = st.columns([3, 1])
@@ -93,11 +150,10 @@ def image_input(slot: str, title: str, ctx: Context, default_index: int = 0):
         c2.button("Random", key=f"{slot}_random", on_click=_random_index, args=(key, len(data)))
         x = data.images[i:i + 1].float().div_(255)
         label = None if data.labels is None else int(data.labels[i])
-        st.image(fast_png(images.to_pil(x[0], scale_for(x.shape, 84))), caption=f"image {i}", output_format="PNG")
-        return x, label, f"image {i}"
+        show_grid(x, span=0.5, max_tile=PREVIEW_TILE, caption=f"image {i}")
+        return Picked(x, label, f"image {i}")
     if source == "Upload":
-        up = st.file_uploader("PNG or JPEG image", type=["png", "jpg", "jpeg", "gif", "bmp", "webp"],
-                              key=f"{slot}_upload")
+        up = st.file_uploader(UPLOAD_LABEL, type=list(UPLOAD_TYPES), key=f"{slot}_upload")
         if up is None:
             st.info("Upload an image: it is converted to the model's size and channels.")
             return None
@@ -118,29 +174,6 @@ def image_input(slot: str, title: str, ctx: Context, default_index: int = 0):
         img = images.decode_image(result.image_bytes)
         caption = "drawing"
     x = images.to_model_input(img, model.config.in_shape)
-    st.image(fast_png(images.to_pil(x[0], scale_for(x.shape, 84))), caption="what the model sees", output_format="PNG")
+    show_grid(x, span=0.5, max_tile=PREVIEW_TILE, caption="what the model sees")
     label = class_picker(model, ctx.data, f"{slot}_class", "Its class") if model.num_classes else None
-    return x, label, caption
-
-
-def selected_points(event) -> list[int]:
-    """Dataset indices of the points selected on a Plotly chart (stored in customdata)."""
-    out = []
-    for p in (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else \
-            getattr(getattr(event, "selection", None), "points", []) or []:
-        cd = p.get("customdata")
-        if isinstance(cd, (list, tuple)):
-            cd = cd[0] if cd else None
-        if cd is not None:
-            out.append(int(cd))
-    return out
-
-
-def parse_indices(text: str, limit: int = 64) -> list[int]:
-    """'3, 17 42' -> [3, 17, 42]; anything else is a VAEError that says what is expected."""
-    parts = [p for p in text.replace(",", " ").split() if p]
-    try:
-        out = [int(p) for p in parts]
-    except ValueError:
-        raise vae_core.VAEError(f"{text!r} is not a list of image indices; write them like 3, 17, 42.") from None
-    return out[:limit]
+    return Picked(x, label, caption)

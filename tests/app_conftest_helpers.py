@@ -46,3 +46,16 @@ def png(size=(40, 30), colour="white", mode="RGB", fmt="PNG") -> bytes:
     buf = io.BytesIO()
     Image.new(mode, size, colour).save(buf, format=fmt)
     return buf.getvalue()
+
+
+def plotly_array(value):
+    """A Plotly JSON array, plain or typed ({"dtype", "bdata"[, "shape"]}: how Plotly writes numpy arrays)."""
+    import base64
+
+    import numpy as np
+
+    if isinstance(value, dict) and "bdata" in value:
+        out = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = value.get("shape")
+        return out.reshape([int(s) for s in str(shape).split(",")]) if shape else out
+    return np.asarray(value)

@@ -151,6 +151,13 @@ def go_to(page, title: str, timeout: float = 90_000) -> None:
     wait_idle(page, timeout)
 
 
+def images_loaded(page, timeout: float = 60_000) -> None:
+    """Wait until every image in the main area has loaded its current src (the browser fetches
+    each after the DOM changes), so a screenshot shows them."""
+    page.wait_for_function("""() => [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stImage"] img')]
+        .every(el => el.complete && el.naturalWidth > 0)""", timeout=timeout)
+
+
 def problems(page) -> list[str]:
     """Texts of exception boxes and error alerts on the page (an empty list when all is well)."""
     return page.locator(f"{EXCEPTION}, {ERROR}").all_inner_texts()

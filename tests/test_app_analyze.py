@@ -1,5 +1,10 @@
 """Analyze page: each analysis draws its pictures, settings change them, and bad combinations explain themselves."""
-from tests.app_conftest_helpers import assert_clean, image_urls, open_app
+import json
+
+import numpy as np
+import pytest
+
+from tests.app_conftest_helpers import assert_clean, image_urls, open_app, plotly_array
 
 
 def _charts(at):
@@ -35,7 +40,7 @@ def test_anomalies_with_a_class_show_roc_and_threshold():
     at = open_app("analyze")
     at.multiselect(key="an_pick").set_value(["Anomalies"]).run()
     at.select_slider(key="an_n").set_value(250).run()
-    at.selectbox(key="an_score_kind").set_value("Reconstruction error").run()
+    at.selectbox(key="an_score_kind").set_value("recon").run()
     assert_clean(at)
     assert any("Pick a class" in i.value for i in at.info)
     at.selectbox(key="an_anomaly_class").set_value("0").run()
@@ -74,3 +79,32 @@ def test_disentanglement_needs_factors_and_a_mismatched_dataset_is_explained():
     at.sidebar.checkbox(key="resize_data").check().run()                    # the user resizes on purpose
     assert_clean(at)
     assert "Factors" in at.multiselect(key="an_pick").options
+
+
+def test_a_vq_vae_is_offered_only_the_scores_it_has_and_told_why():
+    at = open_app("analyze", model="mnist-vq")
+    assert_clean(at)
+    assert not [s for s in at.select_slider if s.key == "an_iwae_k"]            # no log p(x) to estimate
+    assert any("no IWAE estimate of log p(x)" in c.value for c in at.caption)
+    at.multiselect(key="an_pick").set_value(["Anomalies"]).run()
+    at.select_slider(key="an_n").set_value(250).run()
+    assert_clean(at)
+    box = at.selectbox(key="an_score_kind")
+    assert box.options == ["Negative ELBO", "Reconstruction error"]
+    hist = next(s for s in _charts(at) if "flagged" in s)
+    assert "Negative ELBO (nats)" in hist                                        # its x-axis says what and in what unit
+    xs = np.concatenate([plotly_array(t["x"]) for t in json.loads(hist)["data"] if t["type"] == "histogram"])
+    assert xs.min() > 50                                                          # hundreds of nats, not an MSE
+    box.set_value("recon").run()
+    assert "Reconstruction error (MSE)" in next(s for s in _charts(at) if "flagged" in s)
+
+
+def test_the_factor_heatmaps_scale_shows_its_range():
+    at = open_app("analyze", model="dsprites-beta4")
+    at.multiselect(key="an_pick").set_value(["Factors"]).run()
+    at.select_slider(key="an_n").set_value(500).run()
+    assert_clean(at)
+    spec = json.loads(next(s for s in _charts(at) if "Mutual information of each unit" in s))
+    hm = spec["data"][0]
+    assert hm["zmin"] == 0 and hm["zmax"] == pytest.approx(float(plotly_array(hm["z"]).max())) and hm["zmax"] < 1
+    assert spec["layout"]["xaxis"]["title"]["text"] == "latent unit" and hm["colorbar"]["title"]["text"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from streamlit.web.server.app_discovery import discover_asgi_app
 
-from tests.app_conftest_helpers import assert_clean, errors, image_urls, open_app
+from tests.app_conftest_helpers import assert_clean, image_urls, open_app
 
 
 def test_opens_with_a_shipped_mnist_model():
@@ -64,15 +64,38 @@ def test_every_shipped_model_samples_without_error():
         assert image_urls(at), name
 
 
-def test_dataset_of_another_shape_is_explained_and_can_be_resized():
+def _all_messages(at) -> list[str]:
+    return [m.value for kind in ("error", "warning", "info") for m in getattr(at, kind)] + \
+        [m.value for kind in ("error", "warning", "info") for m in getattr(at.sidebar, kind)]
+
+
+def test_dataset_of_another_shape_is_explained_once_and_can_be_resized():
     at = open_app("traverse")
     at.sidebar.selectbox(key="dataset").set_value("digits").run()
     assert not at.exception
-    assert any("1x28x28" in w.value and "digits" in w.value for w in at.sidebar.warning)
-    assert errors(at)                                            # the page needs the data: it says so and stops
+    # One message, on the page that needs the data, pointing to where the resize box really is.
+    said = [m for m in _all_messages(at) if "1x28x28" in m]
+    assert len(said) == 1 and "digits" in said[0] and "In the sidebar" in said[0] and "under Split" in said[0], said
+    assert "below" not in said[0]
     at.sidebar.checkbox(key="resize_data").check().run()
     assert_clean(at)
     assert image_urls(at)
+
+
+def test_choosing_a_model_selects_the_dataset_it_was_trained_on():
+    at = open_app("analyze")
+    assert at.sidebar.selectbox(key="dataset").value == "mnist-5k"
+    at.sidebar.selectbox(key="model_shipped").set_value("dsprites-beta4").run()
+    assert at.session_state["_ctx"].info.trained_on == "dsprites"
+    assert at.sidebar.selectbox(key="dataset").value == "dsprites"            # its card says so
+    assert_clean(at)
+    assert not [m for m in _all_messages(at) if "expects" in m]
+    at.sidebar.selectbox(key="dataset").set_value("mnist-5k").run()          # the user's own choice stands
+    assert at.sidebar.selectbox(key="dataset").value == "mnist-5k"
+    assert len([m for m in _all_messages(at) if "1x64x64" in m]) == 1         # and its mismatch is said once
+    at.sidebar.selectbox(key="model_shipped").set_value("mnist-mlp").run()
+    assert at.sidebar.selectbox(key="dataset").value == "mnist-5k"
+    assert_clean(at)
 
 
 def test_the_dataset_pickers_leave_datasets_too_large_for_a_shared_server_to_the_cli():

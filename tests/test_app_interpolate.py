@@ -72,3 +72,48 @@ def test_conditional_model_upload_asks_for_its_class():
     at.file_uploader(key="interp_a_upload").set_value(("d.png", png(), "image/png")).run()
     assert_clean(at)
     assert at.selectbox(key="interp_a_class")
+
+
+def test_a_refused_upload_affects_only_its_own_input():
+    at = open_app("interpolate")
+    at.radio(key="interp_a_source").set_value("Upload").run()
+    at.file_uploader(key="interp_a_upload").set_value(("bad.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 50,
+                                                       "image/png")).run()
+    assert not at.exception
+    assert len(errors(at)) == 1                                        # said once, in A's column
+    assert at.number_input(key="interp_b_index").value == 1           # B is still there
+    assert len(at.tabs) == 3 and at.slider(key="interp_steps")        # and so are the tabs
+    assert any("Give Image A above" in i.value for i in at.info)
+    at.number_input(key="interp_b_index").set_value(5).run()          # the rest of the page still works
+    assert len(errors(at)) == 1 and not at.exception
+
+
+def test_the_upload_label_names_every_format_it_accepts():
+    from explorer import widgets
+    from vae_core import images
+
+    at = open_app("interpolate")
+    at.radio(key="interp_a_source").set_value("Upload").run()
+    up = at.file_uploader(key="interp_a_upload")
+    for fmt in images.ALLOWED_FORMATS:
+        assert fmt.lower() in up.label.lower(), (fmt, up.label)
+    assert {t.lstrip(".") for t in up.proto.type} == set(widgets.UPLOAD_TYPES)
+
+
+def test_the_conditional_models_decoded_class_is_the_one_its_box_shows():
+    at = open_app("interpolate", model="mnist-cvae")
+    box = at.selectbox(key="interp_decode_class")
+    assert box.value == at.session_state["_ctx"].data.labels[0].item()     # it starts at A's class
+    box.set_value(3).run()
+    at.radio(key="interp_a_source").set_value("Upload").run()
+    at.file_uploader(key="interp_a_upload").set_value(("seven.png", png((28, 28), "white"), "image/png")).run()
+    at.selectbox(key="interp_a_class").set_value(7).run()             # the upload's own class: 7
+    assert_clean(at)
+    assert at.selectbox(key="interp_decode_class").value == 3          # the user's choice stands
+    strips = [c for img in at.image for c in img.captions if " steps" in c]
+    assert strips and "decoded as class 3" in strips[0]
+    before = image_urls(at)
+    at.selectbox(key="interp_decode_class").set_value(0).run()
+    assert_clean(at)
+    assert "decoded as class 0" in [c for img in at.image for c in img.captions if " steps" in c][0]
+    assert image_urls(at) != before

@@ -44,3 +44,14 @@ def test_vq_model_says_how_it_samples():
     at = open_app("sample", model="mnist-vq")
     assert_clean(at)
     assert any("training code frequencies" in i.value or "frequencies" in i.value for i in at.info)
+
+
+def test_the_caption_counts_right_and_names_a_conditional_models_class():
+    at = open_app("sample")
+    at.slider(key="sample_count").set_value(1).run()
+    assert_clean(at)
+    assert at.image[0].captions[0].startswith("1 sample, temperature")
+    at = open_app("sample", model="mnist-cvae")
+    at.selectbox(key="sample_class").set_value(3).run()
+    assert_clean(at)
+    assert at.image[0].captions[0].startswith("36 samples, class 3, temperature")

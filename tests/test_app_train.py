@@ -84,13 +84,15 @@ def test_bad_settings_show_an_error(train_page):
 
 
 def test_push_takes_a_token_from_a_password_field_and_never_shows_it(train_page, monkeypatch):
-    """The token goes to the upload only: the page never echoes it, whatever happens."""
+    """The token goes to the upload only: the page never echoes it, whatever happens; the server's own
+    HF_TOKEN is never used in its place."""
     import huggingface_hub
 
-    calls = {}
+    calls = {"apis": []}
 
     class FakeApi:
         def __init__(self, token):
+            calls["apis"].append(token)
             calls["token"] = token
 
         def create_repo(self, repo_id, private, exist_ok):
@@ -101,18 +103,22 @@ def test_push_takes_a_token_from_a_password_field_and_never_shows_it(train_page,
             return type("Info", (), {"commit_url": f"https://hub.example/{repo_id}/commit/1"})()
 
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    monkeypatch.setenv("HF_TOKEN", "hf_server_owner_token")
     at = train_page.run()
     at.button(key="train_start").click().run()
     wait_done(at)
     assert at.text_input(key="train_token").proto.type == at.text_input(key="train_token").proto.PASSWORD
+    at.text_input(key="train_repo").input("me/tiny-vae").run()
+    at.button(key="train_push").click().run()
+    assert any("token" in e for e in errors(at))                  # the field is empty: nothing is pushed
+    assert calls["apis"] == []
+    at.text_input(key="train_token").input("hf_secret_123").run()
+    at.text_input(key="train_repo").input("not a repo").run()
     at.button(key="train_push").click().run()
     assert any("not a Hub repo id" in e for e in errors(at))      # said, not crashed
     at.text_input(key="train_repo").input("me/tiny-vae").run()
     at.button(key="train_push").click().run()
-    assert any("token" in e for e in errors(at))                  # no token in the field or the environment
-    at.text_input(key="train_token").input("hf_secret_123").run()
-    at.button(key="train_push").click().run()
     assert calls["token"] == "hf_secret_123" and "model.safetensors" in calls["files"]
     assert any("hub.example/me/tiny-vae" in s.value for s in at.success)
     shown = " ".join(str(e.value) for kind in (at.success, at.error, at.info, at.markdown, at.caption) for e in kind)
-    assert "hf_secret_123" not in shown
+    assert "hf_secret_123" not in shown and "hf_server_owner_token" not in shown

@@ -49,6 +49,18 @@ def test_two_dimensional_model_shows_the_manifold():
     assert image_urls(at)[-1] != before[-1]
 
 
+def test_the_latent_planes_caption_names_the_units_as_the_sliders_do():
+    from vae_core import explore
+
+    at = open_app("traverse", model="mnist-mlp-2d")
+    units = sorted(s.label.split(" ")[0] for s in at.slider if s.key.startswith("traverse_z"))
+    assert units == ["z0", "z1"]
+    plane = at.image[-1].captions[0]
+    assert "z0 left to right, z1 bottom to top" in plane, plane
+    codes = explore.manifold_codes(4)                      # and the picture is laid out as it says
+    assert codes[0, 0] < codes[3, 0] and codes[0, 1] > codes[12, 1]      # z0 grows rightwards, z1 upwards
+
+
 def test_vq_and_conditional_models():
     for name in ("mnist-vq", "mnist-cvae"):
         at = open_app("traverse", model=name)

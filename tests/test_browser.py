@@ -226,3 +226,129 @@ def test_vq_prior_and_codebook_explorer_walk(page):
     assert main_image_srcs(page)[-1] != edited
     assert_clean(page)
     shot(page, "vq_codebook")
+
+
+def _choose(page, label: str, option: str, where=None) -> None:
+    """Pick ``option`` in the selectbox labelled ``label`` and wait for the rerun."""
+    box = (where or page).get_by_role("combobox", name=label)
+    box.click()
+    page.get_by_role("option", name=option, exact=True).click()
+    bh.wait_idle(page)
+    expect(box).to_have_value(option)
+
+
+# The plot's points, in page pixels and data, read from Plotly's own state in the page.
+PLOT_POINTS = """() => {
+    const gd = document.querySelector('[data-testid="stMain"] .js-plotly-plot');
+    return gd._fullData.map(t => ({x: Array.from(t.x), y: Array.from(t.y), name: t.name}));
+}"""
+LASSO_PATH = """() => {
+    const gd = document.querySelector('[data-testid="stMain"] .js-plotly-plot');
+    const sel = (gd.layout.selections || []).concat(gd._fullLayout.selections || []);
+    return sel.length ? sel[sel.length - 1].path : null;
+}"""
+TO_DATA = """([pts, box]) => {
+    const gd = document.querySelector('[data-testid="stMain"] .js-plotly-plot');
+    const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+    return pts.map(([px, py]) => [xa.p2l(px - box.x), ya.p2l(py - box.y)]);
+}"""
+
+
+def _inside(x: float, y: float, poly) -> bool:
+    """Ray casting: whether (x, y) lies inside the polygon [(x, y), ...]."""
+    inside = False
+    for (x1, y1), (x2, y2) in zip(poly, poly[1:] + poly[:1]):
+        if (y1 > y) != (y2 > y) and x < x1 + (y - y1) * (x2 - x1) / (y2 - y1):
+            inside = not inside
+    return inside
+
+
+def test_a_lasso_selects_every_point_inside_it_over_every_class(page):
+    bh.go_to(page, "Latent map", timeout=LONG)
+    plot = page.locator(f"{bh.MAIN} .js-plotly-plot .nsewdrag").first
+    expect(plot).to_be_visible(timeout=LONG)
+    bh.wait_idle(page)
+    box = plot.bounding_box()
+    cx, cy, rx, ry = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, box["width"] * 0.22, box["height"] * 0.3
+    lasso = [(cx + rx * c, cy + ry * s) for c, s in ((1, 0), (0.7, 0.7), (0, 1), (-0.7, 0.7), (-1, 0), (-0.7, -0.7),
+                                                    (0, -1), (0.7, -0.7))]
+    poly = page.evaluate(TO_DATA, [[list(p) for p in lasso], {"x": box["x"], "y": box["y"]}])
+    traces = page.evaluate(PLOT_POINTS)
+    expected = sum(_inside(x, y, poly) for t in traces for x, y in zip(t["x"], t["y"]))
+    classes = {t["name"] for t in traces if any(_inside(x, y, poly) for x, y in zip(t["x"], t["y"]))}
+    assert expected > 100 and len(classes) >= 5, (expected, classes)        # a lasso over many classes
+    page.mouse.move(*lasso[0])
+    page.mouse.down()
+    for p in lasso[1:] + lasso[:1]:
+        page.mouse.move(*p, steps=4)
+    page.mouse.up()
+    heading = page.locator(f"{bh.MAIN} h3", has_text="selected")
+    expect(heading).to_be_visible(timeout=LONG)
+    bh.wait_idle(page)
+    # The lasso Plotly drew (its path in data coordinates) decides which points are inside it.
+    path = page.evaluate(LASSO_PATH)
+    assert path, "Plotly kept no lasso"
+    drawn = [tuple(map(float, p.split(","))) for p in re.findall(r"[-\d.e+]+,[-\d.e+]+", path)]
+    assert len(drawn) >= len(lasso)
+    expected = sum(_inside(x, y, drawn) for t in traces for x, y in zip(t["x"], t["y"]))
+    assert heading.inner_text().startswith(f"{expected:,} images selected"), (heading.inner_text(), expected, path)
+    expect(page.get_by_text(re.compile(rf"Images 1 to 10 of {expected:,}"))).to_be_visible()
+    assert_clean(page)
+    shot(page, "latent_map_lasso")
+
+
+def test_the_plotly_toolbar_never_covers_a_legend_entry(page):
+    bh.go_to(page, "Latent map", timeout=LONG)
+    plot = page.locator(f"{bh.MAIN} .js-plotly-plot").first
+    expect(plot.locator(".legend")).to_be_visible(timeout=LONG)
+    plot.hover()                                                              # the toolbar shows on hover
+    bar = plot.locator(".modebar").first
+    expect(bar).to_be_visible()
+    b = bar.bounding_box()
+    for entry in plot.locator(".legend .traces").all():
+        e = entry.bounding_box()
+        apart = e["y"] >= b["y"] + b["height"] or e["x"] + e["width"] <= b["x"] or e["x"] >= b["x"] + b["width"]
+        assert apart, (b, e)
+
+
+def test_a_conditional_models_decoded_class_always_matches_its_box(page, tmp_path):
+    from vae_core import images, load_dataset
+
+    data = load_dataset("mnist-5k", "all")
+    seven = int((data.labels == 7).nonzero()[0])
+    path = tmp_path / "seven.png"
+    images.to_pil(data.images[seven].float() / 255, 1).save(path)
+    _choose(page, "Checkpoint", "mnist-cvae", page.locator('[data-testid="stSidebar"]'))
+    bh.go_to(page, "Interpolate", timeout=LONG)
+    _choose(page, "Decode as class", "3")
+    strip = page.locator(f'{bh.MAIN} [data-testid="stImage"]', has_text="steps")
+    expect(strip).to_contain_text("decoded as class 3", timeout=LONG)
+    page.locator(f'{bh.MAIN} [data-testid="stRadio"]').first.get_by_text("Upload").click()
+    bh.wait_idle(page)
+    page.locator(f'{bh.MAIN} [data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(path))
+    expect(page.get_by_text("what the model sees")).to_be_visible(timeout=LONG)
+    bh.wait_idle(page)
+    _choose(page, "Its class", "7")
+    expect(page.get_by_role("combobox", name="Decode as class")).to_have_value("3")   # what the box shows...
+    expect(strip).to_contain_text("decoded as class 3")                               # ...is what is decoded
+    before = strip.locator("img").get_attribute("src")
+    _choose(page, "Decode as class", "0")
+    expect(strip).to_contain_text("decoded as class 0", timeout=LONG)
+    assert strip.locator("img").get_attribute("src") != before
+    assert_clean(page)
+    shot(page, "interpolate_conditional")
+
+
+def test_t_sne_shows_its_progress_and_a_newer_request_replaces_it(page):
+    bh.go_to(page, "Latent map", timeout=LONG)
+    page.locator('[data-testid="stRadio"] label', has_text="t-SNE").click()
+    bar = page.locator(f'{bh.MAIN} [data-testid="stProgress"]')
+    # What it is doing and for how long (on a busy machine it may still be finding neighbours);
+    # tests/test_project.py checks the iterations it reports.
+    expect(bar).to_contain_text(re.compile(r"t-SNE: .+ \(\d+ s"), timeout=LONG)
+    expect(page.get_by_text(re.compile(r"images of mnist-5k, PCA"))).to_be_visible()     # PCA meanwhile
+    assert_clean(page)
+    page.locator('[data-testid="stRadio"] label', has_text="UMAP").click()               # the user moves on
+    expect(page.get_by_text(re.compile(r"images of mnist-5k, UMAP"))).to_be_visible(timeout=LONG)
+    expect(bar).to_have_count(0)
+    assert_clean(page)

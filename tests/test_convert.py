@@ -78,7 +78,8 @@ def test_converted_model_reproduces_the_original_weights(tmp_path):
     net = write_pythae_folder(src)
     result = convert_pythae(src, out, i_trust_this_file=False)
     assert result.folder == out and result.model_type == "mlp" and result.notes == ()
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors", "samples.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "checksums.json", "config.json", "model.safetensors",
+                                                     "samples.png"]
     model = load_model(out, device="cpu")
     assert model.config.in_shape == (1, 8, 8) and model.config.hidden_dims == (512,)
     assert model.config.likelihood == "bernoulli"

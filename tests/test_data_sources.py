@@ -433,6 +433,14 @@ def test_flat_folder_exif_and_failures(tmp_path):
         load_dataset("cifar-100")
 
 
+@pytest.mark.parametrize("spec", ["folder:", "folder:   "])
+def test_an_empty_folder_spec_is_refused_not_read_as_the_working_directory(spec, tmp_path, monkeypatch):
+    _save(tmp_path / "here.png", Image.new("L", (8, 8), 255))
+    monkeypatch.chdir(tmp_path)                     # the working directory holds an image
+    with pytest.raises(VAEError, match="folder: needs the path of a folder"):
+        load_dataset(spec, "all")
+
+
 def test_decompression_bombs_are_skipped_not_decoded(tmp_path):
     root = tmp_path / "bomb"
     _save(root / "ok.png", Image.new("L", (8, 8), 9))

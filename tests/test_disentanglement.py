@@ -103,3 +103,34 @@ def test_a_model_on_dsprites_gets_every_metric_quickly():
     res = dl.evaluate_disentanglement(model, ["mig", "factor_vae", "sap"], scale=0.02, seed=0)
     assert {"mig", "factor_vae", "sap"} <= set(res) and all(0.0 <= res[k] <= 1.0 for k in ("mig", "factor_vae", "sap"))
     assert dl.evaluate_disentanglement(model, ["mig"], scale=0.02, seed=0)["mig"] == res["mig"]
+
+
+def _ill_conditioned(x):
+    """Noisy mixed factors on wildly different scales: lbfgs needs far more than 100 iterations."""
+    x = np.asarray(x, dtype=np.float64)
+    mix = np.random.default_rng(123).normal(size=(x.shape[1], 6))
+    noise = np.random.default_rng(int(x.sum()) % 2**32).normal(size=(len(x), 6))
+    return (x @ mix + 3 * noise) * np.array([1e-2, 1, 30, 1, 0.1, 5])
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_the_beta_vae_classifier_is_disentanglement_libs_even_where_its_solver_stops_early():
+    """disentanglement_lib fits ``LogisticRegression(random_state=...)`` with scikit-learn's defaults:
+    on this representation lbfgs stops at 100 iterations, unconverged, and the score is what it
+    reached then (a solver run to convergence scores differently)."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    gt, seed = dl.IdentityFactors(num_factors=5, values=10), 1
+    rng = np.random.default_rng(seed)
+    x_tr, y_tr = dl.beta_vae_points(gt, _ill_conditioned, 300, rng)
+    x_ev, y_ev = dl.beta_vae_points(gt, _ill_conditioned, 200, rng)
+    with pytest.warns(ConvergenceWarning):                       # the definition's solver stops early here
+        reference = LogisticRegression(random_state=seed).fit(x_tr, y_tr)
+    longer = LogisticRegression(random_state=seed, max_iter=1000).fit(x_tr, y_tr)    # the old setting
+    assert longer.score(x_ev, y_ev) != reference.score(x_ev, y_ev)        # so the case tells them apart
+    res = dl.beta_vae_metric(gt, _ill_conditioned, seed=seed, num_train=300, num_eval=200)
+    assert res["beta_vae"] == reference.score(x_ev, y_ev)
+    assert res["beta_vae_train"] == reference.score(x_tr, y_tr)
+    assert res["beta_vae_converged"] is False
+

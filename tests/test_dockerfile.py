@@ -94,6 +94,10 @@ def test_dockerfile_invariants():
     assert env["STREAMLIT_SERVER_ENABLE_XSRF_PROTECTION"] == "false"
     assert env["STREAMLIT_SERVER_ENABLE_CORS"] == "false"
     assert env["STREAMLIT_SERVER_HEADLESS"] == "true"
+    # the Space is public: anonymous visitors, so public mode is on (explorer.limits reads it)
+    assert env["VAE_EXPLORER_PUBLIC"] == "1"
+    from explorer.limits import Settings
+    assert Settings.from_env(env).public
     # CPU torch at requirements.txt's pin, then the pins and the extras
     runs = [rest for w, rest in ins if w == "RUN"]
     torch_step = next(r for r in runs if "torch" in r)

@@ -22,9 +22,19 @@ def saved(tmp_path):
     return model, save_pretrained(model, tmp_path / "m")
 
 
+@pytest.fixture
+def foreign(saved):
+    """The same folder without its checksums, as another tool would write it: the structural checks
+    below are what stand between such a folder and the model (test_checksums.py covers the manifest)."""
+    model, folder = saved
+    (folder / "checksums.json").unlink()
+    return model, folder
+
+
 def test_save_then_load_is_bit_identical(saved):
     model, folder = saved
-    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "checksums.json", "config.json",
+                                                        "model.safetensors"]
     loaded = load_model(folder, device="cpu")
     assert not loaded.training
     x = torch.rand(4, 1, 8, 8)
@@ -34,8 +44,8 @@ def test_save_then_load_is_bit_identical(saved):
         assert torch.equal(model.decode(model.encode(x).mu), loaded.decode(loaded.encode(x).mu))
 
 
-def test_mismatched_checkpoint_is_refused(saved):
-    _, folder = saved
+def test_mismatched_checkpoint_is_refused(foreign):
+    _, folder = foreign
     cfg = json.loads((folder / "config.json").read_text())
     cfg["latent_dim"] = 4
     (folder / "config.json").write_text(json.dumps(cfg))
@@ -43,8 +53,8 @@ def test_mismatched_checkpoint_is_refused(saved):
         load_model(folder)
 
 
-def test_missing_and_extra_keys_are_refused(saved):
-    _, folder = saved
+def test_missing_and_extra_keys_are_refused(foreign):
+    _, folder = foreign
     state = load_file(str(folder / "model.safetensors"))
     state["extra.weight"] = torch.zeros(1)
     save_file(state, str(folder / "model.safetensors"))
@@ -52,8 +62,8 @@ def test_missing_and_extra_keys_are_refused(saved):
         load_model(folder)
 
 
-def test_wrong_dtype_and_nan_weights_are_refused(saved):
-    _, folder = saved
+def test_wrong_dtype_and_nan_weights_are_refused(foreign):
+    _, folder = foreign
     state = load_file(str(folder / "model.safetensors"))
     bad = dict(state)
     bad["encoder.0.weight"] = bad["encoder.0.weight"].double()
@@ -94,8 +104,8 @@ def test_a_pickle_is_refused_and_never_run(tmp_path):
     (lambda f: (f / "config.json").unlink(), "no config.json"),
     (lambda f: (f / "config.json").write_text(json.dumps({**CFG, "hidden_dims": [10 ** 9]})), "hidden_dims"),
 ])
-def test_damaged_checkpoints_get_one_clear_message(saved, damage, match):
-    _, folder = saved
+def test_damaged_checkpoints_get_one_clear_message(foreign, damage, match):
+    _, folder = foreign
     damage(folder)
     with pytest.raises(VAEError, match=match):
         load_model(folder)

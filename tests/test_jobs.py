@@ -132,3 +132,117 @@ def test_result_cache_is_least_recently_used():
     c.put("c", 3)
     assert "b" not in c and c.get("a") == 1 and c.get("c") == 3
     assert c.get_or_compute("d", lambda: 4) == 4 and c.get_or_compute("d", lambda: pytest.fail("again")) == 4
+
+
+class Steps:
+    """A job function with progress: it reports a step at a time, each once the test lets it go on."""
+
+    def __init__(self, steps=4):
+        self.steps = steps
+        self.reported = threading.Semaphore(0)
+        self.go_on = threading.Semaphore(0)
+        self.finished_steps = 0
+
+    def __call__(self, value, progress):
+        for i in range(self.steps):
+            progress(i / self.steps, f"step {i + 1} of {self.steps}")    # raises once nobody wants it
+            self.reported.release()
+            assert self.go_on.acquire(timeout=30), "the test never let the job go on"
+            self.finished_steps += 1
+        return value
+
+
+def test_a_job_reports_its_progress_and_an_estimate_of_the_time_left():
+    q = JobQueue(workers=1)
+    work = Steps()
+    job = q.submit("alice", "tsne", work, "map", progress=True)
+    assert work.reported.acquire(timeout=10)
+    work.go_on.release()
+    assert work.reported.acquire(timeout=10)
+    assert job.state == "running" and job.fraction == 0.25 and job.stage == "step 2 of 4"
+    job.started -= 10                                   # as if it had run for 10 s: 25% done, so about 30 s left
+    assert job.eta == pytest.approx(30, rel=0.05)
+    for _ in range(3):
+        work.go_on.release()
+    assert done(job).result == "map" and job.eta is None
+    assert q.wait_idle(5)
+
+
+def test_a_newer_request_stops_the_sessions_running_job_that_nobody_else_wants():
+    q = JobQueue(workers=1)
+    work = Steps()
+    slow = q.submit("alice", "tsne", work, "old map", progress=True)
+    assert work.reported.acquire(timeout=10)
+    newer = q.submit("alice", "umap", lambda: "new map")             # alice moved on
+    work.go_on.release()                                               # its next report sees nobody wants it
+    assert done(slow).state == "cancelled" and work.finished_steps == 1
+    assert done(newer).result == "new map"
+    assert "tsne" not in q.results
+    again = q.submit("alice", "tsne", lambda progress: "map", progress=True)   # asked again: computed afresh
+    assert again is not slow and done(again).result == "map"
+    assert q.wait_idle(10)
+
+
+def test_a_running_job_another_session_wants_runs_on_and_forget_stops_one_nobody_wants():
+    q = JobQueue(workers=2)
+    work = Steps(steps=2)
+    shared = q.submit("alice", "tsne", work, "map", progress=True)
+    assert q.submit("bob", "tsne", work, "map", progress=True) is shared
+    assert work.reported.acquire(timeout=10)
+    q.forget("alice")                                                  # alice goes back to PCA; bob still waits
+    work.go_on.release()
+    assert work.reported.acquire(timeout=10)
+    work.go_on.release()
+    assert done(shared).result == "map" and work.finished_steps == 2
+    lonely = Steps(steps=2)
+    mine = q.submit("carol", "tsne2", lonely, "x", progress=True)
+    assert lonely.reported.acquire(timeout=10)
+    q.forget("carol")
+    lonely.go_on.release()
+    assert done(mine).state == "cancelled"
+    assert q.wait_idle(10)
+def test_a_background_job_uses_one_openmp_thread_on_a_server_capped_to_one():
+    """t-SNE's gradient runs on OpenMP threads: capped, one visitor's map takes one core, not every core."""
+    from threadpoolctl import threadpool_info
+
+    def omp_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "openmp"]
+
+    outside = omp_threads()
+    if not outside or max(outside) < 2:
+        pytest.skip("OpenMP runs one thread here anyway")
+    capped, free = JobQueue(threads_per_job=1), JobQueue()
+    assert done(capped.submit("s", "k", omp_threads)).result == [1] * len(outside)
+    assert done(free.submit("s", "k", omp_threads)).result == outside
+    assert omp_threads() == outside                        # the cap never leaks out of the worker
+
+
+def test_heavy_work_a_page_asks_for_waits_its_turn_and_keeps_no_result():
+    """Analyses run as jobs too: never more heavy work at once than workers, sessions in turn, a newer
+    request of a session replaces its waiting one, and the result is the asker's alone."""
+    q = JobQueue(workers=2)
+    gates = [Gate() for _ in range(3)]
+    busy = q.submit("mapper", "slow map", gates[0], "map")                  # one worker busy with a map
+    mine = q.submit_turn("analyst", gates[1], "analysis")                    # the second worker
+    assert gates[0].started.wait(10) and gates[1].started.wait(10)
+    waiting = q.submit_turn("other", gates[2], "first request")
+    assert waiting.state == "waiting" and q.ahead_of("other") == 2           # both workers are taken
+    newer = q.submit_turn("other", gates[2], "newer request")                # the same session asks again
+    assert waiting.state == "cancelled" and newer.state == "waiting"
+    gates[1].open.set()
+    assert done(mine).result == "analysis"
+    gates[2].open.set()
+    assert done(newer).result == "newer request" and gates[2].calls == 1
+    gates[0].open.set()
+    assert done(busy).result == "map" and q.wait_idle(10)
+    assert not any(isinstance(k, tuple) and k[0] == "turn" for k in q.results._items)   # never shared
+
+
+def test_workers_run_below_the_pages_cpu_priority():
+    import os
+
+    if not hasattr(os, "getpriority"):
+        pytest.skip("no thread priorities here")
+    q = JobQueue()
+    nice = done(q.submit("s", "nice", lambda: os.getpriority(os.PRIO_PROCESS, 0))).result
+    assert nice >= 10 > os.getpriority(os.PRIO_PROCESS, 0)                 # the caller's own priority is untouched

@@ -76,4 +76,4 @@ def test_pages_live_in_the_explorer_package():
     pages = {p.stem for p in (ROOT / "explorer" / "pages").glob("*.py")}
     assert {"sample", "traverse", "interpolate", "latent_map", "train", "analyze"} <= pages
     app = (ROOT / "app.py").read_text()
-    assert all(f'explorer/pages/{{name}}.py' in app or f"explorer/pages/{p}.py" in app for p in pages)
+    assert all('explorer/pages/{name}.py' in app or f"explorer/pages/{p}.py" in app for p in pages)

@@ -96,3 +96,23 @@ def test_the_servers_warm_up_runs_in_its_own_thread_and_says_when_it_is_done(mon
     assert not warm.thread.is_alive()
     off = startup.WarmUp(run=False)                              # VAE_EXPLORER_WARMUP=0: nothing runs
     assert off.thread is None and off.wait(0)
+
+
+def test_tsne_reports_its_progress_and_stops_when_its_progress_callback_raises(codes):
+    seen = []
+    pts = project.tsne(codes, perplexity=10, progress=lambda f, what: seen.append((f, what)))
+    assert pts.shape == (120, 2) and np.isfinite(pts).all()
+    fractions = [f for f, _ in seen]
+    assert fractions[0] == 0.0 and fractions[-1] == 1.0 and fractions == sorted(fractions)
+    assert any(w == f"iteration 500 of {project.TSNE_EARLY_ITERATIONS + project.TSNE_ITERATIONS}" for _, w in seen)
+
+    class Enough(Exception):
+        pass
+
+    def stop_halfway(f, what):
+        if f > 0.5:
+            raise Enough(what)
+
+    with pytest.raises(Enough, match="iteration"):
+        project.tsne(codes, perplexity=10, progress=stop_halfway)
+    assert np.array_equal(project.tsne(codes, perplexity=10, seed=3), project.tsne(codes, perplexity=10, seed=3))

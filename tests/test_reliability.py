@@ -30,6 +30,7 @@ from explorer.limits import Settings
 from tests.waiting import wait_for
 from vae_core.live import TrainingJob, TrainingLimits
 from vae_core.models import MLPConfig
+from vae_core.settings import LoadPolicy
 from vae_core.train import RunConfig
 
 
@@ -285,6 +286,9 @@ def test_hub_requests_have_time_outs_and_a_slow_hub_gets_a_message(fake_hub, mon
     with pytest.raises(vae_core.VAEError, match="did not deliver.*within 0.3 s"):
         hub.download_repo("org/slow")
     assert time.perf_counter() - t < 2.0
+    # The revision that was typed stays in the message.
+    with pytest.raises(vae_core.VAEError, match="did not deliver 'org/slow@nope'"):
+        vae_core.load_model("org/slow@nope")
     # huggingface_hub reads its time-outs at import: the constants themselves are set.
     assert constants.HF_HUB_DOWNLOAD_TIMEOUT == 7 and constants.HF_HUB_ETAG_TIMEOUT == 7
 
@@ -302,16 +306,18 @@ def test_oversized_repos_are_refused_before_and_after_download(fake_hub, monkeyp
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    # The pickle is never fetched, so it does not count: the safetensors alone are too large.
     fake_hub.state["sizes"] = {"config.json": 300, "model.safetensors": 3 * 2 ** 30, "big.ckpt": 9 * 2 ** 30}
-    with pytest.raises(vae_core.VAEError, match="12.0 GiB of files to fetch.*at most 2 GiB"):
+    with pytest.raises(vae_core.VAEError, match="3.0 GiB of files to fetch.*at most 2.0 GiB"):
         hub.download_repo("org/huge")
-    assert fake_hub.calls["info"] == [("org/huge", None, True)] and not fake_hub.calls["download"]
+    with pytest.raises(vae_core.VAEError, match="^org/huge@v2 holds 12.0 GiB"):
+        hub.download_repo("org/huge", "v2")
+    assert fake_hub.calls["info"][0] == ("org/huge", None, True) and not fake_hub.calls["download"]
     # No metadata (an old server, or offline): the fetched files are measured instead.
     fake_hub.state["sizes"] = None
     (tmp_path / "model.safetensors").write_bytes(b"\0" * 4096)
-    monkeypatch.setattr(hub, "MAX_WEIGHTS_BYTES", 1024)
     with pytest.raises(vae_core.VAEError, match="at most"):
-        hub.download_repo("org/huge")
+        hub.download_repo("org/huge", policy=LoadPolicy(max_download_bytes=1024))
 
 
 def test_an_unreachable_or_slow_hub_shows_a_sidebar_message_and_shipped_models_keep_working(

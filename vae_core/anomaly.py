@@ -1,11 +1,13 @@
 """Anomaly detection with a VAE: a score per image, a threshold from normal data, ROC and PR curves.
 
 Scores are "higher is more anomalous": the negative ELBO, the negative IWAE estimate of log p(x),
-or the reconstruction error (mean squared error of the decoded posterior mean).
+or the reconstruction error (mean squared error of the decoded posterior mean). A model offers
+only the scores it has (``score_kinds``); asking for another is an error, never a stand-in.
 """
 from __future__ import annotations
 
 import dataclasses
+from types import MappingProxyType
 from typing import Callable, Literal
 
 import numpy as np
@@ -13,24 +15,64 @@ import torch
 from sklearn import metrics as skm
 
 from .data import ImageSet
-from .metrics import iwae_log_likelihood
+from .errors import VAEError
+from .metrics import iwae_log_likelihood, vq_kl
 from .models import VAEBase
 from .objectives import log_likelihood
 
 ScoreKind = Literal["elbo", "iwae", "recon"]
+# What each score is called, and its unit (per image).
+SCORE_NAMES = MappingProxyType({"elbo": "Negative ELBO", "iwae": "Negative IWAE log p(x)",
+                                "recon": "Reconstruction error"})
+SCORE_UNITS = MappingProxyType({"elbo": "nats", "iwae": "nats", "recon": "MSE"})
+
+
+def is_vq(model: VAEBase) -> bool:
+    """A codebook model: a deterministic encoder and a uniform prior over its K codes."""
+    return hasattr(model, "codes")
+
+
+@torch.inference_mode()
+def has_posterior_variance(model: VAEBase) -> bool:
+    """Whether the encoder gives a distribution (a mean and a variance) rather than a point."""
+    x = torch.zeros(1, *model.config.in_shape, device=model.device)
+    return model.encode(x, model.class_labels(0, 1)).logvar is not None
+
+
+def score_kinds(model: VAEBase) -> tuple[tuple[ScoreKind, ...], str]:
+    """The scores this model has, and why the others are absent ("" when none is).
+
+    The ELBO needs a KL against a prior (a VQ-VAE's is log K per position); the IWAE estimate
+    needs a posterior to draw importance samples from, which a deterministic encoder does not give."""
+    if has_posterior_variance(model):
+        return ("elbo", "iwae", "recon"), ""
+    if is_vq(model):
+        return ("elbo", "recon"), ("There is no IWAE estimate of log p(x): a VQ-VAE's encoder is deterministic, "
+                                   "so there is no posterior to draw importance samples from.")
+    return ("recon",), ("There is no ELBO and no IWAE estimate of log p(x): this model's encoder is deterministic "
+                        "and it has no prior of its own, so only its reconstruction error can be scored.")
 
 
 @torch.inference_mode()
 def anomaly_scores(model: VAEBase, data: ImageSet, kind: ScoreKind = "elbo", *, k: int = 50, seed: int = 0,
                    batch_size: int = 250, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """One score per image, batched; seeded, so the same model and data give the same scores."""
+    """One score per image, batched; seeded, so the same model and data give the same scores.
+
+    A score the model does not have (see ``score_kinds``) is a VAEError that says why."""
+    kinds, why = score_kinds(model)
+    if kind not in SCORE_NAMES:
+        raise VAEError(f"Unknown anomaly score {kind!r}; choose one of {sorted(SCORE_NAMES)}.")
+    if kind not in kinds:
+        raise VAEError(f"{SCORE_NAMES[kind]} is not available for this model. {why}")
     dev = model.device
     gen = torch.Generator(device=dev).manual_seed(seed)
     out, done = [], 0
     for x, y in data.batches(batch_size, dev, with_labels=bool(model.num_classes)):
         post = model.encode(x, y)
-        if kind == "recon" or post.logvar is None:
+        if kind == "recon":
             s = (model.decode(post.mode(), y) - x).pow(2).flatten(1).mean(1)
+        elif post.logvar is None:                  # a VQ-VAE's ELBO: its KL is log K at every position
+            s = -log_likelihood(model, model.decode_logits(post.mu, y), x) + vq_kl(model)
         elif kind == "iwae":
             s = -iwae_log_likelihood(model, x, y, post, k, gen)
         else:

@@ -12,31 +12,49 @@ from typing import Any, Literal, get_args, get_origin
 from .errors import VAEError
 
 
+def _finite(value) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:                 # an integer too large for a float
+        return False
+
+
+def brief(value: Any, limit: int = 60) -> str:
+    """A value for a message: a hostile config's 5,000-digit number or deep list is cut, never echoed whole."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError):
+        return f"a {type(value).__name__}"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def check_value(where: str, value: Any, hint: Any) -> Any:
     origin = get_origin(hint)
     if origin is Literal:
         if value not in get_args(hint):
-            raise VAEError(f"{where} must be one of {list(get_args(hint))}, got {value!r}.")
+            raise VAEError(f"{where} must be one of {list(get_args(hint))}, got {brief(value)}.")
         return value
     if hint is bool:
         if not isinstance(value, bool):
-            raise VAEError(f"{where} must be true or false, got {value!r}.")
+            raise VAEError(f"{where} must be true or false, got {brief(value)}.")
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise VAEError(f"{where} must be an integer, got {value!r}.")
+            raise VAEError(f"{where} must be an integer, got {brief(value)}.")
         return value
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise VAEError(f"{where} must be a finite number, got {value!r}.")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+            raise VAEError(f"{where} must be a finite number, got {brief(value)}.")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
-            raise VAEError(f"{where} must be a string, got {value!r}.")
+            raise VAEError(f"{where} must be a string, got {brief(value)}.")
         return value
     if origin is tuple:
         if not isinstance(value, (list, tuple)) or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
-            raise VAEError(f"{where} must be a list of integers, got {value!r}.")
+            raise VAEError(f"{where} must be a list of integers, got {brief(value)}.")
         return tuple(value)
     raise TypeError(f"unsupported config type {hint!r} for {where}")
 
@@ -49,7 +67,8 @@ def from_dict(cls, d: dict, ignore: tuple[str, ...] = ()):
     d = {k: v for k, v in d.items() if k not in ignore}
     unknown = sorted(set(d) - fields)
     if unknown:
-        raise VAEError(f"Unknown field(s) {unknown} in {cls.__name__}; known fields are {sorted(fields)}.")
+        raise VAEError(f"Unknown field(s) {brief(unknown[:5], 120)} in {cls.__name__}; "
+                       f"known fields are {sorted(fields)}.")
     hints = typing.get_type_hints(cls)
     obj = cls(**{k: check_value(f"{cls.__name__}.{k}", v, hints[k]) for k, v in d.items()})
     obj.validate()
@@ -99,19 +118,19 @@ class TrainConfig:
         def bad(msg):
             raise VAEError(f"TrainConfig: {msg}")
         if self.epochs < 1 or self.epochs > 100_000:
-            bad(f"epochs must be between 1 and 100000, got {self.epochs}.")
+            bad(f"epochs must be between 1 and 100000, got {brief(self.epochs)}.")
         if self.batch_size < 1 or self.batch_size > 65_536:
-            bad(f"batch_size must be between 1 and 65536, got {self.batch_size}.")
+            bad(f"batch_size must be between 1 and 65536, got {brief(self.batch_size)}.")
         if not 0 < self.lr < 10:
-            bad(f"lr must be positive and below 10, got {self.lr}.")
+            bad(f"lr must be positive and below 10, got {brief(self.lr)}.")
         if self.beta < 0 or self.free_bits < 0 or self.mmd_weight < 0 or self.grad_clip < 0:
             bad("beta, free_bits, mmd_weight and grad_clip must be non-negative.")
         if self.iwae_k < 1 or self.iwae_k > 10_000:
-            bad(f"iwae_k must be between 1 and 10000, got {self.iwae_k}.")
+            bad(f"iwae_k must be between 1 and 10000, got {brief(self.iwae_k)}.")
         if self.anneal_steps < 1 or self.anneal_cycles < 1:
             bad("anneal_steps and anneal_cycles must be at least 1.")
         if self.image_size < 0 or self.image_size > 512:
-            bad(f"image_size must be between 0 and 512, got {self.image_size}.")
+            bad(f"image_size must be between 0 and 512, got {brief(self.image_size)}.")
         if self.eval_every < 1 or self.sample_every < 0 or self.max_seconds < 0 or self.threads < 0:
             bad("eval_every must be at least 1; sample_every, max_seconds and threads non-negative.")
         if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):

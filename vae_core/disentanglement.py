@@ -5,7 +5,9 @@ indices to observations), a ``representation`` (observations -> codes, (n, D) nu
 the encoder mean), and a seed; defaults are disentanglement_lib's (unsupervised_study_v1):
 
 - beta-VAE metric (Higgins et al., 2017): batches of 64 pairs sharing one factor; logistic
-  regression predicts the shared factor from mean |z1 - z2|; 10,000 train / 5,000 eval points.
+  regression (scikit-learn's defaults, as disentanglement_lib: lbfgs stopped after 100
+  iterations, converged or not) predicts the shared factor from mean |z1 - z2|; 10,000 train /
+  5,000 eval points.
 - FactorVAE metric (Kim & Mnih, 2018): codes scaled by their global std (10,000 samples);
   dimensions with std < 0.05 pruned; for a batch of 64 with one factor fixed, the dimension of
   least normalised variance votes for that factor; majority-vote classifier accuracy.
@@ -15,16 +17,24 @@ the encoder mean), and a seed; defaults are disentanglement_lib's (unsupervised_
   dimension (or R^2 for continuous factors); mean top-two gap over factors.
 - DCI (Eastwood & Williams, 2018): gradient-boosted trees per factor; importance matrix to
   disentanglement and completeness (entropy-based), informativeness as accuracy.
-- Modularity and explicitness (Ridgeway & Mozer, 2018).
+- Modularity and explicitness (Ridgeway & Mozer, 2018); explicitness's logistic regressions also
+  keep scikit-learn's defaults, as disentanglement_lib does.
+
+Where a solver stops at its iteration limit before converging, the result says so
+(``beta_vae_converged``, ``explicitness_converged``) rather than warning on the console.
 """
 from __future__ import annotations
 
+import warnings
 from types import MappingProxyType
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
 import scipy.stats
 from sklearn import ensemble, linear_model, metrics, preprocessing, svm
+from sklearn.exceptions import ConvergenceWarning
+
+from .errors import VAEError
 
 Representation = Callable[[object], np.ndarray]
 
@@ -170,27 +180,42 @@ def _chunks(n: int, batch_size: int, images_per_call: int = 8192):
         yield min(per, n - start)
 
 
+def beta_vae_points(gt: GroundTruth, rep: Representation, n: int, rng: np.random.Generator,
+                    batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """The beta-VAE metric's n training points: for a random factor k, the mean |z1 - z2| over a
+    batch of pairs that share factor k (features (n, D)), labelled k."""
+    F = len(gt.factor_sizes)
+    feats, labels = [], []
+    for c in _chunks(n, batch_size):                  # many points per render call, not one
+        k = rng.integers(F, size=c)
+        f1 = gt.sample_factors(c * batch_size, rng).reshape(c, batch_size, F)
+        f2 = gt.sample_factors(c * batch_size, rng).reshape(c, batch_size, F)
+        rows = np.arange(c)
+        f2[rows, :, k] = f1[rows, :, k]               # each pair shares factor k
+        feats.append(np.mean(np.abs(_codes_of(gt, rep, f1) - _codes_of(gt, rep, f2)), axis=1))
+        labels.append(k)
+    return np.concatenate(feats), np.concatenate(labels)
+
+
+def _fit_quietly(clf, x, y):
+    """Fit a scikit-learn classifier; returns it and whether its solver converged (it warns otherwise)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        clf.fit(x, y)
+    return clf, not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+
+
 def beta_vae_metric(gt: GroundTruth, rep: Representation, seed: int = 0, batch_size: int = 64,
                     num_train: int = 10_000, num_eval: int = 5_000) -> dict:
+    """The classifier is disentanglement_lib's: scikit-learn's LogisticRegression with its defaults
+    (lbfgs, 100 iterations), seeded. Where the solver stops before it converges, so does
+    disentanglement_lib's; ``beta_vae_converged`` says which happened."""
     rng = np.random.default_rng(seed)
-    F = len(gt.factor_sizes)
-
-    def points(n):
-        feats, labels = [], []
-        for c in _chunks(n, batch_size):                  # many points per render call, not one
-            k = rng.integers(F, size=c)
-            f1 = gt.sample_factors(c * batch_size, rng).reshape(c, batch_size, F)
-            f2 = gt.sample_factors(c * batch_size, rng).reshape(c, batch_size, F)
-            rows = np.arange(c)
-            f2[rows, :, k] = f1[rows, :, k]               # each pair shares factor k
-            feats.append(np.mean(np.abs(_codes_of(gt, rep, f1) - _codes_of(gt, rep, f2)), axis=1))
-            labels.append(k)
-        return np.concatenate(feats), np.concatenate(labels)
-
-    x_tr, y_tr = points(num_train)
-    x_ev, y_ev = points(num_eval)
-    model = linear_model.LogisticRegression(random_state=seed, max_iter=1000).fit(x_tr, y_tr)
-    return {"beta_vae_train": float(model.score(x_tr, y_tr)), "beta_vae": float(model.score(x_ev, y_ev))}
+    x_tr, y_tr = beta_vae_points(gt, rep, num_train, rng, batch_size)
+    x_ev, y_ev = beta_vae_points(gt, rep, num_eval, rng, batch_size)
+    model, converged = _fit_quietly(linear_model.LogisticRegression(random_state=seed), x_tr, y_tr)
+    return {"beta_vae_train": float(model.score(x_tr, y_tr)), "beta_vae": float(model.score(x_ev, y_ev)),
+            "beta_vae_converged": converged}
 
 
 def factor_vae_metric(gt: GroundTruth, rep: Representation, seed: int = 0, batch_size: int = 64,
@@ -284,32 +309,58 @@ def modularity_explicitness(gt: GroundTruth, rep: Representation, seed: int = 0,
     mean, std = codes.mean(0), codes.std(0)
     std = np.where(std > 0, std, 1.0)
     x_tr, x_te = (codes - mean) / std, (codes_t - mean) / std
-    exp_tr, exp_te = [], []
+    exp_tr, exp_te, converged = [], [], True
     for j in range(factors.shape[1]):
-        clf = linear_model.LogisticRegression(max_iter=1000).fit(x_tr, factors[:, j])
+        clf, ok = _fit_quietly(linear_model.LogisticRegression(), x_tr, factors[:, j])   # disentanglement_lib's defaults
+        converged &= ok
         mlb = preprocessing.MultiLabelBinarizer(classes=clf.classes_)
         exp_tr.append(_macro_auc(mlb.fit_transform(factors[:, j:j + 1]), clf.predict_proba(x_tr)))
         known = np.isin(factors_t[:, j], clf.classes_)
         exp_te.append(_macro_auc(mlb.fit_transform(factors_t[known, j:j + 1]), clf.predict_proba(x_te[known])))
-    return {"modularity": mod, "explicitness_train": float(np.mean(exp_tr)), "explicitness": float(np.mean(exp_te))}
+    return {"modularity": mod, "explicitness_train": float(np.mean(exp_tr)), "explicitness": float(np.mean(exp_te)),
+            "explicitness_converged": converged}
+
+
+def _scaled_counts(name: str, scale: float) -> dict[str, int]:
+    return {k: max(10, int(v * scale)) for k, v in _COUNTS[name].items()}
+
+
+def images_needed(names=None, scale: float = 1.0, batch_size: int = 64) -> int:
+    """How many images the named metrics (default: all) render and encode at ``scale``: the beta-VAE
+    and FactorVAE metrics use a batch of ``batch_size`` images per point, the others one."""
+    total = 0
+    for name in names or METRICS:
+        kw = _scaled_counts(name, scale)
+        if name == "beta_vae":
+            total += 2 * batch_size * (kw["num_train"] + kw["num_eval"])
+        elif name == "factor_vae":
+            total += kw["num_variance_estimate"] + batch_size * (kw["num_train"] + kw["num_eval"])
+        else:
+            total += sum(kw.values())
+    return total
 
 
 def evaluate_disentanglement(model, names=None, *, seed: int = 0, scale: float = 1.0, gt: GroundTruth | None = None,
-                             progress: Callable[[str, int, int], None] | None = None) -> dict:
+                             progress: Callable[[str, int, int], None] | None = None,
+                             max_images: int | None = None) -> dict:
     """Run the named metrics (default: all) on a model's encoder mean over dSprites.
 
     ``scale`` shrinks every sample count (0.1 for a quick look in the app); 1.0 uses
     disentanglement_lib's defaults. Each metric is seeded, so the same model gives the same score.
+    ``max_images`` refuses, before anything runs, a scale that would encode more images than that.
     """
+    names = list(names or METRICS)
+    needed = images_needed(names, scale)
+    if max_images is not None and needed > max_images:
+        raise VAEError(f"The disentanglement metrics at {scale:g} of the default sample counts encode {needed:,} "
+                       f"images; the limit is {max_images:,}. Choose a smaller share.")
     gt = gt or DSpritesTruth()
     rep = model_representation(model)
-    names = list(names or METRICS)
     results = {}
     for i, name in enumerate(names):
         if progress:
             progress(name, i, len(names))
-        kw = {k: max(10, int(v * scale)) for k, v in _COUNTS[name].items()}
-        results.update(METRICS[name](gt, rep, seed=seed, **kw))
+        results.update(METRICS[name](gt, rep, seed=seed, **_scaled_counts(name, scale)))
     if progress:
         progress("done", len(names), len(names))
     return results

@@ -147,11 +147,14 @@ def traversal_grid(model: VAEBase, base: torch.Tensor, units, stats: UnitStats, 
     return decode(model, z, y)
 
 
+PLANE_AXES = ("z0", "z1")     # the latent plane's units, named as everywhere else (from 0)
+
+
 def manifold_codes(n: int, edge: float = 0.05) -> torch.Tensor:
     """An n x n grid of 2-D codes at evenly spaced quantiles of N(0, 1) (Kingma & Welling, 2014, fig. 4).
 
-    Rows run from high z_2 (top) to low, columns from low z_1 to high, so the picture reads
-    like the usual plot of the latent plane.
+    Rows run from high z1 (top) to low, columns from low z0 to high, so the picture reads like
+    the usual plot of the latent plane (PLANE_AXES: x is z0, y is z1).
     """
     q = torch.linspace(edge, 1 - edge, n, dtype=torch.float64)
     v = (math.sqrt(2) * torch.erfinv(2 * q - 1)).float()         # Gaussian inverse CDF
@@ -227,6 +230,6 @@ def attribute_vector(model: VAEBase, data: ImageSet, to_class: int, from_class: 
     return means[0] - means[1]
 
 
-__all__ = ["UnitStats", "arithmetic", "attribute_vector", "decode", "encode", "encode_dataset", "interpolate",
+__all__ = ["PLANE_AXES", "UnitStats", "arithmetic", "attribute_vector", "decode", "encode", "encode_dataset", "interpolate",
            "is_spatial", "lerp", "manifold_codes", "manifold_grid", "num_units", "reconstruct",
            "sample_grid", "set_units", "slerp", "traversal_codes", "traversal_grid", "unit_stats"]

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import (PRIOR_FILES, diffusers_subfolder, is_pythae_folder, load_code_prior, load_state,
+from .checkpoint import (PRIOR_FILES, check_header, diffusers_subfolder, is_pythae_folder, load_code_prior, load_state,
                          pythae_refusal, read_card_metrics, read_config, read_trained_on)
+from .config import brief
 from .device import pick_device
 from .errors import VAEError
 from .hub import Resolved, resolve_source
-from .models import VAEBase, build_model, config_from_dict
+from .models import VAEBase, build_model, check_decode_cost, config_from_dict
+from .settings import LoadPolicy
 
 DIGEST_CHUNK = 1 << 20
 
@@ -67,30 +69,56 @@ def _info(resolved: Resolved, source: str, files: list[Path]) -> ModelInfo:
 
 
 def open_model(source: str | Path, device: str | torch.device | None = None, revision: str | None = None,
-               image_size: int | None = None) -> tuple[VAEBase, ModelInfo]:
+               image_size: int | None = None, *, policy: LoadPolicy | None = None) -> tuple[VAEBase, ModelInfo]:
     """The model (eval mode, on ``device``) and its ModelInfo, from a shipped name, a local Hub-layout
     folder, or a Hub repo id (org/name[@rev]).
 
-    The config is validated before any tensor is allocated; weights load strictly.
-    A diffusers AutoencoderKL / AutoencoderTiny (a repo such as stabilityai/sd-vae-ft-mse, or a
-    pipeline's vae/ folder) opens through ``models.diffusers_adapter`` when diffusers is installed;
-    ``image_size`` is then its working image side (default 128). A pythae model is refused: it is a pickle.
+    The config is validated, the model's decode measured against ``policy`` and the weights'
+    header checked against the config before any tensor is allocated; weights load strictly.
+    Whatever a hostile file holds (deep nesting, huge integers, wrong JSON types) ends as a
+    VAEError with one line. A diffusers AutoencoderKL / AutoencoderTiny (a repo such as
+    stabilityai/sd-vae-ft-mse, or a pipeline's vae/ folder) opens through
+    ``models.diffusers_adapter`` when diffusers is installed; ``image_size`` is then its working
+    image side (default 128). A pythae model is refused: it is a pickle. ``policy`` (vae_core.settings)
+    says what a source may name and what a model may cost; the default is a local user's.
     """
-    resolved = resolve_source(source, revision)
+    policy = policy or LoadPolicy()
+    resolved = resolve_source(source, revision, policy)
     folder = resolved.folder
+    try:
+        return _open(resolved, folder, str(source), device, image_size, policy)
+    except VAEError as e:
+        if resolved.kind == "folder":
+            raise
+        # A Hub repo's or a shipped model's files are named as the user named them, never by where this
+        # machine keeps them (a public server's paths are its own business).
+        raise VAEError(str(e).replace(f"{folder}/", f"{source}: ").replace(str(folder), str(source))) from None
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, RecursionError, OverflowError) as e:
+        # Every check above should have caught a bad file with its own message; this is the net under them.
+        raise VAEError(f"{source} is not a model vae_core can open: its files are malformed "
+                       f"({type(e).__name__}: {brief(str(e), 120)}).") from None
+
+
+def _open(resolved: Resolved, folder: Path, source: str, device, image_size, policy: LoadPolicy):
     sub = diffusers_subfolder(folder)
     if sub is not None:
         from .models.diffusers_adapter import WEIGHTS_NAME, load_diffusers_vae
         where = folder / sub if sub else folder
-        model = load_diffusers_vae(folder, sub, image_size=image_size, source=str(source), revision=resolved.commit)
-        info = _info(resolved, str(source), [where / "config.json", where / WEIGHTS_NAME])
+        model = load_diffusers_vae(folder, sub, image_size=image_size, source=source, revision=resolved.commit,
+                                   policy=policy)
+        info = _info(resolved, source, [where / "config.json", where / WEIGHTS_NAME])
         return model.to(pick_device(device)).eval(), info
     if is_pythae_folder(folder):
-        raise pythae_refusal(folder, str(source))
+        raise pythae_refusal(folder, source)
     config = config_from_dict(read_config(folder))
     if image_size is not None and tuple(config.in_shape[1:]) != (image_size, image_size):
         raise VAEError(f"This {config.model_type} model takes {config.in_shape[1]}x{config.in_shape[2]} images; "
                        "image_size can only be chosen for a diffusers VAE.")
+    check_decode_cost(config, policy, source)
+    with torch.device("meta"):                   # shapes only: nothing is allocated
+        probe = build_model(config)
+    if (folder / "model.safetensors").is_file():
+        check_header(folder / "model.safetensors", probe)
     model = build_model(config)
     model.load_state_dict(load_state(folder, model), strict=True)
     files = [folder / "config.json", folder / "model.safetensors"]
@@ -101,14 +129,14 @@ def open_model(source: str | Path, device: str | torch.device | None = None, rev
                            f"this is a {config.model_type} model. Delete the prior's files.")
         model.attach_prior(prior)
         files += [folder / f for f in PRIOR_FILES]
-    info = _info(resolved, str(source), files)
+    info = _info(resolved, source, files)
     return model.to(pick_device(device)).eval(), info
 
 
 def load_model(source: str | Path, device: str | torch.device | None = None, revision: str | None = None,
-               image_size: int | None = None) -> VAEBase:
+               image_size: int | None = None, *, policy: LoadPolicy | None = None) -> VAEBase:
     """Open a model from a shipped name, a local folder, or a Hub repo id (see ``open_model``)."""
-    return open_model(source, device, revision, image_size)[0]
+    return open_model(source, device, revision, image_size, policy=policy)[0]
 
 
 __all__ = ["ModelInfo", "load_model", "open_model"]

@@ -64,9 +64,7 @@ def evaluate_model(model: VAEBase, data: ImageSet, *, batch_size: int = 500, iwa
     model.train(was_training)
     var = (mu_sq / n - (mu_sum / n).pow(2)).clamp_min(0)
     if is_vq and code_prior is None:
-        # A one-hot posterior against a uniform prior over K codes: KL = log K at every position.
-        g = model.latent_shape[1] * model.latent_shape[2]
-        sums["kl"] = n * g * math.log(model.config.codebook_size)
+        sums["kl"] = n * vq_kl(model)
     out = {"n_images": n, "recon": sums["recon"] / n, "mse": sums["mse"] / n}
     if is_vq or not point_mass:
         out.update(kl=sums["kl"] / n, elbo=-(sums["recon"] + sums["kl"]) / n)
@@ -94,6 +92,12 @@ def evaluate_model(model: VAEBase, data: ImageSet, *, batch_size: int = 500, iwa
     return out
 
 
+def vq_kl(model: VAEBase) -> float:
+    """A VQ-VAE's KL per image: a one-hot posterior against a uniform prior over K codes is log K
+    at every latent position."""
+    return model.latent_shape[1] * model.latent_shape[2] * math.log(model.config.codebook_size)
+
+
 def iwae_log_likelihood(model: VAEBase, x: torch.Tensor, y, post, k: int, generator: torch.Generator,
                         max_elements: int = 2 ** 24) -> torch.Tensor:
     """IWAE estimate of log p(x) per image with k samples, in chunks so memory stays bounded."""
@@ -109,7 +113,7 @@ def iwae_log_likelihood(model: VAEBase, x: torch.Tensor, y, post, k: int, genera
     return running - math.log(k)
 
 
-__all__ = ["evaluate_model", "iwae_log_likelihood", "iwae_bound", "AU_THRESHOLD"]
+__all__ = ["evaluate_model", "iwae_log_likelihood", "iwae_bound", "vq_kl", "AU_THRESHOLD"]
 
 
 @torch.inference_mode()

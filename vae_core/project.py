@@ -14,6 +14,12 @@ gained nothing (1.7 s either way at 5,000 points) and left no core for other ses
 The layout is initialised from PCA (Kobak & Linderman, 2021: as good as spectral, and free),
 and optimised for 200 epochs (umap-learn's own choice above 10,000 points) up to 10,000
 points, then for fewer (100 at 20,000), so the layout work stays about constant.
+
+t-SNE is openTSNE's (Policar et al., 2024): the same objective and schedule as scikit-learn's
+(PCA initialisation, learning rate n/12, 250 iterations of early exaggeration 12, then 500),
+with a callback every few iterations. That callback is what lets a long map report how far it
+has got and stop when nobody wants it any more, which scikit-learn's TSNE cannot do; it was
+also a little quicker (17 s against 22 s for 5,000 codes on a 2-core CPU).
 """
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ import functools
 import time
 import warnings
 from types import MappingProxyType
-from typing import Literal, Mapping
+from typing import Callable, Literal, Mapping
 
 import numpy as np
 import torch
@@ -31,6 +37,10 @@ from .errors import VAEError
 Method = Literal["pca", "tsne", "umap"]
 METHODS: Mapping[str, str] = MappingProxyType({"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"})
 MAX_POINTS = 50_000
+TSNE_EARLY_ITERATIONS, TSNE_ITERATIONS = 250, 500   # openTSNE's and scikit-learn's schedule
+TSNE_CALLBACK_EVERY = 25                            # iterations between progress reports
+TSNE_AFFINITY_SHARE = 0.15                          # of the time, before the first iteration (5,000 codes)
+Progress = Callable[[float, str], None]             # (fraction done, what is happening); may raise to stop
 UMAP_EPOCH_POINTS = 2_000_000     # epochs x points: 200 epochs at 10,000 points
 
 
@@ -61,14 +71,38 @@ def pca(codes) -> np.ndarray:
     return (x @ axes).float().numpy()
 
 
-def tsne(codes, perplexity: float = 30.0, seed: int = 0) -> np.ndarray:
-    from sklearn.manifold import TSNE
+def max_perplexity(n: int) -> float:
+    """The largest perplexity n points support: each point's 3 x perplexity neighbours must exist."""
+    return (n - 1) / 3
+
+
+def tsne(codes, perplexity: float = 30.0, seed: int = 0, progress: Progress | None = None) -> np.ndarray:
+    """t-SNE of the codes (openTSNE, one thread, seeded). ``progress(fraction, what)`` is called
+    every few iterations; an exception it raises stops the map and propagates."""
+    import openTSNE
 
     x = _as_matrix(codes)
-    if not 1 <= perplexity < len(x):
-        raise VAEError(f"t-SNE's perplexity must be at least 1 and below the number of points ({len(x)}), "
-                       f"got {perplexity}.")
-    return TSNE(2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed).fit_transform(x)
+    if not 1 <= perplexity <= max_perplexity(len(x)):
+        raise VAEError(f"t-SNE's perplexity must be between 1 and a third of the other points "
+                       f"({max_perplexity(len(x)):g} for {len(x)} points), got {perplexity:g}.")
+    total = TSNE_EARLY_ITERATIONS + TSNE_ITERATIONS
+    done = [0]                                  # iterations over both phases (openTSNE restarts its count)
+
+    def report(_iteration, _error, _embedding):
+        done[0] += TSNE_CALLBACK_EVERY
+        progress(TSNE_AFFINITY_SHARE + (1 - TSNE_AFFINITY_SHARE) * min(done[0], total) / total,
+                 f"iteration {min(done[0], total)} of {total}")
+        return False
+
+    if progress:
+        progress(0.0, "finding each point's neighbours")
+    emb = openTSNE.TSNE(n_components=2, perplexity=perplexity, initialization="pca", learning_rate="auto",
+                        early_exaggeration_iter=TSNE_EARLY_ITERATIONS, n_iter=TSNE_ITERATIONS, n_jobs=1,
+                        random_state=seed, verbose=False, callbacks=report if progress else None,
+                        callbacks_every_iters=TSNE_CALLBACK_EVERY).fit(x)
+    if progress:
+        progress(1.0, "done")
+    return np.asarray(emb, dtype=np.float32)
 
 
 def knn(codes, k: int, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
@@ -109,14 +143,22 @@ def umap(codes, n_neighbors: int = 15, min_dist: float = 0.1, n_epochs: int | No
 
 
 def project(codes, method: Method, *, seed: int = 0, perplexity: float = 30.0, n_neighbors: int = 15,
-            min_dist: float = 0.1) -> np.ndarray:
-    """Map codes (N, *latent) to 2-D points (N, 2) with PCA, t-SNE or UMAP."""
+            min_dist: float = 0.1, progress: Progress | None = None) -> np.ndarray:
+    """Map codes (N, *latent) to 2-D points (N, 2) with PCA, t-SNE or UMAP.
+
+    ``progress(fraction, what)``, where given, hears how far the map has got: t-SNE reports every
+    few iterations, the others when they start and end. An exception it raises stops the map."""
     if method == "pca":
         return pca(codes)
     if method == "tsne":
-        return tsne(codes, perplexity, seed)
+        return tsne(codes, perplexity, seed, progress)
     if method == "umap":
-        return umap(codes, n_neighbors, min_dist)
+        if progress:
+            progress(0.0, "finding neighbours and laying out")
+        points = umap(codes, n_neighbors, min_dist)
+        if progress:
+            progress(1.0, "done")
+        return points
     raise VAEError(f"Unknown projection {method!r}; choose one of {sorted(METHODS)}.")
 
 
@@ -176,5 +218,5 @@ if __name__ == "__main__":
     print(warm_up())
 
 
-__all__ = ["METHODS", "enable_numba_cache", "knn", "nearest_neighbours", "pca", "project",
+__all__ = ["METHODS", "enable_numba_cache", "knn", "max_perplexity", "nearest_neighbours", "pca", "project",
            "tsne", "umap", "warm_up"]

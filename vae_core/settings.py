@@ -7,6 +7,7 @@ beside the package after ``pip install .`` (package data) and in the source tree
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -24,6 +25,32 @@ MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 MAX_DECODED_BYTES = 4 * 1024 ** 3
 # Images read from a folder or a Hub dataset unless max_images says otherwise.
 DEFAULT_MAX_IMAGES = 60_000
+# A JSON file of a model folder (config.json, model_index.json, trainer_state.json, ...), checked
+# before it is read: a hostile repo's 1 GB "config" is refused, not parsed.
+MAX_JSON_BYTES = 16 * 1024 * 1024
+# The JSON header at the start of a safetensors file (the list of its tensors).
+MAX_HEADER_BYTES = 16 * 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadPolicy:
+    """What opening a model may reach and cost. The default is a local user's; the app's public
+    mode (explorer.limits) narrows it for anonymous visitors.
+
+    ``local_paths``: a source may name a folder on this machine (False: shipped names and Hub ids only).
+    ``use_token``: Hub reads may send this machine's Hugging Face token (HF_TOKEN or a login).
+    ``max_output_pixels``: values (C*H*W) of one decoded image; 0 for no limit.
+    ``max_decode_values``: values one image's decode holds at the decoder's widest layer; 0 for no limit.
+    ``max_download_bytes``: the files one Hub model may fetch.
+    ``max_cache_bytes``: all Hub models kept on disk; the least recently used go first; 0 for no budget.
+    """
+
+    local_paths: bool = True
+    use_token: bool = True
+    max_output_pixels: int = 0
+    max_decode_values: int = 0
+    max_download_bytes: int = MAX_WEIGHTS_BYTES
+    max_cache_bytes: int = 0
 
 
 def cache_dir() -> Path:

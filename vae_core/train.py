@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import shlex
 import time
 from pathlib import Path
@@ -333,24 +332,50 @@ def summarize_metrics(m: dict) -> dict:
 
 
 def _load_run(out: Path, config: RunConfig, model: VAEBase, opt: torch.optim.Optimizer):
+    """The epoch, history and time of the run in ``out``, its weights and optimizer state loaded; every file
+    checked against the folder's checksums, and any damage a VAEError that says which file."""
     checkpoint.recover_folder(out)
     state_path = out / "trainer_state.json"
     if not state_path.is_file():
         raise VAEError(f"{out} has no trainer_state.json, so there is nothing to resume; start a new run.")
-    saved = RunConfig.from_dict(json.loads((out / "training_config.json").read_text()))
+    checkpoint.verify_files(out, ["training_config.json", "model.safetensors", *checkpoint.RESUME_FILES])
+    saved = load_run_config(out)
     if saved.model != config.model or dataclasses.replace(saved.train, epochs=0, device="auto", threads=0) != \
             dataclasses.replace(config.train, epochs=0, device="auto", threads=0):
         raise VAEError(f"The config differs from the one {out} was trained with (only --epochs may change "
                        "on resume); start a new run folder instead.")
     model.load_state_dict(checkpoint.load_state(out, model), strict=True)
-    state = json.loads(state_path.read_text())
-    opt_tensors = load_file(str(out / "optimizer.safetensors"), device=str(model.device))
-    checkpoint.optimizer_from_files(opt, opt_tensors, state["optimizer"])
-    return int(state["epoch"]), list(state["history"]), float(state["elapsed"])
+    state = checkpoint.load_json(state_path)
+    try:
+        epoch, history, elapsed = int(state["epoch"]), list(state["history"]), float(state["elapsed"])
+        meta = state["optimizer"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise _damaged(state_path, e) from None
+    opt_path = out / "optimizer.safetensors"
+    try:
+        opt_tensors = load_file(str(opt_path), device=str(model.device))
+    except Exception as e:                    # safetensors' own error, or a missing file
+        raise _damaged(opt_path, e) from None
+    try:
+        checkpoint.optimizer_from_files(opt, opt_tensors, meta)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as e:
+        raise _damaged(opt_path, e, "does not fit this model's optimizer") from None
+    return epoch, history, elapsed
+
+
+def _damaged(path: Path, e: BaseException, what: str = "is damaged") -> VAEError:
+    return VAEError(f"{path} {what} ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}), so the "
+                    f"run cannot resume from it. Its weights still open with load_model('{path.parent}'); to go on "
+                    "training, start a new run folder (or restore this one from a backup).")
 
 
 def load_run_config(out: str | Path) -> RunConfig:
-    path = Path(out) / "training_config.json"
+    out = Path(out)
+    checkpoint.recover_folder(out)             # a run killed between the two renames of a save
+    path = out / "training_config.json"
     if not path.is_file():
         raise VAEError(f"{out} has no training_config.json; it is not a run folder written by vae_core train.")
-    return RunConfig.from_dict(json.loads(path.read_text()))
+    d = checkpoint.load_json(path)
+    if not isinstance(d, dict):
+        raise _damaged(path, TypeError(f"a JSON {type(d).__name__}"))
+    return RunConfig.from_dict(d)

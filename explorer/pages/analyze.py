@@ -6,20 +6,25 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from explorer import inspector, jobs, loaders, session, widgets
-from vae_core import analyze, codebook, explore, layers
+from explorer import figures, inspector, jobs, limits, loaders, session, widgets
+from vae_core import analyze, anomaly, codebook, explore, layers
 from vae_core.disentanglement import evaluate_disentanglement
 
 st.title("Analyze")
 UNITS, FACTORS, ANOMALIES, RECON, DISENTANGLEMENT = ("Latent units", "Factors", "Anomalies", "Reconstructions",
                                                      "Disentanglement")
 LAYERS, CODEBOOK = "Layers", "Codebook"       # a hierarchical VAE's layers; a VQ-VAE's codebook
-SCORES = MappingProxyType({"Negative ELBO": "elbo", "Negative IWAE log p(x)": "iwae", "Reconstruction error": "recon"})
+HEADLINE = MappingProxyType({"beta_vae": "beta-VAE", "factor_vae": "FactorVAE", "mig": "MIG", "sap": "SAP",
+                             "dci_disentanglement": "DCI disentanglement", "dci_completeness": "DCI completeness",
+                             "dci_informativeness": "DCI informativeness", "modularity": "modularity",
+                             "explicitness": "explicitness"})
+ANOMALY_IWAE_K = 50            # importance samples per image of the IWAE anomaly score
 
 
 def cached(key, compute):
-    """Results live per model, dataset and settings in the server's result cache, so a revisit is instant."""
-    return jobs.queue().results.get_or_compute(key, compute)
+    """Results live per model, dataset and settings in the server's result cache, so a revisit is instant;
+    a new one is computed in this session's turn on the server's queue (explorer.jobs)."""
+    return jobs.queue().results.get_or_compute(key, lambda: jobs.in_turn("analysis", compute))
 
 
 def progress_bar(text: str):
@@ -28,12 +33,21 @@ def progress_bar(text: str):
 
 
 def units_section(ctx, model, data, n, seed):
-    iwae_k = st.select_slider("IWAE samples for log p(x) (0: skip)", [0, 10, 50, 100, 500], 0, key="an_iwae_k")
+    limits.settings().check_images(model, n, "images to analyse")
+    kinds, why = anomaly.score_kinds(model)
+    if "iwae" in kinds:
+        iwae_k = st.select_slider("IWAE samples for log p(x) (0: skip)", [0, 10, 50, 100, 500], 0, key="an_iwae_k")
+    else:
+        iwae_k = 0
+        st.caption(why)
     key = ("an-units", ctx.model_key, ctx.data_key, n, seed, iwae_k)
+    if iwae_k:
+        limits.settings().check_iwae(model, n, iwae_k)
     res = jobs.queue().results.get(key)
     if res is None:
         bar, tick = progress_bar("Evaluating the latent units")
-        res = jobs.queue().results.put(key, analyze.latent_units(model, data, n=n, iwae_k=iwae_k, seed=seed, progress=tick))
+        res = jobs.queue().results.put(key, jobs.in_turn("analysis", analyze.latent_units, model, data, n=n,
+                                                         iwae_k=iwae_k, seed=seed, progress=tick))
         bar.empty()
     for w in res["warnings"]:
         st.warning(w)
@@ -50,69 +64,79 @@ def units_section(ctx, model, data, n, seed):
     if "kl_per_dim" in res:
         kl = np.array(res["kl_per_dim"])
         active = np.array(res["latent_variance"]) > 0.01
-        fig = go.Figure(go.Bar(x=[f"z{i}" for i in range(len(kl))], y=kl,
-                               marker_color=np.where(active, "#4c78a8", "#bbbbbb"),
-                               hovertemplate="%{x}: %{y:.3f} nats<extra></extra>"))
-        fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), yaxis_title="KL (nats)",
-                          title="KL per latent unit (grey: collapsed, Cov_x E[z|x] <= 0.01)")
+        fig = figures.bars([f"z{i}" for i in range(len(kl))], kl, x="latent unit", y="KL (nats per image)",
+                           colours=np.where(active, figures.CLASS_COLOURS[0], figures.MUTED).tolist(),
+                           hover="%{x}: %{y:.3f} nats<extra></extra>",
+                           title="KL per latent unit (grey: collapsed, Cov_x E[z|x] <= 0.01)")
         st.plotly_chart(fig, key="an_kl_chart")
     elif "codebook_usage" in res:
         st.metric("Codebook usage", f"{res['codebook_usage']:.0%}", help=f"perplexity {res['perplexity']:.1f}")
-        st.bar_chart(np.array(res["code_frequencies"]), height=220)
+        freq = np.array(res["code_frequencies"])
+        st.plotly_chart(figures.bars([str(i) for i in range(len(freq))], freq, height=260, x="code index",
+                                     y="share of latent positions", hover="code %{x}: %{y:.2%}<extra></extra>",
+                                     colours=figures.CLASS_COLOURS[0], title="How often each codebook vector is used"),
+                        key="an_codebook_chart")
 
 
 def factors_section(ctx, model, data, n, seed):
+    limits.settings().check_images(model, n, "images to analyse")
     res = cached(("an-factors", ctx.model_key, ctx.data_key, n, seed),
                  lambda: analyze.factor_information(model, data, n=n, seed=seed))
     mi = res["mi"]
-    fig = go.Figure(go.Heatmap(z=mi.T, x=[f"z{i}" for i in range(mi.shape[0])], y=res["factor_names"],
-                               colorscale="Blues", zmin=0, zmax=1,
-                               hovertemplate="%{y} / %{x}: %{z:.2f}<extra></extra>"))
-    fig.update_layout(height=280, margin=dict(l=10, r=10, t=30, b=10),
-                      title="Mutual information of each unit with each factor, divided by the factor's entropy")
+    fig = figures.heatmap(mi.T, [f"z{i}" for i in range(mi.shape[0])], res["factor_names"], height=320,
+                          x="latent unit", y="ground-truth factor", colour_title="I(unit; factor) / H(factor)",
+                          title="Mutual information of each unit with each factor, divided by the factor's entropy")
     st.plotly_chart(fig, key="an_mi_heatmap")
-    stats = loaders.unit_stats(ctx.model_key, ctx.data_key, model, data)
+    stats = loaders.unit_stats(ctx.model_key, ctx.data_key, model, data,
+                               min(1000, limits.settings().max_images(model)))
     base = torch.zeros((1, *model.latent_shape))
     grid = explore.traversal_grid(model, base, res["best_unit"], stats, steps=9)
     st.caption("Traversals of the most informative unit for each factor, from -3 to 3: " +
                ", ".join(f"{f} (z{u})" for f, u in zip(res["factor_names"], res["best_unit"])))
-    widgets.show_grid(grid, nrow=9, target=48)
+    widgets.show_grid(grid, nrow=9, wrap=False)
 
 
 def anomalies_section(ctx, model, data, n, seed):
+    limits.settings().check_images(model, n, "images to score")
     c1, c2 = st.columns(2)
-    kind = SCORES[c1.selectbox("Score", list(SCORES), key="an_score_kind")]
+    kinds, why = anomaly.score_kinds(model)        # only the scores this model has; never one in another's name
+    if st.session_state.get("an_score_kind") not in kinds:
+        st.session_state["an_score_kind"] = kinds[0]
+    kind = c1.selectbox("Score", kinds, format_func=anomaly.SCORE_NAMES.get, key="an_score_kind", help=why or None)
+    if why:
+        c1.caption(why)
     classes = list(data.class_names) if data.labels is not None and data.class_names else []
     chosen = c2.selectbox("Class to treat as the anomaly", ["(none)"] + classes, key="an_anomaly_class")
     anomalous = classes.index(chosen) if chosen in classes else None
     key = ("an-anomaly", ctx.model_key, ctx.data_key, n, seed, kind, anomalous)
+    if kind == "iwae":
+        limits.settings().check_iwae(model, n, ANOMALY_IWAE_K)
     res = jobs.queue().results.get(key)
     if res is None:
         bar, tick = progress_bar("Scoring images")
-        res = jobs.queue().results.put(key, analyze.anomaly_analysis(model, data, kind, anomalous, n=n, seed=seed, progress=tick))
+        res = jobs.queue().results.put(key, jobs.in_turn("analysis", analyze.anomaly_analysis, model, data, kind,
+                                                         anomalous, n=n, k=ANOMALY_IWAE_K, seed=seed,
+                                                         progress=tick))
         bar.empty()
     scores = res["scores"]
     pct = st.slider("Threshold (percentile of the scores)", 50.0, 99.9, 95.0, 0.1, key="an_threshold")
     threshold = float(np.percentile(scores, pct))
     flagged = scores > threshold
     left, right = st.columns(2)
-    hist = go.Figure()
-    if "is_anomaly" in res:
-        for mask, name in ((~res["is_anomaly"], "normal"), (res["is_anomaly"], chosen)):
-            hist.add_trace(go.Histogram(x=scores[mask], name=name, opacity=0.7, nbinsx=50))
-        hist.update_layout(barmode="overlay")
-    else:
-        hist.add_trace(go.Histogram(x=scores, nbinsx=50, name="scores"))
-    hist.add_vline(x=threshold, line_dash="dash", line_color="red",
+    groups = [("normal", scores[~res["is_anomaly"]]), (chosen, scores[res["is_anomaly"]])] \
+        if "is_anomaly" in res else [("scores", scores)]
+    hist = figures.histogram(groups, height=340, x=f"{anomaly.SCORE_NAMES[kind]} ({anomaly.SCORE_UNITS[kind]})",
+                             title="Anomaly scores (higher: more unusual)",
+                             colours=[figures.CLASS_COLOURS[0], figures.SELECTED])
+    hist.add_vline(x=threshold, line_dash="dash", line_color=figures.SELECTED,
                    annotation_text=f"{flagged.sum()} flagged", annotation_position="top right")
-    hist.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10), title="Anomaly scores (higher: more unusual)")
     left.plotly_chart(hist, key="an_hist")
     if "roc_auc" in res:
-        roc = go.Figure(go.Scatter(x=res["fpr"], y=res["tpr"], mode="lines", name="ROC"))
+        roc = go.Figure(go.Scatter(x=res["fpr"], y=res["tpr"], mode="lines", name="ROC",
+                                   line=dict(color=figures.CLASS_COLOURS[0], width=2)))
         roc.add_shape(type="line", x0=0, y0=0, x1=1, y1=1, line=dict(dash="dot", color="grey"))
-        roc.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="false-positive rate",
-                          yaxis_title="true-positive rate",
-                          title=f"ROC-AUC {res['roc_auc']:.3f}, PR-AUC {res['pr_auc']:.3f}")
+        figures.style(roc, height=340, x="false-positive rate", y="true-positive rate", legend="none",
+                      title=f"ROC-AUC {res['roc_auc']:.3f}, PR-AUC {res['pr_auc']:.3f}")
         right.plotly_chart(roc, key="an_roc")
         if res["roc_auc"] < 0.5:
             right.info("An AUC below 0.5 means this class looks *more* typical to the model than the rest: "
@@ -120,30 +144,34 @@ def anomalies_section(ctx, model, data, n, seed):
                        "(Nalisnick et al., 2019). Try another score.")
     else:
         right.info("Pick a class to treat as the anomaly to see the ROC curve.")
-    top = res["indices"][res["order"][:16]]
-    st.caption("The 16 most anomalous images, most unusual first")
-    widgets.show_grid(data.subset(top).float_images(), nrow=16, target=40)
+    top = res["indices"][res["order"][:20]]
+    widgets.show_grid(data.subset(top).float_images(), nrow=10,
+                      caption="The 20 most anomalous images, most unusual first (read left to right, row by row)")
 
 
 def recon_section(model, data, seed):
     count = st.slider("Images", 4, 32, 16, 4, key="an_recon_count")
+    limits.settings().check_images(model, count, "reconstructions")
     _, idx = data.seeded_subset(count, seed)
     res = analyze.reconstructions(model, data, idx)
     cols = st.columns(3)
     cols[0].metric("MSE", f"{res['mse'].mean():.4f}")
     cols[1].metric("PSNR (dB)", f"{res['psnr'].mean():.2f}")
     cols[2].metric("SSIM", f"{res['ssim'].mean():.3f}")
-    st.caption("Originals (top) and reconstructions from the posterior mean (bottom)")
-    widgets.show_grid(torch.cat([res["x"], res["x_hat"]]), nrow=len(idx), target=48)
+    per_row = figures.grid_layout(len(idx), res["x"].shape[-1]).per_row
+    widgets.show_grid(figures.paired_rows(res["x"], res["x_hat"], per_row), nrow=per_row,
+                      caption="Each pair of rows: originals, then their reconstructions from the posterior mean")
 
 
 def layers_section(ctx, model, data, n, seed):
+    limits.settings().check_images(model, n, "images to analyse")
     res = cached(("an-units", ctx.model_key, ctx.data_key, n, seed, 0),
                  lambda: analyze.latent_units(model, data, n=n, seed=seed))
     inspector.layers_analysis(layers.layer_summary(model, res))
 
 
 def codebook_section(ctx, model, data, n, seed):
+    limits.settings().check_images(model, n, "images to analyse")
     usage = cached(("an-codebook", ctx.model_key, ctx.data_key, n, seed),
                    lambda: codebook.codebook_usage(model, data, n=n, seed=seed))
     inspector.codebook_analysis(model, data, usage, ctx.model_key)
@@ -164,17 +192,23 @@ def disentanglement_section(ctx, model, seed):
         if not c2.button("Compute", key="an_dis_run", type="primary"):
             st.caption("beta-VAE, FactorVAE, MIG, SAP, DCI and modularity on dSprites, from the encoder mean.")
             return
+        lim = limits.settings()
+        lim.check_disentanglement(scale)
         bar, tick = progress_bar("Scoring disentanglement")
-        res = jobs.queue().results.put(key, evaluate_disentanglement(
-            model, seed=seed, scale=scale, progress=lambda name, i, total: tick(i / total, name)))
+        res = jobs.queue().results.put(key, jobs.in_turn(
+            "analysis", evaluate_disentanglement, model, seed=seed, scale=scale,
+            progress=lambda name, i, total: tick(i / total, name), max_images=lim.max_disentanglement_images))
         bar.empty()
-    headline = {k: v for k, v in res.items() if k in ("beta_vae", "factor_vae", "mig", "sap", "dci_disentanglement",
-                                                        "dci_completeness", "dci_informativeness", "modularity",
-                                                        "explicitness")}
-    fig = go.Figure(go.Bar(x=list(headline), y=list(headline.values()), text=[f"{v:.2f}" for v in headline.values()]))
-    fig.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10), yaxis_range=[0, 1],
-                      title=f"Disentanglement scores at {scale:g} of the default sample counts (seed {seed})")
+    headline = {name: res[k] for k, name in HEADLINE.items() if k in res}
+    fig = figures.bars(list(headline), list(headline.values()), height=340, x="metric", y="score (0 to 1)",
+                       text=[f"{v:.2f}" for v in headline.values()], colours=figures.CLASS_COLOURS[0], y_range=(0, 1.05),
+                       title=f"Disentanglement scores at {scale:g} of the default sample counts (seed {seed})")
     st.plotly_chart(fig, key="an_dis_chart")
+    stopped = [name for k, name in (("beta_vae_converged", "beta-VAE"), ("explicitness_converged", "explicitness"))
+               if res.get(k) is False]
+    if stopped:
+        st.caption(f"{' and '.join(stopped)}: the logistic regression stopped at scikit-learn's default of 100 "
+                   "iterations before converging, as it does in disentanglement_lib, whose scores these reproduce.")
 
 
 with session.guard("Analysis"):

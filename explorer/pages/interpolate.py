@@ -2,62 +2,82 @@
 import streamlit as st
 import torch
 
-from explorer import loaders, session, widgets
+from explorer import handoff, limits, loaders, session, widgets
 from vae_core import explore, images
 
 st.title("Interpolate")
+MAX_STEPS = 24
+GIF_SCALE = 4                   # each pixel of the animation drawn 4 x 4
+ATTRIBUTE_IMAGES = 500          # images per class averaged for an attribute vector (explore.attribute_vector)
 
 with session.guard("Interpolation"):
     ctx = session.context()
     model = ctx.require_model()
+    if ctx.data is None and ctx.data_error:
+        st.warning(ctx.data_error)
     col_a, col_b = st.columns(2)
     with col_a:
-        a = widgets.image_input("interp_a", "Image A", ctx, 0)
+        a = widgets.image_input("interp_a", "Image A", ctx, 0, handoff.receive("interp_a", ctx.model_key))
     with col_b:
-        b = widgets.image_input("interp_b", "Image B", ctx, 1)
-    if a is None or b is None:
-        st.stop()
-    (x_a, y_a, cap_a), (x_b, y_b, cap_b) = a, b
-    z_a, z_b = explore.encode(model, x_a, y_a), explore.encode(model, x_b, y_b)
-    y = widgets.class_picker(model, ctx.data, "interp_decode_class", "Decode as class", y_a or 0)
+        b = widgets.image_input("interp_b", "Image B", ctx, 1, handoff.receive("interp_b", ctx.model_key))
+    # The decoded class starts at A's class; from then on the box alone decides it, and every
+    # strip below says which class it was decoded as.
+    y = widgets.class_picker(model, ctx.data, "interp_decode_class", "Decode as class",
+                             a.y if a is not None and a.y is not None else 0)
+    as_class = f", decoded as class {widgets.class_names(model, ctx.data)[y]}" if y is not None else ""
+    z_a = a.code(model) if a is not None else None
+    missing = " and ".join(n for n, p in (("Image A", a), ("Image B", b)) if p is None)
 
     interp_tab, arith_tab, attr_tab = st.tabs(["Interpolation", "A - B + C", "Attribute vector"])
     with interp_tab:
         c1, c2 = st.columns(2)
-        steps = c1.slider("Steps", 2, 24, 10, key="interp_steps")
+        steps = c1.slider("Steps", 2, MAX_STEPS, 10, key="interp_steps")
         method = c2.radio("Path", ["linear", "spherical"], key="interp_method", horizontal=True,
                           help="Spherical (slerp) keeps the norm of the code near that of a typical Gaussian draw.")
-        strip = explore.interpolate(model, z_a, z_b, steps, method, y)
-        widgets.show_grid(strip, nrow=steps, target=56, caption=f"{cap_a} to {cap_b}, {method}, {steps} steps")
-        d1, d2 = st.columns(2)
-        d1.download_button("Download the strip (PNG)", images.png_bytes(images.to_pil(images.grid(strip, steps), 2)),
-                           file_name="interpolation.png", mime="image/png", key="interp_download_png")
-        d2.download_button("Download the animation (GIF)", images.gif_bytes(strip, scale=4),
-                           file_name="interpolation.gif", mime="image/gif", key="interp_download_gif")
+        lim = limits.settings()
+        lim.check_images(model, steps, "interpolation images")
+        lim.check_animation(2 * steps - 2, model.config.in_shape, GIF_SCALE)
+        if missing:
+            st.info(f"Give {missing} above to see the path between them.")
+        else:
+            strip = explore.interpolate(model, z_a, b.code(model), steps, method, y)
+            widgets.show_grid(strip, nrow=steps, caption=f"{a.caption} to {b.caption}, {method}, {steps} steps"
+                                                         f"{as_class}")
+            d1, d2 = st.columns(2)
+            d1.download_button("Download the strip (PNG)", images.png_bytes(images.to_pil(images.grid(strip, steps), 2)),
+                               file_name="interpolation.png", mime="image/png", key="interp_download_png")
+            d2.download_button("Download the animation (GIF)", images.gif_bytes(strip, scale=GIF_SCALE),
+                               file_name="interpolation.gif", mime="image/gif", key="interp_download_gif")
 
     with arith_tab:
         st.caption("What is to C as A is to B: decode(z_A - z_B + z_C).")
         c = widgets.image_input("interp_c", "Image C", ctx, 2)
-        if c is not None:
-            x_c, y_c, _ = c
-            z = explore.arithmetic(z_a, z_b, explore.encode(model, x_c, y_c))
-            widgets.show_grid(torch.cat([x_a, x_b, x_c, explore.decode(model, z, y)]), nrow=4, target=84,
-                         caption="A, B, C and A - B + C")
+        if missing:
+            st.info(f"Give {missing} above for the arithmetic.")
+        elif c is not None:
+            z = explore.arithmetic(z_a, b.code(model), c.code(model))
+            widgets.show_grid(torch.cat([a.x, b.x, c.x, explore.decode(model, z, y)]), nrow=4,
+                              max_tile=widgets.PREVIEW_TILE, caption=f"A, B, C and A - B + C{as_class}")
 
     with attr_tab:
-        data = ctx.require_data()
-        if data.labels is None:
-            st.info(f"{data.name} has no labels, so there are no classes to take mean codes of.")
-            st.stop()
-        names = list(data.class_names) or [str(i) for i in range(data.num_classes)]
-        c1, c2, c3 = st.columns(3)
-        to_c = c1.selectbox("Towards class", range(len(names)), index=min(1, len(names) - 1),
-                            format_func=lambda i: names[i], key="interp_attr_to")
-        from_c = c2.selectbox("Away from class", range(len(names)), format_func=lambda i: names[i],
-                              key="interp_attr_from")
-        alpha = c3.slider("Strength", -2.0, 2.0, 1.0, 0.1, key="interp_attr_alpha")
-        vec = loaders.attribute_vector(ctx.model_key, ctx.data_key, model, data, to_c, from_c)
-        alphas = torch.linspace(0, alpha, 6) if alpha else torch.zeros(1)
-        z = z_a + alphas.view(-1, *([1] * (z_a.dim() - 1))) * vec
-        widgets.show_grid(explore.decode(model, z, y), nrow=len(alphas), target=84,
-                     caption=f"A plus 0 to {alpha:g} x (mean code of {names[to_c]} - mean code of {names[from_c]})")
+        data = ctx.data
+        if data is None or data.labels is None:
+            st.info(f"{data.name if data is not None else 'This dataset'} has no labels, so there are no classes "
+                    "to take mean codes of.")
+        elif a is None:
+            st.info("Give Image A above to move it along a class's attribute vector.")
+        else:
+            names = list(data.class_names) or [str(i) for i in range(data.num_classes)]
+            c1, c2, c3 = st.columns(3)
+            to_c = c1.selectbox("Towards class", range(len(names)), index=min(1, len(names) - 1),
+                                format_func=lambda i: names[i], key="interp_attr_to")
+            from_c = c2.selectbox("Away from class", range(len(names)), format_func=lambda i: names[i],
+                                  key="interp_attr_from")
+            alpha = c3.slider("Strength", -2.0, 2.0, 1.0, 0.1, key="interp_attr_alpha")
+            limits.settings().check_images(model, ATTRIBUTE_IMAGES, "images to average")   # per class, in turn
+            vec = loaders.attribute_vector(ctx.model_key, ctx.data_key, model, data, to_c, from_c)
+            alphas = torch.linspace(0, alpha, 6) if alpha else torch.zeros(1)
+            z = z_a + alphas.view(-1, *([1] * (z_a.dim() - 1))) * vec
+            widgets.show_grid(explore.decode(model, z, y), nrow=len(alphas), max_tile=widgets.PREVIEW_TILE,
+                              caption=f"A plus 0 to {alpha:g} x (mean code of {names[to_c]} - mean code of "
+                                      f"{names[from_c]}){as_class}")

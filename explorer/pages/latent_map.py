@@ -1,45 +1,23 @@
 """Latent map: the dataset's codes in 2-D, coloured by label; select points to see them."""
 from types import MappingProxyType
 
-import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
-import torch
 
-from explorer import jobs, session, startup, widgets
-from vae_core import explore, project
+from explorer import figures, jobs, limits, selection, session, startup
+from vae_core import project
 
 st.title("Latent map")
 METHODS = MappingProxyType({"PCA": "pca", "t-SNE": "tsne", "UMAP": "umap"})
 CODES_2D = "Codes (2-D latent)"
 
 
-def figure(points, idx, data, colour: str, prior: bool) -> go.Figure:
-    """One WebGL trace per class (or one coloured by a factor); customdata holds dataset indices."""
-    fig = go.Figure()
+def map_figure(points, idx, data, colour: str, method: str, codes):
     ids = idx.numpy()
-    if colour == "label" and data.labels is not None:
-        labels = data.labels[idx].numpy()
-        for c in np.unique(labels):
-            m = labels == c
-            name = data.class_names[c] if c < len(data.class_names) else str(c)
-            fig.add_trace(go.Scattergl(x=points[m, 0], y=points[m, 1], mode="markers", name=name,
-                                       customdata=ids[m], marker=dict(size=4, opacity=0.7),
-                                       hovertemplate=f"class {name}<br>image %{{customdata}}<extra></extra>"))
-    else:
-        f = data.factor_names.index(colour) if colour in data.factor_names else None
-        fig.add_trace(go.Scattergl(
-            x=points[:, 0], y=points[:, 1], mode="markers", customdata=ids, name="images",
-            marker=dict(size=4, opacity=0.7, color=None if f is None else data.factors[idx, f].numpy(),
-                        colorscale="Viridis", showscale=f is not None, colorbar=dict(title=colour)),
-            hovertemplate="image %{customdata}<extra></extra>"))
-    if prior:   # contours of the N(0, I) prior: 1, 2 and 3 standard deviations
-        for r in (1, 2, 3):
-            fig.add_shape(type="circle", x0=-r, y0=-r, x1=r, y1=r, line=dict(color="grey", dash="dot", width=1))
-        fig.update_yaxes(scaleanchor="x", scaleratio=1)
-    fig.update_layout(height=560, margin=dict(l=10, r=10, t=10, b=10), dragmode="lasso",
-                      legend=dict(itemsizing="constant"))
-    return fig
+    labels = data.labels[idx].numpy() if colour == "label" and data.labels is not None else None
+    f = data.factor_names.index(colour) if colour in data.factor_names else None
+    return figures.latent_map(points, ids, labels=labels, class_names=data.class_names,
+                              factor=None if f is None else data.factors[idx, f].numpy(), factor_name=colour,
+                              axes=figures.map_axis_titles(method, points, codes), prior=method == "codes")
 
 
 with session.guard("The latent map"):
@@ -55,52 +33,41 @@ with session.guard("The latent map"):
     colour = c3.selectbox("Colour by", colours, key="map_colour")
     params = {}
     if method == "t-SNE":
-        params["perplexity"] = st.slider("Perplexity", 5.0, 50.0, 30.0, 1.0, key="map_perplexity")
+        top = max(1.0, min(50.0, float(int(project.max_perplexity(n)))))
+        params["perplexity"] = st.slider("Perplexity", 1.0, top, min(30.0, top), 1.0, key="map_perplexity")
     elif method == "UMAP":
         p1, p2 = st.columns(2)
         params["n_neighbors"] = p1.slider("Neighbours", 5, 50, 15, key="map_neighbors")
         params["min_dist"] = p2.slider("Minimum distance", 0.0, 0.99, 0.1, 0.01, key="map_min_dist")
 
+    limits.settings().check_points(model, n, METHODS.get(method, "pca"))
     codes, idx = jobs.codes_for(ctx, n)
+    sid = session.session_id()
     if method == CODES_2D:
-        points, pending = codes.numpy(), None
+        jobs.queue().forget(sid)              # an instant map: a slow one this session asked for is not wanted now
+        points, pending, shown = codes.numpy(), None, "codes"
     else:
-        points, pending = jobs.projection(ctx, session.session_id(), codes, METHODS[method], params,
-                                          after=startup.warm_up().done)
+        points, pending = jobs.projection(ctx, sid, codes, METHODS[method], params, after=startup.warm_up().done)
+        shown = "pca" if pending is not None else METHODS[method]
     if pending is not None:
-        ahead = jobs.queue().ahead_of(session.session_id())
-        st.info(f"{method} is running in the background" + (f" after {ahead} other map{'s' * (ahead > 1)}"
-                                                            if ahead else "") +
-                "; PCA is shown until it is ready.")
-
         @st.fragment(run_every=jobs.WAIT_POLL_S)
         def wait_for_map():
             if pending.done:
                 st.rerun()
+            ahead = jobs.queue().ahead_of(sid)
+            st.progress(pending.fraction, text=jobs.describe(pending, method, ahead) + "; PCA is shown until it is ready.")
 
         wait_for_map()
-    st.caption(f"{len(codes):,} images of {data.name}, {'posterior means' if method == CODES_2D else method if pending is None else 'PCA'}"
+    where = "posterior means" if method == CODES_2D else method if pending is None else "PCA"
+    st.caption(f"{figures.plural(len(codes), 'image')} of {data.name}, {where}"
                " - select points (click, box or lasso) to see them.")
-    event = st.plotly_chart(figure(points, idx, data, colour, method == CODES_2D), key="map_chart",
-                            on_select="rerun", selection_mode=("points", "box", "lasso"))
+    fig = map_figure(points, idx, data, colour, shown, codes)
+    event = st.plotly_chart(fig, key="map_chart", on_select="rerun", selection_mode=("points", "box", "lasso"))
 
-    picked = widgets.selected_points(event)
     typed = st.text_input("Or show images by index", key="map_pick", placeholder="e.g. 3, 17, 42")
-    position = {int(i): p for p, i in enumerate(idx.tolist())}
-    if typed.strip():
-        wanted = widgets.parse_indices(typed)
-        missing = [i for i in wanted if i not in position]
-        if missing:
-            st.warning(f"Not among the mapped points: {missing[:10]}; raise the number of points to include them.")
-        picked = [i for i in wanted if i in position] + picked
-    picked = list(dict.fromkeys(picked))[:12]
+    wanted = selection.parse_indices(typed) if typed.strip() else []
+    picked, notes = selection.resolve(wanted, selection.selected_indices(event, fig), idx.numpy(), data)
+    for note in notes:
+        st.warning(note)
     if picked:
-        st.subheader(f"{len(picked)} selected")
-        x = data.images[picked].float() / 255
-        widgets.show_grid(torch.cat([x, explore.reconstruct(model, data, picked)]), nrow=len(picked), target=56,
-                     caption="top: the originals; bottom: their reconstructions")
-        k = st.slider("Nearest neighbours in latent space", 1, 12, 6, key="map_k")
-        near = project.nearest_neighbours(codes, [position[i] for i in picked[:4]], k)     # (q, k) positions
-        rows = [[i, *idx[near[r]].tolist()] for r, i in enumerate(picked[:4])]
-        widgets.show_grid(data.images[sum(rows, [])].float() / 255, nrow=k + 1, target=56,
-                     caption="each row: a selected image, then its nearest neighbours by posterior mean")
+        selection.show(ctx, codes, idx, picked)

@@ -3,7 +3,7 @@ import inspect
 
 import streamlit as st
 
-from explorer import inspector, session, widgets
+from explorer import figures, inspector, limits, session, widgets
 from vae_core import codebook, explore, images, layers
 from vae_core.models import VAEBase
 
@@ -28,9 +28,11 @@ with session.guard("Sampling"):
     elif codebook.has_code_prior(model):
         options["top_k"] = inspector.top_k_slider(model, "sample_top_k")
     draw = st.session_state.get("sample_draw", 0)
+    limits.settings().check_images(model, n, "samples")
     x = explore.sample_grid(model, n, seed=int(seed) * 1_000_003 + draw, temperature=temperature, y=y, **options)
-    img = widgets.show_grid(x, caption=f"{n} samples, temperature {temperature:g}, seed {seed}" +
-                       (f", draw {draw}" if draw else ""))
+    label = f", class {widgets.class_names(model, ctx.data)[y]}" if y is not None else ""
+    img = widgets.show_grid(x, caption=f"{figures.plural(n, 'sample')}{label}, temperature {temperature:g}, "
+                                       f"seed {seed}" + (f", draw {draw}" if draw else ""))
     st.download_button("Download the grid (PNG)", images.png_bytes(img), file_name="samples.png",
                        mime="image/png", key="sample_download")
     if layers.is_hierarchical(model):

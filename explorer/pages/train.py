@@ -1,17 +1,16 @@
-"""Train: a run in the background, watched live; then explore, save or push it."""
-import os
+"""Train: a run in the background, watched live; then explore, save (or download) or push it."""
 import time
 from pathlib import Path
 from types import MappingProxyType
 
-import plotly.graph_objects as go
 import streamlit as st
 
 import vae_core
-from explorer import jobs, loaders, session, sidebar, widgets
+from explorer import figures, jobs, loaders, session, sidebar, widgets
 from explorer.limits import Settings
-from vae_core import ModelInfo, models
-from vae_core.data import app_datasets
+from explorer.private_runs import private_runs
+from vae_core import ModelInfo, VAEError, models
+from vae_core.checkpoint import zip_folder
 from vae_core.hub import push_to_hub
 from vae_core.live import TrainingJob
 from vae_core.train import RunConfig
@@ -36,19 +35,6 @@ def run_config(dataset: str, family: str, latent: int, beta: float, anneal: str,
     return RunConfig(model_cfg, train_cfg), data
 
 
-def loss_figure(history: list[dict]) -> go.Figure:
-    fig = go.Figure()
-    steps = [h["step"] for h in history]
-    names = [k for k in history[0] if k not in ("step", "epoch", "kl_weight")]   # kl_weight is a schedule, not a loss
-    if all(abs(h["loss"] - h["total"]) < 1e-6 for h in history):
-        names.remove("loss")                  # a plain ELBO optimises exactly the total: one line, not two
-    for name in names:
-        fig.add_trace(go.Scatter(x=steps, y=[h[name] for h in history], name=name, mode="lines"))
-    fig.update_layout(height=320, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="step",
-                      yaxis_type="log" if all(h["loss"] > 0 for h in history) else "linear")
-    return fig
-
-
 def show_progress(job: TrainingJob) -> None:
     s = job.snapshot()
     eta = f", about {s.eta:.0f} s left" if s.eta is not None and not s.done else ""
@@ -60,7 +46,7 @@ def show_progress(job: TrainingJob) -> None:
         st.caption(s.message)
     left, right = st.columns([3, 2])
     if s.history:
-        left.plotly_chart(loss_figure(s.history), key="train_losses")
+        left.plotly_chart(figures.loss_figure(s.history), key="train_losses")
     if s.evals:
         e = s.evals[-1]
         left.caption(f"held-out after epoch {e['epoch']}: ELBO {e.get('elbo', float('nan')):.2f}, "
@@ -68,7 +54,7 @@ def show_progress(job: TrainingJob) -> None:
                      (f", active units {e['active_units']}/{e['latent_units']}" if "active_units" in e else ""))
     if s.samples is not None:
         with right:
-            widgets.show_grid(s.samples[:36], nrow=6, target=42, caption=f"samples after epoch {s.epoch} (fixed noise)")
+            widgets.show_grid(s.samples[:16], nrow=4, span=0.4, caption=f"samples after epoch {s.epoch} (fixed noise)")
 
 
 def explore_model(job: TrainingJob) -> None:
@@ -84,13 +70,24 @@ def explore_model(job: TrainingJob) -> None:
     st.session_state["model_kind"] = sidebar.SESSION_RUN
 
 
+def private_save(job: TrainingJob, name: str, limits: Settings) -> tuple[str, bytes]:
+    """Public mode: the run saved once into this session's private folder, and its zip (kept for reruns)."""
+    folder_name = limits.run_folder(name).name                     # the same rules for the name
+    kept = st.session_state.get("train_private")
+    if kept is None or kept[0] is not job or kept[1] != folder_name or not kept[2].is_dir():
+        folder = job.save(private_runs(limits.session_timeout).folder(session.session_id()) / folder_name)
+        kept = (job, folder_name, folder, zip_folder(folder))
+        st.session_state["train_private"] = kept
+    return str(kept[2]), kept[3]
+
+
 
 with session.guard("Training"):
     limits = Settings.from_env()
     job = st.session_state.get("train_job")
     running = job is not None and job.is_alive()
     c1, c2, c3, c4 = st.columns(4)
-    dataset = c1.selectbox("Dataset", app_datasets(), key="train_dataset", disabled=running)
+    dataset = c1.selectbox("Dataset", limits.datasets(), key="train_dataset", disabled=running)
     family = c2.selectbox("Model family", list(FAMILIES), format_func=FAMILIES.get, key="train_family",
                           disabled=running)
     latent = c3.number_input("Latent size", 1, 64, 8, key="train_latent", disabled=running,
@@ -106,6 +103,7 @@ with session.guard("Training"):
 
     b1, b2, _ = st.columns([1, 1, 4])
     if b1.button("Start", key="train_start", type="primary", disabled=running):
+        limits.check_dataset(dataset)
         config, data = run_config(dataset, family, int(latent), float(beta), anneal, int(epochs), float(lr))
         job = TrainingJob(config, data, loaders.load_data(dataset, "test"), limits=limits.training,
                           slots=jobs.training_slots(limits.max_jobs, limits.max_jobs_per_session),
@@ -135,15 +133,25 @@ with session.guard("Training"):
         d1.button("Explore it", key="train_explore", on_click=explore_model, args=(job,),
                   help="Make this run the current model of every page (sidebar: This session's run).")
         name = d2.text_input("Run folder name", value=f"run-{time.strftime('%Y%m%d-%H%M%S')}", key="train_save_name")
-        if d2.button("Save as run folder", key="train_save"):
+        if limits.public:                      # the run stays private to this session: it leaves as a download
+            saved, archive = private_save(job, name, limits)
+            d2.download_button("Download the run (zip)", archive, file_name=f"{Path(saved).name}.zip",
+                               mime="application/zip", key="train_download",
+                               help="The run folder, zipped: unzip it and open it with vae_core.load_model('NAME'). "
+                                    "This server deletes its copy when you close the tab.")
+        elif d2.button("Save as run folder", key="train_save"):
             folder = job.save(limits.run_folder(name))
             d2.success(f"Saved to {folder}; open it with Model source: Folder.")
             st.session_state["train_saved"] = str(folder)
         repo = d3.text_input("Hub repo id", key="train_repo", placeholder="org/name")
         token = d3.text_input("Hub token (write access)", type="password", key="train_token",
-                              help="Used for this push only: never logged or written anywhere. "
-                                   "Leave it empty to use the server's HF_TOKEN.")
+                              help="Used for this push only: never logged, kept or written anywhere. "
+                                   "This server's own token is never used.")
         if d3.button("Push to the Hub", key="train_push"):
-            saved = st.session_state.get("train_saved") or str(job.save(limits.run_folder(name)))
-            url = push_to_hub(Path(saved), repo.strip(), token or os.environ.get("HF_TOKEN"))
+            if not token:
+                raise VAEError("Pushing needs your own Hugging Face token with write access: type it in the token "
+                               "box (huggingface.co/settings/tokens).")
+            saved = private_save(job, name, limits)[0] if limits.public else \
+                st.session_state.get("train_saved") or str(job.save(limits.run_folder(name)))
+            url = push_to_hub(Path(saved), repo.strip(), token)
             d3.success(f"Pushed: {url}")

@@ -2,15 +2,20 @@
 import streamlit as st
 import torch
 
-from explorer import inspector, loaders, session, widgets
+from explorer import handoff, inspector, limits, loaders, session, widgets
 from vae_core import explore, layers
 
 st.title("Traverse")
 RANGE = 4.0          # slider range, in prior standard deviations
+BASES = ("Dataset image", "Random sample", "Zero")
+MAX_STEPS = 9        # traversal columns: a row of readable tiles across the page
+MAX_PLANE = 10       # the latent plane's side, in tiles
 
 
-def base_code(model, ctx, mode: str):
+def base_code(model, ctx, mode: str, chosen):
     """The code the sliders start from, and a caption for it."""
+    if mode == handoff.SOURCE:
+        return chosen.z.clone(), None, chosen.caption
     if mode == "Dataset image":
         data = ctx.require_data()
         i = int(st.number_input("Image index", 0, len(data) - 1, 0, key="traverse_index"))
@@ -34,7 +39,7 @@ def sliders_and_grids(model, stats, base, original, where, mode, y, model_key: s
         n = explore.num_units(model)
         keys = [f"traverse_z{u}" for u in range(n)]
         start = [0.0] * n if spatial else base.flatten().tolist()
-        signature = (model_key, mode, where)
+        signature = (model_key, mode, where, hash(base.float().numpy().tobytes()))
         # Sliders start at the base code; a new base (or a new model) moves them there. (Streamlit
         # drops all of a page's widget values together when another page runs: one check suffices.)
         if st.session_state.get("traverse_signature") != signature or keys[0] not in st.session_state:
@@ -62,28 +67,38 @@ def sliders_and_grids(model, stats, base, original, where, mode, y, model_key: s
             images = [explore.decode(model, z, y)]
             if original is not None:
                 images.insert(0, original)
-            widgets.show_grid(torch.cat(images), nrow=len(images), target=168,
-                         caption=("original, " if original is not None else "") + "decoded from the sliders")
+            widgets.show_grid(torch.cat(images), nrow=len(images), span=1 / 3, max_tile=widgets.PREVIEW_TILE,
+                              caption=("original, " if original is not None else "") + "decoded from the sliders")
 
         st.subheader("Traversal grid")
         g1, g2 = st.columns(2)
         rows = g1.slider("Rows (top units)", 1, n, min(8, n), key="traverse_rows")
-        steps = g2.slider("Columns (values from -3 to 3)", 3, 15, 7, 2, key="traverse_cols")
+        steps = g2.slider("Columns (values from -3 to 3)", 3, MAX_STEPS, 7, 2, key="traverse_cols")
         top = list(stats.order[:rows])
+        limits.settings().check_images(model, rows * steps, "traversal images")
         grid = explore.traversal_grid(model, z, top, stats, -3.0, 3.0, steps, y=y)
-        widgets.show_grid(grid, nrow=steps, target=56, caption="rows: " + ", ".join(f"z{u}" for u in top) +
-                     f"; columns: {steps} values from -3 to 3" + (" (x the channel's spread)" if spatial else ""))
+        widgets.show_grid(grid, nrow=steps, wrap=False, caption="rows: " + ", ".join(f"z{u}" for u in top) +
+                          f"; columns: {steps} values from -3 to 3" + (" (x the channel's spread)" if spatial else ""))
 
 
 with session.guard("Traversal"):
     ctx = session.context()
     model = ctx.require_model()
-    stats = loaders.unit_stats(ctx.model_key, ctx.data_key, model, ctx.data)
+    stats = loaders.unit_stats(ctx.model_key, ctx.data_key, model, ctx.data,
+                               min(1000, limits.settings().max_images(model)))
+    chosen = handoff.receive("traverse", ctx.model_key)
+    bases = list(BASES) + ([handoff.SOURCE] if chosen is not None else [])
+    if chosen is not None and handoff.take_fresh("traverse"):        # just sent from the latent map
+        st.session_state["traverse_base"] = handoff.SOURCE
+        if chosen.y is not None:
+            st.session_state["traverse_class"] = chosen.y
+    if st.session_state.get("traverse_base") not in bases:
+        st.session_state["traverse_base"] = bases[0]
     top_left, _ = st.columns([1, 2])
     with top_left:
-        mode = st.radio("Base code", ["Dataset image", "Random sample", "Zero"], key="traverse_base", horizontal=True)
+        mode = st.radio("Base code", bases, key="traverse_base", horizontal=True)
         y = widgets.class_picker(model, ctx.data, "traverse_class")
-        base, original, where = base_code(model, ctx, mode)
+        base, original, where = base_code(model, ctx, mode, chosen)
     if ctx.data is None:
         st.caption("Units are in their natural order: choose a matching dataset to order them by KL.")
 
@@ -96,6 +111,8 @@ if layers.is_hierarchical(model):
 if model.latent_shape == (2,):
     with session.guard("Traversal"):
         st.subheader("The latent plane")
-        m = st.slider("Grid size", 5, 30, 15, key="traverse_manifold")
-        widgets.show_grid(explore.manifold_grid(model, m, y=y), nrow=m, target=28,
-                     caption=f"decoded at {m}x{m} evenly spaced quantiles of N(0, 1): z1 left to right, z2 bottom to top")
+        m = st.slider("Grid size", 3, MAX_PLANE, MAX_PLANE, key="traverse_manifold")
+        limits.settings().check_images(model, m * m, "manifold images")
+        widgets.show_grid(explore.manifold_grid(model, m, y=y), nrow=m, wrap=False,
+                          caption=f"decoded at {m}x{m} evenly spaced quantiles of N(0, 1): "
+                                  f"{explore.PLANE_AXES[0]} left to right, {explore.PLANE_AXES[1]} bottom to top")

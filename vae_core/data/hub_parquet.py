@@ -19,7 +19,7 @@ import torch
 
 from ..checkpoint import atomic_file
 from ..errors import VAEError
-from ..hub import apply_request_timeout, hub_error
+from ..hub import apply_request_timeout, hub_error, hub_name
 from ..settings import DEFAULT_MAX_IMAGES, cache_dir
 from .decode import ImageCollector
 from .imageset import ImageSet, Progress, split_indices
@@ -221,9 +221,9 @@ def _read_hub(repo: str, revision: str | None, split: str, column: str | None, l
     train (or only) split, so they never overlap."""
     commit, files, fetch, notes = _hub_parquet_files(repo, revision)
     if not files:
-        raise VAEError(f"Dataset repo {repo!r}{'@' + revision if revision else ''} has no parquet files; "
+        raise VAEError(f"Dataset repo {hub_name(repo, revision)!r} has no parquet files; "
                        f"try its converted branch, hf:{repo}@refs/convert/parquet.")
-    config_name, by_split = _pick_files(repo, files, config)
+    config_name, by_split = _pick_files(hub_name(repo, revision), files, config)
     source, share = split, None
     own = split not in ("train", "test") or {"train", "test"} <= set(by_split)
     if split == "all":
@@ -236,7 +236,7 @@ def _read_hub(repo: str, revision: str | None, split: str, column: str | None, l
         notes.append(f"The Hub dataset has no train and test splits; this {split} split is a fixed "
                      f"{'80' if split == 'train' else '20'}% share of its {source!r} split.")
     else:
-        raise VAEError(f"Dataset {repo!r} has no split {split!r}; it has {', '.join(by_split)}.")
+        raise VAEError(f"Dataset {hub_name(repo, revision)!r} has no split {split!r}; it has {', '.join(by_split)}.")
     key = {"repo": repo, "commit": commit, "config": config_name, "split": source, "column": column, "label": label,
            "max_images": max_images, "image_size": image_size, "channels": channels, "version": _HF_DECODE_VERSION}
     data = _read_cached_decode(key)

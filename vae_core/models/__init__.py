@@ -4,8 +4,9 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Mapping
 
+from ..config import brief
 from ..errors import VAEError
-from .base import ModelConfig, Posterior, VAEBase, check_param_budget
+from .base import ModelConfig, Posterior, VAEBase, check_decode_cost, check_param_budget
 from .conv import ConvConfig, ConvVAE
 from .hvae import HVAE, HierarchicalVAE, HVAEConfig, HVAEConv, HVAEConvConfig
 from .mlp import CVAEConfig, MLPConfig, MLPVAE
@@ -26,8 +27,8 @@ def config_from_dict(d: dict) -> ModelConfig:
         raise VAEError("The model config has no 'model_type'; it must name one of "
                        f"{sorted(MODEL_TYPES)}.")
     kind = d["model_type"]
-    if kind not in MODEL_TYPES:
-        raise VAEError(f"Unknown model type {kind!r}; choose one of {sorted(MODEL_TYPES)}.")
+    if not isinstance(kind, str) or kind not in MODEL_TYPES:
+        raise VAEError(f"Unknown model type {brief(kind)}; choose one of {sorted(MODEL_TYPES)}.")
     cfg = MODEL_TYPES[kind][0].from_dict(d)
     check_param_budget(cfg)
     return cfg
@@ -43,6 +44,6 @@ def build_model(config: ModelConfig | dict) -> VAEBase:
     return MODEL_TYPES[config.model_type][1](config)
 
 
-__all__ = ["MODEL_TYPES", "ModelConfig", "Posterior", "VAEBase", "build_model", "config_from_dict",
+__all__ = ["MODEL_TYPES", "ModelConfig", "Posterior", "VAEBase", "build_model", "check_decode_cost", "config_from_dict",
            "MLPConfig", "CVAEConfig", "ConvConfig", "VQConfig", "MLPVAE", "ConvVAE", "VQVAE",
            "HVAEConfig", "HVAEConvConfig", "HVAE", "HVAEConv", "HierarchicalVAE"]

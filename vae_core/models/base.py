@@ -17,8 +17,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import from_dict, to_dict
+from ..config import brief, from_dict, to_dict
 from ..errors import VAEError
+from ..settings import LoadPolicy
 
 LOG_2PI = math.log(2 * math.pi)
 Likelihood = Literal["bernoulli", "gaussian", "gaussian-learned", "laplace"]
@@ -116,7 +117,7 @@ class ModelConfig:
     def validate(self) -> None:
         name = type(self).__name__
         if len(self.in_shape) != 3 or any(s <= 0 for s in self.in_shape):
-            raise VAEError(f"{name}.in_shape must be three positive integers (C, H, W), got {list(self.in_shape)}.")
+            raise VAEError(f"{name}.in_shape must be three positive integers (C, H, W), got {brief(list(self.in_shape))}.")
         c, h, w = self.in_shape
         if c not in (1, 3):
             raise VAEError(f"{name}.in_shape has {c} channels; only 1 (grey) or 3 (RGB) are supported.")
@@ -126,15 +127,20 @@ class ModelConfig:
         if self.sigma <= 0 or self.laplace_scale <= 0:
             raise VAEError(f"{name}.sigma and laplace_scale must be positive.")
         if self.num_classes < 0 or self.num_classes > MAX_WIDTH:
-            raise VAEError(f"{name}.num_classes must be between 0 and {MAX_WIDTH}, got {self.num_classes}.")
+            raise VAEError(f"{name}.num_classes must be between 0 and {MAX_WIDTH}, got {brief(self.num_classes)}.")
 
     def estimated_params(self) -> int:
         raise NotImplementedError
 
+    def decode_values(self) -> int:
+        """Values one decoded image holds at the decoder's widest layer (at least the image's C*H*W):
+        what decoding one image costs in memory, so budgets can be checked before anything runs."""
+        return math.prod(self.in_shape)
+
 
 def _positive(cls_name: str, field: str, value: int, limit: int = MAX_WIDTH) -> None:
     if value <= 0 or value > limit:
-        raise VAEError(f"{cls_name}.{field} must be between 1 and {limit}, got {value}.")
+        raise VAEError(f"{cls_name}.{field} must be between 1 and {limit}, got {brief(value)}.")
 
 
 def check_param_budget(cfg: ModelConfig) -> None:
@@ -142,6 +148,19 @@ def check_param_budget(cfg: ModelConfig) -> None:
     if n > MAX_PARAMS:
         raise VAEError(f"This {cfg.model_type} config would have about {n:,} parameters "
                        f"(limit {MAX_PARAMS:,}); reduce its layer sizes.")
+
+
+def check_decode_cost(config: ModelConfig, policy: LoadPolicy, source: str = "This model") -> None:
+    """Refuse a model whose one decoded image is larger than the policy allows, before it is built."""
+    c, h, w = config.in_shape
+    pixels = c * h * w
+    if policy.max_output_pixels and pixels > policy.max_output_pixels:
+        raise VAEError(f"{source} makes {c}x{h}x{w} images ({pixels:,} values each); this server decodes images "
+                       f"of at most {policy.max_output_pixels:,} values. Pick a model for smaller images.")
+    widest = config.decode_values()
+    if policy.max_decode_values and widest > policy.max_decode_values:
+        raise VAEError(f"Decoding one image of {source} holds {widest:,} values at its widest layer; this server "
+                       f"allows at most {policy.max_decode_values:,} per image. Pick a smaller model.")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from typing import ClassVar
 import torch
 import torch.nn as nn
 
+from ..config import brief
 from ..errors import VAEError
 from .base import ModelConfig, Posterior, VAEBase, _positive
 
@@ -26,10 +27,10 @@ class ConvConfig(ModelConfig):
         name = type(self).__name__
         c, h, w = self.in_shape
         if h != w or h not in SUPPORTED_SIZES:
-            raise VAEError(f"{name} needs square images of {SUPPORTED_SIZES} pixels, got {h}x{w}; "
+            raise VAEError(f"{name} needs square images of {SUPPORTED_SIZES} pixels, got {brief(h)}x{brief(w)}; "
                            "resize the dataset (--image-size 28) or use the mlp model.")
         if not 1 <= len(self.channels) <= 4:
-            raise VAEError(f"{name}.channels must list 1 to 4 layers, got {list(self.channels)}.")
+            raise VAEError(f"{name}.channels must list 1 to 4 layers, got {brief(list(self.channels))}.")
         if h % (2 ** len(self.channels)):
             raise VAEError(f"{name}: {h}-pixel images cannot be halved {len(self.channels)} times; "
                            "use fewer channels entries.")
@@ -49,6 +50,17 @@ class ConvConfig(ModelConfig):
         fc = (flat * self.fc_dim + self.fc_dim * 2 * self.latent_dim
               + self.latent_dim * self.fc_dim + self.fc_dim * flat)
         return conv + fc
+
+    def decode_values(self) -> int:
+        return max(self.fc_dim, transposed_values(self.channels, self.in_shape))
+
+
+def transposed_values(channels: tuple[int, ...], in_shape: tuple[int, ...]) -> int:
+    """The widest output of ``conv_decoder`` for one image: each layer doubles the side."""
+    c, h, _ = in_shape
+    side = h // 2 ** len(channels)
+    outs = [*reversed(channels), c]                   # the feature map, then each layer's output
+    return max(ch * (side * 2 ** i) ** 2 for i, ch in enumerate(outs))
 
 
 def conv_encoder(chans: list[int]) -> nn.Sequential:

@@ -20,15 +20,16 @@ and never ``trust_remote_code``; every weight must be found (no silently random 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 
 import torch
 
+from ..config import brief
 from ..errors import VAEError
-from ..settings import MAX_WEIGHTS_BYTES
-from .base import MAX_PARAMS, MAX_WIDTH, Likelihood, ModelConfig, Posterior, VAEBase
+from ..settings import MAX_WEIGHTS_BYTES, LoadPolicy
+from ..checkpoint import load_json
+from .base import MAX_PARAMS, MAX_WIDTH, Likelihood, ModelConfig, Posterior, VAEBase, check_decode_cost
 
 SUPPORTED = ("AutoencoderKL", "AutoencoderTiny")
 DIFFUSERS_VERSION = "0.42.1"          # the version requirements-extras.txt pins and the tests run
@@ -41,7 +42,7 @@ PIXELS_PER_CHUNK = 2 ** 18            # images per forward pass = this / (H * W)
 
 
 def is_diffusers_config(d) -> bool:
-    return isinstance(d, dict) and str(d.get("_class_name", "")).startswith("Autoencoder")
+    return isinstance(d, dict) and isinstance(d.get("_class_name"), str) and d["_class_name"].startswith("Autoencoder")
 
 
 def import_diffusers():
@@ -70,6 +71,7 @@ class DiffusersConfig(ModelConfig):
     shift_factor: float = 0.0
     latents_mean: tuple[float, ...] = ()         # per-channel statistics, where the config has them
     latents_std: tuple[float, ...] = ()
+    widest_decode: int = 0                       # values one image's decode holds at its widest layer
 
     @property
     def model_type(self) -> str:                 # a property: one config class serves both families
@@ -94,6 +96,9 @@ class DiffusersConfig(ModelConfig):
 
     def estimated_params(self) -> int:
         return 0                                 # checked on the diffusers config instead (_check_sizes)
+
+    def decode_values(self) -> int:
+        return max(math.prod(self.in_shape), self.widest_decode)
 
 
 class DiffusersVAE(VAEBase):
@@ -167,26 +172,49 @@ class DiffusersVAE(VAEBase):
 # Loading
 
 
+def _ints(d: dict, key: str, default: list[int], where: Path) -> list[int]:
+    v = d.get(key, default)
+    if not isinstance(v, list) or not 1 <= len(v) <= 16 or any(isinstance(c, bool) or not isinstance(c, int) for c in v):
+        raise VAEError(f"{where}: {key} must be a list of 1 to 16 integers, got {brief(v)}.")
+    return v
+
+
 def _check_sizes(d: dict, where: Path) -> None:
     """Refuse absurd configs before diffusers allocates anything (a rough parameter count)."""
     if d.get("in_channels", 3) not in (1, 3) or d.get("out_channels", 3) != d.get("in_channels", 3):
         raise VAEError(f"{where}: only VAEs for 1- or 3-channel images with as many output channels are supported.")
     latent = d.get("latent_channels", 4)
-    if not isinstance(latent, int) or not 1 <= latent <= 256:
-        raise VAEError(f"{where}: latent_channels must be between 1 and 256, got {latent!r}.")
+    if isinstance(latent, bool) or not isinstance(latent, int) or not 1 <= latent <= 256:
+        raise VAEError(f"{where}: latent_channels must be between 1 and 256, got {brief(latent)}.")
     if d["_class_name"] == "AutoencoderKL":
-        widths, per_block = d.get("block_out_channels", [64]), 2 * d.get("layers_per_block", 1) + 2
-        blocks = [(c, per_block) for c in widths] * 2               # encoder and decoder
+        per = d.get("layers_per_block", 1)
+        if isinstance(per, bool) or not isinstance(per, int) or not 1 <= per <= 16:
+            raise VAEError(f"{where}: layers_per_block must be between 1 and 16, got {brief(per)}.")
+        blocks = [(c, 2 * per + 2) for c in _ints(d, "block_out_channels", [64], where)] * 2   # encoder and decoder
     else:
-        blocks = [(c, 2 * n + 1) for c, n in zip(d.get("encoder_block_out_channels", [64] * 4),
-                                                  d.get("num_encoder_blocks", [1, 3, 3, 3]))]
-        blocks += [(c, 2 * n + 1) for c, n in zip(d.get("decoder_block_out_channels", [64] * 4),
-                                                   d.get("num_decoder_blocks", [3, 3, 3, 1]))]
-    if any(not isinstance(c, int) or not 1 <= c <= MAX_WIDTH for c, _ in blocks) or len(blocks) > 32:
+        blocks = [(c, 2 * n + 1) for c, n in zip(_ints(d, "encoder_block_out_channels", [64] * 4, where),
+                                                  _ints(d, "num_encoder_blocks", [1, 3, 3, 3], where))]
+        blocks += [(c, 2 * n + 1) for c, n in zip(_ints(d, "decoder_block_out_channels", [64] * 4, where),
+                                                   _ints(d, "num_decoder_blocks", [3, 3, 3, 1], where))]
+        up = d.get("upsampling_scaling_factor", 2)
+        if isinstance(up, bool) or not isinstance(up, int) or not 1 <= up <= 8:
+            raise VAEError(f"{where}: upsampling_scaling_factor must be between 1 and 8, got {brief(up)}.")
+    if any(not 1 <= c <= MAX_WIDTH or not 0 < k <= 64 for c, k in blocks) or len(blocks) > 32:
         raise VAEError(f"{where}: block widths must be between 1 and {MAX_WIDTH}, at most 16 blocks.")
     n = sum(9 * c * c * k for c, k in blocks)                       # 3x3 convolutions dominate
     if n > MAX_PARAMS:
         raise VAEError(f"{where}: this VAE would have about {n:,} parameters (limit {MAX_PARAMS:,}).")
+
+
+def widest_decode(d: dict, size: int) -> int:
+    """Values one image's decode holds at its widest layer, at the working size ``size``: each decoder
+    block's channels times its resolution (an estimate that the budgets use; checked on _check_sizes' config)."""
+    if d["_class_name"] == "AutoencoderKL":
+        widths = list(reversed(d.get("block_out_channels", [64])))            # the decoder runs from low to full resolution
+        return max(c * (size // 2 ** (len(widths) - 1 - i)) ** 2 for i, c in enumerate(widths))
+    widths = d.get("decoder_block_out_channels", [64] * 4)
+    up = d.get("upsampling_scaling_factor", 2)
+    return max(c * (size // up ** (len(widths) - 1 - i)) ** 2 for i, c in enumerate(widths))
 
 
 def _downsample(vae) -> int:
@@ -202,7 +230,7 @@ def _downsample(vae) -> int:
 
 
 def load_diffusers_vae(folder: str | Path, subfolder: str = "", *, image_size: int | None = None,
-                       source: str = "", revision: str = "") -> DiffusersVAE:
+                       source: str = "", revision: str = "", policy: LoadPolicy | None = None) -> DiffusersVAE:
     """Open the diffusers VAE in ``folder`` (or ``folder/subfolder``) as a ``DiffusersVAE`` on the CPU, in eval mode.
 
     ``image_size`` is the working side S of square images (default ``DEFAULT_IMAGE_SIZE``); it
@@ -211,10 +239,7 @@ def load_diffusers_vae(folder: str | Path, subfolder: str = "", *, image_size: i
     diffusers = import_diffusers()
     folder = Path(folder)
     where = folder / subfolder if subfolder else folder
-    try:
-        d = json.loads((where / "config.json").read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise VAEError(f"{where}/config.json cannot be read ({e}); it is not a diffusers VAE folder.") from None
+    d = load_json(where / "config.json")
     if not is_diffusers_config(d):
         raise VAEError(f"{where}/config.json is not a diffusers autoencoder config.")
     if d["_class_name"] not in SUPPORTED:
@@ -231,6 +256,9 @@ def load_diffusers_vae(folder: str | Path, subfolder: str = "", *, image_size: i
     size = DEFAULT_IMAGE_SIZE if image_size is None else image_size
     if not isinstance(size, int) or not 8 <= size <= MAX_IMAGE_SIZE:
         raise VAEError(f"image_size must be an integer between 8 and {MAX_IMAGE_SIZE}, got {size!r}.")
+    probe = DiffusersConfig(in_shape=(d.get("in_channels", 3), size, size), latent_dim=d.get("latent_channels", 4),
+                            class_name=d["_class_name"], downsample=1, widest_decode=widest_decode(d, size))
+    check_decode_cost(probe, policy or LoadPolicy(), f"This {d['_class_name']} at {size}x{size}")
 
     cls = getattr(diffusers, d["_class_name"])
     level = diffusers.utils.logging.get_verbosity()
@@ -254,7 +282,8 @@ def load_diffusers_vae(folder: str | Path, subfolder: str = "", *, image_size: i
         source=source or str(folder), revision=revision, subfolder=subfolder, downsample=_downsample(vae),
         scaling_factor=float(cfg.scaling_factor), shift_factor=float(getattr(cfg, "shift_factor", None) or 0.0),
         latents_mean=tuple(float(v) for v in (getattr(cfg, "latents_mean", None) or ())),
-        latents_std=tuple(float(v) for v in (getattr(cfg, "latents_std", None) or ())))
+        latents_std=tuple(float(v) for v in (getattr(cfg, "latents_std", None) or ())),
+        widest_decode=widest_decode(d, size))
     config.validate()
     vae.requires_grad_(False)                                # the explorer never trains these
     return DiffusersVAE(vae.eval(), config).eval()

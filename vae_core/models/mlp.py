@@ -7,6 +7,7 @@ from typing import ClassVar
 
 import torch
 
+from ..config import brief
 from ..errors import VAEError
 from .base import MAX_WIDTH, ModelConfig, Posterior, VAEBase, _positive, mlp
 
@@ -31,6 +32,9 @@ class MLPConfig(ModelConfig):
         dec = [self.latent_dim + self.num_classes, *reversed(self.hidden_dims), d]
         return sum(a * b + b for s in (enc, dec) for a, b in zip(s[:-1], s[1:]))
 
+    def decode_values(self) -> int:
+        return max(math.prod(self.in_shape), *self.hidden_dims)
+
 
 @dataclasses.dataclass(frozen=True)
 class CVAEConfig(MLPConfig):
@@ -42,7 +46,7 @@ class CVAEConfig(MLPConfig):
     def validate(self) -> None:
         super().validate()
         if not 1 <= self.num_classes <= MAX_WIDTH:
-            raise VAEError(f"CVAEConfig.num_classes must be at least 1, got {self.num_classes}.")
+            raise VAEError(f"CVAEConfig.num_classes must be at least 1, got {brief(self.num_classes)}.")
 
 
 class MLPVAE(VAEBase):

@@ -8,9 +8,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..config import brief
 from ..errors import VAEError
 from .base import ModelConfig, Posterior, VAEBase, _gen_device, _positive
-from .conv import SUPPORTED_SIZES, conv_decoder, conv_encoder
+from .conv import SUPPORTED_SIZES, conv_decoder, conv_encoder, transposed_values
 from .vq_prior import CodeTransformer
 
 
@@ -29,7 +30,7 @@ class VQConfig(ModelConfig):
         name = type(self).__name__
         c, h, w = self.in_shape
         if h != w or h not in SUPPORTED_SIZES:
-            raise VAEError(f"{name} needs square images of {SUPPORTED_SIZES} pixels, got {h}x{w}.")
+            raise VAEError(f"{name} needs square images of {SUPPORTED_SIZES} pixels, got {brief(h)}x{brief(w)}.")
         if not 1 <= len(self.channels) <= 4 or h % (2 ** len(self.channels)):
             raise VAEError(f"{name}.channels must list 1 to 4 layers that halve {h} evenly.")
         for ch in self.channels:
@@ -45,6 +46,9 @@ class VQConfig(ModelConfig):
     def estimated_params(self) -> int:
         chans = [self.in_shape[0], *self.channels, self.latent_dim]
         return 2 * sum(a * b * 16 + b for a, b in zip(chans[:-1], chans[1:])) + self.codebook_size * self.latent_dim
+
+    def decode_values(self) -> int:
+        return max(self.latent_dim * self.grid ** 2, transposed_values(self.channels, self.in_shape))
 
 
 def codebook_perplexity(counts: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,386 @@
+"""Budgets: every cost a visitor's input sets is checked against a configured limit before anything is
+allocated, and a hostile file or size is refused quickly and cheaply, with a message naming the limit.
+
+Allocation is measured two ways around each refusal: the process's peak resident memory (Linux's
+VmHWM, reset through /proc/self/clear_refs, which sees torch's and numpy's allocations too) and
+tracemalloc's peak of Python allocations.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import re
+import time
+import tracemalloc
+from pathlib import Path
+
+import pytest
+import torch
+
+import vae_core
+from explorer import limits as limits_module
+from explorer.limits import Settings
+from tests.app_conftest_helpers import assert_clean, errors, open_app
+from vae_core import VAEError
+from vae_core.models import ConvConfig, MLPConfig, build_model
+
+PUBLIC = Settings(public=True)
+MB = 2 ** 20
+
+
+def _status_kb(field: str) -> int | None:
+    try:
+        text = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    m = re.search(rf"^{field}:\s+(\d+) kB", text, re.M)
+    return int(m.group(1)) if m else None
+
+
+def _reset_peak() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")      # resets VmHWM to the current VmRSS (Linux 4.0+)
+        return True
+    except OSError:
+        return False
+
+
+def refused_cheaply(fn, match: str, seconds: float = 1.0, megabytes: float = 100.0):
+    """``fn()`` raises a VAEError matching ``match`` within ``seconds``, the process's peak memory grows by
+    under ``megabytes`` (where Linux lets the peak be reset) and Python allocates under that too."""
+    gc.collect()
+    measured = _reset_peak()
+    rss0 = _status_kb("VmRSS")
+    tracemalloc.start()
+    t = time.perf_counter()
+    try:
+        with pytest.raises(VAEError, match=match) as info:
+            fn()
+        elapsed = time.perf_counter() - t
+        _, py_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    grown = (_status_kb("VmHWM") - rss0) / 1024 if measured and rss0 is not None else 0.0
+    assert elapsed < seconds, f"refused after {elapsed:.2f} s"
+    assert grown < megabytes, f"the process's peak grew by {grown:.0f} MB before the refusal"
+    assert py_peak < megabytes * MB, f"Python allocated {py_peak / MB:.0f} MB before the refusal"
+    assert len(str(info.value)) < 600 and "\n" not in str(info.value)       # one line, nothing echoed whole
+    return str(info.value)
+
+
+def test_the_allocation_measure_sees_what_it_should():
+    """The measure itself: 300 MB made by torch (invisible to tracemalloc) is seen through the peak."""
+    if not _reset_peak():
+        pytest.skip("this system cannot reset the peak resident memory")
+
+    def allocate():
+        x = torch.ones(300 * MB // 4)
+        del x
+        raise VAEError("allocated first")
+
+    with pytest.raises(AssertionError, match="peak grew"):
+        refused_cheaply(allocate, "allocated first", seconds=30)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile model folders, opened as a public server opens a Hub repo's files
+
+
+def _folder(tmp_path: Path, name: str, config, weights: bytes | None = None) -> Path:
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "config.json").write_text(config if isinstance(config, str) else json.dumps(config))
+    if weights is not None:
+        (folder / "model.safetensors").write_bytes(weights)
+    return folder
+
+
+def _open(folder):
+    return lambda: vae_core.open_model(folder, device="cpu",
+                                       policy=vae_core.settings.LoadPolicy(**{**PUBLIC.load_policy.__dict__,
+                                                                              "local_paths": True}))
+
+
+def _tiny_weights() -> bytes:
+    from safetensors.torch import save
+
+    return save({"w": torch.zeros(4)})
+
+
+HOSTILE = {
+    "100,000-deep nesting": ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    "a 5,000-digit integer": ('{"model_type": "mlp", "latent_dim": ' + "9" * 5000 + "}", "not valid JSON"),
+    "a 4,000-digit integer": ('{"model_type": "mlp", "latent_dim": ' + "9" * 4000 + "}", "latent_dim must be"),
+    "model_type a list": ({"model_type": ["mlp"]}, "Unknown model type"),
+    "model_type a mapping": ({"model_type": {"a": 1}}, "Unknown model type"),
+    "in_shape a mapping": ({"model_type": "mlp", "in_shape": {"c": 1}}, "list of integers"),
+    "in_shape floats": ({"model_type": "mlp", "in_shape": [1e308, 1, 1]}, "list of integers"),
+    "sigma a huge integer": ({"model_type": "mlp", "sigma": 10 ** 400}, "finite number"),
+    "10,000 unknown fields": ({"model_type": "mlp", **{f"f{'x' * 200}{i}": i for i in range(10_000)}},
+                              "Unknown field"),
+    "a JSON list": ("[1, 2, 3]", "not the mapping"),
+    "3x1024x1024 output, hidden width 1": ({"model_type": "mlp", "in_shape": [3, 1024, 1024], "hidden_dims": [1],
+                                            "latent_dim": 2}, r"makes 3x1024x1024 images.*at most 196,608"),
+    "190M parameters promised, 16 bytes of weights": ({"model_type": "mlp", "in_shape": [1, 28, 28],
+                                                      "hidden_dims": [8192, 8192], "latent_dim": 2},
+                                                     "does not match its config"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_configs_are_refused_in_under_a_second_with_under_100_mb(tmp_path, case):
+    config, match = HOSTILE[case]
+    folder = _folder(tmp_path, "hostile", config, _tiny_weights())
+    refused_cheaply(_open(folder), match)
+
+
+def test_a_huge_config_file_and_a_huge_weights_header_are_refused_unread(tmp_path):
+    big = tmp_path / "big"
+    big.mkdir()
+    with open(big / "config.json", "wb") as fh:
+        fh.truncate(500 * MB)                               # sparse: 500 MB that a reader would allocate
+    refused_cheaply(_open(big), "more than a model folder's JSON file may be")
+    header = _folder(tmp_path, "header", {"model_type": "mlp", "in_shape": [1, 8, 8], "hidden_dims": [8],
+                                          "latent_dim": 2})
+    with open(header / "model.safetensors", "wb") as fh:
+        fh.write((2 ** 40).to_bytes(8, "little"))          # a header "a terabyte long"
+        fh.write(b"{}")
+    refused_cheaply(_open(header), "corrupt or truncated")
+
+
+def test_a_diffusers_vae_at_a_large_working_size_is_refused_before_it_is_built(tmp_path):
+    pytest.importorskip("diffusers")
+    cfg = {"_class_name": "AutoencoderKL", "in_channels": 3, "out_channels": 3, "latent_channels": 4,
+           "block_out_channels": [128, 256, 512, 512], "layers_per_block": 2}
+    folder = _folder(tmp_path, "sd", cfg)
+    (folder / "diffusion_pytorch_model.safetensors").write_bytes(_tiny_weights())
+    policy = PUBLIC.load_policy
+    refused_cheaply(lambda: vae_core.open_model(folder, image_size=1024, policy=vae_core.settings.LoadPolicy(
+        **{**policy.__dict__, "local_paths": True})), r"AutoencoderKL at 1024x1024 makes 3x1024x1024 images")
+    # Its own cap at the app's working size: the decoder's full-resolution layers count, not only the pixels.
+    from vae_core.models.diffusers_adapter import widest_decode
+    assert widest_decode(cfg, 128) == 128 * 128 * 128
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-request budgets, at the sizes the issue found (the checks are arithmetic on the config: a model
+# built on the meta device stands in, so not even the model is allocated)
+
+
+def meta_model(config):
+    with torch.device("meta"):
+        return build_model(config)
+
+
+WIDE_DECODER = ConvConfig(in_shape=(3, 64, 64), channels=(2048,), fc_dim=1, latent_dim=2)   # 2M values an image
+
+
+@pytest.mark.parametrize("what, check, match", [
+    ("Sample, count 100", lambda s, m: s.check_images(m, 100, "samples"), "VAE_EXPLORER_MAX_REQUEST_PIXELS"),
+    ("Traverse, 20 rows x 15", lambda s, m: s.check_images(m, 300, "traversal images"), "at most 16 traversal"),
+    ("a 30 x 30 manifold", lambda s, m: s.check_images(m, 900, "manifold images"), "MAX_REQUEST_PIXELS"),
+    ("a 24-step GIF of 256-pixel images", lambda s, m: s.check_animation(46, (3, 256, 256), 4), "animation"),
+    ("resize mnist-5k to 3x256x256", lambda s, m: s.check_resize(5000, (3, 256, 256)), "VAE_EXPLORER_MAX_DATASET_MB"),
+    ("t-SNE of 20,000 points", lambda s, m: s.check_points(m, 20_000, "tsne"), "VAE_EXPLORER_MAX_TSNE_POINTS"),
+    ("UMAP of 50,000 points", lambda s, m: s.check_points(m, 50_000, "umap"), "VAE_EXPLORER_MAX_MAP_POINTS"),
+    ("IWAE n=5,000, k=500", lambda s, m: s.check_iwae(m, 5000, 500), "VAE_EXPLORER_MAX_IWAE_VALUES"),
+    ("disentanglement at full counts", lambda s, m: s.check_disentanglement(1.0),
+     "VAE_EXPLORER_MAX_DISENTANGLEMENT_IMAGES"),
+    ("the Train page's dsprites-full", lambda s, m: s.check_dataset("dsprites-full"), "VAE_EXPLORER_MAX_DATASET_MB"),
+])
+def test_request_budgets_refuse_the_issues_sizes_in_under_a_second_with_under_100_mb(what, check, match):
+    model = meta_model(WIDE_DECODER)
+    refused_cheaply(lambda: check(PUBLIC, model), match)
+
+
+def test_ordinary_requests_fit_the_default_budgets():
+    s = Settings()
+    mlp, conv = meta_model(MLPConfig()), meta_model(ConvConfig())
+    s.check_images(mlp, 100, "samples")
+    s.check_images(mlp, 30 * 30, "manifold images")
+    s.check_images(conv, 64 * 15, "traversal images")
+    s.check_points(mlp, 20_000, "umap")
+    s.check_points(mlp, 5_000, "tsne")
+    s.check_iwae(conv, 1000, 100)                   # 100,000 decodes of the conv model
+    s.check_disentanglement(0.05)
+    s.check_animation(46, (1, 28, 28), 4)
+    assert {"mnist-5k", "digits", "dsprites"} <= set(s.datasets()) and "dsprites-full" not in s.datasets()
+    assert s.max_images(mlp) > 20_000
+
+
+def test_the_iwae_budget_scales_with_the_model():
+    """The issue's 7 CPU-minute click (conv, n = 5,000, k = 500) is refused; the same n x k on the small MLP
+    costs 8x less a decode and a smaller n x k fits."""
+    s = Settings()
+    conv, mlp = meta_model(ConvConfig()), meta_model(MLPConfig())
+    with pytest.raises(VAEError, match="n x k at most 171,196"):
+        s.check_iwae(conv, 5000, 500)
+    s.check_iwae(mlp, 5000, 100)
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings: every number validated, every budget configurable
+
+BUDGETS = ["VAE_EXPLORER_MAX_OUTPUT_PIXELS", "VAE_EXPLORER_MAX_REQUEST_PIXELS", "VAE_EXPLORER_MAX_MAP_POINTS",
+           "VAE_EXPLORER_MAX_TSNE_POINTS", "VAE_EXPLORER_MAX_IWAE_VALUES", "VAE_EXPLORER_MAX_DISENTANGLEMENT_IMAGES",
+           "VAE_EXPLORER_MAX_DATASET_MB", "VAE_EXPLORER_MAX_DOWNLOAD_MB", "VAE_EXPLORER_MAX_CACHE_MB",
+           "VAE_EXPLORER_MAX_MODELS_MB"]
+
+
+@pytest.mark.parametrize("name", BUDGETS)
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "0", "many", "1e400"])
+def test_every_budget_is_validated(name, value):
+    with pytest.raises(VAEError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_budgets_and_public_mode_come_from_the_environment():
+    s = Settings.from_env({"VAE_EXPLORER_PUBLIC": "1", "VAE_EXPLORER_MAX_REQUEST_PIXELS": "1000",
+                           "VAE_EXPLORER_MAX_DATASET_MB": "50", "VAE_EXPLORER_MAX_DOWNLOAD_MB": "10",
+                           "VAE_EXPLORER_MAX_CACHE_MB": "20", "VAE_EXPLORER_MAX_OUTPUT_PIXELS": "784"})
+    assert s.public and s.max_request_pixels == 1000 and s.max_dataset_bytes == 50 * MB
+    assert "dsprites" not in s.datasets()                                # 102 MB in memory
+    policy = s.load_policy
+    assert (policy.local_paths, policy.use_token, policy.max_output_pixels, policy.max_download_bytes,
+            policy.max_cache_bytes) == (False, False, 784, 10 * MB, 20 * MB)
+    assert Settings.from_env({}).public is False and Settings.from_env({}).load_policy.local_paths
+    with pytest.raises(VAEError, match="VAE_EXPLORER_PUBLIC"):
+        Settings.from_env({"VAE_EXPLORER_PUBLIC": "maybe"})
+    with pytest.raises(VAEError, match="MAX_DOWNLOAD_MB is larger than VAE_EXPLORER_MAX_CACHE_MB"):
+        Settings.from_env({"VAE_EXPLORER_MAX_DOWNLOAD_MB": "100", "VAE_EXPLORER_MAX_CACHE_MB": "50"})
+    with pytest.raises(VAEError, match="MAX_DOWNLOAD_MB is larger than VAE_EXPLORER_MAX_MODELS_MB"):
+        Settings.from_env({"VAE_EXPLORER_MAX_DOWNLOAD_MB": "100", "VAE_EXPLORER_MAX_MODELS_MB": "50"})
+
+
+def test_the_servers_loaded_models_stay_within_their_budget_and_load_once():
+    import threading
+
+    from explorer.loaders import ModelCache
+
+    loads = []
+
+    def loader(width):
+        def load():
+            loads.append(width)
+            return build_model(MLPConfig(in_shape=(1, 8, 8), hidden_dims=(width,), latent_dim=2)), width
+        return load
+
+    cache = ModelCache(max_bytes=3 * 64 * 1024 * 4)          # room for about three of the models below
+    barrier = threading.Barrier(4)
+    out = []
+    threads = [threading.Thread(target=lambda: (barrier.wait(), out.append(cache.get("a", loader(1024)))))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert loads == [1024] and all(m is out[0][0] for m, _ in out)       # four sessions, one load
+    for key in "bcde":
+        cache.get(key, loader(1024))
+    assert cache.nbytes <= cache.max_bytes and "a" not in cache and "e" in cache     # the oldest went first
+
+
+def test_the_library_refuses_a_disentanglement_run_above_its_limit_before_it_starts():
+    from vae_core.disentanglement import evaluate_disentanglement, images_needed
+
+    assert images_needed(scale=1.0) == 2_945_000                       # disentanglement_lib's defaults
+    refused_cheaply(lambda: evaluate_disentanglement(meta_model(MLPConfig(in_shape=(1, 64, 64))), scale=1.0,
+                                                     max_images=150_000), "encode 2,945,000 images")
+
+
+# ---------------------------------------------------------------------------------------------
+# The pages check before they decode
+
+
+@pytest.fixture
+def decodes(monkeypatch):
+    """Every batch the pages decode, by size."""
+    from vae_core import explore
+
+    sizes, real = [], explore.decode
+
+    def spy(model, z, y=None):
+        sizes.append(int(z.shape[0]))
+        return real(model, z, y)
+
+    monkeypatch.setattr(explore, "decode", spy)
+    return sizes
+
+
+def test_sample_refuses_a_count_above_the_request_budget(monkeypatch, decodes):
+    monkeypatch.setenv("VAE_EXPLORER_MAX_REQUEST_PIXELS", str(784 * 50))
+    at = open_app("sample")
+    assert_clean(at)
+    decodes.clear()
+    at.slider(key="sample_count").set_value(100).run()
+    assert any("VAE_EXPLORER_MAX_REQUEST_PIXELS" in e and "at most 50 samples" in e for e in errors(at))
+    assert not at.exception and decodes == []
+    at.slider(key="sample_count").set_value(40).run()
+    assert_clean(at)
+
+
+def test_traverse_and_the_manifold_refuse_grids_above_the_budget(monkeypatch, decodes):
+    monkeypatch.setenv("VAE_EXPLORER_MAX_REQUEST_PIXELS", str(784 * 60))
+    at = open_app("traverse", model="mnist-mlp-2d")                    # the default 10 x 10 plane: 100 images
+    assert any("manifold images" in e and "VAE_EXPLORER_MAX_REQUEST_PIXELS" in e for e in errors(at))
+    assert max(decodes, default=0) <= 60
+    at.slider(key="traverse_manifold").set_value(7).run()              # 49 fit
+    assert_clean(at)
+    at = open_app("traverse")                                          # 8 rows x 7 columns fit
+    assert_clean(at)
+    at.slider(key="traverse_cols").set_value(9).run()
+    at.slider(key="traverse_rows").set_value(10).run()                  # 90 images
+    assert any("traversal images" in e for e in errors(at))
+    assert not at.exception
+
+
+def test_interpolate_refuses_an_animation_above_the_budget(monkeypatch):
+    monkeypatch.setenv("VAE_EXPLORER_MAX_REQUEST_PIXELS", str(784 * 16 * 40))
+    at = open_app("interpolate")
+    at.slider(key="interp_steps").set_value(24).run()                  # 46 frames of 112x112
+    assert any("animation" in e and "Use fewer steps" in e for e in errors(at))
+    at.slider(key="interp_steps").set_value(10).run()
+    assert_clean(at)
+
+
+def test_the_latent_map_refuses_too_many_points_for_tsne_without_queueing_a_job(monkeypatch):
+    from explorer import jobs
+
+    monkeypatch.setenv("VAE_EXPLORER_MAX_TSNE_POINTS", "1000")
+    submitted = []
+    real = jobs.JobQueue.submit
+    monkeypatch.setattr(jobs.JobQueue, "submit", lambda self, *a, **k: submitted.append(a) or real(self, *a, **k))
+    at = open_app("latent_map")
+    at.slider(key="map_points").set_value(2000).run()
+    at.radio(key="map_method").set_value("t-SNE").run()
+    assert any("VAE_EXPLORER_MAX_TSNE_POINTS" in e for e in errors(at))
+    maps = [key for _, key, *_ in submitted if key[0] == "map"]
+    assert not any("tsne" in key for key in maps) and not at.exception
+
+
+def test_analyze_refuses_the_7_cpu_minute_iwae_click(decodes):
+    at = open_app("analyze", model="mnist-conv")
+    at.multiselect(key="an_pick").set_value(["Latent units"]).run()
+    at.select_slider(key="an_n").set_value(5000).run()
+    decodes.clear()
+    t = time.perf_counter()
+    at.select_slider(key="an_iwae_k").set_value(500).run()
+    assert any("VAE_EXPLORER_MAX_IWAE_VALUES" in e and "n x k at most" in e for e in errors(at))
+    assert time.perf_counter() - t < 30 and not at.exception
+
+
+def test_resizing_a_dataset_above_the_budget_is_refused(monkeypatch):
+    monkeypatch.setenv("VAE_EXPLORER_MAX_DATASET_MB", "1")
+    at = open_app("analyze", model="dsprites-beta4")                   # 64x64 images; the model brings dsprites
+    at.sidebar.selectbox(key="dataset").set_value("digits").run()        # the one set within 1 MB
+    at.sidebar.checkbox(key="resize_data").check().run()               # 1,797 images at 64x64: 7 MB
+    assert not at.exception
+    assert any("VAE_EXPLORER_MAX_DATASET_MB" in e for e in errors(at))
+
+
+def test_the_train_page_offers_only_datasets_within_the_budget(monkeypatch):
+    monkeypatch.setenv("VAE_EXPLORER_MAX_DATASET_MB", "50")
+    at = open_app("train")
+    options = at.selectbox(key="train_dataset").options
+    assert "dsprites-full" not in options and "dsprites" not in options and "mnist-5k" in options
+    assert limits_module.settings().datasets() == options
