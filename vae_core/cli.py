@@ -223,6 +223,8 @@ def cmd_evaluate(args) -> int:
         fid = inception_fid(model, data, n=args.fid_samples, seed=args.seed,
                             weights_path=args.fid_weights)
         res.update({"fid": fid["fid"], "fid_n": fid["n"]})
+    if args.compare:
+        res["compare"] = _compare(args, model, res, data)
     if args.disentanglement:
         from .disentanglement import evaluate_disentanglement
         with tqdm(total=6, desc="disentanglement", disable=args.quiet or args.json) as bar:
@@ -266,9 +268,41 @@ def cmd_evaluate(args) -> int:
     if "code_prior" in res:
         print(f"  a VQ-VAE's posterior is one code grid, so log p(x) >= log p(x|codes) + log p(codes) under its "
               f"{res['code_prior']} code prior: this ELBO is its log-likelihood bound (no IWAE applies)")
+    if "compare" in res:
+        print(res["compare"]["table"])
     for warning in res["warnings"]:
         print(f"warning: {warning}")
     return 0
+
+
+def _compare(args, model, res: dict, data) -> dict:
+    """The same evaluation of ``args.compare`` on the same images, with the same seed and k, as a table
+    beside the evaluated model: parameters, ELBO, IWAE log p(x) and its difference."""
+    from .loading import load_model
+    from .metrics import evaluate_model
+
+    other = load_model(args.compare, device=args.device)
+    if tuple(other.config.in_shape) != tuple(model.config.in_shape):
+        raise VAEError(f"--compare needs a model of the same image shape; {args.compare} takes "
+                       f"{list(other.config.in_shape)}, {args.model_source} takes {list(model.config.in_shape)}.")
+    theirs = evaluate_model(other, data, batch_size=args.batch_size, iwae_k=args.iwae_k, seed=args.seed)
+    rows = []
+    for name, m, r in ((args.model_source, model, res), (args.compare, other, theirs)):
+        rows.append({"model": name, "parameters": sum(p.numel() for p in m.parameters()),
+                     "elbo": r.get("elbo"), "log_likelihood": r.get("log_likelihood"),
+                     "bits_per_dim": r.get("bits_per_dim")})
+    fmt = lambda v: "-" if v is None else f"{v:.2f}" if isinstance(v, float) else f"{v:,}"
+    lines = [f"\nBeside {args.compare}, on the same {res['n_images']} images of {args.dataset} ({args.split}), "
+             f"seed {args.seed}, IWAE k={args.iwae_k}:",
+             f"  {'model':<28} {'parameters':>11} {'ELBO':>9} {'IWAE log p(x)':>14} {'bits/dim':>9}"]
+    lines += [f"  {r['model'][:28]:<28} {fmt(r['parameters']):>11} {fmt(r['elbo']):>9} "
+              f"{fmt(r['log_likelihood']):>14} {fmt(r['bits_per_dim']):>9}" for r in rows]
+    gap = None
+    if rows[0]["log_likelihood"] is not None and rows[1]["log_likelihood"] is not None:
+        gap = rows[0]["log_likelihood"] - rows[1]["log_likelihood"]
+        lines.append(f"  {args.model_source}'s IWAE log p(x) is {abs(gap):.2f} nats "
+                     f"{'higher (better)' if gap >= 0 else 'lower (worse)'} than {args.compare}'s")
+    return {"models": rows, "log_likelihood_gain": gap, "table": "\n".join(lines)}
 
 
 def cmd_sample(args) -> int:
@@ -367,6 +401,8 @@ def make_parser() -> argparse.ArgumentParser:
                    help="add beta-VAE, FactorVAE, MIG, SAP, DCI and modularity on dSprites")
     e.add_argument("--disentanglement-scale", type=float, default=1.0,
                    help="scale of the metrics' sample counts (1.0: disentanglement_lib's defaults)")
+    e.add_argument("--compare", metavar="MODEL", default=None,
+                   help="also evaluate MODEL on the same images with the same seed and k, and print both side by side")
     e.add_argument("--json", action="store_true", help="print every metric as JSON")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_evaluate)
