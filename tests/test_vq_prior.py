@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from vae_core import RunConfig, TrainConfig, VAEError, load_model, open_model, save_pretrained, train
+from vae_core.anomaly import anomaly_scores
 from vae_core.checkpoint import PRIOR_FILES, read_card_metrics
 from vae_core.data import load_dataset
 from vae_core.hub import PUSH_FILES
@@ -104,6 +105,9 @@ def test_a_trained_prior_beats_independent_codes_and_is_saved_and_loaded(vq_run,
     for key in ("elbo", "recon", "kl", "prior_code_nll"):
         assert float(card[key]) == pytest.approx(res[key], rel=1e-3, abs=1e-3), key
     assert res["kl"] == pytest.approx(prior_nll, rel=0.2)          # KL(one-hot || prior) = -log p(codes)
+    # Analyze's anomaly score is the same bound, image by image.
+    scores = anomaly_scores(model, load_dataset("mnist-5k", "test"), "elbo")
+    assert float(scores.mean()) == pytest.approx(-res["elbo"], rel=1e-4)
     assert "train-prior RUN_DIR" in (folder / "README.md").read_text()
     # The prior changes the model's identity; resuming the VQ-VAE's own training still works.
     assert open_model(folder)[1].key != open_model(vq_run)[1].key
@@ -159,10 +163,10 @@ def test_restarting_dead_codes_uses_more_of_the_codebook():
     usage = {}
     for restart in (False, True):
         cfg = RunConfig(VQConfig(channels=(8, 16), latent_dim=8, codebook_size=32),
-                        TrainConfig(epochs=3, batch_size=100, sample_every=0, restart_dead_codes=restart))
+                        TrainConfig(epochs=3, batch_size=50, sample_every=0, restart_dead_codes=restart))
         events = list(train(cfg, data=data, test_data=data.subset(range(200)),
                             model=init_model(cfg.model, 0)))
         epochs = [e for e in events if e.kind == "epoch"]
         assert all({"codebook_usage", "perplexity"} <= set(e.losses) for e in epochs)   # logged every epoch
         usage[restart] = epochs[-1].eval["codebook_usage"]
-    assert usage[True] >= usage[False] + 0.2, usage
+    assert usage[True] >= usage[False] + 0.4, usage            # held-out usage: 0.81 against 0.22 here
