@@ -9,3 +9,7 @@ run mnist-mlp-2d  --model mlp  --dataset mnist-5k --hidden-dims 512 256 --latent
 run mnist-conv    --model conv --dataset mnist-5k --channels 32 64 --latent-dim 16 --epochs 30 --seed 0
 run mnist-cvae    --model cvae --dataset mnist-5k --hidden-dims 512 --latent-dim 8 --epochs 60 --seed 0
 run mnist-vq      --model vq   --dataset mnist-5k --channels 32 64 --latent-dim 16 --codebook-size 64 --epochs 20 --seed 0
+# mnist-vq's autoregressive code prior, trained on its codes after it and added to the same folder.
+python -m vae_core train-prior checkpoints/mnist-vq --width 64 --layers 2 --epochs 20 --lr 0.002 --quiet
+run mnist-hvae    --model hvae --dataset mnist-5k --hidden-dims 256 272 --latent-dims 16 32 --epochs 150 --lr 0.002 \
+                  --kl-anneal linear --anneal-steps 600 --seed 0

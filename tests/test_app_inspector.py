@@ -48,7 +48,7 @@ def test_traverse_has_a_per_layer_traversal():
     assert_clean(at)
     assert image_urls(at)[-1] != before
     rows = at.slider(key="traverse_layer_rows")
-    assert rows.max == 16                                         # the bottom layer's units
+    assert rows.max == 32                                         # the bottom layer's units
     rows.set_value(2).run()
     assert_clean(at)
 
@@ -60,7 +60,7 @@ def test_analyze_shows_kl_and_active_units_per_layer():
     specs = _charts(at)
     assert any("KL per layer" in s for s in specs) and any("Active units per layer" in s for s in specs)
     labels = [m.label for m in at.metric]
-    assert "Layer 1 (top, 8 units)" in labels and "Layer 2 (bottom, 16 units)" in labels
+    assert "Layer 1 (top, 16 units)" in labels and "Layer 2 (bottom, 32 units)" in labels
     kl_top = next(m.value for m in at.metric if m.label.startswith("Layer 1"))
     at.select_slider(key="an_n").set_value(250).run()
     assert_clean(at)
