@@ -295,8 +295,8 @@ def _compare(args, model, res: dict, data) -> dict:
     lines = [f"\nBeside {args.compare}, on the same {res['n_images']} images of {args.dataset} ({args.split}), "
              f"seed {args.seed}, IWAE k={args.iwae_k}:",
              f"  {'model':<28} {'parameters':>11} {'ELBO':>9} {'IWAE log p(x)':>14} {'bits/dim':>9}"]
-    lines += [f"  {r['model'][:28]:<28} {fmt(r['parameters']):>11} {fmt(r['elbo']):>9} "
-              f"{fmt(r['log_likelihood']):>14} {fmt(r['bits_per_dim']):>9}" for r in rows]
+    lines += [f"  {r['model'][-28:]:<28} {fmt(r['parameters']):>11} {fmt(r['elbo']):>9} "
+              f"{fmt(r['log_likelihood']):>14} {r['bits_per_dim'] or 0:>9.4f}" for r in rows]
     gap = None
     if rows[0]["log_likelihood"] is not None and rows[1]["log_likelihood"] is not None:
         gap = rows[0]["log_likelihood"] - rows[1]["log_likelihood"]
