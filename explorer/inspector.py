@@ -126,9 +126,9 @@ def codebook_analysis(model, data, usage: dict, model_key: str) -> None:
                       xaxis_title="code", yaxis_title="share of grid positions (%)")
     st.plotly_chart(fig, key="an_cb_usage")
     patches = codebook.code_patches(model, usage["most_used"])
-    st.caption(f"What each code draws, codes 0 to {K - 1} left to right and top to bottom: code k at the centre of a "
-               f"grid of code {usage['most_used']} (the most used), the centre cell and one cell around it")
-    widgets.show_grid(patches, nrow=8)
+    widgets.show_grid(patches, nrow=8, caption=f"What each code draws, codes 0 to {K - 1} left to right, top to "
+                                                f"bottom: a 3x3 block of code k in a grid of code "
+                                                f"{usage['most_used']} (the most used), decoded and cropped to it")
     code_grid_editor(model, data, freq, model_key)
 
 

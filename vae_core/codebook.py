@@ -84,19 +84,20 @@ def edit_code(codes: torch.Tensor, row: int, col: int, code: int, codebook_size:
 @torch.inference_mode()
 def code_patches(model: VAEBase, background: int, context: int = 1) -> torch.Tensor:
     """What each code draws: (K, C, p, p) crops. Each is decoded from a grid filled with ``background``
-    (the most used code, a blank stroke-free area on MNIST) with the code at the centre cell, and
-    cropped to the centre cell and ``context`` cells around it (a code's decoder reaches its neighbours)."""
+    (the most used code: on MNIST a blank, stroke-free area) with a (2 context + 1)-cell square of the
+    code at the centre, and cropped to that square. One cell alone mostly decodes to the background
+    (the decoder reads each cell with its neighbours), so the code is repeated to show its texture."""
     m = _require(model)
     g, K = m.config.grid, m.config.codebook_size
     if not 0 <= background < K:
         raise VAEError(f"The background code must be between 0 and {K - 1}, got {background}.")
     idx = torch.full((K, g, g), background, dtype=torch.long)
     c = g // 2
-    idx[:, c, c] = torch.arange(K)
+    lo_c, hi_c = max(0, c - context), min(g, c + context + 1)
+    idx[:, lo_c:hi_c, lo_c:hi_c] = torch.arange(K)[:, None, None]
     x = decode_codes(m, idx)                                                      # (K, C, H, W)
     cell = x.shape[-1] // g
-    lo, hi = max(0, (c - context) * cell), min(x.shape[-1], (c + 1 + context) * cell)
-    return x[..., lo:hi, lo:hi]
+    return x[..., lo_c * cell:hi_c * cell, lo_c * cell:hi_c * cell]
 
 
 __all__ = ["code_patches", "codebook_usage", "decode_codes", "edit_code", "has_code_prior", "image_codes", "is_vq"]
