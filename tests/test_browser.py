@@ -224,6 +224,7 @@ def test_vq_prior_and_codebook_explorer_walk(page):
     grid = main.locator(".js-plotly-plot", has_text="Code grid")
 
     def clicked():
+        page.mouse.move(0, 0)                     # Plotly clicks the point it last hovered: move onto it afresh
         grid.locator("g.points path.point").nth(1 * 7 + 5).click(force=True)
         bh.wait_idle(page, LONG)
         return row.input_value() == "1"
@@ -233,15 +234,21 @@ def test_vq_prior_and_codebook_explorer_walk(page):
     decoded = main.locator('[data-testid="stImage"]', has_text="decoded from the grid above").locator("img")
     edited = decoded.get_attribute("src")
     code = main.get_by_role("combobox", name="Code for this cell")
-    new = "code 10 " if code.input_value().startswith("code 9 ") else "code 9 "     # a code the cell does not hold
+    held = grid.locator("g.textpoint text").nth(1 * 7 + 5).text_content().strip()      # the cell's code, as drawn
+    new = "code 10 " if held == "9" else "code 9 "                                      # one it does not hold
     code.click()
     code.press_sequentially(new)
     page.get_by_role("option", name=re.compile("^" + new)).click()
     expect(code).to_have_value(re.compile("^" + new))
     bh.wait_idle(page, LONG)
-    main.get_by_role("button", name="Set the cell").click()
-    bh.wait_idle(page, LONG)
-    expect(main.get_by_text(re.compile(r"\(1 cell edited\)"))).to_be_visible(timeout=LONG)
+    edited_caption = main.get_by_text(re.compile(r"\(1 cell edited\)"))
+
+    def set_cell():                               # the button carries the code of the run that drew it: if the
+        main.get_by_role("button", name="Set the cell").click()    # pick's rerun had not ended, set it again
+        bh.wait_idle(page, LONG)
+        return edited_caption.count() > 0
+
+    wait_for(set_cell, LONG / 1000, "the edited cell to be decoded")
     expect(decoded).not_to_have_attribute("src", edited, timeout=LONG)
     assert_clean(page)
     shot(page, "vq_codebook")
