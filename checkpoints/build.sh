@@ -12,3 +12,7 @@ run mnist-conv    --model conv --dataset mnist-5k --channels 32 64 --latent-dim 
 run mnist-cvae    --model cvae --dataset mnist-5k --hidden-dims 512 --latent-dim 8 --epochs 60 --seed 0 --precision fp32
 run mnist-vq      --model vq   --dataset mnist-5k --channels 32 64 --latent-dim 16 --codebook-size 64 --epochs 20 --seed 0 --precision fp32
 run mnist-m2      --model m2   --dataset mnist-5k --labels-per-class 100 --hidden-dims 500 --latent-dim 8 --epochs 50 --seed 0 --precision fp32
+# mnist-vq's autoregressive code prior, trained on its codes after it and added to the same folder.
+python -m vae_core train-prior checkpoints/mnist-vq --width 64 --layers 2 --epochs 20 --lr 0.002 --quiet
+run mnist-hvae    --model hvae --dataset mnist-5k --hidden-dims 256 272 --latent-dims 16 32 --epochs 150 --lr 0.002 \
+                  --kl-anneal linear --anneal-steps 600 --seed 0 --precision fp32

@@ -44,12 +44,14 @@ def shoot(out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
 
-    def snap(page, name):
+    def snap(page, name, at: str | None = None):
         bh.wait_idle(page, LONG)
         bh.images_loaded(page, LONG)
         assert not bh.problems(page), (name, bh.problems(page))
         path = out / f"{name}.png"
         page.locator(bh.MAIN).evaluate("el => el.scrollTo(0, 0)")
+        if at is not None:                        # a section below the fold: its heading at the top
+            page.locator(f"{bh.MAIN} h3", has_text=at).first.evaluate("el => el.scrollIntoView()")
         bh.screenshot(page, path, full_page=False)
         written.append(path)
         print(f"wrote {path} ({path.stat().st_size // 1024} KB)")
@@ -108,6 +110,15 @@ def shoot(out: Path) -> list[Path]:
             page.locator('[data-testid="stButton"] button', has_text="Open mnist-m2").click()
             bh.wait_idle(page, LONG)
             snap(page, "classes")
+
+        # The hierarchical VAE's inspector and the VQ-VAE's codebook explorer.
+        choose_model(page, "mnist-hvae")
+        bh.go_to(page, "Sample", LONG)
+        snap(page, "hvae_resample", at="Resample one layer")
+        if "Analyze" in titles:
+            choose_model(page, "mnist-vq")
+            bh.go_to(page, "Analyze", LONG)
+            snap(page, "vq_codebook", at="Codebook")
     return written
 
 

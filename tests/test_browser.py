@@ -12,6 +12,7 @@ import statistics
 import pytest
 
 from tests import browser_helpers as bh
+from tests.waiting import wait_for
 
 pytest.importorskip("playwright.sync_api", reason="the real-browser test needs playwright (requirements.txt)")
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
@@ -213,6 +214,113 @@ def test_train_start_and_stop(page):
     bh.wait_idle(page)
     assert_clean(page)
     shot(page, "train")
+
+
+def pick_checkpoint(page, name: str) -> None:
+    """Choose a shipped checkpoint in the sidebar, and wait for the page to run with it."""
+    box = page.locator('[data-testid="stSidebar"]').get_by_role("combobox", name="Checkpoint")
+    box.click()
+    page.get_by_role("option", name=name, exact=True).click()
+    expect(box).to_have_value(name)
+    bh.wait_idle(page, LONG)
+
+
+def main_image_srcs(page) -> list[str]:
+    return page.locator(f'{bh.MAIN} [data-testid="stImage"] img').evaluate_all("els => els.map(e => e.src)")
+
+
+def test_hierarchical_inspector_walk(page):
+    """mnist-hvae: a temperature per layer and a resampled layer on Sample, a layer's traversal, KL per layer."""
+    pick_checkpoint(page, "mnist-hvae")
+    main = page.locator(bh.MAIN)
+    expect(main.get_by_text("Temperature per layer")).to_be_visible(timeout=LONG)
+    expect(main.get_by_role("heading", name="Resample one layer")).to_be_visible()
+    image_loaded(page)
+    before = main_image_srcs(page)
+    assert len(before) == 2, before
+    layer = main.get_by_role("combobox", name=re.compile("Layer to draw afresh"))
+    layer.click()                                 # below the fold the first click only focuses it: type and pick
+    layer.press_sequentially("Layer 1")
+    page.get_by_role("option", name=re.compile(r"^Layer 1 \(top")).click()
+    expect(layer).to_have_value(re.compile(r"^Layer 1 \(top"))
+    after = wait_for(lambda: bh.wait_idle(page, LONG) or (main_image_srcs(page)[1] != before[1] and
+                                                          main_image_srcs(page)), LONG / 1000, "the resample grid")
+    assert after[0] == before[0]                  # only the resample grid changed, not the samples above it
+    assert_clean(page)
+    shot(page, "hvae_sample")
+
+    bh.go_to(page, "Traverse", timeout=LONG)
+    expect(main.get_by_role("heading", name="Traverse one layer")).to_be_visible(timeout=LONG)
+    image_loaded(page)
+    before = main_image_srcs(page)[-1]
+    bottom = main.get_by_text(re.compile(r"^layer 2 \(bottom"))
+
+    def switched():                               # on a busy machine the first click can land before the rerun ends
+        bottom.click()
+        bh.wait_idle(page, LONG)
+        return main_image_srcs(page)[-1] != before
+
+    wait_for(switched, LONG / 1000, "the bottom layer's traversal grid")
+    assert_clean(page)
+    shot(page, "hvae_traverse")
+
+    bh.go_to(page, "Analyze", timeout=LONG)
+    expect(main.get_by_text("KL per layer", exact=True)).to_be_visible(timeout=LONG)
+    expect(main.get_by_text("Active units per layer")).to_be_visible()
+    assert_clean(page)
+    shot(page, "hvae_analyze")
+
+
+def test_vq_prior_and_codebook_explorer_walk(page):
+    """mnist-vq: samples from its code prior with top-k; on Analyze, click a code cell, pick a code, decode."""
+    pick_checkpoint(page, "mnist-vq")
+    main = page.locator(bh.MAIN)
+    expect(main.get_by_text(re.compile("learned code prior"))).to_be_visible(timeout=LONG)
+    expect(main.get_by_text(re.compile(r"^Top-k codes"))).to_be_visible()
+    image_loaded(page)
+    assert_clean(page)
+    shot(page, "vq_sample")
+
+    bh.go_to(page, "Analyze", timeout=LONG)
+    expect(main.get_by_text("Usage over the codebook")).to_be_visible(timeout=LONG)
+    expect(main.get_by_text("Edit a code grid")).to_be_visible()
+    bh.wait_idle(page, LONG)
+    row = main.get_by_role("spinbutton", name="Row")
+    col = main.get_by_role("spinbutton", name="Column")
+    expect(row).to_have_value("3")
+    # Click the cell in row 1, column 5 of the code grid (a Plotly point per cell); on a busy machine
+    # Plotly may still be wiring its handlers, so a click that selected nothing is repeated.
+    grid = main.locator(".js-plotly-plot", has_text="Code grid")
+
+    def clicked():
+        page.mouse.move(0, 0)                     # Plotly clicks the point it last hovered: move onto it afresh
+        grid.locator("g.points path.point").nth(1 * 7 + 5).click(force=True)
+        bh.wait_idle(page, LONG)
+        return row.input_value() == "1"
+
+    wait_for(clicked, LONG / 1000, "a click on a code cell to move the row and column inputs")
+    expect(col).to_have_value("5")
+    decoded = main.locator('[data-testid="stImage"]', has_text="decoded from the grid above").locator("img")
+    edited = decoded.get_attribute("src")
+    code = main.get_by_role("combobox", name="Code for this cell")
+    held = grid.locator("g.textpoint text").nth(1 * 7 + 5).text_content().strip()      # the cell's code, as drawn
+    new = "code 10 " if held == "9" else "code 9 "                                      # one it does not hold
+    code.click()
+    code.press_sequentially(new)
+    page.get_by_role("option", name=re.compile("^" + new)).click()
+    expect(code).to_have_value(re.compile("^" + new))
+    bh.wait_idle(page, LONG)
+    edited_caption = main.get_by_text(re.compile(r"\(1 cell edited\)"))
+
+    def set_cell():                               # the button carries the code of the run that drew it: if the
+        main.get_by_role("button", name="Set the cell").click()    # pick's rerun had not ended, set it again
+        bh.wait_idle(page, LONG)
+        return edited_caption.count() > 0
+
+    wait_for(set_cell, LONG / 1000, "the edited cell to be decoded")
+    expect(decoded).not_to_have_attribute("src", edited, timeout=LONG)
+    assert_clean(page)
+    shot(page, "vq_codebook")
 
 
 def _choose(page, label: str, option: str, where=None) -> None:

@@ -103,6 +103,18 @@ def test_evaluate_and_sample(tmp_path, capsys):
     assert Image.open(png).size[0] > 28
 
 
+def test_evaluate_compares_two_models_on_the_same_images_and_k(capsys):
+    assert main(["evaluate", "mnist-mlp-2d", "--compare", "mnist-mlp", "--iwae-k", "3", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    ours, theirs = res["compare"]["models"]
+    assert ours["model"] == "mnist-mlp-2d" and theirs["model"] == "mnist-mlp"
+    assert ours["log_likelihood"] == res["log_likelihood"]
+    assert main(["evaluate", "mnist-mlp", "--iwae-k", "3", "--json"]) == 0     # alone: the same number
+    assert json.loads(capsys.readouterr().out)["log_likelihood"] == theirs["log_likelihood"]
+    assert res["compare"]["log_likelihood_gain"] == ours["log_likelihood"] - theirs["log_likelihood"]
+    assert ours["parameters"] == sum(p.numel() for p in load_model("mnist-mlp-2d").parameters())
+
+
 def test_evaluate_fid_without_torch_fidelity_says_what_to_install(monkeypatch, capsys):
     import sys
 

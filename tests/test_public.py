@@ -120,7 +120,8 @@ def test_hub_loads_in_public_mode_never_send_the_servers_token(fake_hub, monkeyp
 def test_only_config_card_and_safetensors_are_fetched_and_pickles_are_refused_before_download(fake_hub):
     hub.download_repo("someone/model")
     fetched = fake_hub.calls.download[-1]["patterns"]
-    assert set(fetched) == {"config.json", "model.safetensors", "README.md", "training_config.json", "checksums.json"}
+    assert set(fetched) == {"config.json", "model.safetensors", "README.md", "training_config.json", "checksums.json",
+                            "prior_config.json", "prior.safetensors"}      # a VQ-VAE's code prior: JSON + safetensors
     # A repo whose weights are only pickles: refused by name from the Hub's file list; no weights fetched.
     (fake_hub.state.folder / "config.json").write_text(json.dumps({"model_type": "mlp"}))
     fake_hub.state.files = {"config.json": 100, "pytorch_model.bin": 10 ** 6, "README.md": 10}

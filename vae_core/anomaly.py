@@ -71,13 +71,15 @@ def anomaly_scores(model: VAEBase, data: ImageSet, kind: ScoreKind = "elbo", *, 
         post = model.encode(x, y)
         if kind == "recon":
             s = (model.decode(post.mode(), y) - x).pow(2).flatten(1).mean(1)
-        elif post.logvar is None:                  # a VQ-VAE's ELBO: its KL is log K at every position
-            s = -log_likelihood(model, model.decode_logits(post.mu, y), x) + vq_kl(model)
+        elif post.logvar is None:                  # a VQ-VAE's ELBO: its KL is -log p(codes) under its code
+            prior = model.code_prior                  # prior, or log K at every position without one
+            kl = vq_kl(model) if prior is None else -prior.log_prob(model.codes(post.mu))
+            s = -log_likelihood(model, model.decode_logits(post.mu, y), x) + kl
         elif kind == "iwae":
             s = -iwae_log_likelihood(model, x, y, post, k, gen)
         else:
-            z = post.rsample(generator=gen)
-            s = -log_likelihood(model, model.decode_logits(z, y), x) + post.kl()
+            d = model.draw(x, y, torch.randn(post.mu.shape, generator=gen, device=dev), post)
+            s = -log_likelihood(model, d.out, x) + d.kl_per_dim.flatten(1).sum(1)
         out.append(s.float().cpu())
         done += len(x)
         if progress:

@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 
 from .errors import VAEError
 from .models import VAEBase
+from .models.vq_prior import CodePriorConfig, CodeTransformer
 from .optim import FusedAdam
 from .settings import MAX_HEADER_BYTES, MAX_JSON_BYTES, MAX_WEIGHTS_BYTES
 
@@ -40,6 +41,8 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt", ".pickle")
 MODEL_FILES = ("config.json", "model.safetensors", "README.md", "samples.png")
 TRAINING_FILES = ("training_config.json",)
 RESUME_FILES = ("optimizer.safetensors", "trainer_state.json")
+PRIOR_CONFIG, PRIOR_WEIGHTS = "prior_config.json", "prior.safetensors"
+PRIOR_FILES = (PRIOR_CONFIG, PRIOR_WEIGHTS)        # a VQ-VAE's code prior, trained after it (train-prior)
 # The sha256 of every other file of the folder, written last: a flipped byte is caught on load and resume.
 MANIFEST = "checksums.json"
 HASH_CHUNK = 1 << 20
@@ -180,12 +183,56 @@ def _fmt(v: Any) -> str:
 
 
 def write_model_files(folder: Path, model: VAEBase, card: str | None = None) -> None:
-    """Write config.json, model.safetensors and README.md into an existing folder (not atomic on its own)."""
+    """Write config.json, model.safetensors and README.md into an existing folder (not atomic on its own),
+    and a VQ-VAE's code prior, when it has one, as prior_config.json and prior.safetensors."""
     folder = Path(folder)
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.vae_state_dict().items()}
     save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt", "library": LIBRARY_NAME})
     fsync_write(folder / "config.json", json.dumps(model.config.to_dict(), indent=2).encode())
     fsync_write(folder / "README.md", (card or model_card(model)).encode())
+    prior = getattr(model, "code_prior", None)
+    if prior is not None:
+        write_prior_files(folder, prior)
+
+
+def write_prior_files(folder: Path, prior: CodeTransformer) -> None:
+    """prior_config.json and prior.safetensors: a code prior's config travels with its weights."""
+    state = {k: v.detach().to("cpu").contiguous() for k, v in prior.state_dict().items()}
+    save_file(state, str(Path(folder) / PRIOR_WEIGHTS), metadata={"format": "pt", "library": LIBRARY_NAME})
+    fsync_write(Path(folder) / PRIOR_CONFIG, json.dumps(prior.config.to_dict(), indent=2).encode())
+
+
+def add_code_prior(folder: str | Path, model: VAEBase, *, card: str, samples: torch.Tensor | None = None,
+                   samples_per_row: int = 8) -> Path:
+    """Add (or replace) a VQ-VAE's code prior in its run folder, with a new card and sample grid, atomically.
+
+    Every other file (the VQ-VAE's weights, its training config, its resume state) is kept as it was.
+    """
+    from .images import save_grid
+
+    folder = Path(folder)
+    if getattr(model, "code_prior", None) is None:
+        raise VAEError("add_code_prior needs a VQ-VAE with a code prior attached (model.attach_prior).")
+    rewritten = {"README.md", MANIFEST, *PRIOR_FILES} | ({"samples.png"} if samples is not None else set())
+
+    verify_files(folder, [f.name for f in folder.iterdir() if f.is_file() and f.name not in rewritten])
+
+    def write(tmp: Path) -> None:
+        for f in folder.iterdir():
+            if f.is_file() and f.name not in rewritten:
+                shutil.copy2(f, tmp / f.name)
+        write_prior_files(tmp, model.code_prior)
+        fsync_write(tmp / "README.md", card.encode())
+        if samples is not None:
+            save_grid(samples, tmp / "samples.png", nrow=samples_per_row, scale=2)
+        write_manifest(tmp)                  # the kept files checked above, the new ones hashed now
+
+    try:
+        atomic_folder(folder, write)
+    except (OSError, SafetensorError) as e:
+        reason = getattr(e, "strerror", None) or (str(e).splitlines()[0] if str(e) else type(e).__name__)
+        raise VAEError(f"Could not write the code prior to {folder} ({reason}); the folder is as it was.") from None
+    return folder
 
 
 def write_run_folder(folder: str | Path, model: VAEBase, *, card: str | None = None,
@@ -384,6 +431,11 @@ def load_state(folder: Path, model: VAEBase) -> dict[str, torch.Tensor]:
         raise VAEError(f"{folder} has no model.safetensors; the run may not have finished its first checkpoint.")
     verify_files(folder, ["model.safetensors"])     # config.json is for people to read and edit; its checks are structural
     check_header(weights, model)
+    return _finite_state(weights)
+
+
+def _finite_state(weights: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors (its header already checked), refusing a corrupt file or a NaN/Inf value."""
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
@@ -393,6 +445,25 @@ def load_state(folder: Path, model: VAEBase) -> dict[str, torch.Tensor]:
         if v.is_floating_point() and not torch.isfinite(v).all():
             raise VAEError(f"{weights}: {k} holds NaN or Inf values; this checkpoint is broken.")
     return state
+
+
+def load_code_prior(folder: Path) -> CodeTransformer | None:
+    """The folder's code prior (prior_config.json + prior.safetensors), checked against the folder's
+    checksums and its config's keys, shapes and dtypes before it is read, in eval mode; None when the
+    folder has none."""
+    folder = Path(folder)
+    cfg_path = folder / PRIOR_CONFIG
+    if not cfg_path.is_file():
+        return None
+    prior = CodeTransformer(CodePriorConfig.from_dict(load_json(cfg_path)))
+    weights = folder / PRIOR_WEIGHTS
+    if not weights.is_file():
+        raise VAEError(f"{folder} has {PRIOR_CONFIG} but no {PRIOR_WEIGHTS}; retrain the prior "
+                       f"(python -m vae_core train-prior {folder}) or delete {PRIOR_CONFIG}.")
+    verify_files(folder, [PRIOR_WEIGHTS])
+    check_header(weights, prior, PRIOR_CONFIG)
+    prior.load_state_dict(_finite_state(weights), strict=True)
+    return prior.eval()
 
 
 _DTYPES = MappingProxyType({"F64": torch.float64, "F32": torch.float32, "F16": torch.float16,
@@ -424,14 +495,16 @@ def read_header(weights: Path) -> dict[str, tuple[tuple[int, ...], str]]:
                        "re-download it or use an earlier checkpoint.") from None
 
 
-def check_header(weights: Path, model: VAEBase) -> None:
+def check_header(weights: Path, model: torch.nn.Module, config_name: str = "config.json") -> None:
     """Every key, shape and dtype of the file's header against ``model`` (which may live on the meta
-    device: nothing is allocated), so a mismatched or oversized file is refused before it is read."""
+    device: nothing is allocated), so a mismatched or oversized file is refused before it is read.
+    A VAE is checked on the weights model.safetensors holds (``vae_state_dict``: a VQ-VAE's code prior
+    has its own file, checked against ``config_name`` prior_config.json)."""
     header = read_header(weights)
-    expected = model.state_dict()
+    expected = model.vae_state_dict() if isinstance(model, VAEBase) else model.state_dict()
     missing, unexpected = sorted(set(expected) - set(header)), sorted(set(header) - set(expected))
     if missing or unexpected:
-        raise VAEError(f"{weights} does not match its config.json: missing {missing[:5]}, "
+        raise VAEError(f"{weights} does not match its {config_name}: missing {missing[:5]}, "
                        f"unexpected {[n[:60] for n in unexpected[:5]]}.")
     for k, (shape, dtype) in header.items():
         if shape != tuple(expected[k].shape):
@@ -495,7 +568,8 @@ def optimizer_from_files(opt: torch.optim.Optimizer | FusedAdam, tensors: dict[s
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-__all__ = ["LIBRARY_NAME", "MODEL_FILES", "PICKLE_SUFFIXES", "RESUME_FILES", "TRAINING_FILES", "atomic_file",
+__all__ = ["LIBRARY_NAME", "MODEL_FILES", "PICKLE_SUFFIXES", "PRIOR_FILES", "RESUME_FILES", "TRAINING_FILES",
+           "add_code_prior", "atomic_file", "load_code_prior", "write_prior_files",
            "atomic_folder", "diffusers_subfolder", "fsync_write", "is_pythae_folder", "load_state", "model_card",
            "optimizer_from_files", "optimizer_to_files", "pythae_refusal", "read_card_metrics", "read_config",
            "read_json", "read_trained_on", "recover_folder", "save_pretrained", "write_model_files",

@@ -1,4 +1,5 @@
-"""`python -m vae_core train | evaluate | sample | directions | push | convert | augment | map | experiment`.
+"""`python -m vae_core train | train-prior | evaluate | sample | directions | push | convert | augment | map |
+experiment`.
 
 Every config field is a flag (--latent-dim 2, --hidden-dims 512 256, --kl-anneal linear, ...)
 and can also come from a YAML or JSON file (--config run.yaml); flags win over the file.
@@ -14,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Literal, get_args, get_origin
 
-from .config import TrainConfig, field_types
+from .config import TrainConfig, field_types, from_dict
 from .errors import VAEError
 
 
@@ -140,8 +141,14 @@ def cmd_train(args) -> int:
                 e = ev.eval
                 units = f", active units {e['active_units']}/{e['latent_units']}" if "active_units" in e else ""
                 units += f", accuracy {e['accuracy']:.1%}" if "accuracy" in e else ""
+                codebook = ""
+                if "perplexity" in ev.losses:
+                    restarted = int(ev.losses.get("dead_codes_restarted", 0))
+                    codebook = (f"; codebook {ev.losses['codebook_usage']:.0%} used over the epoch (perplexity "
+                                f"{ev.losses['perplexity']:.1f})" + (f", {restarted} dead codes re-initialised"
+                                                                     if restarted else ""))
                 tqdm.write(f"epoch {ev.epoch}: test ELBO {e['elbo']:.2f} (recon {e['recon']:.2f}, "
-                           f"KL {e['kl']:.2f}){units}")
+                           f"KL {e['kl']:.2f}){units}{codebook}")
             elif ev.kind == "done":
                 if bar:
                     bar.close()
@@ -159,6 +166,37 @@ def cmd_train(args) -> int:
 def _any_flags(args) -> bool:
     names = set(_model_fields()) | set(field_types(TrainConfig)) | {"model", "config"}
     return any(getattr(args, n, None) is not None for n in names)
+
+
+def cmd_train_prior(args) -> int:
+    from tqdm import tqdm
+
+    from .train_prior import ARCH_FIELDS, PriorTrainConfig, train_prior
+
+    cfg = from_dict(PriorTrainConfig, {f.name: getattr(args, f.name) for f in dataclasses.fields(PriorTrainConfig)
+                                       if getattr(args, f.name) is not None})
+    arch = {name: getattr(args, name) for name in ARCH_FIELDS if getattr(args, name) is not None}
+    bar = None
+    try:
+        for ev in train_prior(args.run_dir, arch, cfg):
+            if ev.kind == "start":
+                bar = tqdm(total=ev.total_steps, unit="step", dynamic_ncols=True, disable=args.quiet)
+                tqdm.write(ev.message) if not args.quiet else None
+            elif ev.kind == "step":
+                bar.update(ev.step - bar.n)
+                bar.set_postfix({"nll": f"{ev.losses['nll']:.2f}", "grids/s": f"{ev.images_per_s:,.0f}"})
+            elif ev.kind == "epoch" and not args.quiet:
+                e = ev.eval
+                tqdm.write(f"epoch {ev.epoch}: code NLL per grid, train {e['train_nll']:.2f}, held-out "
+                           f"{e['test_nll']:.2f} (independent frequencies: {e['frequency_nll']:.2f})")
+            elif ev.kind == "done":
+                if bar:
+                    bar.close()
+                print(f"{ev.message}; saved to {args.run_dir}")
+    finally:
+        if bar:
+            bar.close()
+    return 0
 
 
 def cmd_evaluate(args) -> int:
@@ -188,6 +226,8 @@ def cmd_evaluate(args) -> int:
         fid = inception_fid(model, data, n=args.fid_samples, seed=args.seed,
                             weights_path=args.fid_weights)
         res.update({"fid": fid["fid"], "fid_n": fid["n"]})
+    if args.compare:
+        res["compare"] = _compare(args, model, res, data)
     if args.disentanglement:
         from .disentanglement import evaluate_disentanglement
         with tqdm(total=6, desc="disentanglement", disable=args.quiet or args.json) as bar:
@@ -200,7 +240,11 @@ def cmd_evaluate(args) -> int:
         return 0
     print(f"{args.model_source} on {args.dataset} ({args.split}, {res['n_images']} images)")
     rows = []
-    if "elbo" in res:
+    if "code_prior" in res:
+        rows += [("log p(x|codes) + log p(codes) (nats)", res["elbo"]),
+                 ("  decoder log p(x|codes)", -res["recon"]), ("  code prior log p(codes)", -res["prior_code_nll"]),
+                 ("  bits/dim", res["elbo_bits_per_dim"])]
+    elif "elbo" in res:
         rows += [("test ELBO (nats)", res["elbo"]), ("  reconstruction", res["recon"]), ("  KL", res["kl"])]
     else:
         rows.append(("reconstruction -log p(x|z) (nats)", res["recon"]))
@@ -224,9 +268,44 @@ def cmd_evaluate(args) -> int:
     for k, v in rows:
         print(f"  {k:<36} {v:.4f}" if isinstance(v, float) else f"  {k:<36} {v}")
     print(f"  binarisation: {res['binarisation']}")
+    if "code_prior" in res:
+        print(f"  a VQ-VAE's posterior is one code grid, so log p(x) >= log p(x|codes) + log p(codes) under its "
+              f"{res['code_prior']} code prior: this ELBO is its log-likelihood bound (no IWAE applies)")
+    if "compare" in res:
+        print(res["compare"]["table"])
     for warning in res["warnings"]:
         print(f"warning: {warning}")
     return 0
+
+
+def _compare(args, model, res: dict, data) -> dict:
+    """The same evaluation of ``args.compare`` on the same images, with the same seed and k, as a table
+    beside the evaluated model: parameters, ELBO, IWAE log p(x) and its difference."""
+    from .loading import load_model
+    from .metrics import evaluate_model
+
+    other = load_model(args.compare, device=args.device)
+    if tuple(other.config.in_shape) != tuple(model.config.in_shape):
+        raise VAEError(f"--compare needs a model of the same image shape; {args.compare} takes "
+                       f"{list(other.config.in_shape)}, {args.model_source} takes {list(model.config.in_shape)}.")
+    theirs = evaluate_model(other, data, batch_size=args.batch_size, iwae_k=args.iwae_k, seed=args.seed)
+    rows = []
+    for name, m, r in ((args.model_source, model, res), (args.compare, other, theirs)):
+        rows.append({"model": name, "parameters": sum(p.numel() for p in m.parameters()),
+                     "elbo": r.get("elbo"), "log_likelihood": r.get("log_likelihood"),
+                     "bits_per_dim": r.get("bits_per_dim")})
+    fmt = lambda v: "-" if v is None else f"{v:.2f}" if isinstance(v, float) else f"{v:,}"
+    lines = [f"\nBeside {args.compare}, on the same {res['n_images']} images of {args.dataset} ({args.split}), "
+             f"seed {args.seed}, IWAE k={args.iwae_k}:",
+             f"  {'model':<28} {'parameters':>11} {'ELBO':>9} {'IWAE log p(x)':>14} {'bits/dim':>9}"]
+    lines += [f"  {r['model'][-28:]:<28} {fmt(r['parameters']):>11} {fmt(r['elbo']):>9} "
+              f"{fmt(r['log_likelihood']):>14} {r['bits_per_dim'] or 0:>9.4f}" for r in rows]
+    gap = None
+    if rows[0]["log_likelihood"] is not None and rows[1]["log_likelihood"] is not None:
+        gap = rows[0]["log_likelihood"] - rows[1]["log_likelihood"]
+        lines.append(f"  {args.model_source}'s IWAE log p(x) is {abs(gap):.2f} nats "
+                     f"{'higher (better)' if gap >= 0 else 'lower (worse)'} than {args.compare}'s")
+    return {"models": rows, "log_likelihood_gain": gap, "table": "\n".join(lines)}
 
 
 def cmd_sample(args) -> int:
@@ -423,6 +502,21 @@ def make_parser() -> argparse.ArgumentParser:
     _add_field_flags(t, field_types(TrainConfig), "training config")
     t.set_defaults(func=cmd_train)
 
+    from .models.vq_prior import CodePriorConfig
+    from .train_prior import ARCH_FIELDS, PriorTrainConfig
+    tp = sub.add_parser("train-prior", help="fit an autoregressive prior over a trained VQ-VAE's codes",
+                        description="Train a causal transformer over the code grids of the VQ-VAE in RUN (its "
+                                    "training split's codes) and add it to RUN (prior_config.json, "
+                                    "prior.safetensors, a new model card and samples). load_model then samples "
+                                    "from it, and evaluate reports log p(x|codes) + log p(codes).")
+    tp.add_argument("run_dir", help="a VQ-VAE run folder written by train")
+    tp.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_field_flags(tp, {k: v for k, v in field_types(CodePriorConfig).items() if k in ARCH_FIELDS},
+                     f"prior architecture (defaults: {', '.join(f'{k} {getattr(CodePriorConfig(), k)}' for k in ARCH_FIELDS)})")
+    _add_field_flags(tp, field_types(PriorTrainConfig), "prior training (defaults: " + ", ".join(
+        f"{f.name} {f.default}" for f in dataclasses.fields(PriorTrainConfig)) + ")")
+    tp.set_defaults(func=cmd_train_prior)
+
     def model_args(sp):
         sp.add_argument("model_source", help="shipped checkpoint name, run folder, or Hub repo id org/name[@rev]")
         sp.add_argument("--revision", help="Hub revision (branch, tag or commit)")
@@ -446,6 +540,8 @@ def make_parser() -> argparse.ArgumentParser:
                    help="add beta-VAE, FactorVAE, MIG, SAP, DCI and modularity on dSprites")
     e.add_argument("--disentanglement-scale", type=float, default=1.0,
                    help="scale of the metrics' sample counts (1.0: disentanglement_lib's defaults)")
+    e.add_argument("--compare", metavar="MODEL", default=None,
+                   help="also evaluate MODEL on the same images with the same seed and k, and print both side by side")
     e.add_argument("--json", action="store_true", help="print every metric as JSON")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_evaluate)

@@ -110,6 +110,7 @@ class TrainConfig:
     labels_per_class: int = 0           # m2: labels it may see, per class (a seeded, class-balanced subset; 0: all)
     alpha: float = 0.1                  # m2: weight of the classification term (Kingma et al.'s alpha, see objectives)
     grad_clip: float = 0.0              # clip the gradient norm to this (0: off)
+    restart_dead_codes: bool = True     # VQ-VAE: after each epoch, codes it never used restart at encoder outputs
     precision: Literal["auto", "fp32", "bf16"] = "auto"   # auto: bf16 autocast where the device has native bf16
     kernels: Literal["auto", "torch"] = "auto"     # auto: each layer on the kernel measured fastest (kernels.py)
     eval_every: int = 1                 # epochs between held-out evaluations

@@ -108,14 +108,20 @@ def reconstruct(model: VAEBase, data: ImageSet, idx) -> torch.Tensor:
 
 @torch.inference_mode()
 def sample_grid(model: VAEBase, n: int, seed: int, temperature: float = 1.0,
-                y: int | torch.Tensor | None = None) -> torch.Tensor:
-    """n prior samples, reproducible from ``seed`` (a private generator: no global RNG is touched)."""
+                y: int | torch.Tensor | None = None, **prior_options) -> torch.Tensor:
+    """n prior samples, reproducible from ``seed`` (a private generator: no global RNG is touched).
+
+    ``prior_options`` go to the model's own ``prior_sample``: a hierarchical VAE's
+    ``layer_temperatures``, a VQ-VAE's ``top_k``."""
     if not 1 <= n <= 1024:
         raise VAEError(f"The number of samples must be between 1 and 1024, got {n}.")
     if not 0 < temperature <= 10:
         raise VAEError(f"The temperature must be in (0, 10], got {temperature}.")
+    for t in prior_options.get("layer_temperatures") or ():
+        if not 0 <= t <= 10:
+            raise VAEError(f"A layer's temperature must be in [0, 10] (0: its prior mean), got {t}.")
     gen = torch.Generator(device=model.device).manual_seed(seed)
-    return decode(model, model.prior_sample(n, gen, temperature), y)
+    return decode(model, model.prior_sample(n, gen, temperature, **prior_options), y)
 
 
 def traversal_codes(model: VAEBase, base: torch.Tensor, units, stats: UnitStats, lo: float = -3.0,

@@ -17,7 +17,8 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from .checkpoint import (MANIFEST, MODEL_FILES, PICKLE_SUFFIXES, RESUME_FILES, TRAINING_FILES, diffusers_subfolder,
+from .checkpoint import (MANIFEST, MODEL_FILES, PICKLE_SUFFIXES, PRIOR_FILES, RESUME_FILES, TRAINING_FILES,
+                         diffusers_subfolder,
                          is_pythae_folder, recover_folder)
 from .config import brief
 from .errors import VAEError
@@ -29,7 +30,7 @@ REVISION = re.compile(r"[A-Za-z0-9_][\w.-]{0,127}(/[A-Za-z0-9_][\w.-]{0,127}){0,
 # Fetched first, to learn what kind of repo it is before any weights travel.
 META_FILES = ("config.json", "model_index.json", "vae/config.json", "model_config.json", "README.md")
 # What loading one of our model repos reads; nothing else of a repo is ever fetched.
-MODEL_REPO_FILES = ("config.json", "model.safetensors", "README.md", "training_config.json", MANIFEST)
+MODEL_REPO_FILES = ("config.json", "model.safetensors", "README.md", "training_config.json", *PRIOR_FILES, MANIFEST)
 HUB_REQUEST_TIMEOUT = 10.0      # seconds a single Hub request may wait for the server (connect or read)
 HUB_FETCH_TIMEOUT = 120.0       # seconds a whole fetch may take before the app gives up on it
 
@@ -319,8 +320,8 @@ def trim_cache(max_bytes: int, keep: str = "", incoming: int = 0) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # Publishing
 
-# The files a push uploads; a run's optimizer state and trainer state only when asked.
-PUSH_FILES = MODEL_FILES + TRAINING_FILES + (MANIFEST,)
+# The files a push uploads (a VQ-VAE's code prior with it); a run's optimizer and trainer state only when asked.
+PUSH_FILES = MODEL_FILES + PRIOR_FILES + TRAINING_FILES + (MANIFEST,)
 
 
 def push_to_hub(folder: str | Path, repo_id: str, token: str | None, *, private: bool = False,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import (check_header, diffusers_subfolder, is_pythae_folder, load_state, pythae_refusal,
-                         read_card_metrics, read_config, read_trained_on)
+from .checkpoint import (PRIOR_FILES, check_header, diffusers_subfolder, is_pythae_folder, load_code_prior, load_state,
+                         pythae_refusal, read_card_metrics, read_config, read_trained_on)
 from .config import brief
 from .device import pick_device
 from .errors import VAEError
@@ -121,7 +121,15 @@ def _open(resolved: Resolved, folder: Path, source: str, device, image_size, pol
         check_header(folder / "model.safetensors", probe)
     model = build_model(config)
     model.load_state_dict(load_state(folder, model), strict=True)
-    info = _info(resolved, source, [folder / "config.json", folder / "model.safetensors"])
+    files = [folder / "config.json", folder / "model.safetensors"]
+    prior = load_code_prior(folder)
+    if prior is not None:                      # a VQ-VAE's autoregressive code prior, trained after it
+        if not hasattr(model, "attach_prior"):
+            raise VAEError(f"{folder} holds a code prior ({PRIOR_FILES[0]}), but only a VQ-VAE takes one; "
+                           f"this is a {config.model_type} model. Delete the prior's files.")
+        model.attach_prior(prior)
+        files += [folder / f for f in PRIOR_FILES]
+    info = _info(resolved, source, files)
     return model.to(pick_device(device)).eval(), info
 
 

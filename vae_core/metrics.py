@@ -35,6 +35,7 @@ def evaluate_model(model: VAEBase, data: ImageSet, *, batch_size: int = 500, iwa
     x0, y0 = next(data.batches(1, dev, with_labels=bool(model.num_classes), limit=1))
     point_mass = model.encode(x0, y0).logvar is None   # e.g. TAESD: no posterior variance, no ELBO
     sums = {"recon": 0.0, "kl": 0.0, "mse": 0.0, "iwae_ll": 0.0, "correct": 0.0}
+    code_prior = getattr(model, "code_prior", None)     # a VQ-VAE's learned prior over its code grids
     kl_dim = mu_sum = mu_sq = None
     pixels = math.prod(model.config.in_shape)
     counts = torch.zeros(getattr(model.config, "codebook_size", 1), device=dev)
@@ -43,13 +44,16 @@ def evaluate_model(model: VAEBase, data: ImageSet, *, batch_size: int = 500, iwa
         post = model.encode(x, y)
         mu = post.mu.flatten(1)
         eps = None if point_mass else torch.randn(post.mu.shape, generator=gen, device=dev)
-        z = post.rsample(eps)
-        sums["recon"] += -log_likelihood(model, model.decode_logits(z, y), x).sum().item()
+        d = model.draw(x, y, eps, post)
+        sums["recon"] += -log_likelihood(model, d.out, x).sum().item()
         sums["mse"] += (model.decode(post.mode(), y) - x).pow(2).flatten(1).mean(1).sum().item()
         if is_vq:
-            counts += torch.bincount(model.codes(post.mu).flatten(), minlength=counts.numel()).float()
+            codes = model.codes(post.mu)
+            counts += torch.bincount(codes.flatten(), minlength=counts.numel()).float()
+            if code_prior is not None:
+                sums["kl"] -= code_prior.log_prob(codes).sum().item()
         elif not point_mass:
-            kl = post.kl_per_dim().flatten(1)
+            kl = d.kl_per_dim.flatten(1)
             sums["kl"] += kl.sum().item()
             kl_dim = kl.sum(0) if kl_dim is None else kl_dim + kl.sum(0)
             if iwae_k:
@@ -63,7 +67,7 @@ def evaluate_model(model: VAEBase, data: ImageSet, *, batch_size: int = 500, iwa
             progress(done, n)
     model.train(was_training)
     var = (mu_sq / n - (mu_sum / n).pow(2)).clamp_min(0)
-    if is_vq:
+    if is_vq and code_prior is None:
         sums["kl"] = n * vq_kl(model)
     out = {"n_images": n, "recon": sums["recon"] / n, "mse": sums["mse"] / n}
     if is_vq or not point_mass:
@@ -78,6 +82,11 @@ def evaluate_model(model: VAEBase, data: ImageSet, *, batch_size: int = 500, iwa
     else:
         out["binarisation"] = f"none: continuous {model.config.likelihood} density on [0, 1] pixel values"
     if is_vq:
+        if code_prior is not None:
+            # The posterior is one code grid, so KL(q || p) = -log p(codes) under the learned prior, and
+            # the ELBO log p(x | codes) + log p(codes) is a lower bound on log p(x).
+            out.update(code_prior="autoregressive transformer", prior_code_nll=out["kl"],
+                       elbo_bits_per_dim=-out["elbo"] / (pixels * math.log(2)))
         out["codebook_usage"] = float((counts > 0).float().mean())
         out["perplexity"] = float(codebook_perplexity(counts))
         out["code_frequencies"] = (counts / counts.sum()).tolist()

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from .config import TrainConfig
 from .models.base import LOG_2PI, Posterior, VAEBase, standard_normal_log_prob
+from .models.hvae import HierarchicalVAE
 from .models.m2 import classifies
 
 Randn = Callable[[tuple[int, ...]], torch.Tensor]   # draws standard normal noise of a local shape
@@ -44,10 +45,17 @@ def kl_weight(cfg: TrainConfig, step: int, total_steps: int) -> float:
     return cfg.beta
 
 
-def free_bits_kl(kl_per_dim: torch.Tensor, free_bits: float) -> torch.Tensor:
-    """Sum over dimensions of max(batch-mean KL, free_bits) (Kingma et al., 2016)."""
+def free_bits_kl(kl_per_dim: torch.Tensor, free_bits: float, groups: tuple[int, ...] | None = None) -> torch.Tensor:
+    """Sum over dimensions of max(batch-mean KL, free_bits) (Kingma et al., 2016).
+
+    With ``groups`` (the sizes of consecutive groups of units: a hierarchical model's layers),
+    the floor holds per group instead, as in Kingma et al.'s grouped form: each group's KL is
+    max(its batch-mean KL, free_bits x its size), so a layer may spend its allowance on few units.
+    """
     per_dim = kl_per_dim.flatten(1).mean(0)
-    return per_dim.clamp(min=free_bits).sum()
+    if groups is None:
+        return per_dim.clamp(min=free_bits).sum()
+    return sum(part.sum().clamp(min=free_bits * part.numel()) for part in per_dim.split(list(groups)))
 
 
 def tc_decomposition(z: torch.Tensor, post: Posterior, dataset_size: int) -> dict[str, torch.Tensor]:
@@ -70,10 +78,8 @@ def tc_decomposition(z: torch.Tensor, post: Posterior, dataset_size: int) -> dic
 
 def log_importance_weights(model: VAEBase, x: torch.Tensor, y, post: Posterior, eps: torch.Tensor) -> torch.Tensor:
     """log p(x, z_k) - log q(z_k | x) for k posterior samples; eps: (k, B, *latent). Returns (k, B)."""
-    z = post.rsample(eps)
-    out = model.decode_logits(z, y)
-    n_latent = len(model.latent_shape)
-    return log_likelihood(model, out, x) + standard_normal_log_prob(z, n_latent) - post.log_prob(z)
+    d = model.draw(x, y, eps, post)
+    return log_likelihood(model, d.out, x) - d.log_ratio
 
 
 def iwae_bound(log_w: torch.Tensor) -> torch.Tensor:
@@ -187,22 +193,26 @@ def loss_parts(model: VAEBase, x: torch.Tensor, y: torch.Tensor | None, cfg: Tra
     parts: dict[str, torch.Tensor] = {}
     if cfg.objective == "iwae" and not is_vq:
         log_w = log_importance_weights(model, x, y, post, randn((cfg.iwae_k, *post.mu.shape)))
-        recon = -log_likelihood(model, model.decode_logits(post.rsample(randn(post.mu.shape)), y), x).detach()
-        kl = post.kl().detach()
+        with torch.no_grad():
+            d = model.draw(x, y, randn(post.mu.shape), post)
+        recon = -log_likelihood(model, d.out, x)
+        kl_per_dim = d.kl_per_dim
+        kl = kl_per_dim.flatten(1).sum(1)
         iwae = -iwae_bound(log_w)
         parts.update(recon=recon.mean(), kl=kl.mean(), iwae=iwae.mean(), loss=iwae.mean())
     else:
-        z = post.rsample(None if is_vq else randn(post.mu.shape))
-        recon = -log_likelihood(model, model.decode_logits(z, y), x)      # (B,)
-        kl = post.kl()                                                     # (B,)
+        d = model.draw(x, y, None if is_vq else randn(post.mu.shape), post)
+        z, kl_per_dim = d.z, d.kl_per_dim
+        recon = -log_likelihood(model, d.out, x)                          # (B,)
+        kl = kl_per_dim.flatten(1).sum(1)                                  # (B,)
         parts.update(recon=recon.mean(), kl=kl.mean())
         w = kl_weight(cfg, step, total_steps)
         if is_vq:
             extra = model.extra_loss(post)
-            counts = extra.pop("_counts")
+            private = {k: extra.pop(k) for k in ("_counts", "_z_e")}     # for codebook health, not losses
             parts.update({k: v.mean() for k, v in extra.items()})
             parts["loss"] = recon.mean() + parts["codebook"] + parts["commitment"]
-            parts["_counts"] = counts
+            parts.update(private)
         elif cfg.objective == "tcvae":
             tc = tc_decomposition(z, post, dataset_size)
             parts.update({k: v.mean() for k, v in tc.items()})
@@ -214,8 +224,13 @@ def loss_parts(model: VAEBase, x: torch.Tensor, y: torch.Tensor | None, cfg: Tra
             parts["mmd"] = mmd
             parts["loss"] = recon.mean() + cfg.mmd_weight * mmd
         else:
-            kl_term = free_bits_kl(post.kl_per_dim(), cfg.free_bits) if cfg.free_bits > 0 else kl.mean()
+            groups = model.layer_sizes if isinstance(model, HierarchicalVAE) else None
+            kl_term = free_bits_kl(kl_per_dim, cfg.free_bits, groups) if cfg.free_bits > 0 else kl.mean()
             parts["loss"] = recon.mean() + w * kl_term
         parts["kl_weight"] = torch.tensor(float(w))
+    if isinstance(model, HierarchicalVAE):
+        # The KL of every layer, top first: the first sign of an upper layer collapsing.
+        for i, part in enumerate(kl_per_dim.detach().flatten(1).split(list(model.layer_sizes), dim=1)):
+            parts[f"kl_layer{i + 1}"] = part.sum(1).mean()
     parts["total"] = parts["recon"] + parts["kl"]
     return parts

@@ -37,11 +37,14 @@ from .device import pick_device, resolve_precision
 from .errors import TrainingDiverged, VAEError
 from .metrics import evaluate_model
 from .models import ModelConfig, VAEBase, build_model, config_from_dict
+from .models.hvae import HierarchyConfig
+from .models.vq import codebook_perplexity
 from .models.m2 import classifies
 from .objectives import loss_parts
 from .optim import FUSED_DEVICES, FusedAdam
 
 SAMPLE_COUNT = 64
+RESTART_WINDOW = 10     # steps: a VQ-VAE code unused over this many batches is dead and is restarted
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +112,9 @@ def check_compatible(config: RunConfig, data: ImageSet) -> None:
     if t.labels_per_class and m.model_type != "m2":
         raise VAEError(f"labels_per_class hides labels from a semi-supervised model (--model m2); a "
                        f"{m.model_type} model does not use it.")
+    if isinstance(m, HierarchyConfig) and t.objective not in ("elbo", "iwae"):
+        raise VAEError(f"A hierarchical VAE trains with objective elbo or iwae; {t.objective!r} assumes one "
+                       "N(0, I) prior over a flat code.")
     if len(data) < 2:
         raise VAEError("The dataset needs at least two images to train on.")
 
@@ -237,7 +243,8 @@ def train(config: RunConfig, data: ImageSet | None = None, test_data: ImageSet |
             eps = torch.randn(gshape, generator=gen, device=device)
             return eps.narrow(batch_axis, rank * local_B, shape[batch_axis]) if world > 1 else eps
 
-        vq_counts = None
+        vq_counts = window = None
+        restarted = 0
         acc, acc_steps, t0 = [], 0, time.perf_counter()
         for i in range(steps_per_epoch):
             idx = perm[i * B + rank * local_B: i * B + (rank + 1) * local_B]
@@ -256,9 +263,13 @@ def train(config: RunConfig, data: ImageSet | None = None, test_data: ImageSet |
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             step += 1
-            counts = parts.pop("_counts", None)
+            counts, z_e = parts.pop("_counts", None), parts.pop("_z_e", None)
             if counts is not None:
                 vq_counts = counts if vq_counts is None else vq_counts + counts
+                window = counts if window is None else window + counts
+                if cfg.restart_dead_codes and step % RESTART_WINDOW == 0:
+                    restarted += _restart_dead_codes(model, window, z_e, gen, world)
+                    window = None
             if part_names is None:
                 part_names = list(parts)
             acc.append(torch.stack([parts[k].detach().float() for k in part_names]))
@@ -280,6 +291,9 @@ def train(config: RunConfig, data: ImageSet | None = None, test_data: ImageSet |
             if world > 1:
                 dist.all_reduce(vq_counts)
             model.code_usage.copy_(vq_counts / vq_counts.sum())
+            means = {**means, "codebook_usage": float((vq_counts > 0).float().mean()),
+                     "perplexity": float(codebook_perplexity(vq_counts)),
+                     **({"dead_codes_restarted": float(restarted)} if cfg.restart_dead_codes else {})}
         ev = Event("epoch", step, epoch + 1, total_steps, means, elapsed=elapsed)
         if rank == 0:
             last = epoch + 1 == cfg.epochs
@@ -319,6 +333,20 @@ def _route(model: VAEBase, cfg: TrainConfig, device: torch.device, precision: st
         return kernels.apply_route(model, tuple(saved))
     kernels.apply_route(model, None)
     return kernels.apply_route(model, kernels.measure_route(model, forward))
+
+
+def _restart_dead_codes(model: VAEBase, window: torch.Tensor, z_e: torch.Tensor, gen: torch.Generator,
+                        world: int) -> int:
+    """Restart the VQ-VAE's codes unused over the last RESTART_WINDOW steps (``window``: their counts) at
+    encoder outputs of the current batch (``z_e``), as Jukebox does (Dhariwal et al., 2020). Checked every
+    few steps rather than once an epoch: a code restarted once an epoch is often dead again by the next.
+    Under DDP the counts are summed over ranks and rank 0's codebook is broadcast, so ranks agree."""
+    if world > 1:
+        dist.all_reduce(window)
+    n = model.restart_dead_codes(window, z_e, gen)
+    if world > 1:
+        dist.broadcast(model.codebook.weight.data, 0)
+    return n
 
 
 def _check_finite(rows: torch.Tensor, names: list[str], first_step: int, out: Path | None) -> None:

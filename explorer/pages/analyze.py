@@ -6,8 +6,8 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from explorer import figures, jobs, limits, loaders, session, widgets
-from vae_core import analyze, anomaly, directions, explore
+from explorer import figures, inspector, jobs, limits, loaders, session, widgets
+from vae_core import analyze, anomaly, codebook, directions, explore, layers
 from vae_core.disentanglement import evaluate_disentanglement
 
 st.title("Analyze")
@@ -16,6 +16,7 @@ UNITS, FACTORS, ANOMALIES, RECON, DISENTANGLEMENT = ("Latent units", "Factors", 
 DIRECTIONS = "Directions and factors"
 KIND_COLOURS = MappingProxyType({"principal": figures.CLASS_COLOURS[0], "attribute": figures.CLASS_COLOURS[2],
                                  "local": figures.CLASS_COLOURS[6]})
+LAYERS, CODEBOOK = "Layers", "Codebook"       # a hierarchical VAE's layers; a VQ-VAE's codebook
 HEADLINE = MappingProxyType({"beta_vae": "beta-VAE", "factor_vae": "FactorVAE", "mig": "MIG", "sap": "SAP",
                              "dci_disentanglement": "DCI disentanglement", "dci_completeness": "DCI completeness",
                              "dci_informativeness": "DCI informativeness", "modularity": "modularity",
@@ -165,6 +166,20 @@ def recon_section(model, data, seed):
                       caption="Each pair of rows: originals, then their reconstructions from the posterior mean")
 
 
+def layers_section(ctx, model, data, n, seed):
+    limits.settings().check_images(model, n, "images to analyse")
+    res = cached(("an-units", ctx.model_key, ctx.data_key, n, seed, 0),
+                 lambda: analyze.latent_units(model, data, n=n, seed=seed))
+    inspector.layers_analysis(layers.layer_summary(model, res))
+
+
+def codebook_section(ctx, model, data, n, seed):
+    limits.settings().check_images(model, n, "images to analyse")
+    usage = cached(("an-codebook", ctx.model_key, ctx.data_key, n, seed),
+                   lambda: codebook.codebook_usage(model, data, n=n, seed=seed))
+    inspector.codebook_analysis(model, data, usage, ctx.model_key)
+
+
 def disentanglement_section(ctx, model, seed):
     if tuple(model.config.in_shape) != (1, 64, 64):
         st.info("The disentanglement metrics score a model of 64x64 grey images on dSprites' ground-truth factors; "
@@ -230,8 +245,10 @@ with session.guard("Analysis"):
     data = ctx.require_data()
     available = [UNITS, ANOMALIES, RECON] + ([FACTORS, DIRECTIONS] if data.factors is not None else []) + \
                 ([DISENTANGLEMENT] if data.factor_names == ("shape", "scale", "orientation", "posX", "posY") else [])
+    own = [LAYERS] if layers.is_hierarchical(model) else [CODEBOOK] if codebook.is_vq(model) else []
+    available += own
     c1, c2, c3 = st.columns([4, 2, 1])
-    picked = c1.multiselect("Analyses", available, [UNITS, RECON], key="an_pick")
+    picked = c1.multiselect("Analyses", available, [UNITS, *own, RECON], key="an_pick")
     n = c2.select_slider("Images to analyse", [250, 500, 1000, 2000, 5000], 1000, key="an_n")
     seed = int(c3.number_input("Seed", 0, 10_000, 0, key="an_seed"))
     if not picked:
@@ -250,3 +267,7 @@ with session.guard("Analysis"):
             disentanglement_section(ctx, model, seed)
         elif name == DIRECTIONS:
             directions_section(ctx, model, data, n, seed)
+        elif name == LAYERS:
+            layers_section(ctx, model, data, n, seed)
+        elif name == CODEBOOK:
+            codebook_section(ctx, model, data, n, seed)

@@ -3,8 +3,8 @@ import inspect
 
 import streamlit as st
 
-from explorer import figures, limits, session, widgets
-from vae_core import explore, images
+from explorer import figures, inspector, limits, session, widgets
+from vae_core import codebook, explore, images, layers
 from vae_core.models import VAEBase
 
 st.title("Sample")
@@ -22,11 +22,18 @@ with session.guard("Sampling"):
     if type(model).prior_sample is not VAEBase.prior_sample:
         # This model has no N(0, I) prior of its own (a VQ-VAE): say how its samples are drawn.
         st.info(f"How these samples are drawn: {inspect.getdoc(type(model).prior_sample)}")
+    options = {}                            # the model's own sampling options
+    if layers.is_hierarchical(model):
+        options["layer_temperatures"] = inspector.layer_temperatures(model, "sample_layer_temperature")
+    elif codebook.has_code_prior(model):
+        options["top_k"] = inspector.top_k_slider(model, "sample_top_k")
     draw = st.session_state.get("sample_draw", 0)
     limits.settings().check_images(model, n, "samples")
-    x = explore.sample_grid(model, n, seed=int(seed) * 1_000_003 + draw, temperature=temperature, y=y)
+    x = explore.sample_grid(model, n, seed=int(seed) * 1_000_003 + draw, temperature=temperature, y=y, **options)
     label = f", class {widgets.class_names(model, ctx.data)[y]}" if y is not None else ""
     img = widgets.show_grid(x, caption=f"{figures.plural(n, 'sample')}{label}, temperature {temperature:g}, "
                                        f"seed {seed}" + (f", draw {draw}" if draw else ""))
     st.download_button("Download the grid (PNG)", images.png_bytes(img), file_name="samples.png",
                        mime="image/png", key="sample_download")
+    if layers.is_hierarchical(model):
+        inspector.resample_layer_section(model, seed=int(seed) * 1_000_003 + draw, temperature=temperature)

@@ -5,8 +5,8 @@ from types import MappingProxyType
 import streamlit as st
 import torch
 
-from explorer import handoff, limits, links, loaders, session, widgets
-from vae_core import VAEError, directions, explore
+from explorer import handoff, inspector, limits, links, loaders, session, widgets
+from vae_core import VAEError, directions, explore, layers
 
 st.title("Traverse")
 RANGE = 4.0          # slider range, in prior standard deviations
@@ -175,6 +175,10 @@ with session.guard("Traversal"):
         st.caption("Units are in their natural order: choose a matching dataset to order them by KL.")
 
 sliders_and_grids(model, stats, base, original, where, mode, y, ctx.model_key)
+
+if layers.is_hierarchical(model):
+    with session.guard("Traversal"):
+        inspector.layer_traversal_section(model, stats, base, y)
 
 if model.latent_shape == (2,):
     with session.guard("Traversal"):

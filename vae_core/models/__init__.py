@@ -8,6 +8,7 @@ from ..config import brief
 from ..errors import VAEError
 from .base import ModelConfig, Posterior, VAEBase, check_decode_cost, check_param_budget
 from .conv import ConvConfig, ConvVAE
+from .hvae import HVAE, HierarchicalVAE, HVAEConfig, HVAEConv, HVAEConvConfig
 from .m2 import M2Config, M2VAE
 from .mlp import CVAEConfig, MLPConfig, MLPVAE
 from .vq import VQConfig, VQVAE
@@ -18,6 +19,8 @@ MODEL_TYPES: Mapping[str, tuple[type[ModelConfig], type[VAEBase]]] = MappingProx
     "conv": (ConvConfig, ConvVAE),
     "vq": (VQConfig, VQVAE),
     "m2": (M2Config, M2VAE),
+    "hvae": (HVAEConfig, HVAE),
+    "hvae-conv": (HVAEConvConfig, HVAEConv),
 })
 
 
@@ -44,4 +47,5 @@ def build_model(config: ModelConfig | dict) -> VAEBase:
 
 
 __all__ = ["MODEL_TYPES", "ModelConfig", "Posterior", "VAEBase", "build_model", "check_decode_cost", "config_from_dict",
-           "MLPConfig", "CVAEConfig", "ConvConfig", "VQConfig", "MLPVAE", "ConvVAE", "VQVAE", "M2Config", "M2VAE"]
+           "MLPConfig", "CVAEConfig", "ConvConfig", "VQConfig", "MLPVAE", "ConvVAE", "VQVAE", "M2Config", "M2VAE",
+           "HVAEConfig", "HVAEConvConfig", "HVAE", "HVAEConv", "HierarchicalVAE"]

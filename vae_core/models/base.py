@@ -78,6 +78,19 @@ def standard_normal_log_prob(z: torch.Tensor, event_dims: int) -> torch.Tensor:
     return (-0.5 * (z.pow(2) + LOG_2PI)).flatten(-event_dims).sum(-1)
 
 
+@dataclasses.dataclass
+class PosteriorDraw:
+    """One reparameterised draw z ~ q(z|x), decoded: what the ELBO and the IWAE weights are made of.
+
+    Shapes carry optional leading sample dimensions S, as in (k, B, ...) for IWAE.
+    """
+
+    z: torch.Tensor                    # (*S, B, *latent), in the coordinates ``decode`` takes
+    out: torch.Tensor                  # the decoder's raw output for z: (*S, B, C, H, W)
+    kl_per_dim: torch.Tensor           # closed-form KL per latent element: (B, *latent) or (*S, B, *latent)
+    log_ratio: torch.Tensor | None     # log q(z|x) - log p(z): (*S, B); None for a point-mass posterior
+
+
 # ---------------------------------------------------------------------------------------------
 # Config validation: refuse bad values with a message, before anything is allocated.
 
@@ -224,6 +237,25 @@ class VAEBase(nn.Module):
         if y.min() < 0 or y.max() >= self.num_classes:
             raise VAEError(f"Class labels must be in 0..{self.num_classes - 1}.")
         return F.one_hot(y.long(), self.num_classes).to(dtype=torch.float32)
+
+    def draw(self, x: torch.Tensor, y: torch.Tensor | None, eps: torch.Tensor | None,
+             post: Posterior | None = None) -> PosteriorDraw:
+        """z = mu + std * eps from q(z|x) (eps: (*S, B, *latent) standard normal noise), decoded.
+
+        Every objective and estimate goes through here, so a model whose KL depends on the draw
+        itself (a hierarchical VAE: each layer's prior depends on the layers above) overrides it.
+        """
+        post = self.encode(x, y) if post is None else post
+        z = post.rsample(eps)
+        log_ratio = None
+        if post.logvar is not None:
+            log_ratio = post.log_prob(z) - standard_normal_log_prob(z, len(self.latent_shape))
+        return PosteriorDraw(z, self.decode_logits(z, y), post.kl_per_dim(), log_ratio)
+
+    def vae_state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights that model.safetensors holds (a part trained and saved on its own, such as a
+        VQ-VAE's code prior, is left out)."""
+        return self.state_dict()
 
     def extra_loss(self, post: Posterior) -> dict[str, torch.Tensor]:
         """Model-specific loss terms (the VQ-VAE's codebook and commitment losses)."""

@@ -13,6 +13,7 @@ from ..errors import VAEError
 from ..kernels import Conv
 from .base import ModelConfig, Posterior, VAEBase, _gen_device, _positive
 from .conv import SUPPORTED_SIZES, conv_decoder, conv_encoder, transposed_values
+from .vq_prior import CodeTransformer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +70,24 @@ class VQVAE(VAEBase):
         self.codebook.weight.data.uniform_(-1.0 / config.codebook_size, 1.0 / config.codebook_size)
         # How often each code is used on the training data; sampling draws codes from it.
         self.register_buffer("code_usage", torch.full((config.codebook_size,), 1.0 / config.codebook_size))
+        # An autoregressive prior over the code grid, trained after the VQ-VAE (train-prior) and
+        # saved in its own files: attach_prior sets it, and sampling and evaluation then use it.
+        self.code_prior: CodeTransformer | None = None
+
+    def attach_prior(self, prior: CodeTransformer | None) -> None:
+        """Use ``prior`` for sampling and likelihoods (None: back to independent code frequencies)."""
+        if prior is not None:
+            pc = prior.config
+            if (pc.codebook_size, pc.grid) != (self.config.codebook_size, self.config.grid):
+                raise VAEError(f"This code prior models {pc.grid}x{pc.grid} grids of {pc.codebook_size} codes, but the "
+                               f"VQ-VAE has {self.config.grid}x{self.config.grid} grids of {self.config.codebook_size}; "
+                               "train a prior for this model (python -m vae_core train-prior RUN).")
+            prior = prior.to(self.codebook.weight.device).train(self.training)
+        self.code_prior = prior
+
+    def vae_state_dict(self) -> dict[str, torch.Tensor]:
+        """The VQ-VAE's own weights, without an attached code prior's (which live in their own file)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("code_prior.")}
 
     @property
     def latent_shape(self) -> tuple[int, ...]:
@@ -108,18 +127,40 @@ class VQVAE(VAEBase):
         commitment = F.mse_loss(z_e, z_q.detach(), reduction="none").flatten(1).sum(1)
         counts = torch.bincount(idx.flatten(), minlength=self.config.codebook_size).float()
         return {"codebook": codebook, "commitment": self.config.commitment * commitment,
-                "_counts": counts, "perplexity": codebook_perplexity(counts).detach(),
+                "_counts": counts, "_z_e": z_e.detach(), "perplexity": codebook_perplexity(counts).detach(),
                 "codebook_usage": (counts > 0).float().mean().detach()}
 
-    def prior_sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
-        """Codes drawn independently per position from the training code frequencies.
-
-        A VQ-VAE has no continuous prior; without a learned autoregressive prior, this is the
-        honest choice: samples show the code vocabulary, not coherent digits. Temperature
-        flattens (>1) or sharpens (<1) the frequency distribution.
+    def prior_sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0,
+                     top_k: int = 0) -> torch.Tensor:
+        """With a learned code prior (python -m vae_core train-prior), code grids are drawn from it one
+        code at a time in raster order, each given the codes before it, so the samples are coherent
+        images. Without one, each position's code is drawn independently from the training code
+        frequencies: the samples then show the code vocabulary, textures rather than coherent images.
+        Temperature divides the log-probabilities (below 1: sharper, above 1: flatter); top-k keeps
+        only the k most likely codes at each draw (0: all).
         """
         g = self.config.grid
+        if self.code_prior is not None:
+            return self.lookup(self.code_prior.sample(n, generator, temperature, top_k))
+        if not 0 <= top_k <= self.config.codebook_size:
+            raise VAEError(f"top-k must be between 0 (all codes) and {self.config.codebook_size}, got {top_k}.")
         probs = self.code_usage.clamp_min(1e-8).pow(1.0 / max(temperature, 1e-3))
+        if top_k:
+            probs = probs * (probs >= probs.topk(top_k).values[-1])
         dev = _gen_device(generator, self.device)
         idx = torch.multinomial(probs.to(dev), n * g * g, replacement=True, generator=generator)
         return self.lookup(idx.view(n, g, g).to(self.device))
+
+    @torch.no_grad()
+    def restart_dead_codes(self, counts: torch.Tensor, z_e: torch.Tensor, generator: torch.Generator) -> int:
+        """Re-initialise every code unused in ``counts`` to an encoder output drawn at random from ``z_e``
+        (B, D, h, w), the current batch: the random restart of Dhariwal et al. (2020, Jukebox).
+        A dead code gets no gradient, so without this it stays dead; placed on the data, it is used
+        at once. Returns how many codes were restarted."""
+        dead = (counts == 0).nonzero().flatten()
+        if len(dead) == 0:
+            return 0
+        flat = z_e.movedim(1, -1).reshape(-1, z_e.shape[1])               # (B*h*w, D)
+        pick = torch.randint(len(flat), (len(dead),), generator=generator, device=generator.device).to(flat.device)
+        self.codebook.weight[dead.to(flat.device)] = flat[pick].to(self.codebook.weight.dtype)
+        return len(dead)

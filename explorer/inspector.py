@@ -1,0 +1,194 @@
+"""The widgets of the hierarchical inspector and the codebook explorer: what the pages add for these models.
+
+Each function reads its widgets, calls vae_core.layers or vae_core.codebook, and draws; the pages
+call them only for a model of the right kind (a hierarchical VAE, a VQ-VAE).
+"""
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+
+from explorer import limits, selection, widgets
+from vae_core import codebook, explore, layers
+from vae_core.metrics import AU_THRESHOLD
+
+LAYER_COLOURS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#ff9da6", "#9d755d")
+
+
+# ---------------------------------------------------------------------------------------------
+# Hierarchical VAE
+
+
+def layer_temperatures(model, key: str) -> list[float]:
+    """One temperature slider per layer, top first (NVAE's per-layer temperature); 0 holds a layer at its
+    prior mean given the layers above."""
+    names = layers.layer_names(model)
+    with st.expander("Temperature per layer", expanded=True):
+        st.caption("Each layer's temperature scales its prior's standard deviation (times the temperature above). "
+                   "At 0 a layer takes its prior mean given the layers above it, so only the other layers vary.")
+        cols = st.columns(min(len(names), 4))
+        return [cols[i % len(cols)].slider(name.capitalize(), 0.0, 2.0, 1.0, 0.05, key=f"{key}_{i}")
+                for i, name in enumerate(names)]
+
+
+def resample_layer_section(model, seed: int, temperature: float) -> None:
+    """Keep the layers above one layer, draw it and every layer below afresh: what that layer controls."""
+    st.subheader("Resample one layer")
+    names = layers.layer_names(model)
+    c1, c2, c3 = st.columns([2, 1, 1])
+    layer = c1.selectbox("Layer to draw afresh, with every layer below it", range(len(names)),
+                         index=len(names) - 1, format_func=lambda i: names[i].capitalize(),
+                         key="sample_resample_layer")
+    rows = c2.slider("Rows", 1, 8, 4, key="sample_resample_rows")
+    cols = c3.slider("Columns", 2, 10, 8, key="sample_resample_cols")
+    limits.settings().check_images(model, rows * cols, "images in the resample grid")
+    grid = layers.resample_layer(model, layer, rows, cols, seed=seed, temperature=temperature)
+    above = "the layers above it" if layer else "nothing (the top layer has no layers above)"
+    widgets.show_grid(grid, nrow=cols, wrap=False,
+                      caption=f"Each row keeps one draw of {above}; its first image is that draw whole, and the "
+                              f"others draw {names[layer]} and every layer below afresh. What changes along a row "
+                              "is what those layers control.")
+
+
+def layer_traversal_section(model, stats: explore.UnitStats, base: torch.Tensor, y) -> None:
+    """A traversal grid of one layer's units, most informative first, from the page's base code."""
+    st.subheader("Traverse one layer")
+    names = layers.layer_names(model)
+    c1, c2 = st.columns([2, 1])
+    layer = c1.radio("Layer", range(len(names)), format_func=lambda i: names[i], key="traverse_layer",
+                     horizontal=True)
+    units = layers.layer_units(model, stats, layer)
+    rows = c2.slider("Rows (the layer's top units)", 1, len(units), min(6, len(units)), key="traverse_layer_rows")
+    top = units[:rows]
+    grid = explore.traversal_grid(model, base, top, stats, -3.0, 3.0, 9, y=y)
+    widgets.show_grid(grid, nrow=9, wrap=False,
+                      caption=f"{names[layer].capitalize()}: rows " + ", ".join(f"z{u}" for u in top) +
+                              "; columns: 9 values from -3 to 3 prior standard deviations. The layers below keep "
+                              "their standardised values, so they follow what this layer decides.")
+
+
+def layers_analysis(summary: list[dict]) -> None:
+    """KL per layer and active units per layer, and KL per unit coloured by layer."""
+    names = [s["name"] for s in summary]
+    cols = st.columns(len(summary))
+    for col, s in zip(cols, summary):
+        col.metric(s["name"].capitalize(), f"{s['kl']:.1f} nats",
+                   help=f"{s['active_units']} of {s['units']} units active (Cov_x E[z|x] > {AU_THRESHOLD})")
+    left, right = st.columns(2)
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=names, y=[s["kl"] for s in summary], name="KL (nats)", marker_color=LAYER_COLOURS[0],
+                         text=[f"{s['kl']:.1f}" for s in summary], hovertemplate="%{x}: %{y:.2f} nats<extra></extra>"))
+    fig.update_layout(height=320, margin=dict(l=10, r=10, t=40, b=10), title="KL per layer",
+                      xaxis_title="layer (top first)", yaxis_title="KL (nats per image)")
+    left.plotly_chart(fig, key="an_layers_kl")
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=names, y=[s["active_units"] for s in summary], name="active",
+                         marker_color=LAYER_COLOURS[2], text=[f"{s['active_units']}/{s['units']}" for s in summary]))
+    fig.add_trace(go.Bar(x=names, y=[s["units"] - s["active_units"] for s in summary], name="inactive",
+                         marker_color="#bbbbbb"))
+    fig.update_layout(height=320, margin=dict(l=10, r=10, t=40, b=10), barmode="stack", title="Active units per layer",
+                      xaxis_title="layer (top first)", yaxis_title="units")
+    right.plotly_chart(fig, key="an_layers_active")
+    fig = go.Figure()
+    for i, s in enumerate(summary):
+        fig.add_trace(go.Bar(x=[f"z{s['first_unit'] + u}" for u in range(s["units"])], y=s["kl_per_unit"],
+                             name=s["name"], marker_color=LAYER_COLOURS[i % len(LAYER_COLOURS)],
+                             hovertemplate="%{x}: %{y:.3f} nats<extra></extra>"))
+    fig.update_layout(height=300, margin=dict(l=10, r=10, t=40, b=10), title="KL per unit, coloured by layer",
+                      xaxis_title="latent unit", yaxis_title="KL (nats)")
+    st.plotly_chart(fig, key="an_layers_units")
+
+
+# ---------------------------------------------------------------------------------------------
+# VQ-VAE
+
+
+def top_k_slider(model, key: str) -> int:
+    k = model.config.codebook_size
+    return st.slider(f"Top-k codes at each draw (0: all {k})", 0, k, 0, key=key,
+                     help="The code prior draws each code from only its k most likely codes; with the temperature "
+                          "this trades variety for cleaner digits.")
+
+
+def codebook_analysis(model, data, usage: dict, model_key: str) -> None:
+    """Usage over the codebook, each code's decoded patch, and a code grid to edit and decode."""
+    freq, K = usage["frequencies"], len(usage["frequencies"])
+    c = st.columns(3)
+    c[0].metric("Codes used", f"{usage['usage']:.0%}", help=f"of {K} codes, on {usage['n_images']} images")
+    c[1].metric("Perplexity", f"{usage['perplexity']:.1f}", help="exp(entropy) of the code frequencies: how many "
+                                                                 "codes are in effective use")
+    c[2].metric("Unused codes", f"{int((freq == 0).sum())}")
+    fig = go.Figure(go.Bar(x=list(range(K)), y=100 * freq, marker_color=np.where(freq > 0, "#4c78a8", "#bbbbbb"),
+                           hovertemplate="code %{x}: %{y:.2f}% of positions<extra></extra>"))
+    fig.update_layout(height=260, margin=dict(l=10, r=10, t=40, b=10), title="Usage over the codebook",
+                      xaxis_title="code", yaxis_title="share of grid positions (%)")
+    st.plotly_chart(fig, key="an_cb_usage")
+    patches = codebook.code_patches(model, usage["most_used"])
+    widgets.show_grid(patches, nrow=8, caption=f"What each code draws, codes 0 to {K - 1} left to right, top to "
+                                                f"bottom: a 3x3 block of code k in a grid of code "
+                                                f"{usage['most_used']} (the most used), decoded and cropped to it")
+    code_grid_editor(model, data, freq, model_key)
+
+
+def code_grid_editor(model, data, freq: np.ndarray, model_key: str) -> None:
+    """Click a cell of an image's code grid (or type its row and column), pick a code, and decode."""
+    st.markdown("**Edit a code grid**")
+    g, K = model.config.grid, model.config.codebook_size
+    left, right = st.columns([3, 2])
+    with right:
+        index = int(st.number_input("Dataset image", 0, len(data) - 1, 0, key="an_cb_index"))
+        x = data.images[index:index + 1].float() / 255
+        source = (model_key, index)
+        if st.session_state.get("an_cb_source") != source:            # a new image: start from its own codes
+            st.session_state["an_cb_source"] = source
+            st.session_state["an_cb_codes"] = codebook.image_codes(model, x)[0].tolist()
+            st.session_state["an_cb_row"] = st.session_state["an_cb_col"] = g // 2
+        codes = torch.tensor(st.session_state["an_cb_codes"])
+    with left:
+        event = st.plotly_chart(_grid_figure(codes, st.session_state["an_cb_row"], st.session_state["an_cb_col"]),
+                                key="an_cb_grid", on_select="rerun", selection_mode="points")
+        picked = selection.selected_indices(event)
+        if picked and picked[-1] != st.session_state.get("an_cb_clicked"):
+            st.session_state["an_cb_clicked"] = picked[-1]              # a click moves the cell once
+            st.session_state["an_cb_row"], st.session_state["an_cb_col"] = divmod(picked[-1], g)
+    with right:
+        r1, r2 = st.columns(2)
+        row = int(r1.number_input("Row", 0, g - 1, key="an_cb_row"))
+        col = int(r2.number_input("Column", 0, g - 1, key="an_cb_col"))
+        code = st.selectbox("Code for this cell", range(K), index=int(codes[row, col]), key=f"an_cb_code_{row}_{col}",
+                            format_func=lambda k: f"code {k} ({100 * freq[k]:.1f}% of positions)")
+        b1, b2 = st.columns(2)
+        b1.button("Set the cell", key="an_cb_set", type="primary", on_click=_set_cell, args=(row, col, code, K))
+        b2.button("Reset to the image's codes", key="an_cb_reset", on_click=st.session_state.pop,
+                  args=("an_cb_source", None))
+    original = codebook.image_codes(model, x)[0]
+    edited = int((codes != original).sum())
+    images = torch.cat([x, codebook.decode_codes(model, original), codebook.decode_codes(model, codes)])
+    widgets.show_grid(images, nrow=3, span=0.6,
+                      caption=f"the image, decoded from its own codes, and decoded from the grid above ({edited} "
+                              f"cell{'s' if edited != 1 else ''} edited)")
+
+
+def _set_cell(row: int, col: int, code: int, codebook_size: int) -> None:
+    codes = torch.tensor(st.session_state["an_cb_codes"])
+    st.session_state["an_cb_codes"] = codebook.edit_code(codes, row, col, code, codebook_size).tolist()
+
+
+def _grid_figure(codes: torch.Tensor, row: int, col: int) -> go.Figure:
+    """The code grid as square markers (a point each, so a click selects a cell), the chosen cell outlined."""
+    g = codes.shape[-1]
+    rr, cc = np.divmod(np.arange(g * g), g)
+    values = codes.flatten().numpy()
+    fig = go.Figure(go.Scatter(
+        x=cc, y=rr, mode="markers+text", text=[str(v) for v in values], customdata=np.arange(g * g),
+        marker=dict(symbol="square", size=34, color=values, colorscale="Viridis", showscale=False,
+                    line=dict(width=[4 if (r, c) == (row, col) else 0 for r, c in zip(rr, cc)], color="#e45756")),
+        textfont=dict(color="white", size=12), hovertemplate="row %{y}, column %{x}: code %{text}<extra></extra>"))
+    fig.update_layout(height=330, width=330, margin=dict(l=10, r=10, t=30, b=10), showlegend=False,
+                      title="Code grid (click a cell)", dragmode=False, clickmode="event+select",
+                      xaxis=dict(title="column", range=[-0.6, g - 0.4], dtick=1, showgrid=False, zeroline=False),
+                      yaxis=dict(title="row", range=[g - 0.4, -0.6], dtick=1, showgrid=False, zeroline=False,
+                                 scaleanchor="x"))
+    return fig
