@@ -19,9 +19,9 @@ interleaved repeats) and for the whole run (construction, data, every epoch with
 - that loop with the model under ``torch.compile`` (its compile time is in the whole run only);
 - pythae 0.1.2's BaseTrainer on a pythae VAE with the same 784-400-20 networks (installed with
   ``pip install -r requirements-bench.txt``; skipped with a note when it is not);
-- vae_core.train: fp32 with torch's kernels, fp32 with the measured kernel route, and the
-  default (``precision="auto"``: bf16 autocast where the CPU has native bf16).
-The conv model (mnist-conv's 32-64 network) is timed in fp32 and the default against its own limit.
+- vae_core.train: fp32 with torch's kernels, fp32 with the measured kernel route, and
+  with ``--precision auto`` (bf16 autocast where the CPU has native bf16).
+The conv model (mnist-conv's 32-64 network) is timed in fp32 and with --precision auto against its own limit.
 """
 from __future__ import annotations
 
@@ -362,9 +362,9 @@ def main():
             runs["pythae 0.1.2 BaseTrainer"] = lambda: run_pythae(E, device, out, batch=B)
         runs["vae_core fp32, torch's kernels (--kernels torch)"] = \
             lambda: run_ours(E, device, out, "fp32", "torch", batch=B)
-        runs["vae_core fp32, measured kernels (--precision fp32)"] = lambda: run_ours(E, device, out, "fp32", batch=B)
+        runs["vae_core fp32, measured kernels (the default)"] = lambda: run_ours(E, device, out, "fp32", batch=B)
         if default != "fp32":
-            runs[f"vae_core default ({default} autocast)"] = lambda: run_ours(E, device, out, batch=B)
+            runs[f"vae_core --precision auto ({default} autocast)"] = lambda: run_ours(E, device, out, batch=B)
         rows, lim = interleave(runs, args.repeats, step_gemms(mlp_cfg, B) if on_cpu else None)
         conv_rows, clim = None, None
         if "conv" not in skip:
@@ -372,7 +372,7 @@ def main():
             conv = {"vae_core conv fp32 (--precision fp32)": lambda: run_ours(CE, device, out, "fp32", model=conv_cfg,
                                                                              batch=B)}
             if default != "fp32":
-                conv[f"vae_core conv default ({default} autocast)"] = \
+                conv[f"vae_core conv --precision auto ({default} autocast)"] = \
                     lambda: run_ours(CE, device, out, model=conv_cfg, batch=B)
             conv_rows, clim = interleave(conv, args.repeats, step_gemms(conv_cfg, B) if on_cpu else None)
     print(f"### MLP 784-400-20, {E} epochs of mnist-5k (4,000 training images)\n")

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from vae_core import RunConfig, kernels, train
+from vae_core import RunConfig, TrainConfig, kernels, train
 from vae_core.device import resolve_precision
 from vae_core.kernels import Conv, ConvT, Dense
 from vae_core.optim import FusedAdam
@@ -132,15 +132,16 @@ def test_kernels_torch_keeps_every_layer_on_torchs_default(tiny_run_config, monk
 
 def test_auto_precision_is_bf16_only_with_native_bf16_and_the_card_says_which(tiny_run_config, tmp_path, monkeypatch):
     from vae_core import device as device_mod
-    cfg = dataclasses.replace(tiny_run_config, train=dataclasses.replace(tiny_run_config.train, epochs=1))
-    assert cfg.train.precision == "auto"
+    assert TrainConfig().precision == "fp32"                  # the default: bf16 is asked for, never assumed
+    cfg = dataclasses.replace(tiny_run_config, train=dataclasses.replace(tiny_run_config.train, epochs=1,
+                                                                          precision="auto"))
     monkeypatch.setattr(device_mod, "native_bf16", lambda d: True)
     assert resolve_precision("auto", torch.device("cpu")) == "bf16"
     assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
     list(train(cfg, out_dir=tmp_path / "bf16"))
     assert json.loads((tmp_path / "bf16" / "trainer_state.json").read_text())["precision"] == "bf16"
     card = (tmp_path / "bf16" / "README.md").read_text()
-    assert "bf16 autocast" in card and "within 0.5 nats" in card and "--precision fp32" in card
+    assert "bf16 autocast" in card and "precision_check" in card and "--precision fp32" in card
 
     monkeypatch.setattr(device_mod, "native_bf16", lambda d: False)
     list(train(cfg, out_dir=tmp_path / "fp32"))
