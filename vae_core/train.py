@@ -218,9 +218,9 @@ def train(config: RunConfig, data: ImageSet | None = None, test_data: ImageSet |
     precision = saved.get("precision") or resolve_precision(cfg.precision, device)
     amp = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
     route = _route(model, cfg, device, precision, saved.get("kernels"),
-                   lambda: loss_parts(model, images[:local_B].float().div_(255.0),
-                                      labels[:local_B] if labels is not None else None, cfg, step=0,
-                                      total_steps=total_steps, randn=_scratch_randn(device), dataset_size=n))
+                   lambda: loss_parts(model, *_measure_batch(images, labels, labelled, local_B, B), cfg, step=0,
+                                      total_steps=total_steps, randn=_scratch_randn(device), dataset_size=n,
+                                      labelled_share=labelled_share))
     setup = {"precision": precision, "kernels": list(route)}
     part_names: list[str] | None = None
     how = "bf16 autocast" if precision == "bf16" else ", ".join(filter(None, ["fp32", kernels.describe(model)]))
@@ -313,6 +313,19 @@ def train(config: RunConfig, data: ImageSet | None = None, test_data: ImageSet |
                          elapsed=elapsed, metrics=ev.eval, samples=ev.samples, setup=setup, snaps=snaps)
         yield ev
     yield Event("done", step, cfg.epochs, total_steps, means, elapsed=elapsed, message="finished")
+
+
+def _measure_batch(images: torch.Tensor, labels: torch.Tensor | None, labelled: torch.Tensor | None, local_B: int,
+                   B: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A batch shaped like a training step's, for measuring the kernels: with a labelled subset (M2), the
+    step's unlabelled images (labels hidden, -1) and the subset's labelled ones; no other label is read."""
+    x = images[:local_B].float().div_(255.0)
+    if labelled is None:
+        return x, labels[:local_B] if labels is not None else None
+    pick = labelled[:B]
+    x = torch.cat([x, images.index_select(0, pick).float().div_(255.0)])
+    return x, torch.cat([torch.full((local_B,), -1, dtype=labels.dtype, device=labels.device),
+                         labels.index_select(0, pick)])
 
 
 def _scratch_randn(device: torch.device):
