@@ -157,10 +157,15 @@ def code_grid_editor(model, data, freq: np.ndarray, model_key: str) -> None:
         r1, r2 = st.columns(2)
         row = int(r1.number_input("Row", 0, g - 1, key="an_cb_row"))
         col = int(r2.number_input("Column", 0, g - 1, key="an_cb_col"))
-        code = st.selectbox("Code for this cell", range(K), index=int(codes[row, col]), key=f"an_cb_code_{row}_{col}",
-                            format_func=lambda k: f"code {k} ({100 * freq[k]:.1f}% of positions)")
+        # One picker whose value follows the chosen cell (a key per cell would drop the pick whenever a rerun
+        # drew another cell's picker in between); the button reads cell and code when clicked, not when drawn.
+        if st.session_state.get("an_cb_cell") != (row, col) or "an_cb_code" not in st.session_state:
+            st.session_state["an_cb_cell"] = (row, col)
+            st.session_state["an_cb_code"] = int(codes[row, col])
+        st.selectbox("Code for this cell", range(K), key="an_cb_code",
+                     format_func=lambda k: f"code {k} ({100 * freq[k]:.1f}% of positions)")
         b1, b2 = st.columns(2)
-        b1.button("Set the cell", key="an_cb_set", type="primary", on_click=_set_cell, args=(row, col, code, K))
+        b1.button("Set the cell", key="an_cb_set", type="primary", on_click=_set_cell, args=(K,))
         b2.button("Reset to the image's codes", key="an_cb_reset", on_click=st.session_state.pop,
                   args=("an_cb_source", None))
     original = codebook.image_codes(model, x)[0]
@@ -171,9 +176,11 @@ def code_grid_editor(model, data, freq: np.ndarray, model_key: str) -> None:
                               f"cell{'s' if edited != 1 else ''} edited)")
 
 
-def _set_cell(row: int, col: int, code: int, codebook_size: int) -> None:
-    codes = torch.tensor(st.session_state["an_cb_codes"])
-    st.session_state["an_cb_codes"] = codebook.edit_code(codes, row, col, code, codebook_size).tolist()
+def _set_cell(codebook_size: int) -> None:
+    state = st.session_state
+    codes = torch.tensor(state["an_cb_codes"])
+    state["an_cb_codes"] = codebook.edit_code(codes, int(state["an_cb_row"]), int(state["an_cb_col"]),
+                                              int(state["an_cb_code"]), codebook_size).tolist()
 
 
 def _grid_figure(codes: torch.Tensor, row: int, col: int) -> go.Figure:

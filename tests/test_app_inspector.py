@@ -107,7 +107,7 @@ def test_codebook_explorer_edits_a_code_grid_and_decodes_it():
     assert "(0 cells edited)" in at.image[-1].captions[0]
     at.number_input(key="an_cb_row").set_value(3).run()
     at.number_input(key="an_cb_col").set_value(3).run()
-    code = at.selectbox(key="an_cb_code_3_3")
+    code = at.selectbox(key="an_cb_code")
     new = (code.value + 1) % 64
     code.set_value(new).run()
     at.button(key="an_cb_set").click().run()
