@@ -481,6 +481,9 @@ def test_an_animated_map_has_one_frame_per_saved_epoch(page, tmp_path):
     box.fill(str(tmp_path / "run"))
     box.press("Enter")
     bh.wait_idle(page)
+    # The run was trained on digits: the sidebar selects it; go on once the browser shows that choice
+    # (a page switch sent before it arrives would carry the old dataset back).
+    expect(sidebar.get_by_role("combobox", name="Dataset")).to_have_value("digits", timeout=LONG)
     bh.go_to(page, "Latent map", timeout=LONG)
     heading = page.locator(f"{bh.MAIN} h3", has_text="Training in motion")
     expect(heading).to_be_visible(timeout=LONG)
