@@ -378,17 +378,24 @@ def cmd_convert(args) -> int:
     return 0
 
 
-def cmd_augment(args) -> int:
+def _command_model(args):
+    """The model a command reads (``--threads`` applied first), from a shipped name, a folder or the Hub."""
     import torch
-    from tqdm import tqdm
 
-    from .augment import augment_dataset, check_request, with_originals, write_image_folder
-    from .data import load_dataset
     from .loading import load_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load_model(args.model_source, device=args.device, revision=args.revision)
+    return load_model(args.model_source, device=args.device, revision=args.revision)
+
+
+def cmd_augment(args) -> int:
+    from tqdm import tqdm
+
+    from .augment import augment_dataset, check_request, with_originals, write_image_folder
+    from .data import load_dataset
+
+    model = _command_model(args)
     c, h, _ = model.config.in_shape
     data = load_dataset(args.dataset, args.split, image_size=h, channels=c)
     if args.labels_per_class:
@@ -447,15 +454,11 @@ def cmd_experiment(args) -> int:
 
 
 def cmd_map(args) -> int:
-    import torch
     from tqdm import tqdm
 
     from .bigmap import map_dataset, open_stream, write_parquet
-    from .loading import load_model
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    model = load_model(args.model_source, device=args.device, revision=args.revision)
+    model = _command_model(args)
     c, h, _ = model.config.in_shape
     building = []                                     # a bar only if a cache has to be built
 
