@@ -158,15 +158,15 @@ def code_grid_editor(model, data, freq: np.ndarray, model_key: str) -> None:
         row = int(r1.number_input("Row", 0, g - 1, key="an_cb_row"))
         col = int(r2.number_input("Column", 0, g - 1, key="an_cb_col"))
         # One picker whose value follows the chosen cell (a key per cell would drop the pick whenever a rerun
-        # drew another cell's picker in between); the button reads cell and code when clicked, not when drawn.
+        # drew another cell's picker in between). Picking a code sets the cell at once: its callback reads the
+        # cell and the code when the pick happens, so no later rerun can carry an older pick.
         if st.session_state.get("an_cb_cell") != (row, col) or "an_cb_code" not in st.session_state:
             st.session_state["an_cb_cell"] = (row, col)
             st.session_state["an_cb_code"] = int(codes[row, col])
-        st.selectbox("Code for this cell", range(K), key="an_cb_code",
-                     format_func=lambda k: f"code {k} ({100 * freq[k]:.1f}% of positions)")
-        b1, b2 = st.columns(2)
-        b1.button("Set the cell", key="an_cb_set", type="primary", on_click=_set_cell, args=(K,))
-        b2.button("Reset to the image's codes", key="an_cb_reset", on_click=st.session_state.pop,
+        st.selectbox("Code for this cell", range(K), key="an_cb_code", on_change=_set_cell, args=(K,),
+                     format_func=lambda k: f"code {k} ({100 * freq[k]:.1f}% of positions)",
+                     help="The cell takes the code you pick; the grid's image is decoded again below.")
+        st.button("Reset to the image's codes", key="an_cb_reset", on_click=st.session_state.pop,
                   args=("an_cb_source", None))
     original = codebook.image_codes(model, x)[0]
     edited = int((codes != original).sum())
