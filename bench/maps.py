@@ -106,10 +106,12 @@ def tsne_before(x, perplexity=30.0, seed=0):
 
 
 def tsne_opentsne_defaults(x, seed=0):
-    """openTSNE with its own defaults: its neighbour search, 250 + 500 iterations, FFT gradients."""
+    """openTSNE with its own defaults: its neighbour search, 250 + 500 iterations, FFT gradients, on
+    as many threads as ours."""
+    import torch
     from openTSNE import TSNE
 
-    return np.asarray(TSNE(negative_gradient_method="fft", random_state=seed, n_jobs=1).fit(x))
+    return np.asarray(TSNE(negative_gradient_method="fft", random_state=seed, n_jobs=torch.get_num_threads()).fit(x))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,10 +182,14 @@ def bench_tsne(x: np.ndarray, repeats: int) -> list[str]:
     project.tsne(x[:500])                                         # imports paid once
     r = interleaved({"sklearn": lambda: tsne_before(x), "openTSNE": lambda: tsne_opentsne_defaults(x),
                      "ours": lambda: project.tsne(x)}, repeats)
+    import torch
+
     it = project.TSNE_EARLY_ITERATIONS + project.TSNE_ITERATIONS
+    how = f"Barnes-Hut at angle {project.TSNE_THETA}" if len(x) < project.TSNE_BH_BELOW else "FFT"
     rows = [("before: scikit-learn (Barnes-Hut, 1,000 iterations)", "sklearn"),
             ("openTSNE defaults (FFT, 750 iterations)", "openTSNE"),
-            (f"now: vae_core.project.tsne (openTSNE FFT on exact neighbours, {it} iterations)", "ours")]
+            (f"now: vae_core.project.tsne (openTSNE {how} on exact neighbours, {it} iterations, "
+             f"{torch.get_num_threads()} threads)", "ours")]
     lines = [f"| t-SNE, {len(x):,} points | time | CPU | extra memory | trustworthiness |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {label} | {fmt_times(r[k][1])} | {fmt_cpu(r[k][3])} | {max(r[k][2]):.0f} MB | "
               f"{trust(x, r[k][0]):.4f} |"
