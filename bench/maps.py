@@ -2,7 +2,7 @@
 
     python -m bench.maps                  # everything, 2 interleaved repeats (a few minutes on 2 cores)
     python -m bench.maps --repeats 3
-    python -m bench.maps --only tsne      # or knn, umap
+    python -m bench.maps --only tsne      # or knn, umap, raster
 
 Codes: the 5,000 posterior means of the shipped mnist-mlp on mnist-5k (20-D); 20,000 and 50,000
 are those tiled with a little noise (bench.app_latency.tiled), as the app has no larger labelled set.
@@ -198,10 +198,35 @@ def bench_tsne(x: np.ndarray, repeats: int) -> list[str]:
     return lines
 
 
+def bench_raster(c5, repeats: int) -> list[str]:
+    """The Latent map above its WebGL budget: the server-drawn raster (explorer/raster.py) beside the
+    WebGL figure the page would otherwise send (explorer.figures.latent_map), each built and
+    serialised to the JSON the browser receives."""
+    from explorer import figures, raster
+    from vae_core import project
+
+    labels5k = np.random.default_rng(0).integers(0, 10, len(c5))
+    lines = ["| points | WebGL figure: build + JSON | sent | raster: shade + PNG + JSON | sent |",
+             "|---:|---:|---:|---:|---:|"]
+    raster.figure(project.pca(c5.numpy()), labels=labels5k)                   # datashader's numba compiled once
+    for n in (25_000, 200_000, 737_280):
+        pts = project.pca(tiled(c5, n).numpy(), max_points=n)
+        labels = np.resize(labels5k, n)
+        ids = np.arange(n)
+        fns = {"raster": lambda: raster.figure(pts, labels=labels).to_json()}
+        if n <= 200_000:
+            fns["webgl"] = lambda: figures.latent_map(pts, ids, labels=labels).to_json()
+        r = interleaved(fns, repeats)
+        web = (f"{fmt_times(r['webgl'][1])} | {len(r['webgl'][0]) / 2**20:.1f} MB" if "webgl" in r
+               else "not tried | -")
+        lines.append(f"| {n:,} | {web} | {fmt_times(r['raster'][1])} | {len(r['raster'][0]) / 2**10:.0f} kB |")
+    return lines
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--only", choices=["knn", "umap", "tsne"])
+    ap.add_argument("--only", choices=["knn", "umap", "tsne", "raster"])
     args = ap.parse_args(argv)
     c5 = codes_5k()
     sets = {n: np.ascontiguousarray(tiled(c5, n).numpy(), dtype=np.float32) for n in (5_000, 20_000, 50_000)}
@@ -214,6 +239,8 @@ def main(argv=None) -> None:
         print("\n".join(["### UMAP", ""] + bench_umap(sets, args.repeats)) + "\n")
     if args.only in (None, "tsne"):
         print("\n".join(["### t-SNE", ""] + bench_tsne(sets[5_000], args.repeats)) + "\n")
+    if args.only in (None, "raster"):
+        print("\n".join(["### The density raster", ""] + bench_raster(c5, args.repeats)) + "\n")
 
 
 if __name__ == "__main__":

@@ -402,7 +402,8 @@ def projection(ctx, session: str, codes, method: str, params: dict, after: threa
     session replaces this one: waiting, it is cancelled; running, it stops at its next progress report.
     """
     base = ("map", ctx.model_key, ctx.data_key, len(codes))
-    pca = lambda: queue().results.get_or_compute((*base, "pca"), lambda: project.pca(codes))   # noqa: E731
+    pca = lambda: queue().results.get_or_compute(                    # noqa: E731 (the page checked its budget)
+        (*base, "pca"), lambda: project.pca(codes, max_points=len(codes)))
     if method == "pca":
         queue().forget(session)            # instant: a slow map this session asked for before is not wanted now
         return pca(), None

@@ -18,10 +18,15 @@ Budgets, each checked before anything is allocated (what a visitor's input can m
     VAE_EXPLORER_MAX_OUTPUT_PIXELS   values (C x H x W) of one decoded image; a larger model is refused
                                      at load (default 196,608: 3 x 256 x 256)
     VAE_EXPLORER_MAX_REQUEST_PIXELS  images x values per image in one request: a sample grid, a traversal,
-                                     the manifold, an interpolation or its GIF, the images a map or an
-                                     analysis encodes. A model's values per image are its decoder's widest
-                                     layer when that is wider than the image (default 33,554,432)
-    VAE_EXPLORER_MAX_MAP_POINTS      points of a PCA or UMAP map (default 20,000)
+                                     the manifold, an interpolation or its GIF, the images an analysis
+                                     encodes. A model's values per image are its decoder's widest layer
+                                     when that is wider than the image (default 33,554,432)
+    VAE_EXPLORER_MAX_ENCODE_VALUES   images x values per image that one map encodes (in batches, so this
+                                     bounds its time, not its memory) (default 536,870,912)
+    VAE_EXPLORER_MAX_MAP_POINTS      points of a PCA or UMAP map drawn point by point in the browser
+                                     (WebGL) (default 20,000)
+    VAE_EXPLORER_MAX_RASTER_POINTS   points of a PCA map drawn on the server as a density raster, above
+                                     the WebGL budget (default 200,000)
     VAE_EXPLORER_MAX_TSNE_POINTS     points of a t-SNE map, the slowest method (default 5,000)
     VAE_EXPLORER_MAX_IWAE_VALUES     images x importance samples x values per image of an IWAE estimate
                                      (default 1,073,741,824)
@@ -66,7 +71,9 @@ class Settings:
     public: bool = False
     max_output_pixels: int = 3 * 256 * 256
     max_request_pixels: int = 2 ** 25
+    max_encode_values: int = 2 ** 29
     max_map_points: int = 20_000
+    max_raster_points: int = 200_000
     max_tsne_points: int = 5_000
     max_iwae_values: int = 2 ** 30
     max_disentanglement_images: int = 150_000
@@ -107,7 +114,9 @@ class Settings:
                   public=public in TRUE,
                   max_output_pixels=number("VAE_EXPLORER_MAX_OUTPUT_PIXELS", d.max_output_pixels, int),
                   max_request_pixels=number("VAE_EXPLORER_MAX_REQUEST_PIXELS", d.max_request_pixels, int),
+                  max_encode_values=number("VAE_EXPLORER_MAX_ENCODE_VALUES", d.max_encode_values, int),
                   max_map_points=number("VAE_EXPLORER_MAX_MAP_POINTS", d.max_map_points, int),
+                  max_raster_points=number("VAE_EXPLORER_MAX_RASTER_POINTS", d.max_raster_points, int),
                   max_tsne_points=number("VAE_EXPLORER_MAX_TSNE_POINTS", d.max_tsne_points, int),
                   max_iwae_values=number("VAE_EXPLORER_MAX_IWAE_VALUES", d.max_iwae_values, int),
                   max_disentanglement_images=number("VAE_EXPLORER_MAX_DISENTANGLEMENT_IMAGES",
@@ -183,17 +192,35 @@ class Settings:
                            "(VAE_EXPLORER_MAX_REQUEST_PIXELS). Use fewer steps.")
 
     def max_points(self, method: str) -> int:
-        return self.max_tsne_points if method == "tsne" else self.max_map_points
+        """The most points a map by ``method`` (pca, tsne, umap, codes) may have: PCA and a 2-D latent's
+        own codes go on as a density raster above the WebGL budget."""
+        if method == "tsne":
+            return self.max_tsne_points
+        return self.max_map_points if method == "umap" else max(self.max_map_points, self.max_raster_points)
+
+    def raster(self, n: int) -> bool:
+        """Whether a map of ``n`` points is drawn on the server as a density raster."""
+        return n > self.max_map_points
 
     def check_points(self, model, n: int, method: str) -> None:
-        """A map of ``n`` codes by ``method`` (pca, tsne, umap): the points, and the images encoded for them."""
+        """A map of ``n`` codes by ``method`` (pca, tsne, umap, codes): the points, and the images encoded."""
         limit = self.max_points(method)
         if n > limit:
-            name = "VAE_EXPLORER_MAX_TSNE_POINTS" if method == "tsne" else "VAE_EXPLORER_MAX_MAP_POINTS"
             shown = project.METHODS.get(method, method)
-            raise VAEError(f"{n:,} points are more than this server maps with {shown} ({limit:,}, {name}); choose "
-                           "fewer points" + (" or another method." if method == "tsne" else "."))
-        self.check_images(model, n, "images to encode")
+            if method == "tsne":
+                why = f"({limit:,}, VAE_EXPLORER_MAX_TSNE_POINTS); choose fewer points or another method."
+            elif method == "umap":
+                why = (f"({limit:,}, VAE_EXPLORER_MAX_MAP_POINTS); above that the map is a density raster, "
+                       "drawn with PCA: choose PCA, or fewer points.")
+            else:
+                why = f"({limit:,}, VAE_EXPLORER_MAX_RASTER_POINTS); choose fewer points."
+            raise VAEError(f"{n:,} points are more than this server maps with {shown} {why}")
+        cost = _cost(model)
+        if n * cost > self.max_encode_values:
+            most = self.max_encode_values // cost
+            raise VAEError(f"Mapping {n:,} images of this model encodes {n * cost:,} values ({cost:,} per image); "
+                           f"this server encodes at most {self.max_encode_values:,} for one map "
+                           f"(VAE_EXPLORER_MAX_ENCODE_VALUES), so at most {most:,} points. Choose fewer points.")
 
     def check_iwae(self, model, n: int, k: int) -> None:
         """An IWAE estimate over ``n`` images with ``k`` importance samples each: n x k decodes."""

@@ -219,6 +219,12 @@ def _data_classes(ctx) -> int:
     return int(ctx.data.labels.max()) if ctx.data is not None and ctx.data.labels is not None else -1
 
 
+def _map_points(ctx) -> int:
+    """The Points slider's top: the dataset, or the server's budget of a PCA map (raster included)."""
+    from explorer import limits
+    return min(_data_len(ctx), limits.settings().max_points("pca"))
+
+
 def _analyses(ctx) -> list[str]:
     """The analyses the Analyze page offers for this dataset."""
     data = ctx.data
@@ -249,7 +255,7 @@ def page_fields(page: str) -> tuple[Field, ...]:
                 integer("steps", "interp_steps", 2, INTERPOLATE_STEPS), choice("path", "interp_method", ("linear", "spherical")),
                 integer("class", "interp_decode_class", 0, _classes))
     if page == "latent_map":
-        return (integer("points", "map_points", lambda c: min(100, _data_len(c)), lambda c: min(_data_len(c), 20_000)),
+        return (integer("points", "map_points", lambda c: min(100, _data_len(c)), _map_points),
                 choice("method", "map_method", lambda c: ([MAP_CODES_2D] if c.model.latent_shape == (2,) else []) +
                        list(MAP_METHODS)),
                 number("perplexity", "map_perplexity", 1.0, 100.0), integer("neighbors", "map_neighbors", 5, 50),

@@ -29,6 +29,7 @@ from explorer import widgets
 CLICK_GRID = 60              # nodes a side: about 12 px apart on the map, within Plotly's 20-px hover reach
 FIELD_TILES = (4, 16, 10)    # decoded images a side of the overlay: least, most, default
 GRID_NAME = "spots"          # the click grid's trace name
+SPOT_PX, SPOT_OPACITY = 6, 0.5   # a selected node of the grid: smaller than the nodes' spacing
 _SPOT, _LAST_CLICK, _FOR = "map_spot_x", "map_last_click", "map_spot_for"
 
 
@@ -37,7 +38,9 @@ def add_click_grid(fig: go.Figure, points: np.ndarray, n: int = CLICK_GRID) -> g
     _, _, nodes = inverse.grid(points, n)
     grid = go.Scattergl(x=nodes[:, 0], y=nodes[:, 1], mode="markers", name=GRID_NAME, showlegend=False,
                         marker=dict(size=8, opacity=0), hoverinfo="none",
-                        selected=dict(marker=dict(opacity=1, color="black", size=14)))   # a clicked spot shows
+                        # a clicked spot shows as a dot; nodes a box or lasso takes in show as a light
+                        # dotted veil, not as a block hiding the points (or the raster) inside it
+                        selected=dict(marker=dict(opacity=SPOT_OPACITY, color="black", size=SPOT_PX)))
     fig.add_trace(grid)
     fig.data = (fig.data[-1], *fig.data[:-1])          # first: drawn under the points, which win a close click
     return fig

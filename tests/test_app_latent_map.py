@@ -178,13 +178,16 @@ def chart_spec(at) -> dict:
 
 
 def test_a_spot_typed_in_decodes_the_code_there():
+    from explorer import spots
+
     at = open_app("latent_map")
     at.slider(key="map_points").set_value(500).run()
     assert not at.image
     assert any("Click anywhere on the map" in i.value for i in at.info)
     grid = next(t for t in chart_spec(at)["data"] if t.get("name") == "spots")
     assert grid["hoverinfo"] == "none" and grid["marker"]["opacity"] == 0          # invisible, but clickable
-    assert grid["selected"]["marker"]["opacity"] == 1                             # a clicked spot shows
+    assert grid["selected"]["marker"]["opacity"] > 0                              # a clicked spot shows,
+    assert grid["selected"]["marker"]["size"] < 560 / spots.CLICK_GRID            # and a box's nodes don't merge
     at.number_input(key="map_spot_x").set_value(1.0)
     at.number_input(key="map_spot_y").set_value(-0.5).run()
     assert_clean(at)
@@ -246,3 +249,31 @@ def test_a_run_folder_with_snapshots_plays_its_epochs(tmp_path):
     assert [b["label"] for b in spec["layout"]["updatemenus"][0]["buttons"]] == ["Play", "Pause"]
     at2 = open_app("latent_map")                                                    # a shipped model kept none
     assert "Training in motion" not in [h.value for h in at2.subheader]
+
+
+def test_above_the_point_budget_the_map_is_a_server_drawn_raster_that_pca_alone_draws(monkeypatch):
+    import json
+
+    monkeypatch.setenv("VAE_EXPLORER_MAX_MAP_POINTS", "1000")
+    at = open_app("latent_map")
+    assert_clean(at)
+    assert at.slider(key="map_points").value == 5000 and at.slider(key="map_points").max == 5000
+    assert "5,000 images of mnist-5k, PCA, drawn as a density raster" in caption(at)
+    spec = json.loads(next(c.proto.spec for c in at.get("plotly_chart") if '"spots"' in c.proto.spec))
+    assert [i["source"][:22] for i in spec["layout"]["images"]] == ["data:image/png;base64,"]
+    assert not any(t.get("customdata") for t in spec["data"])            # no point goes to the browser
+    assert sorted(t["name"] for t in spec["data"] if t.get("name") != "spots") == [str(c) for c in range(10)]
+    modes = next(c.proto.selection_mode for c in at.get("plotly_chart") if '"spots"' in c.proto.spec)
+    assert len(modes) == 2                                              # points (a click) and box, no lasso
+    at.text_input(key="map_pick").set_value("3, 17").run()              # typed indices still show
+    assert_clean(at)
+    assert "2 images selected" in heading(at)
+    at.radio(key="map_method").set_value("UMAP").run()
+    assert any("above that the map is a density raster, drawn with PCA: choose PCA" in e for e in errors(at))
+    at.radio(key="map_method").set_value("PCA").run()
+    at.slider(key="map_points").set_value(1000).run()                    # within the budget: points again
+    assert_clean(at)
+    assert "drawn as a density raster" not in caption(at)
+    spec = json.loads(next(c.proto.spec for c in at.get("plotly_chart") if '"spots"' in c.proto.spec))
+    assert not spec["layout"].get("images")
+    assert sum(1 for t in spec["data"] if t["type"] == "scattergl" and t.get("customdata")) == 10     # a trace a class

@@ -183,6 +183,9 @@ WIDE_DECODER = ConvConfig(in_shape=(3, 64, 64), channels=(2048,), fc_dim=1, late
     ("resize mnist-5k to 3x256x256", lambda s, m: s.check_resize(5000, (3, 256, 256)), "VAE_EXPLORER_MAX_DATASET_MB"),
     ("t-SNE of 20,000 points", lambda s, m: s.check_points(m, 20_000, "tsne"), "VAE_EXPLORER_MAX_TSNE_POINTS"),
     ("UMAP of 50,000 points", lambda s, m: s.check_points(m, 50_000, "umap"), "VAE_EXPLORER_MAX_MAP_POINTS"),
+    ("a PCA raster of 300,000 points", lambda s, m: s.check_points(m, 300_000, "pca"), "VAE_EXPLORER_MAX_RASTER_POINTS"),
+    ("a 20,000-point map of 2 M-value images", lambda s, m: s.check_points(m, 20_000, "pca"),
+     "VAE_EXPLORER_MAX_ENCODE_VALUES"),
     ("IWAE n=5,000, k=500", lambda s, m: s.check_iwae(m, 5000, 500), "VAE_EXPLORER_MAX_IWAE_VALUES"),
     ("disentanglement at full counts", lambda s, m: s.check_disentanglement(1.0),
      "VAE_EXPLORER_MAX_DISENTANGLEMENT_IMAGES"),
@@ -200,6 +203,8 @@ def test_ordinary_requests_fit_the_default_budgets():
     s.check_images(mlp, 30 * 30, "manifold images")
     s.check_images(conv, 64 * 15, "traversal images")
     s.check_points(mlp, 20_000, "umap")
+    s.check_points(conv, 20_000, "pca")             # a conv model's map of 20,000 points, encoded in batches
+    s.check_points(mlp, 200_000, "pca")             # above the WebGL budget: a raster
     s.check_points(mlp, 5_000, "tsne")
     s.check_iwae(conv, 1000, 100)                   # 100,000 decodes of the conv model
     s.check_disentanglement(0.05)
@@ -222,7 +227,7 @@ def test_the_iwae_budget_scales_with_the_model():
 # Settings: every number validated, every budget configurable
 
 BUDGETS = ["VAE_EXPLORER_MAX_OUTPUT_PIXELS", "VAE_EXPLORER_MAX_REQUEST_PIXELS", "VAE_EXPLORER_MAX_MAP_POINTS",
-           "VAE_EXPLORER_MAX_TSNE_POINTS", "VAE_EXPLORER_MAX_IWAE_VALUES", "VAE_EXPLORER_MAX_DISENTANGLEMENT_IMAGES",
+           "VAE_EXPLORER_MAX_TSNE_POINTS", "VAE_EXPLORER_MAX_RASTER_POINTS", "VAE_EXPLORER_MAX_ENCODE_VALUES", "VAE_EXPLORER_MAX_IWAE_VALUES", "VAE_EXPLORER_MAX_DISENTANGLEMENT_IMAGES",
            "VAE_EXPLORER_MAX_DATASET_MB", "VAE_EXPLORER_MAX_DOWNLOAD_MB", "VAE_EXPLORER_MAX_CACHE_MB",
            "VAE_EXPLORER_MAX_MODELS_MB"]
 

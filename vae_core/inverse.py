@@ -64,7 +64,7 @@ class PCAInverse:
     """``mean + point @ axes.T``: the two kept components from the point, the dropped ones at the mean."""
 
     def __init__(self, codes):
-        mean, axes = pca_basis(codes)
+        mean, axes = pca_basis(codes, max_points=len(codes))      # the codes exist: no new budget to check
         self.mean, self.axes = mean.float(), axes.float()          # (D,), (D, 2)
 
     def __call__(self, points) -> torch.Tensor:

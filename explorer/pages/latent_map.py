@@ -3,7 +3,7 @@ from types import MappingProxyType
 
 import streamlit as st
 
-from explorer import figures, jobs, limits, links, motion, selection, session, spots, startup, widgets
+from explorer import figures, jobs, limits, links, motion, raster, selection, session, spots, startup, widgets
 from vae_core import inverse, project
 
 st.title("Latent map")
@@ -11,13 +11,16 @@ METHODS = MappingProxyType({"PCA": "pca", "t-SNE": "tsne", "UMAP": "umap"})
 CODES_2D = "Codes (2-D latent)"
 
 
-def map_figure(points, idx, data, colour: str, method: str, codes):
-    ids = idx.numpy()
+def map_figure(points, idx, data, colour: str, method: str, codes, dense: bool):
     labels = data.labels[idx].numpy() if colour == "label" and data.labels is not None else None
     f = data.factor_names.index(colour) if colour in data.factor_names else None
-    return figures.latent_map(points, ids, labels=labels, class_names=data.class_names,
-                              factor=None if f is None else data.factors[idx, f].numpy(), factor_name=colour,
-                              axes=figures.map_axis_titles(method, points, codes), prior=method == "codes")
+    factor = None if f is None else data.factors[idx, f].numpy()
+    axes = figures.map_axis_titles(method, points, codes)
+    if dense:           # above the WebGL budget: one image drawn on the server
+        return raster.figure(points, labels=labels, class_names=data.class_names, factor=factor, factor_name=colour,
+                             axes=axes, prior=method == "codes")
+    return figures.latent_map(points, idx.numpy(), labels=labels, class_names=data.class_names, factor=factor,
+                              factor_name=colour, axes=axes, prior=method == "codes")
 
 
 with session.guard("The latent map"):
@@ -25,7 +28,8 @@ with session.guard("The latent map"):
     model = ctx.require_model()
     data = ctx.require_data()
     c1, c2, c3 = st.columns([2, 3, 2])
-    lo, hi = min(100, len(data)), min(len(data), 20_000)
+    budget = limits.settings()
+    lo, hi = min(100, len(data)), min(len(data), budget.max_points("pca"))
     n = c1.slider("Points", lo, hi, min(hi, 5000), step=max(1, min(100, hi - lo)), key="map_points") if hi > lo else hi
     choices = ([CODES_2D] if model.latent_shape == (2,) else []) + list(METHODS)
     method = c2.radio("Projection", choices, key="map_method", horizontal=True)
@@ -40,7 +44,8 @@ with session.guard("The latent map"):
         params["n_neighbors"] = p1.slider("Neighbours", 5, 50, 15, key="map_neighbors")
         params["min_dist"] = p2.slider("Minimum distance", 0.0, 0.99, 0.1, 0.01, key="map_min_dist")
 
-    limits.settings().check_points(model, n, METHODS.get(method, "pca"))
+    budget.check_points(model, n, METHODS.get(method, "pca"))
+    dense = budget.raster(n)
     codes, idx = jobs.codes_for(ctx, n)
     sid = session.session_id()
     if method == CODES_2D:
@@ -59,8 +64,14 @@ with session.guard("The latent map"):
 
         wait_for_map()
     where = "posterior means" if method == CODES_2D else method if pending is None else "PCA"
-    st.caption(f"{figures.plural(len(codes), 'image')} of {data.name}, {where}"
-               " - select points (click, box or lasso) to see them; click anywhere to decode that spot.")
+    if dense:
+        st.caption(f"{figures.plural(len(codes), 'image')} of {data.name}, {where}, drawn as a density raster (more "
+                   f"than this server sends as points, {budget.max_map_points:,}): each pixel's colour mixes its "
+                   "images' colours, stronger where more images fall. Draw a box (the box tool in the chart's "
+                   "toolbar) to see the images inside it; click anywhere to decode that spot.")
+    else:
+        st.caption(f"{figures.plural(len(codes), 'image')} of {data.name}, {where}"
+                   " - select points (click, box or lasso) to see them; click anywhere to decode that spot.")
     signature = (ctx.model_key, ctx.data_key, len(codes), shown, tuple(sorted(params.items())) if pending is None else ())
     results = jobs.queue().results
     inv, typical = results.get_or_compute(("inverse", *signature), lambda: (
@@ -76,16 +87,17 @@ with session.guard("The latent map"):
             limits.settings().check_images(model, tiles * tiles, "decoded field images")
 
     def draw():
-        fig = spots.add_click_grid(map_figure(points, idx, data, colour, shown, codes), points)
+        fig = spots.add_click_grid(map_figure(points, idx, data, colour, shown, codes, dense), points)
         if field_on:
             spots.add_decoded_field(fig, *spots.decoded_field(model, inv, points, tiles, y))
         return fig
 
     # Kept, not rebuilt: a click reruns the page, and an unchanged figure is neither rebuilt here nor redrawn
     # in the browser (the clicked spot is marked by Plotly's own selection style). Nothing changes it after.
-    fig = results.get_or_compute(("map figure", *signature, colour, tiles, y if field_on else None), draw)
+    fig = results.get_or_compute(("map figure", *signature, dense, colour, tiles, y if field_on else None), draw)
     spot = spots.spot_inputs(signature, st.session_state.get("map_chart"), spot_xy)
-    event = map_col.plotly_chart(fig, key="map_chart", on_select="rerun", selection_mode=("points", "box", "lasso"))
+    modes = ("points", "box") if dense else ("points", "box", "lasso")     # the raster's selection is read from the box
+    event = map_col.plotly_chart(fig, key="map_chart", on_select="rerun", selection_mode=modes)
     if spot is None:
         spot_image.info("Click anywhere on the map, between the clusters too, to decode the code that spot stands for.")
     else:
@@ -93,7 +105,8 @@ with session.guard("The latent map"):
 
     typed = st.text_input("Or show images by index", key="map_pick", placeholder="e.g. 3, 17, 42")
     wanted = selection.parse_indices(typed) if typed.strip() else []
-    picked, notes = selection.resolve(wanted, selection.selected_indices(event, fig), idx.numpy(), data)
+    chosen = idx.numpy()[raster.in_box(points, event)].tolist() if dense else selection.selected_indices(event, fig)
+    picked, notes = selection.resolve(wanted, chosen, idx.numpy(), data)
     links.remember_selection(picked)                 # a link carries it (as indices)
     for note in notes:
         st.warning(note)
