@@ -38,6 +38,8 @@ INTERPOLATE_STEPS = 24
 MAP_METHODS = ("PCA", "t-SNE", "UMAP")
 MAP_CODES_2D = "Codes (2-D latent)"
 ANALYZE_DSPRITES = ("shape", "scale", "orientation", "posX", "posY")
+CLASSES_GIVEN = ("the predicted class", "its label")
+AUGMENT_SPREAD, AUGMENT_IMAGES, AUGMENT_FROM = 3.0, 64, ("posterior", "prior")
 REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
 REVISION = re.compile(r"[\w][\w.\-/]{0,99}")
 
@@ -219,6 +221,23 @@ def _data_classes(ctx) -> int:
     return int(ctx.data.labels.max()) if ctx.data is not None and ctx.data.labels is not None else -1
 
 
+def _layers(ctx) -> int:
+    """Latent layers of a hierarchical VAE (0 for any other model)."""
+    from vae_core import layers
+    return len(layers.layer_names(ctx.model)) if ctx.model is not None and layers.is_hierarchical(ctx.model) else 0
+
+
+def _smallest_layer(ctx) -> int:
+    """The most rows of one layer's traversal that every layer has (the slider's top is its layer's size)."""
+    return min(ctx.model.layer_sizes) if _layers(ctx) else 0
+
+
+def _style_rows(ctx) -> int:
+    """The Class & style grid's most styles: its Styles slider's top for this model's classes."""
+    from vae_core import style
+    return max(1, min(12, style.MAX_GRID_IMAGES // max(1, ctx.model.num_classes or 1))) if ctx.model is not None else 1
+
+
 def _map_points(ctx) -> int:
     """The Points slider's top: the dataset, or the server's budget of a PCA map (raster included)."""
     from explorer import limits
@@ -238,7 +257,19 @@ def page_fields(page: str) -> tuple[Field, ...]:
     seed = lambda key: integer("seed", key, 0, 2**31 - 1)               # noqa: E731
     if page == "sample":
         return (integer("n", "sample_count", 1, 100), number("t", "sample_temperature", 0.1, 2.0),
-                seed("sample_seed"), integer("draw", "sample_draw", 0, 10**6), integer("class", "sample_class", 0, _classes))
+                seed("sample_seed"), integer("draw", "sample_draw", 0, 10**6), integer("class", "sample_class", 0, _classes),
+                # a hierarchical VAE's inspector: a temperature per layer, and the resample-one-layer grid
+                vector("layers", "sample_layer_temperature_", _layers, 0.0, 2.0, late=False),
+                integer("rl", "sample_resample_layer", 0, lambda c: _layers(c) - 1),
+                integer("rr", "sample_resample_rows", 1, 8), integer("rc", "sample_resample_cols", 2, 10))
+    if page == "classes":
+        return (integer("styles", "classes_styles", 1, _style_rows), number("t", "classes_temperature", 0.1, 2.0),
+                seed("classes_seed"), integer("i", "style_src_index", 0, lambda c: _data_len(c) - 1),
+                choice("given", "classes_given", CLASSES_GIVEN))
+    if page == "augment":
+        return (integer("i", "aug_src_index", 0, lambda c: _data_len(c) - 1),
+                number("spread", "aug_scale", 0.0, AUGMENT_SPREAD), integer("n", "aug_count", 1, AUGMENT_IMAGES),
+                seed("aug_seed"), choice("from", "aug_mode", AUGMENT_FROM))
     if page == "traverse":
         return (choice("base", "traverse_base", TRAVERSE_BASES),
                 integer("i", "traverse_index", 0, lambda c: _data_len(c) - 1),
@@ -248,7 +279,9 @@ def page_fields(page: str) -> tuple[Field, ...]:
                 integer("da", "traverse_dir_a", 0, _data_classes), integer("db", "traverse_dir_b", 0, _data_classes),
                 vector("d", "traverse_dir", None, -TRAVERSE_RANGE, TRAVERSE_RANGE),
                 integer("rows", "traverse_rows", 1, _units), integer("cols", "traverse_cols", 3, TRAVERSE_STEPS, 2),
-                integer("plane", "traverse_manifold", 3, TRAVERSE_PLANE))
+                integer("plane", "traverse_manifold", 3, TRAVERSE_PLANE),
+                integer("layer", "traverse_layer", 0, lambda c: _layers(c) - 1),      # a hierarchical VAE's layer
+                integer("lrows", "traverse_layer_rows", 1, _smallest_layer))
     if page == "interpolate":
         return (integer("a", "interp_a_index", 0, lambda c: _data_len(c) - 1),
                 integer("b", "interp_b_index", 0, lambda c: _data_len(c) - 1),

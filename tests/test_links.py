@@ -92,6 +92,10 @@ def test_the_links_bounds_are_the_pages():
     assert ast.literal_eval(tr["MAX_PLANE"]) == links.TRAVERSE_PLANE
     assert tuple(k.value for k in tr["DIRECTION_KINDS"].args[0].keys) == links.DIRECTION_KINDS
     assert ast.literal_eval(constants("interpolate.py")["MAX_STEPS"]) == links.INTERPOLATE_STEPS
+    au = constants("augment.py")
+    assert (ast.literal_eval(au["MAX_SPREAD"]), ast.literal_eval(au["MAX_IMAGES"]), ast.literal_eval(au["DRAW_FROM"])) \
+        == (links.AUGMENT_SPREAD, links.AUGMENT_IMAGES, links.AUGMENT_FROM)
+    assert ast.literal_eval(constants("classes.py")["GIVEN"]) == links.CLASSES_GIVEN
     lm = constants("latent_map.py")
     assert tuple(k.value for k in lm["METHODS"].args[0].keys) == links.MAP_METHODS
     assert ast.literal_eval(lm["CODES_2D"]) == links.MAP_CODES_2D
@@ -213,3 +217,38 @@ def test_an_analysis_the_dataset_does_not_offer_is_refused_by_the_link():
     assert len(at.warning) == 1 and "show may hold only" in at.warning[0].value
     assert at.multiselect(key="an_pick").value == ["Latent units", "Reconstructions"]         # the default
     assert at.select_slider(key="an_n").value == 250
+
+
+def test_class_and_style_link():
+    at = open_app("classes", model="mnist-m2")
+    at.slider(key="classes_styles").set_value(3).run()
+    at.slider(key="classes_temperature").set_value(0.6).run()
+    at.number_input(key="classes_seed").set_value(9).run()
+    at.number_input(key="style_src_index").set_value(21).run()
+    at.radio(key="classes_given").set_value("its label").run()
+    q = _round_trip(at, "classes")
+    assert (q["styles"], q["t"], q["seed"], q["i"], q["given"]) == ("3", "0.6", "9", "21", "its label")
+
+
+def test_augment_link():
+    at = open_app("augment", model="mnist-cvae")
+    at.number_input(key="aug_src_index").set_value(14).run()
+    at.slider(key="aug_scale").set_value(2.0).run()
+    at.slider(key="aug_count").set_value(8).run()
+    at.number_input(key="aug_seed").set_value(4).run()
+    at.radio(key="aug_mode").set_value("prior").run()
+    q = _round_trip(at, "augment")
+    assert (q["i"], q["spread"], q["n"], q["seed"], q["from"]) == ("14", "2.0", "8", "4", "prior")
+
+
+def test_the_hierarchical_inspectors_controls_travel_in_links():
+    at = open_app("sample", model="mnist-hvae")
+    at.slider(key="sample_layer_temperature_0").set_value(0.0).run()
+    at.slider(key="sample_resample_rows").set_value(2).run()
+    q = _round_trip(at, "sample")
+    assert q["layers"].startswith("0.0,") and q["rr"] == "2"
+    at = open_app("traverse", model="mnist-hvae")
+    at.radio(key="traverse_layer").set_value(1).run()
+    at.slider(key="traverse_layer_rows").set_value(3).run()
+    q = _round_trip(at, "traverse")
+    assert (q["layer"], q["lrows"]) == ("1", "3")

@@ -10,6 +10,7 @@ from vae_core.models.m2 import classifies
 
 st.title("Class & style")
 M2_CHECKPOINT = "mnist-m2"
+GIVEN = ("the predicted class", "its label")          # a link's choices (explorer/links.py)
 
 
 def open_m2() -> None:
@@ -66,9 +67,9 @@ with session.guard("Class and style"):
                 st.markdown(f"**Predicted class: {names[predicted]}** ({probs[0, predicted]:.0%})" +
                             (f"; its label is {names[y]}" if y is not None else ""))
                 st.plotly_chart(probability_figure(probs[0].tolist(), names), key="classes_probs")
-                given = st.radio("Read the style given", ["the predicted class", "its label"], horizontal=True,
-                                 key="classes_given") if y is not None else "the predicted class"
-                y = predicted if given == "the predicted class" else y
+                given = st.radio("Read the style given", GIVEN, horizontal=True,
+                                 key="classes_given") if y is not None else GIVEN[0]
+                y = predicted if given == GIVEN[0] else y
             transferred, used = style.style_transfer(model, x, y)
             widgets.show_grid(torch.cat([x.float().cpu(), transferred]), nrow=k + 1, span=0.6, wrap=False,
                               caption=f"{caption} (left), and its style, read as class {names[used]}, "
