@@ -186,7 +186,7 @@ def run_pythae(epochs: int, device: torch.device, out: Path, batch: int = 128) -
     return epochs * len(tr) / trainer.train_time if steps else 0.0, time.perf_counter() - t_start
 
 
-def run_ours(epochs: int, device: torch.device, out: Path, precision: str = "auto", kernels: str = "auto",
+def run_ours(epochs: int, device: torch.device, out: Path, precision: str = "auto", kernels: str = "torch",
              model=None, batch: int = 128) -> tuple[float, float]:
     t_start = time.perf_counter()
     cfg = RunConfig(model or MLPConfig(hidden_dims=(400,), latent_dim=20),
@@ -362,15 +362,18 @@ def main():
             runs["pythae 0.1.2 BaseTrainer"] = lambda: run_pythae(E, device, out, batch=B)
         runs["vae_core fp32, torch's kernels (--kernels torch)"] = \
             lambda: run_ours(E, device, out, "fp32", "torch", batch=B)
-        runs["vae_core fp32, measured kernels (the default)"] = lambda: run_ours(E, device, out, "fp32", batch=B)
+        runs["vae_core fp32, measured kernels (--kernels measured)"] = \
+            lambda: run_ours(E, device, out, "fp32", "measured", batch=B)
         if default != "fp32":
             runs[f"vae_core --precision auto ({default} autocast)"] = lambda: run_ours(E, device, out, batch=B)
         rows, lim = interleave(runs, args.repeats, step_gemms(mlp_cfg, B) if on_cpu else None)
         conv_rows, clim = None, None
         if "conv" not in skip:
             CE = args.conv_epochs
-            conv = {"vae_core conv fp32 (--precision fp32)": lambda: run_ours(CE, device, out, "fp32", model=conv_cfg,
-                                                                             batch=B)}
+            conv = {"vae_core conv fp32, torch's kernels (--kernels torch)":
+                    lambda: run_ours(CE, device, out, "fp32", "torch", model=conv_cfg, batch=B),
+                    "vae_core conv fp32, measured kernels (--kernels measured)":
+                    lambda: run_ours(CE, device, out, "fp32", "measured", model=conv_cfg, batch=B)}
             if default != "fp32":
                 conv[f"vae_core conv --precision auto ({default} autocast)"] = \
                     lambda: run_ours(CE, device, out, model=conv_cfg, batch=B)

@@ -99,7 +99,7 @@ def _fp32(cfg: RunConfig, **kw) -> RunConfig:
 
 def test_a_resumed_fp32_run_keeps_its_kernel_route_and_reaches_the_uninterrupted_weights(
         tiny_run_config, tmp_path, monkeypatch):
-    cfg = _fp32(tiny_run_config, epochs=3)
+    cfg = _fp32(tiny_run_config, epochs=3, kernels="measured")      # a tiny run: "auto" would not measure
     everywhere = lambda model, forward: tuple(kernels.ALTERNATIVE[type(m)] for m in kernels.routable_layers(model))
     monkeypatch.setattr(kernels, "measure_route", everywhere)        # every layer on the alternative kernel
     full = init_model(cfg.model, 0)
@@ -128,6 +128,17 @@ def test_kernels_torch_keeps_every_layer_on_torchs_default(tiny_run_config, monk
     events = list(train(_fp32(tiny_run_config, kernels="torch", epochs=1), model=model))
     assert all(m.kernel == "torch" for m in kernels.routable_layers(model))
     assert "oneDNN" not in events[0].message
+
+
+def test_auto_kernels_measure_only_a_run_long_enough_to_repay_it(tiny_run_config, monkeypatch):
+    measured = []
+    monkeypatch.setattr(kernels, "measure_route", lambda model, forward: measured.append(1) or
+                        tuple("torch" for _ in kernels.routable_layers(model)))
+    list(train(_fp32(tiny_run_config, epochs=1), model=init_model(tiny_run_config.model, 0)))
+    assert measured == []                                       # a few steps: torch's kernels, no measurement
+    monkeypatch.setattr(kernels, "MEASURE_MIN_STEPS", 1)
+    list(train(_fp32(tiny_run_config, epochs=1), model=init_model(tiny_run_config.model, 0)))
+    assert measured == [1]
 
 
 def test_auto_precision_is_bf16_only_with_native_bf16_and_the_card_says_which(tiny_run_config, tmp_path, monkeypatch):

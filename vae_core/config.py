@@ -114,7 +114,9 @@ class TrainConfig:
     # fp32 by default: bf16's held-out ELBO was not shown to stay within 0.5 nats of fp32's on every shipped
     # config (bench/precision_check.py; README "Speed"). auto: bf16 autocast where the device has native bf16.
     precision: Literal["auto", "fp32", "bf16"] = "fp32"
-    kernels: Literal["auto", "torch"] = "auto"     # auto: each layer on the kernel measured fastest (kernels.py)
+    # measured: each layer on the kernel measured fastest at the start (kernels.py); auto: measured when the run
+    # is long enough to repay the measurement (kernels.MEASURE_MIN_STEPS), else torch's; torch: never measured
+    kernels: Literal["auto", "measured", "torch"] = "auto"
     eval_every: int = 1                 # epochs between held-out evaluations
     sample_every: int = 1               # epochs between sample grids (0: never)
     max_seconds: float = 0.0            # stop after this much training time (0: no limit)

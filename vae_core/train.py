@@ -217,7 +217,7 @@ def train(config: RunConfig, data: ImageSet | None = None, test_data: ImageSet |
     # A resumed run keeps the precision and kernels it started with, whatever this machine would pick.
     precision = saved.get("precision") or resolve_precision(cfg.precision, device)
     amp = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
-    route = _route(model, cfg, device, precision, saved.get("kernels"),
+    route = _route(model, cfg, device, precision, saved.get("kernels"), total_steps - step,
                    lambda: loss_parts(model, *_measure_batch(images, labels, labelled, local_B, B), cfg, step=0,
                                       total_steps=total_steps, randn=_scratch_randn(device), dataset_size=n,
                                       labelled_share=labelled_share))
@@ -335,15 +335,19 @@ def _scratch_randn(device: torch.device):
 
 
 def _route(model: VAEBase, cfg: TrainConfig, device: torch.device, precision: str, saved: list | None,
-           forward) -> tuple[str, ...]:
+           steps_left: int, forward) -> tuple[str, ...]:
     """The kernel of each routable layer for this run (see kernels.py): the saved route on resume, else measured.
 
-    Only fp32 on a CPU is routed; with ``kernels="torch"`` every layer keeps torch's default.
+    Only fp32 on a CPU is routed; with ``kernels="torch"`` every layer keeps torch's default, and with
+    ``"auto"`` a run of fewer than ``kernels.MEASURE_MIN_STEPS`` steps does too (measuring would cost it more
+    than it could gain).
     """
     if precision != "fp32" or cfg.kernels == "torch" or not kernels.alternative_available(device):
         return kernels.apply_route(model, None)
     if saved is not None:
         return kernels.apply_route(model, tuple(saved))
+    if cfg.kernels == "auto" and steps_left < kernels.MEASURE_MIN_STEPS:
+        return kernels.apply_route(model, None)
     kernels.apply_route(model, None)
     return kernels.apply_route(model, kernels.measure_route(model, forward))
 
