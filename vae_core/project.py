@@ -16,8 +16,8 @@ The layout is initialised from PCA (Kobak & Linderman, 2021: as good as spectral
 and optimised for 200 epochs (umap-learn's own choice above 10,000 points) up to 10,000
 points, then for fewer (100 at 20,000), so the layout work stays about constant.
 
-t-SNE is openTSNE's FFT-accelerated gradients (Linderman et al., 2019; Policar et al., 2024) on the
-same exact neighbours as UMAP's (``tsne``), with a callback every few iterations: that callback is
+t-SNE is openTSNE (Policar et al., 2024): Barnes-Hut gradients below 10,000 points, FFT-accelerated
+ones (Linderman et al., 2019) above, on the same exact neighbours as UMAP's (``tsne``), with a callback every few iterations: that callback is
 what lets a long map report how far it has got and stop when nobody wants it any more, which
 scikit-learn's TSNE cannot do.
 """
