@@ -238,6 +238,13 @@ def _style_rows(ctx) -> int:
     return max(1, min(12, style.MAX_GRID_IMAGES // max(1, ctx.model.num_classes or 1))) if ctx.model is not None else 1
 
 
+def map_colours(data) -> list[str]:
+    """The Latent map's "Colour by" choices for a dataset: the page draws them, a link is checked against them."""
+    if data is None:
+        return ["none"]
+    return (["label"] if data.labels is not None else []) + list(data.factor_names) + ["none"]
+
+
 def _map_points(ctx) -> int:
     """The Points slider's top: the dataset, or the server's budget of a PCA map (raster included)."""
     from explorer import limits
@@ -291,6 +298,7 @@ def page_fields(page: str) -> tuple[Field, ...]:
         return (integer("points", "map_points", lambda c: min(100, _data_len(c)), _map_points),
                 choice("method", "map_method", lambda c: ([MAP_CODES_2D] if c.model.latent_shape == (2,) else []) +
                        list(MAP_METHODS)),
+                choice("colour", "map_colour", lambda c: map_colours(c.data)),
                 number("perplexity", "map_perplexity", 1.0, 100.0), integer("neighbors", "map_neighbors", 5, 50),
                 number("min_dist", "map_min_dist", 0.0, 0.99), indices("pick", "map_pick", _data_len, MAP_SELECTION_KEY))
     if page == "analyze":

@@ -259,12 +259,16 @@ def test_above_the_point_budget_the_map_is_a_server_drawn_raster_that_pca_alone_
     assert_clean(at)
     assert at.slider(key="map_points").value == 5000 and at.slider(key="map_points").max == 5000
     assert "5,000 images of mnist-5k, PCA, drawn as a density raster" in caption(at)
+    assert "mixes its images' class colours" in caption(at)
     spec = json.loads(next(c.proto.spec for c in at.get("plotly_chart") if '"spots"' in c.proto.spec))
     assert [i["source"][:22] for i in spec["layout"]["images"]] == ["data:image/png;base64,"]
     assert not any(t.get("customdata") for t in spec["data"])            # no point goes to the browser
     assert sorted(t["name"] for t in spec["data"] if t.get("name") != "spots") == [str(c) for c in range(10)]
     modes = next(c.proto.selection_mode for c in at.get("plotly_chart") if '"spots"' in c.proto.spec)
     assert len(modes) == 2                                              # points (a click) and box, no lasso
+    at.selectbox(key="map_colour").set_value("none").run()
+    assert "each pixel's shade counts its images, on a log scale" in caption(at)
+    at.selectbox(key="map_colour").set_value("label").run()
     at.text_input(key="map_pick").set_value("3, 17").run()              # typed indices still show
     assert_clean(at)
     assert "2 images selected" in heading(at)

@@ -155,8 +155,9 @@ def test_interpolate_link():
 def test_latent_map_link_carries_the_selection():
     at = open_app("latent_map")
     at.text_input(key="map_pick").set_value("3, 17, 42").run()
+    at.selectbox(key="map_colour").set_value("none").run()
     q = _round_trip(at, "latent_map")
-    assert q["pick"] == "3,17,42" and q["method"] == "PCA"
+    assert q["pick"] == "3,17,42" and q["method"] == "PCA" and q["colour"] == "none"
 
 
 def test_analyze_link():

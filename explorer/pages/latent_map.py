@@ -33,7 +33,7 @@ with session.guard("The latent map"):
     n = c1.slider("Points", lo, hi, min(hi, 5000), step=max(1, min(100, hi - lo)), key="map_points") if hi > lo else hi
     choices = ([CODES_2D] if model.latent_shape == (2,) else []) + list(METHODS)
     method = c2.radio("Projection", choices, key="map_method", horizontal=True)
-    colours = (["label"] if data.labels is not None else []) + list(data.factor_names) + ["none"]
+    colours = links.map_colours(data)
     colour = c3.selectbox("Colour by", colours, key="map_colour")
     params = {}
     if method == "t-SNE":
@@ -65,10 +65,12 @@ with session.guard("The latent map"):
         wait_for_map()
     where = "posterior means" if method == CODES_2D else method if pending is None else "PCA"
     if dense:
+        pixel = ("each pixel's colour mixes its images' class colours, stronger where more images fall" if colour == "label"
+                 else f"each pixel shows its images' mean {colour}" if colour in data.factor_names
+                 else "each pixel's shade counts its images, on a log scale")
         st.caption(f"{figures.plural(len(codes), 'image')} of {data.name}, {where}, drawn as a density raster (more "
-                   f"than this server sends as points, {budget.max_map_points:,}): each pixel's colour mixes its "
-                   "images' colours, stronger where more images fall. Draw a box (the box tool in the chart's "
-                   "toolbar) to see the images inside it; click anywhere to decode that spot.")
+                   f"than this server sends as points, {budget.max_map_points:,}): {pixel}. Draw a box (the box tool "
+                   "in the chart's toolbar) to see the images inside it; click anywhere to decode that spot.")
     else:
         st.caption(f"{figures.plural(len(codes), 'image')} of {data.name}, {where}"
                    " - select points (click, box or lasso) to see them; click anywhere to decode that spot.")
