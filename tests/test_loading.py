@@ -39,3 +39,20 @@ def test_models_made_in_this_process_never_share_a_key():
     assert info.metrics == {"elbo": "-1.235", "active_units": "2"}
     with pytest.raises(AttributeError):
         info.key = "another"                                      # a record, not a mutable attribute bag
+
+
+def test_opening_every_shipped_model_never_imports_torchs_compiler():
+    """A model built on the meta device (the shape probe) must not reach torch's compiler package: a
+    server that opened one would keep its 800 modules (about 60 MB) for as long as it runs."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from vae_core import open_model\n"
+            "from vae_core.hub import shipped_checkpoints\n"
+            "for name in shipped_checkpoints():\n"
+            "    open_model(name)\n"
+            "    assert 'torch._dynamo' not in sys.modules, name\n"
+            "print('ok')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-2000:]

@@ -66,8 +66,12 @@ class VQVAE(VAEBase):
                                      Conv(config.channels[-1], config.latent_dim, 1))
         self.decoder = nn.Sequential(Conv(config.latent_dim, config.channels[-1], 1), nn.ReLU(),
                                      conv_decoder([*reversed(config.channels), c]))
-        self.codebook = nn.Embedding(config.codebook_size, config.latent_dim)
-        self.codebook.weight.data.uniform_(-1.0 / config.codebook_size, 1.0 / config.codebook_size)
+        # The codebook's first values are given, so Embedding never runs its normal_ init: on the meta device
+        # (loading's shape probe) normal_ goes through a Python reference that imports torch's compiler
+        # package, 800 modules and 60 MB the server would keep for as long as it runs.
+        k, d = config.codebook_size, config.latent_dim
+        first = torch.randn(k, d)           # the draws Embedding's own init makes: a seeded run's stream is unchanged
+        self.codebook = nn.Embedding(k, d, _weight=first.uniform_(-1 / k, 1 / k))
         # How often each code is used on the training data; sampling draws codes from it.
         self.register_buffer("code_usage", torch.full((config.codebook_size,), 1.0 / config.codebook_size))
         # An autoregressive prior over the code grid, trained after the VQ-VAE (train-prior) and
