@@ -42,8 +42,8 @@ def test_models_made_in_this_process_never_share_a_key():
 
 
 def test_opening_every_shipped_model_never_imports_torchs_compiler():
-    """A model built on the meta device (the shape probe) must not reach torch's compiler package: a
-    server that opened one would keep its 800 modules (about 60 MB) for as long as it runs."""
+    """A model built on the meta device (the shape probe) must not reach torch's compiler package or
+    sympy: a server that opened one would keep their 800 modules (about 60 MB) for as long as it runs."""
     import subprocess
     import sys
 
@@ -52,7 +52,7 @@ def test_opening_every_shipped_model_never_imports_torchs_compiler():
             "from vae_core.hub import shipped_checkpoints\n"
             "for name in shipped_checkpoints():\n"
             "    open_model(name)\n"
-            "    assert 'torch._dynamo' not in sys.modules, name\n"
+            "    assert 'torch._dynamo' not in sys.modules and 'sympy' not in sys.modules, name\n"
             "print('ok')\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-2000:]

@@ -67,10 +67,11 @@ class VQVAE(VAEBase):
         self.decoder = nn.Sequential(Conv(config.latent_dim, config.channels[-1], 1), nn.ReLU(),
                                      conv_decoder([*reversed(config.channels), c]))
         # The codebook's first values are given, so Embedding never runs its normal_ init: on the meta device
-        # (loading's shape probe) normal_ goes through a Python reference that imports torch's compiler
-        # package, 800 modules and 60 MB the server would keep for as long as it runs.
+        # (loading's shape probe) normal_ and randn go through Python references that import torch's compiler
+        # package and sympy, 800 modules and 60 MB the server would keep for as long as it runs. Elsewhere the
+        # same normal draws are made first, so a seeded run's random stream is what it was.
         k, d = config.codebook_size, config.latent_dim
-        first = torch.randn(k, d)           # the draws Embedding's own init makes: a seeded run's stream is unchanged
+        first = torch.empty(k, d) if torch.get_default_device().type == "meta" else torch.randn(k, d)
         self.codebook = nn.Embedding(k, d, _weight=first.uniform_(-1 / k, 1 / k))
         # How often each code is used on the training data; sampling draws codes from it.
         self.register_buffer("code_usage", torch.full((config.codebook_size,), 1.0 / config.codebook_size))
