@@ -82,6 +82,11 @@ def shoot(out: Path) -> list[Path]:
         expect(page.get_by_text("is running in the background")).to_be_hidden(timeout=LONG)
         expect(page.get_by_text(re.compile(r"images of .*, umap", re.I))).to_be_visible(timeout=LONG)
         snap(page, "latent_map")
+        spot = bh.empty_spot(page)                # decode anywhere: a click between the clusters
+        bh.hover_spot(page, spot)
+        page.mouse.click(spot["px"], spot["py"])
+        expect(page.get_by_text(re.compile(r"^decoded at \(")).first).to_be_visible(timeout=LONG)
+        snap(page, "latent_map_spot")
 
         bh.go_to(page, "Train", LONG)
         latent = page.get_by_role("spinbutton", name="Latent size")
@@ -110,6 +115,13 @@ def shoot(out: Path) -> list[Path]:
             page.locator('[data-testid="stButton"] button', has_text="Open mnist-m2").click()
             bh.wait_idle(page, LONG)
             snap(page, "classes")
+
+        # Above the WebGL budget: all 25,000 dSprites as a raster, opened from a link (no server file named)
+        base = "/".join(page.url.split("/")[:3])
+        page.goto(f"{base}/latent_map?model=dsprites-beta4&data=dsprites&split=all&points=25000&method=PCA"
+                  "&colour=posX", wait_until="domcontentloaded")
+        expect(page.get_by_text("drawn as a density raster")).to_be_visible(timeout=LONG)
+        snap(page, "latent_map_raster")
 
         # The hierarchical VAE's inspector and the VQ-VAE's codebook explorer.
         choose_model(page, "mnist-hvae")

@@ -26,7 +26,9 @@ from vae_core import explore, images, inverse
 
 from explorer import widgets
 
-CLICK_GRID = 60              # nodes a side: about 12 px apart on the map, within Plotly's 20-px hover reach
+CLICK_GRID = 40              # nodes a side: 12-18 px apart on the map, within Plotly's 20-px hover reach (60 had
+                             # Plotly's click handling take 30 ms more: bench/map_click_latency.py)
+DENSITY_GRID = 60            # spots a side of the decoded field's log-density layer
 FIELD_TILES = (4, 16, 10)    # decoded images a side of the overlay: least, most, default
 GRID_NAME = "spots"          # the click grid's trace name
 SPOT_PX, SPOT_OPACITY = 6, 0.5   # a selected node of the grid: smaller than the nodes' spacing
@@ -113,7 +115,7 @@ def _tile_uri(img: torch.Tensor) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def decoded_field(model, inv, points: np.ndarray, tiles: int, y: int | None = None, density_n: int = CLICK_GRID):
+def decoded_field(model, inv, points: np.ndarray, tiles: int, y: int | None = None, density_n: int = DENSITY_GRID):
     """What the overlay draws: tile centres (t*t, 2), their images, and the prior's log-density on a
     fine grid (xs, ys, (n, n)), or None for a model whose prior is not a standard normal (VQ-VAE)."""
     xs, ys, nodes = inverse.grid(points, tiles, margin=0.0)
