@@ -186,6 +186,33 @@ def run_pythae(epochs: int, device: torch.device, out: Path, batch: int = 128) -
     return epochs * len(tr) / trainer.train_time if steps else 0.0, time.perf_counter() - t_start
 
 
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_floor(epochs: int, device: torch.device, out: Path, batch: int = 128) -> tuple[float, float]:
+    """Not a training loop: the network's forward and backward alone (plain torch layers and autograd,
+    no data, no loss, no optimizer), as many steps as the loops take. What autograd itself costs at
+    these shapes, so a loop's distance from the limit splits into autograd's share and the loop's own."""
+    import torch.nn as nn
+
+    t_start = time.perf_counter()
+    torch.manual_seed(0)
+    enc = nn.Sequential(nn.Linear(784, 400), nn.ReLU(), nn.Linear(400, 40)).to(device)
+    dec = nn.Sequential(nn.Linear(20, 400), nn.ReLU(), nn.Linear(400, 784)).to(device)
+    x = torch.rand(batch, 784, device=device)
+    steps = epochs * (4000 // batch)
+    for _ in range(10):                                   # warm-up, as the loops' first epoch is
+        dec(enc(x)[:, :20]).sum().backward()
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(steps):
+        dec(enc(x)[:, :20]).sum().backward()
+    sync(device)
+    return steps * batch / (time.perf_counter() - t), time.perf_counter() - t_start
+
+
 def run_ours(epochs: int, device: torch.device, out: Path, precision: str = "auto", kernels: str = "torch",
              model=None, batch: int = 128) -> tuple[float, float]:
     t_start = time.perf_counter()
@@ -366,6 +393,8 @@ def main():
             lambda: run_ours(E, device, out, "fp32", "measured", batch=B)
         if default != "fp32":
             runs[f"vae_core --precision auto ({default} autocast)"] = lambda: run_ours(E, device, out, batch=B)
+        runs["floor: the network's forward + backward alone (torch autograd; no loss, no Adam)"] = \
+            lambda: run_floor(E, device, out, batch=B)
         rows, lim = interleave(runs, args.repeats, step_gemms(mlp_cfg, B) if on_cpu else None)
         conv_rows, clim = None, None
         if "conv" not in skip:
