@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 from plotly.colors import sequential, unlabel_rgb
 
 from explorer import figures
+from vae_core import inverse
 
 RASTER_PX = (720, 540)        # width, height of the finest raster: about the map's plot area in the wide layout
 MIN_PX = (64, 48)             # of the coarsest
@@ -26,10 +27,9 @@ FACTOR_COLOURS = sequential.Viridis
 
 
 def extent(points: np.ndarray, margin: float = MARGIN) -> tuple[float, float, float, float]:
-    """(x0, x1, y0, y1): the points' range with a margin, the same range as the click grid's."""
-    lo, hi = points.min(0).astype(np.float64), points.max(0).astype(np.float64)
-    pad = np.maximum(hi - lo, 1e-6) * margin
-    return float(lo[0] - pad[0]), float(hi[0] + pad[0]), float(lo[1] - pad[1]), float(hi[1] + pad[1])
+    """(x0, x1, y0, y1): the points' range with a margin, the click grid's own range (its corners)."""
+    xs, ys, _ = inverse.grid(points, 2, margin)
+    return float(xs[0]), float(xs[-1]), float(ys[0]), float(ys[-1])
 
 
 def raster_size(n: int) -> tuple[int, int]:
