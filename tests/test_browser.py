@@ -235,9 +235,10 @@ def test_hierarchical_inspector_walk(page):
     main = page.locator(bh.MAIN)
     expect(main.get_by_text("Temperature per layer")).to_be_visible(timeout=LONG)
     expect(main.get_by_role("heading", name="Resample one layer")).to_be_visible()
+    # the resample grid is drawn after its heading: wait for both images, not just the first
+    expect(main.locator('[data-testid="stImage"] img')).to_have_count(2, timeout=LONG)
     image_loaded(page)
     before = main_image_srcs(page)
-    assert len(before) == 2, before
     layer = main.get_by_role("combobox", name=re.compile("Layer to draw afresh"))
     layer.click()                                 # below the fold the first click only focuses it: type and pick
     layer.press_sequentially("Layer 1")
