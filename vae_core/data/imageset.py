@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import VAEError
+from .packed import PackedImages
 
 Split = Literal["train", "test", "all"]
 Progress = Callable[[int, int], None]     # progress(done, total); raise from it to stop the work
@@ -20,7 +21,7 @@ RESIZE_CHUNK = 4096        # images resized per interpolate call, to bound the f
 
 @dataclasses.dataclass
 class ImageSet:
-    images: torch.Tensor                    # uint8 (N, C, H, W)
+    images: torch.Tensor | PackedImages     # uint8 (N, C, H, W); binary sets (dSprites) kept a bit a pixel
     labels: torch.Tensor | None = None      # int64 (N,)
     factors: torch.Tensor | None = None     # (N, F) ground-truth factor values, where known
     factor_names: tuple[str, ...] = ()
