@@ -2,6 +2,7 @@
 
     python -m bench.memory_walk                    # UMAP on the Latent map of each model; t-SNE once
     python -m bench.memory_walk --maps none        # the pages' default views only
+    python -m bench.memory_walk --models mnist-vq --per-page   # one model, a reading after each page
 
 Starts `streamlit run app.py` as a user would (start-up tuning on: preload, heap freeze, UMAP
 warm-up), opens it in headless Debian Chromium (tests.browser_helpers), and for each shipped
@@ -49,6 +50,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--maps", default="umap", choices=["umap", "none"],
                     help="umap: a UMAP map per model and one t-SNE map (default); none: default views only")
+    ap.add_argument("--models", nargs="+", help="walk only these shipped checkpoints (default: all of them)")
+    ap.add_argument("--per-page", action="store_true", help="a reading after every page, not only after each model")
     ap.add_argument("--settle", type=float, default=10.0, help="seconds after the walk before the last reading")
     args = ap.parse_args(argv)
     if bh.chromium_path() is None:
@@ -57,7 +60,7 @@ def main(argv=None) -> int:
     import vae_core
     from playwright.sync_api import sync_playwright
 
-    names = vae_core.shipped_checkpoints()
+    names = args.models or vae_core.shipped_checkpoints()
     readings: list[tuple[str, float]] = []
     t0 = time.monotonic()
     with bh.streamlit_server(max_seconds=20) as url, sync_playwright() as pw:
@@ -88,6 +91,8 @@ def main(argv=None) -> int:
                     if problems:
                         print(f"{name}, {title}: {problems[0][:300]}")
                     peak = max(peak, rss_mb(pid))
+                    if args.per_page:
+                        readings.append((f"{name}: {title}", rss_mb(pid)))
                 readings.append((f"after every page with {name} ({data})", rss_mb(pid)))
         finally:
             browser.close()
