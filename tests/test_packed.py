@@ -72,3 +72,28 @@ def test_the_dsprites_set_is_kept_packed_and_renders_the_same_images():
     assert data.images.nbytes == len(data) * 64 * 64 // 8                  # 2.6 MB, not 20 MB
     idx = dsprites_subset_indices()[vae_core.data.split_indices(25_000, "test")]
     assert torch.equal(data.images[::499], render_dsprites(idx[::499]))
+
+
+def test_to_the_cpu_keeps_it_packed_and_anything_else_unpacks(images):
+    p = PackedImages.pack(images)
+    assert p.to("cpu") is p and p.to(torch.uint8) is p
+    assert torch.equal(p.to(torch.float32), images.float())
+    assert torch.equal(p.index_select(0, torch.tensor([4, 0, 4])), images.index_select(0, torch.tensor([4, 0, 4])))
+    assert torch.equal(p.index_select(3, torch.tensor([1, 2])), images.index_select(3, torch.tensor([1, 2])))
+
+
+def test_training_on_a_packed_set_gives_the_same_weights(images):
+    from vae_core import RunConfig, TrainConfig, train
+    from vae_core.models import MLPConfig
+    from vae_core.train import init_model
+
+    small = F.avg_pool2d(images.float(), 8).gt(127).to(torch.uint8).mul(255)       # 246 binary 8 x 8 images
+    labels = torch.arange(len(small)) % 3
+    cfg = RunConfig(MLPConfig(in_shape=(1, 8, 8), hidden_dims=(16,), latent_dim=2), TrainConfig(epochs=2, batch_size=32))
+    weights = []
+    for imgs in (small, PackedImages.pack(small)):
+        model = init_model(cfg.model, 0)
+        list(train(cfg, data=ImageSet(imgs, labels, name="binary"), test_data=ImageSet(small[:40], labels[:40]),
+                   model=model))
+        weights.append(model.state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

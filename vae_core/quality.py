@@ -92,8 +92,8 @@ def feature_classifier(data: ImageSet, epochs: int = 15, seed: int = 0) -> Featu
     """Train (or load from the cache) a classifier on labelled ``data``; its penultimate layer is the feature space."""
     if data.labels is None:
         raise ValueError("The feature classifier needs a labelled dataset.")
-    key = hashlib.sha256(data.images.numpy().tobytes()[:1_000_000] + bytes(str((data.shape, len(data), seed,
-                                                                                   epochs)), "utf8")).hexdigest()[:16]
+    head = data.images[:1_000_000 // math.prod(data.shape) + 1].numpy().tobytes()[:1_000_000]   # the first MB
+    key = hashlib.sha256(head + bytes(str((data.shape, len(data), seed, epochs)), "utf8")).hexdigest()[:16]
     path = cache_dir() / "classifiers" / f"{data.name or 'data'}-{key}.safetensors"
     if path.is_file():
         net = FeatureNet(data.shape, data.num_classes)

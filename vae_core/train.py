@@ -202,7 +202,7 @@ def train(config: RunConfig, data: ImageSet | None = None, test_data: ImageSet |
         objective = nn.parallel.DistributedDataParallel(
             objective, device_ids=[device.index] if device.type == "cuda" else None)
 
-    images = data.images.to(device)                                   # uint8, stays on the device
+    images = data.images.to(device)           # uint8 on the device (packed bits stay packed on the CPU)
     labels = data.labels.to(device) if data.labels is not None and model.num_classes else None
     n, B = len(data), cfg.batch_size
     # An M2 with labels_per_class sees only that seeded, class-balanced subset's labels: each step

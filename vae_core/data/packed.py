@@ -4,8 +4,9 @@ tensor of 0s and 255s, at an eighth of its memory.
 dSprites is binary: its 25,000-image set is 102 MB as uint8 and 13 MB packed (the full grid: 3 GB
 against 377 MB), and a server keeps the set it loaded for every visitor. What the library does
 with a set's images takes a few rows at a time (batches, subsets, one image to show), and
-indexing unpacks only the rows it takes. Everything else a read-only tensor can do works too, on
-the whole set unpacked for that one call: torch functions (``__torch_function__``), tensor methods
+indexing (and ``index_select`` along the images, as a training step takes its batch) unpacks only
+the rows it takes; ``to`` the CPU keeps it packed, as a tensor's ``to`` returns itself. Everything
+else a read-only tensor can do works too, on the whole set unpacked for that one call: torch functions (``__torch_function__``), tensor methods
 and attributes (``__getattr__``), numpy (``__array__``). Nothing writes into it.
 """
 from __future__ import annotations
@@ -105,6 +106,16 @@ class PackedImages:
             return out[rest] if rest else out
         out = self._rows(self.bits[first])          # a slice, or an index or boolean array: numpy's own rules
         return out[(slice(None), *rest)] if rest else out
+
+    def index_select(self, dim: int, index: torch.Tensor) -> torch.Tensor:
+        """A tensor's ``index_select``; along the images (dim 0) only those taken are unpacked (a training step's batch)."""
+        return self[index] if dim in (0, -4) else self.unpack().index_select(dim, index)
+
+    def to(self, *args, **kwargs):
+        """Itself where a tensor's ``to`` would return the tensor itself (CPU and uint8 already); else the
+        images unpacked, then moved or converted."""
+        probe = torch.empty(0, dtype=torch.uint8)
+        return self if probe.to(*args, **kwargs) is probe else self.unpack().to(*args, **kwargs)
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
