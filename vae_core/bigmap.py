@@ -3,7 +3,7 @@
 The app maps at most a few tens of thousands of codes (its budget); this maps every image of a
 set, on the user's own machine, without ever holding the images as floats:
 - the images come in chunks (``open_stream``): dsprites-full is unpacked from its bit-packed
-  disk cache one chunk at a time (3 GB as uint8, 12 GB as floats, if loaded whole); other sets are
+  disk cache one chunk at a time (3 GB as uint8, 12 GB as floats, if unpacked whole); other sets are
   small enough to load as uint8 and are sliced;
 - each chunk is encoded as it arrives and only its posterior means are kept: (N, D) float32,
   29 MB for all 737,280 dSprites at D = 10;
