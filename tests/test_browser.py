@@ -15,7 +15,7 @@ from tests import browser_helpers as bh
 from tests.waiting import wait_for
 
 pytest.importorskip("playwright.sync_api", reason="the real-browser test needs playwright (requirements.txt)")
-from playwright.sync_api import expect, sync_playwright  # noqa: E402
+from playwright.sync_api import TimeoutError as PlaywrightTimeout, expect, sync_playwright  # noqa: E402
 
 ARTIFACTS = bh.ROOT / "test-artifacts" / "browser"
 TRAVERSE_BUDGET_S = 0.25         # the target: slider input to updated image
@@ -289,13 +289,21 @@ def test_vq_prior_and_codebook_explorer_walk(page):
     row = main.get_by_role("spinbutton", name="Row")
     col = main.get_by_role("spinbutton", name="Column")
     expect(row).to_have_value("3")
-    # Click the cell in row 1, column 5 of the code grid (a Plotly point per cell); on a busy machine
-    # Plotly may still be wiring its handlers, so a click that selected nothing is repeated.
+    # Click the cell in row 1, column 5 of the code grid (a Plotly point per cell). Plotly clicks the point
+    # it last hovered, so the pointer moves onto the cell and the click waits for the cell's hover label;
+    # on a busy machine Plotly may still be wiring its handlers, so a click that selected nothing is repeated.
     grid = main.locator(".js-plotly-plot", has_text="Code grid")
+    label = grid.locator(".hoverlayer .hovertext", has_text="row 1, column 5")
 
     def clicked():
-        page.mouse.move(0, 0)                     # Plotly clicks the point it last hovered: move onto it afresh
-        grid.locator("g.points path.point").nth(1 * 7 + 5).click(force=True)
+        page.mouse.move(0, 0)
+        grid.locator("g.points path.point").nth(1 * 7 + 5).hover(force=True)
+        try:
+            label.wait_for(state="visible", timeout=5_000)
+        except PlaywrightTimeout:
+            return False
+        page.mouse.down()
+        page.mouse.up()
         bh.wait_idle(page, LONG)
         return row.input_value() == "1"
 
