@@ -21,6 +21,10 @@ interleaved repeats) and for the whole run (construction, data, every epoch with
   ``pip install -r requirements-bench.txt``; skipped with a note when it is not);
 - vae_core.train: fp32 with torch's kernels, fp32 with the measured kernel route, and
   with ``--precision auto`` (bf16 autocast where the CPU has native bf16).
+Two rows that are not loops anyone should use bound the MLP's fraction: the floor (the network's
+forward and backward alone through autograd, no loss, no optimizer) and the step by hand (the whole
+step, loss and Adam included, with every gradient written out and no autograd; its gradients are
+checked against autograd's first).
 The conv model (mnist-conv's 32-64 network) is timed in fp32 and with --precision auto against its own limit.
 """
 from __future__ import annotations
@@ -213,6 +217,96 @@ def run_floor(epochs: int, device: torch.device, out: Path, batch: int = 128) ->
     return steps * batch / (time.perf_counter() - t), time.perf_counter() - t_start
 
 
+class HandStep:
+    """The MLP VAE's whole training step written out with no autograd: forward, loss (Bernoulli
+    reconstruction + KL, summed over pixels and latents, averaged over the batch), every gradient by
+    hand (the same seven matrix products autograd runs, elementwise work folded in place), and
+    torch's fused Adam. Not a loop anyone should maintain: the ceiling of a step built from torch's
+    ops on this CPU, so a loop's distance from the limit splits into what any such loop pays and
+    what vae_core's own costs. ``check`` compares its gradients with autograd's."""
+
+    def __init__(self, device: torch.device, hidden: int = 400, latent: int = 20, seed: int = 0):
+        torch.manual_seed(seed)
+        enc1, enc2 = nn.Linear(784, hidden), nn.Linear(hidden, 2 * latent)
+        dec1, dec2 = nn.Linear(latent, hidden), nn.Linear(hidden, 784)
+        self.params = [t.detach().to(device).clone() for m in (enc1, enc2, dec1, dec2) for t in (m.weight, m.bias)]
+        self.grads = [torch.zeros_like(p) for p in self.params]
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+        self.steps = [torch.zeros((), device=device) for _ in self.params]
+        self.latent = latent
+
+    def forward_backward(self, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        W1, b1, W2, b2, W3, b3, W4, b4 = self.params
+        g, L, B = self.grads, self.latent, len(x)
+        h1 = torch.addmm(b1, x, W1.t()).clamp_min_(0)
+        s = torch.addmm(b2, h1, W2.t())
+        mu, lv = s[:, :L], s[:, L:]
+        std = lv.mul(0.5).exp_()
+        z = torch.addcmul(mu, eps, std)
+        h2 = torch.addmm(b3, z, W3.t()).clamp_min_(0)
+        logits = torch.addmm(b4, h2, W4.t())
+        var = std.square()
+        loss = (F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
+                + 0.5 * (mu.square() + var - 1 - lv).sum()) / B
+        d = torch.sigmoid(logits).sub_(x).div_(B)                     # d loss / d logits
+        torch.mm(d.t(), h2, out=g[6])
+        torch.sum(d, 0, out=g[7])
+        d = torch.mm(d, W4).mul_(h2 > 0)                                # d loss / d (z W3^T + b3)
+        torch.mm(d.t(), z, out=g[4])
+        torch.sum(d, 0, out=g[5])
+        dz = torch.mm(d, W3)
+        ds = torch.cat([dz + mu / B, dz * eps * std * 0.5 + (var - 1) * (0.5 / B)], 1)
+        torch.mm(ds.t(), h1, out=g[2])
+        torch.sum(ds, 0, out=g[3])
+        d = torch.mm(ds, W2).mul_(h1 > 0)
+        torch.mm(d.t(), x, out=g[0])
+        torch.sum(d, 0, out=g[1])
+        return loss
+
+    def step(self, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        loss = self.forward_backward(x, eps)
+        torch._fused_adam_(self.params, self.grads, self.m, self.v, [], self.steps, lr=1e-3, beta1=0.9,
+                           beta2=0.999, weight_decay=0.0, eps=1e-8, amsgrad=False, maximize=False)
+        return loss
+
+    def check(self, x: torch.Tensor, eps: torch.Tensor) -> None:
+        """Its loss and gradients against autograd's on the same batch and noise."""
+        loss = self.forward_backward(x, eps)
+        ps = [p.clone().requires_grad_(True) for p in self.params]
+        W1, b1, W2, b2, W3, b3, W4, b4 = ps
+        s = F.linear(F.relu(F.linear(x, W1, b1)), W2, b2)
+        mu, lv = s[:, :self.latent], s[:, self.latent:]
+        logits = F.linear(F.relu(F.linear(mu + eps * (0.5 * lv).exp(), W3, b3)), W4, b4)
+        ref = (F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
+               - 0.5 * (1 + lv - mu.square() - lv.exp()).sum()) / len(x)
+        ref.backward()
+        assert torch.allclose(loss, ref.detach(), rtol=1e-4), (loss, ref)
+        for got, want in zip(self.grads, (p.grad for p in ps)):
+            assert torch.allclose(got, want, rtol=1e-3, atol=1e-5), (got - want).abs().max()
+
+
+def run_by_hand(epochs: int, device: torch.device, out: Path, batch: int = 128) -> tuple[float, float]:
+    """``HandStep`` on mnist-5k's training images, shuffled each epoch, as many steps as the loops take."""
+    t_start = time.perf_counter()
+    x_all = load_dataset("mnist-5k", "train").float_images(device).flatten(1)
+    gen = torch.Generator(device=device).manual_seed(0)
+    hand = HandStep(device)
+    per_epoch = len(x_all) // batch
+    hand.check(x_all[:batch], torch.randn(batch, hand.latent, generator=gen, device=device))
+    for i in range(10):                                   # warm-up, as the loops' first epoch is
+        hand.step(x_all[i * batch:(i + 1) * batch], torch.randn(batch, hand.latent, generator=gen, device=device))
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(epochs):
+        perm = torch.randperm(len(x_all), generator=gen, device=device)
+        for i in range(per_epoch):
+            x = x_all.index_select(0, perm[i * batch:(i + 1) * batch])
+            hand.step(x, torch.randn(batch, hand.latent, generator=gen, device=device))
+    sync(device)
+    return epochs * per_epoch * batch / (time.perf_counter() - t), time.perf_counter() - t_start
+
+
 def run_ours(epochs: int, device: torch.device, out: Path, precision: str = "auto", kernels: str = "torch",
              model=None, batch: int = 128) -> tuple[float, float]:
     t_start = time.perf_counter()
@@ -395,6 +489,8 @@ def main():
             runs[f"vae_core --precision auto ({default} autocast)"] = lambda: run_ours(E, device, out, batch=B)
         runs["floor: the network's forward + backward alone (torch autograd; no loss, no Adam)"] = \
             lambda: run_floor(E, device, out, batch=B)
+        runs["by hand: the whole step written out (no autograd; loss, backward by hand, fused Adam)"] = \
+            lambda: run_by_hand(E, device, out, batch=B)
         rows, lim = interleave(runs, args.repeats, step_gemms(mlp_cfg, B) if on_cpu else None)
         conv_rows, clim = None, None
         if "conv" not in skip:
