@@ -6,8 +6,9 @@ against 377 MB), and a server keeps the set it loaded for every visitor. What th
 with a set's images takes a few rows at a time (batches, subsets, one image to show), and
 indexing (and ``index_select`` along the images, as a training step takes its batch) unpacks only
 the rows it takes; ``to`` the CPU keeps it packed, as a tensor's ``to`` returns itself. Everything
-else a read-only tensor can do works too, on the whole set unpacked for that one call: torch functions (``__torch_function__``), tensor methods
-and attributes (``__getattr__``), numpy (``__array__``). Nothing writes into it.
+else a read-only tensor can do works too, on the whole set unpacked for that one call: torch
+functions (``__torch_function__``), tensor methods and attributes (``__getattr__``), numpy
+(``__array__``). Nothing writes into it.
 """
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ class PackedImages:
         self.shape = torch.Size((len(bits), *image_shape))
 
     @classmethod
-    def pack(cls, images: torch.Tensor) -> "PackedImages":
+    def pack(cls, images: torch.Tensor) -> PackedImages:
         """uint8 (N, C, H, W) images whose every pixel is 0 or 255; any other value is refused, since it
         would not come back."""
         if images.dtype != torch.uint8 or images.dim() != 4:
