@@ -112,7 +112,12 @@ def test_a_trained_prior_beats_independent_codes_and_is_saved_and_loaded(vq_run,
     # The prior changes the model's identity; resuming the VQ-VAE's own training still works.
     assert open_model(folder)[1].key != open_model(vq_run)[1].key
     cfg = RunConfig(TINY_VQ, TrainConfig(epochs=2, batch_size=100, sample_every=0))
-    assert list(train(cfg, out_dir=folder, resume=True))[-1].kind == "done"
+    events = list(train(cfg, out_dir=folder, resume=True))
+    assert events[-1].kind == "done"
+    # Training moved the codes the prior was fitted to: the saved run leaves it out, and the start said so.
+    assert "fit a new one with `python -m vae_core train-prior" in events[0].message
+    assert not set(PRIOR_FILES) & {p.name for p in folder.iterdir()}
+    assert load_model(folder, device="cpu").code_prior is None
 
 
 def test_a_prior_travels_with_its_model_and_a_wrong_one_is_refused(vq_run, tmp_path):

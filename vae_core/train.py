@@ -196,6 +196,11 @@ def train(config: RunConfig, data: ImageSet | None = None, test_data: ImageSet |
         start_epoch, history, elapsed, saved = _load_run(out, config, model, opt)
         if start_epoch >= cfg.epochs:
             raise VAEError(f"{out} already finished {start_epoch} epochs; raise --epochs to train further.")
+    # A VQ-VAE's code prior (train-prior) models the codes of the weights it was fitted to; training
+    # moves them, so the run saved from here leaves it out, and says so now rather than after.
+    stale_prior = (f" The code prior in {out} was fitted to the codes before this training, which moves them, so "
+                   f"the saved run leaves it out; fit a new one with `python -m vae_core train-prior {out}`."
+                   if resume and any((out / f).exists() for f in checkpoint.PRIOR_FILES) else "")
 
     objective: nn.Module = _Objective(model)
     if world > 1:
@@ -230,7 +235,7 @@ def train(config: RunConfig, data: ImageSet | None = None, test_data: ImageSet |
         if not snaps.epochs:
             snaps.add(start_epoch, snapshots.encode(model, data, snaps))
     yield Event("start", step, start_epoch, total_steps, elapsed=elapsed, snapshots=snaps and snaps.copy(),
-                message=f"training on {device} in {how} ({n} images, {steps_per_epoch} steps per epoch)")
+                message=f"training on {device} in {how} ({n} images, {steps_per_epoch} steps per epoch).{stale_prior}")
 
     for epoch in range(start_epoch, cfg.epochs):
         gen = epoch_generator(cfg.seed, epoch, device)
