@@ -73,12 +73,9 @@ def units_section(ctx, model, data, n, seed):
                            title="KL per latent unit (grey: collapsed, Cov_x E[z|x] <= 0.01)")
         st.plotly_chart(fig, key="an_kl_chart")
     elif "codebook_usage" in res:
-        st.metric("Codebook usage", f"{res['codebook_usage']:.0%}", help=f"perplexity {res['perplexity']:.1f}")
-        freq = np.array(res["code_frequencies"])
-        st.plotly_chart(figures.bars([str(i) for i in range(len(freq))], freq, height=260, x="code index",
-                                     y="share of latent positions", hover="code %{x}: %{y:.2%}<extra></extra>",
-                                     colours=figures.CLASS_COLOURS[0], title="How often each codebook vector is used"),
-                        key="an_codebook_chart")
+        # A VQ-VAE's units are codebook choices: its Codebook analysis shows their use, once, in full.
+        st.caption(f"{res['codebook_usage']:.0%} of the codebook is used on these images. How often each code is "
+                   f"used, what each one draws and a code grid to edit: pick **{CODEBOOK}** above.")
 
 
 def factors_section(ctx, model, data, n, seed):
