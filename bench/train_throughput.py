@@ -24,7 +24,9 @@ interleaved repeats) and for the whole run (construction, data, every epoch with
 Two rows that are not loops anyone should use bound the MLP's fraction: the floor (the network's
 forward and backward alone through autograd, no loss, no optimizer) and the step by hand (the whole
 step, loss and Adam included, with every gradient written out and no autograd; its gradients are
-checked against autograd's first).
+checked against autograd's first). Two more bound it in turn: that step with its elementwise work
+fused into generated C++ loops (torch.compile; skipped with ``--skip compile``), and the step's
+eleven products alone, chained as in a step with nothing else: the most any step reaches.
 The conv model (mnist-conv's 32-64 network) is timed in fp32 and with --precision auto against its own limit.
 """
 from __future__ import annotations
@@ -220,7 +222,7 @@ def run_floor(epochs: int, device: torch.device, out: Path, batch: int = 128) ->
 class HandStep:
     """The MLP VAE's whole training step written out with no autograd: forward, loss (Bernoulli
     reconstruction + KL, summed over pixels and latents, averaged over the batch), every gradient by
-    hand (the same seven matrix products autograd runs, elementwise work folded in place), and
+    hand (the same eleven matrix products autograd runs, elementwise work folded in place), and
     torch's fused Adam. Not a loop anyone should maintain: the ceiling of a step built from torch's
     ops on this CPU, so a loop's distance from the limit splits into what any such loop pays and
     what vae_core's own costs. ``check`` compares its gradients with autograd's."""
@@ -264,6 +266,30 @@ class HandStep:
         torch.sum(d, 0, out=g[1])
         return loss
 
+    def products(self, x: torch.Tensor, eps: torch.Tensor) -> None:
+        """The step's eleven matrix products alone, in the step's order and with its data flow (each
+        one's inputs are the previous ones' outputs), into buffers kept between calls: no bias, no
+        activation, no loss, no optimizer. What the products cost inside a step, against the limit's
+        each-product-alone timing."""
+        W1, _, W2, _, W3, _, W4, _ = self.params
+        g, L = self.grads, self.latent
+        if getattr(self, "_bufs", None) is None or self._bufs[0].shape[0] != len(x):
+            B, H = len(x), W1.shape[0]
+            self._bufs = [x.new_empty(B, n) for n in (H, 2 * L, H, x.shape[1], H, L, H)]
+        h1, s, h2, logits, d2, dz, d1 = self._bufs
+        torch.mm(x, W1.t(), out=h1)
+        torch.mm(h1, W2.t(), out=s)
+        z = s[:, :L]
+        torch.mm(z, W3.t(), out=h2)
+        torch.mm(h2, W4.t(), out=logits)
+        torch.mm(logits.t(), h2, out=g[6])
+        torch.mm(logits, W4, out=d2)
+        torch.mm(d2.t(), z, out=g[4])
+        torch.mm(d2, W3, out=dz)
+        torch.mm(s.t(), h1, out=g[2])
+        torch.mm(s, W2, out=d1)
+        torch.mm(d1.t(), x, out=g[0])
+
     def step(self, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         loss = self.forward_backward(x, eps)
         torch._fused_adam_(self.params, self.grads, self.m, self.v, [], self.steps, lr=1e-3, beta1=0.9,
@@ -286,14 +312,25 @@ class HandStep:
             assert torch.allclose(got, want, rtol=1e-3, atol=1e-5), (got - want).abs().max()
 
 
-def run_by_hand(epochs: int, device: torch.device, out: Path, batch: int = 128) -> tuple[float, float]:
-    """``HandStep`` on mnist-5k's training images, shuffled each epoch, as many steps as the loops take."""
+def run_by_hand(epochs: int, device: torch.device, out: Path, batch: int = 128,
+                what: str = "step") -> tuple[float, float]:
+    """``HandStep`` on mnist-5k's training images, shuffled each epoch, as many steps as the loops take.
+
+    ``what``: "step" (the whole step), "fused" (the same step with its forward and backward under
+    ``torch.compile``: inductor fuses the elementwise work into generated C++ loops around the
+    products; its compile time is in the first repeat's whole run, and later repeats reuse the compiled code) or
+    "products" (``HandStep.products``)."""
     t_start = time.perf_counter()
     x_all = load_dataset("mnist-5k", "train").float_images(device).flatten(1)
     gen = torch.Generator(device=device).manual_seed(0)
     hand = HandStep(device)
     per_epoch = len(x_all) // batch
     hand.check(x_all[:batch], torch.randn(batch, hand.latent, generator=gen, device=device))
+    if what == "fused":
+        hand.forward_backward = torch.compile(hand.forward_backward, dynamic=False)
+        hand.check(x_all[:batch], torch.randn(batch, hand.latent, generator=gen, device=device))
+    elif what == "products":
+        hand.step = hand.products
     for i in range(10):                                   # warm-up, as the loops' first epoch is
         hand.step(x_all[i * batch:(i + 1) * batch], torch.randn(batch, hand.latent, generator=gen, device=device))
     sync(device)
@@ -491,6 +528,11 @@ def main():
             lambda: run_floor(E, device, out, batch=B)
         runs["by hand: the whole step written out (no autograd; loss, backward by hand, fused Adam)"] = \
             lambda: run_by_hand(E, device, out, batch=B)
+        if "compile" not in skip:
+            runs["by hand, its elementwise work fused (torch.compile: inductor's C++ loops)"] = \
+                lambda: run_by_hand(E, device, out, batch=B, what="fused")
+        runs["the step's eleven products alone, chained as in a step (nothing else)"] = \
+            lambda: run_by_hand(E, device, out, batch=B, what="products")
         rows, lim = interleave(runs, args.repeats, step_gemms(mlp_cfg, B) if on_cpu else None)
         conv_rows, clim = None, None
         if "conv" not in skip:
