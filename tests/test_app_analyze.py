@@ -88,7 +88,7 @@ def test_a_vq_vae_is_offered_only_the_scores_it_has_and_told_why():
     assert at.multiselect(key="an_pick").value == ["Latent units", "Codebook", "Reconstructions"]
     assert sum("Usage over the codebook" in s or "each codebook vector" in s for s in _charts(at)) == 1
     assert [m.label for m in at.metric if m.label in ("Codes used", "Codebook usage")] == ["Codes used"]
-    assert any("pick **Codebook** above" in c.value for c in at.caption)
+    assert any("the **Codebook** analysis" in c.value for c in at.caption)
     assert not [s for s in at.select_slider if s.key == "an_iwae_k"]            # no log p(x) to estimate
     assert any("no IWAE estimate of log p(x)" in c.value for c in at.caption)
     at.multiselect(key="an_pick").set_value(["Anomalies"]).run()

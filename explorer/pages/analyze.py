@@ -75,7 +75,7 @@ def units_section(ctx, model, data, n, seed):
     elif "codebook_usage" in res:
         # A VQ-VAE's units are codebook choices: its Codebook analysis shows their use, once, in full.
         st.caption(f"{res['codebook_usage']:.0%} of the codebook is used on these images. How often each code is "
-                   f"used, what each one draws and a code grid to edit: pick **{CODEBOOK}** above.")
+                   f"used, what each one draws and a code grid to edit: the **{CODEBOOK}** analysis.")
 
 
 def factors_section(ctx, model, data, n, seed):
