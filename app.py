@@ -34,10 +34,10 @@ if __name__ == "__main__":
     links.first_run_restore(page, "sidebar")                 # a link's model and dataset, before their pickers
     ctx = sidebar()
     links.first_run_restore(page, "page", ctx)               # the page's settings, checked against them
-    links.copy_control(st.sidebar)
+    left_out = links.copy_control(st.sidebar)
     try:
         nav.run()
-        links.publish(page)                                  # the address bar holds this view
+        links.show_left_out(left_out, links.publish(page))   # the address bar holds this view, or says what not
     finally:
         startup.warm_up()           # after the first page is drawn, so its imports do not delay that page
 else:

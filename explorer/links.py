@@ -59,6 +59,7 @@ class Field:
     parse: Callable[[str, object], dict]
     show: Callable[[Mapping], str | None]
     late: bool = False
+    left_out: Callable[[Mapping], str | None] = lambda s: None   # what of the view the link cannot carry
 
 
 def _number(raw: str, kind, lo, hi, what: str):
@@ -151,7 +152,12 @@ def indices(param: str, key: str, size: Callable[[object], int], selected_key: s
             return ",".join(map(str, chosen)) if 0 < len(chosen) <= MAX_INDICES else None
         text = str(s.get(key) or "").strip()
         return re.sub(r"\s*,\s*", ",", text) if text else None
-    return Field(param, parse, show)
+
+    def left_out(s):
+        n = len(s.get(selected_key) or ()) if selected_key is not None else 0
+        return (f"the selection of {n:,} images (a link carries at most {MAX_INDICES}; select fewer to share "
+                "them)") if n > MAX_INDICES else None
+    return Field(param, parse, show, left_out=left_out)
 
 
 def remember_selection(picked) -> None:
@@ -357,11 +363,13 @@ def current(fields: Sequence[Field], state=None) -> dict[str, str]:
     return out
 
 
-def publish(page: str) -> None:
-    """Put this page's current state in the address bar (no rerun)."""
-    params = current(common_fields() + page_fields(page))
+def publish(page: str) -> list[str]:
+    """Put this page's current state in the address bar (no rerun); returns what of it the link leaves out."""
+    fields = common_fields() + page_fields(page)
+    params = current(fields)
     if {k: st.query_params.get(k) for k in st.query_params.keys()} != params:
         st.query_params.from_dict(params)
+    return [note for f in fields if (note := f.left_out(st.session_state))]
 
 
 def first_run_restore(page: str, phase: str, ctx=None) -> None:
@@ -409,11 +417,20 @@ button.addEventListener("click", async () => {
 """
 
 
-def copy_control(container) -> None:
+def copy_control(container):
     """A button that copies the address bar (which ``publish`` keeps up to date, fragments included).
     The page's own address, read in the browser at the click: a link drawn by the server would miss
-    a fragment's rerun (a Traverse slider moves only its fragment)."""
+    a fragment's rerun (a Traverse slider moves only its fragment). Returns the place for
+    ``show_left_out``, which the page's run fills once ``publish`` knows what the link leaves out."""
     with container:
         st.iframe(COPY_BUTTON, height=80)              # our constant HTML only: nothing from a visitor
         if st.session_state.get("model_kind") in ("Folder", "This session's run"):
             st.caption("A link names shipped and Hub models only: this model is not in it.")
+        return st.empty()
+
+
+def show_left_out(place, notes: list[str]) -> None:
+    if notes:
+        place.caption("This link leaves out " + "; ".join(notes) + ".")
+    else:
+        place.empty()

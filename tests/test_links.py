@@ -198,6 +198,18 @@ def test_a_latent_map_selection_travels_as_indices_up_to_a_limit():
     assert links.restore(fields, _ctx(), {"pick": "5,9,40"}, back) == [] and back["map_pick"] == "5, 9, 40"
 
 
+def test_a_selection_too_large_for_a_link_is_left_out_and_the_sidebar_says_so():
+    at = open_app("latent_map")
+    n = links.MAX_INDICES + 50
+    at.text_input(key="map_pick").set_value(", ".join(map(str, range(n)))).run()
+    assert_clean(at)
+    assert "pick" not in at.query_params
+    assert any(f"leaves out the selection of {n} images" in c.value for c in at.sidebar.caption)
+    at.text_input(key="map_pick").set_value("3, 17").run()                  # a selection it carries: no note
+    assert at.query_params["pick"] == "3,17"
+    assert not any("leaves out" in c.value for c in at.sidebar.caption)
+
+
 def test_a_run_folder_model_is_left_out_of_the_link_and_the_sidebar_says_so(tmp_path):
     from vae_core import open_model, save_pretrained
 
