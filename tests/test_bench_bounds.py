@@ -35,20 +35,17 @@ def _batch(n=16):
     return torch.rand(n, 784, generator=gen).round(), torch.randn(n, 20, generator=gen)
 
 
-def test_the_step_by_hand_has_autograds_gradients_and_runs_the_limits_products():
+def test_the_step_by_hand_has_autograds_loss_and_gradients():
     hand = HandStep(torch.device("cpu"))
-    x, eps = _batch()
-    hand.check(x, eps)                                    # loss and every gradient against autograd's
-    with _Products() as seen:
-        hand.forward_backward(x, eps)
-    assert _same_product(seen.shapes) == _limits_products(len(x))
+    hand.check(*_batch())
 
 
-def test_the_chained_products_are_the_limits_products_and_nothing_else():
+@pytest.mark.parametrize("run", ["forward_backward", "products"])
+def test_the_step_by_hand_and_the_chained_products_run_exactly_the_limits_products(run):
     hand = HandStep(torch.device("cpu"))
     x, eps = _batch()
     with _Products() as seen:
-        hand.products(x, eps)
+        getattr(hand, run)(x, eps)
     assert _same_product(seen.shapes) == _limits_products(len(x))
 
 
