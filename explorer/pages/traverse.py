@@ -74,7 +74,9 @@ def direction_sliders(model, z, y, model_key: str) -> tuple[list, list[float]]:
         return [], []
     keys = [f"traverse_dir{i}" for i in range(len(found))]
     signature = (model_key, kind, tuple(d.name for d in found), tuple(d.vector.sum().item() for d in found))
-    if st.session_state.get("traverse_dir_signature") != signature:     # new directions start at zero
+    # New directions start at zero, and so do sliders Streamlit forgot while another page was shown
+    # (a slider with no value starts at its minimum).
+    if st.session_state.get("traverse_dir_signature") != signature or any(k not in st.session_state for k in keys):
         for k in keys:
             st.session_state[k] = 0.0
         st.session_state["traverse_dir_signature"] = signature
