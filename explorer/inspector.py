@@ -145,6 +145,9 @@ def code_grid_editor(model, data, freq: np.ndarray, model_key: str) -> None:
             st.session_state["an_cb_source"] = source
             st.session_state["an_cb_codes"] = codebook.image_codes(model, x)[0].tolist()
             st.session_state["an_cb_row"] = st.session_state["an_cb_col"] = g // 2
+        for k in ("an_cb_row", "an_cb_col"):                          # forgotten while another page was shown
+            if k not in st.session_state:
+                st.session_state[k] = g // 2
         codes = torch.tensor(st.session_state["an_cb_codes"])
     with left:
         event = st.plotly_chart(_grid_figure(codes, st.session_state["an_cb_row"], st.session_state["an_cb_col"]),

@@ -119,3 +119,16 @@ def test_codebook_explorer_edits_a_code_grid_and_decodes_it():
     at.number_input(key="an_cb_index").set_value(7).run()        # another image: its own codes
     assert_clean(at)
     assert image_urls(at)[1] != decoded and image_urls(at)[0] == patches
+
+
+def test_coming_back_to_the_codebook_explorer_keeps_its_edit():
+    at = open_app("analyze", model=VQ)
+    at.multiselect(key="an_pick").set_value(["Codebook"]).run()
+    code = at.selectbox(key="an_cb_code")
+    code.set_value((code.value + 1) % 64).run()
+    assert "(1 cell edited)" in at.image[-1].captions[0]
+    at.switch_page("explorer/pages/sample.py").run()             # Streamlit forgets the row and column here
+    at.switch_page("explorer/pages/analyze.py").run()
+    assert_clean(at)
+    assert at.number_input(key="an_cb_row").value == at.number_input(key="an_cb_col").value == 3
+    assert any("(1 cell edited)" in c for img in at.image for c in img.captions)
