@@ -15,7 +15,7 @@ from tests import browser_helpers as bh
 from tests.waiting import wait_for
 
 pytest.importorskip("playwright.sync_api", reason="the real-browser test needs playwright (requirements.txt)")
-from playwright.sync_api import TimeoutError as PlaywrightTimeout, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Error as PlaywrightError, expect, sync_playwright  # noqa: E402
 
 ARTIFACTS = bh.ROOT / "test-artifacts" / "browser"
 TRAVERSE_BUDGET_S = 0.25         # the target: slider input to updated image
@@ -297,10 +297,10 @@ def test_vq_prior_and_codebook_explorer_walk(page):
 
     def clicked():
         page.mouse.move(0, 0)
-        grid.locator("g.points path.point").nth(1 * 7 + 5).hover(force=True)
-        try:
+        try:                                  # a rerun may be redrawing the grid: then its cells are briefly not there
+            grid.locator("g.points path.point").nth(1 * 7 + 5).hover(force=True, timeout=10_000)
             label.wait_for(state="visible", timeout=5_000)
-        except PlaywrightTimeout:
+        except PlaywrightError:               # its TimeoutError included
             return False
         page.mouse.down()
         page.mouse.up()
