@@ -198,7 +198,8 @@ def _grid_figure(codes: torch.Tensor, row: int, col: int) -> go.Figure:
         textfont=dict(color="white", size=12), hovertemplate="row %{y}, column %{x}: code %{text}<extra></extra>"))
     fig.update_layout(height=330, width=330, margin=dict(l=10, r=10, t=30, b=10), showlegend=False,
                       title="Code grid (click a cell)", dragmode=False, clickmode="event+select",
-                      xaxis=dict(title="column", range=[-0.6, g - 0.4], dtick=1, showgrid=False, zeroline=False),
+                      xaxis=dict(title="column", range=[-0.6, g - 0.4], dtick=1, showgrid=False, zeroline=False,
+                                 constrain="domain"),          # square cells: the axis narrows, its range stays
                       yaxis=dict(title="row", range=[g - 0.4, -0.6], dtick=1, showgrid=False, zeroline=False,
                                  scaleanchor="x"))
     return fig

@@ -1,5 +1,7 @@
 """The hierarchical inspector (Sample, Traverse, Analyze on mnist-hvae) and the VQ-VAE's prior and codebook
 explorer (Sample, Analyze on mnist-vq): the controls appear for those models only, and each one changes the output."""
+import json
+
 import pytest
 
 from tests.app_conftest_helpers import assert_clean, image_urls, open_app
@@ -103,6 +105,9 @@ def test_codebook_explorer_edits_a_code_grid_and_decodes_it():
     specs = _charts(at)
     assert any("Usage over the codebook" in s for s in specs) and any("Code grid" in s for s in specs)
     assert {"Codes used", "Perplexity", "Unused codes"} <= {m.label for m in at.metric}
+    grid = json.loads(next(s for s in specs if "Code grid" in s))["layout"]
+    assert grid["yaxis"]["scaleanchor"] == "x" and grid["xaxis"]["constrain"] == "domain"   # square cells, and the
+    assert grid["xaxis"]["range"] == [-0.6, 6.6]                  # column axis spans the 7 columns, not empty space
     patches, decoded = image_urls(at)                             # the code gallery, and image / own codes / edited
     assert "(0 cells edited)" in at.image[-1].captions[0]
     at.number_input(key="an_cb_row").set_value(3).run()
