@@ -57,7 +57,7 @@ def bench_traverse(moves: int) -> dict:
 
 def codes_5k():
     import vae_core
-    from vae_core import explore
+    from vae_core.latent import explore
 
     model = vae_core.load_model("mnist-mlp", device="cpu")
     return explore.encode_dataset(model, vae_core.load_dataset("mnist-5k", "all"))
@@ -77,7 +77,7 @@ FRESH = textwrap.dedent("""
     import time, sys
     t0 = time.perf_counter()
     import torch
-    from vae_core import project
+    from vae_core.latent import projections as project
     project.warm_up()                                # what the server does when it starts (explorer.startup)
     codes = torch.load(sys.argv[1])
     t1 = time.perf_counter()
@@ -104,7 +104,7 @@ def fresh_umap(codes, cache_dir: str | None) -> tuple[float, float]:
 
 
 def bench_map(skip_cold: bool) -> dict:
-    from vae_core import project
+    from vae_core.latent import projections as project
 
     res = {}
     c5 = codes_5k()

@@ -1,4 +1,4 @@
-"""Maps of a whole large dataset (vae_core.bigmap, `python -m vae_core map`), each beside its baseline.
+"""Maps of a whole large dataset (vae_core.latent.bigmap, `python -m vae_core map`), each beside its baseline.
 
     python -m bench.big_map                       # both parts (about 10 minutes on a loaded 2-core machine)
     python -m bench.big_map --only pca            # all 737,280 dSprites encoded + PCA, streamed vs in memory
@@ -58,8 +58,8 @@ raise SystemExit(main(["map", "dsprites-beta4", "--dataset", "dsprites-full", "-
 IN_MEMORY = """
 import torch
 from vae_core import load_dataset, load_model
-from vae_core.explore import encode_dataset
-from vae_core.project import principal_axes
+from vae_core.latent.explore import encode_dataset
+from vae_core.latent.projections import principal_axes
 model = load_model("dsprites-beta4", device="cpu")
 data = load_dataset("dsprites-full", "all")
 codes = encode_dataset(model, data, batch_size=2048).double()
@@ -94,8 +94,8 @@ def trust(x: np.ndarray, y: np.ndarray, sel: np.ndarray) -> float:
 def bench_umap(codes_path: Path, fit_points: int, include_all: bool) -> None:
     import pyarrow.parquet as pq
 
-    from vae_core import bigmap
-    from vae_core.project import warm_up
+    from vae_core.latent import bigmap
+    from vae_core.latent.projections import warm_up
 
     table = pq.read_table(codes_path)
     zs = [c for c in table.column_names if c.startswith("z") and c[1:].isdigit()]

@@ -5,7 +5,7 @@
 Each repeat starts, in turn (so drifting machine load hits all alike), fresh processes for:
 - `python -c "import torch"`: the floor every torch program pays;
 - `python -c "import torch, torch._dynamo"`: that plus torch's compiler package, which
-  torch.optim's first call imports (vae_core's FusedAdam does not: vae_core/optim.py);
+  torch.optim's first call imports (vae_core's FusedAdam does not: vae_core/training/optim.py);
 - `python -m vae_core train --dataset mnist-5k --epochs 1 --quiet --out TMP`: the whole run
   (imports, data, 31 steps, the held-out evaluation, the checkpoint and its sample grid).
 Prints the best and the median wall time of each, and the CPU time (user + system, all threads) of

@@ -7,7 +7,7 @@ For each model: encode n images of mnist-5k (posterior means), hold out 10% (see
 on the rest, and place the held-out codes on it with the map's own out-of-sample transform
 (openTSNE's ``transform``, umap-learn's ``transform``). Each inverse is fitted on the training
 pairs only and asked for the codes at the held-out points. The error is the mean squared error
-as a share of the codes' total variance (vae_core.inverse.held_out_error), so the baseline,
+as a share of the codes' total variance (vae_core.latent.inverse.held_out_error), so the baseline,
 predicting the mean code everywhere, is 1.00; PCA's exact inverse is printed beside them for
 scale (its error is the share of the variance in the dropped components). Times are the
 fitting time of the inverse and its time per 1,000 spots.
@@ -41,7 +41,7 @@ def maps(codes: np.ndarray, train: np.ndarray, test: np.ndarray, seed: int) -> d
 
 
 def inverses(reducer) -> dict:
-    from vae_core import inverse
+    from vae_core.latent import inverse
 
     found = {f"barycentre k={k}, 1/d²": (lambda p, c, k=k: inverse.NeighbourInverse(p, c, k=k, power=2.0))
              for k in (1, 5, 10, 20, 30)}
@@ -55,7 +55,8 @@ def inverses(reducer) -> dict:
 
 def measure(model_name: str, n: int, seed: int = 0):
     """Yields (model, map, inverse, error, fit seconds, ms per 1,000 spots), one row at a time."""
-    from vae_core import explore, inverse, load_dataset, load_model
+    from vae_core import load_dataset, load_model
+    from vae_core.latent import explore, inverse
 
     model = load_model(model_name)
     data, _ = load_dataset("mnist-5k", "all").seeded_subset(n, seed=seed)

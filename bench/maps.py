@@ -84,7 +84,7 @@ def trust(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def knn_before(codes, k: int, chunk: int = 2048):
-    """vae_core.project.knn as it was: 2,048-row chunks, |a|^2 - 2ab + |b|^2 in separate (chunk, N) temporaries."""
+    """vae_core.latent.projections.knn as it was: 2,048-row chunks, |a|^2 - 2ab + |b|^2 in separate (chunk, N) temporaries."""
     x = torch.from_numpy(np.asarray(codes, np.float32))
     sq = x.pow(2).sum(1)
     idx, dist = [], []
@@ -99,7 +99,7 @@ def knn_before(codes, k: int, chunk: int = 2048):
 
 
 def tsne_before(x, perplexity=30.0, seed=0):
-    """vae_core.project.tsne as it was: scikit-learn's Barnes-Hut t-SNE."""
+    """vae_core.latent.projections.tsne as it was: scikit-learn's Barnes-Hut t-SNE."""
     from sklearn.manifold import TSNE
 
     return TSNE(2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed).fit_transform(x)
@@ -118,7 +118,7 @@ def tsne_opentsne_defaults(x, seed=0):
 
 
 def bench_knn(sets: dict, repeats: int) -> list[str]:
-    from vae_core import project
+    from vae_core.latent import projections as project
 
     lines = ["| points | before: 2,048-row chunks | extra memory | now: 512-row fused addmm | extra memory | "
              "same neighbours | speed-up |", "|---:|---:|---:|---:|---:|---:|---:|"]
@@ -140,7 +140,7 @@ def bench_knn(sets: dict, repeats: int) -> list[str]:
     recall = np.mean([len(set(a) & set(b)) / 15 for a, b in zip(approx, exact)])
     lines += ["", f"Approximate search at {max(sets):,} points: pynndescent (warm, 1 thread) "
                   f"{fmt_times(r['nnd'][1])} with recall {recall:.3f}, against the exact search's "
-                  f"{fmt_times(r['exact'][1])}; vae_core.project.neighbours uses NN-descent above "
+                  f"{fmt_times(r['exact'][1])}; vae_core.latent.projections.neighbours uses NN-descent above "
                   f"{project.EXACT_KNN_MAX:,} points."]
     return lines
 
@@ -148,7 +148,7 @@ def bench_knn(sets: dict, repeats: int) -> list[str]:
 def bench_umap(sets: dict, repeats: int) -> list[str]:
     import umap as umap_learn
 
-    from vae_core import project
+    from vae_core.latent import projections as project
 
     project.warm_up()
     lines = ["| points | vae_core UMAP (warm) | CPU | extra memory | trustworthiness |", "|---:|---:|---:|---:|---:|"]
@@ -169,7 +169,7 @@ def bench_umap(sets: dict, repeats: int) -> list[str]:
               f"| umap-learn defaults (NN-descent, spectral init, 200 epochs, all cores) | "
               f"{fmt_times(r['umap-learn'][1])} | {fmt_cpu(r['umap-learn'][3])} | {max(r['umap-learn'][2]):.0f} MB | "
               f"{trust(x, r['umap-learn'][0]):.4f} |",
-              f"| vae_core.project.umap (exact neighbours, PCA init, {project.umap_epochs(len(x))} epochs, "
+              f"| vae_core.latent.projections.umap (exact neighbours, PCA init, {project.umap_epochs(len(x))} epochs, "
               f"1 thread) | {fmt_times(r['ours'][1])} | {fmt_cpu(r['ours'][3])} | {max(r['ours'][2]):.0f} MB | "
               f"{trust(x, r['ours'][0]):.4f} |",
               "", f"vae_core / umap-learn, best runs: {b / a:.2f} (below 1: faster)"]
@@ -177,7 +177,7 @@ def bench_umap(sets: dict, repeats: int) -> list[str]:
 
 
 def bench_tsne(x: np.ndarray, repeats: int) -> list[str]:
-    from vae_core import project
+    from vae_core.latent import projections as project
 
     project.tsne(x[:500])                                         # imports paid once
     r = interleaved({"sklearn": lambda: tsne_before(x), "openTSNE": lambda: tsne_opentsne_defaults(x),
@@ -188,7 +188,7 @@ def bench_tsne(x: np.ndarray, repeats: int) -> list[str]:
     how = f"Barnes-Hut at angle {project.TSNE_THETA}" if len(x) < project.TSNE_BH_BELOW else "FFT"
     rows = [("before: scikit-learn (Barnes-Hut, 1,000 iterations)", "sklearn"),
             ("openTSNE defaults (FFT, 750 iterations)", "openTSNE"),
-            (f"now: vae_core.project.tsne (openTSNE {how} on exact neighbours, {it} iterations, "
+            (f"now: vae_core.latent.projections.tsne (openTSNE {how} on exact neighbours, {it} iterations, "
              f"{torch.get_num_threads()} threads)", "ours")]
     lines = [f"| t-SNE, {len(x):,} points | time | CPU | extra memory | trustworthiness |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {label} | {fmt_times(r[k][1])} | {fmt_cpu(r[k][3])} | {max(r[k][2]):.0f} MB | "
@@ -203,7 +203,7 @@ def bench_raster(c5, repeats: int) -> list[str]:
     WebGL figure the page would otherwise send (explorer.figures.latent_map), each built and
     serialised to the JSON the browser receives."""
     from explorer import figures, raster
-    from vae_core import project
+    from vae_core.latent import projections as project
 
     labels5k = np.random.default_rng(0).integers(0, 10, len(c5))
     lines = ["| points | WebGL figure: build + JSON | sent | raster: shade + PNG + JSON | sent |",

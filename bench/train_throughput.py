@@ -1,4 +1,4 @@
-"""Training throughput: vae_core.train against the loops people write, and against the hardware's limit.
+"""Training throughput: vae_core.training.loop against the loops people write, and against the hardware's limit.
 
     python -m bench.train_throughput                     # MLP and conv, 10 epochs, 3 interleaved repeats
     python -m bench.train_throughput --repeats 5 --batch 512
@@ -19,7 +19,7 @@ interleaved repeats) and for the whole run (construction, data, every epoch with
 - that loop with the model under ``torch.compile`` (its compile time is in the whole run only);
 - pythae 0.1.2's BaseTrainer on a pythae VAE with the same 784-400-20 networks (installed with
   ``pip install -r requirements-bench.txt``; skipped with a note when it is not);
-- vae_core.train: fp32 with torch's kernels, fp32 with the measured kernel route, and
+- vae_core.training.loop: fp32 with torch's kernels, fp32 with the measured kernel route, and
   with ``--precision auto`` (bf16 autocast where the CPU has native bf16).
 Two rows that are not loops anyone should use bound the MLP's fraction: the floor (the network's
 forward and backward alone through autograd, no loss, no optimizer) and the step by hand (the whole
@@ -371,9 +371,9 @@ def step_gemms(model_cfg, batch: int) -> list[tuple[str, int, int, int]]:
     A convolution counts as the GEMM of its unfolded input: (B*Ho*Wo, Cin*k*k) x (Cin*k*k, Cout),
     and likewise its two gradients; a transposed convolution as the transposed products.
     """
-    from vae_core import kernels
-    from vae_core.objectives import loss_parts
-    from vae_core.train import init_model
+    from vae_core.models import kernels
+    from vae_core.training.objectives import loss_parts
+    from vae_core.training.loop import init_model
 
     model = init_model(model_cfg, 0).train()
     shapes = {}

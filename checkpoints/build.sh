@@ -4,7 +4,7 @@
 # fp32 (the reference bench/precision_check.py compares bf16 with), hence --precision fp32.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-manifest() { python -c "import sys; from vae_core.checkpoint import write_manifest; write_manifest(sys.argv[1])" "$1"; }   # what ships
+manifest() { python -c "import sys; from vae_core.io.run_folder import write_manifest; write_manifest(sys.argv[1])" "$1"; }   # what ships
 run() { name=$1; shift; python -m vae_core train "$@" --quiet --out "checkpoints/$name"; rm -f "checkpoints/$name/optimizer.safetensors" "checkpoints/$name/trainer_state.json"; manifest "checkpoints/$name"; }
 run mnist-mlp     --model mlp  --dataset mnist-5k --hidden-dims 400 --latent-dim 20 --epochs 60 --seed 0 --precision fp32
 run mnist-mlp-2d  --model mlp  --dataset mnist-5k --hidden-dims 512 256 --latent-dim 2 --epochs 60 --seed 0 --precision fp32

@@ -2,7 +2,7 @@
 
 `PYTHONPATH=. python docker/warm_caches.py` from the app folder (the Dockerfile runs it as the app's user,
 so the files are its own):
-- numba: umap-learn's jitted functions compiled into NUMBA_CACHE_DIR (``vae_core.project.warm_up``);
+- numba: umap-learn's jitted functions compiled into NUMBA_CACHE_DIR (``vae_core.latent.projections.warm_up``);
 - the shipped checkpoints and the datasets the app offers, opened once (imports, bytecode, data files);
 - Hub VAEs named in VAE_PREFETCH (space-separated repo ids, e.g. "madebyollin/taesd"), fetched
   into the Hugging Face cache (HF_HOME) so the first visitor does not wait for the download.
@@ -17,7 +17,7 @@ import time
 def main() -> int:
     from vae_core import VAEError, load_dataset, load_model, shipped_checkpoints
     from vae_core.data import app_datasets
-    from vae_core.project import warm_up
+    from vae_core.latent.projections import warm_up
 
     t0 = time.perf_counter()
     w = warm_up()

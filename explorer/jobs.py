@@ -39,8 +39,9 @@ from typing import Any, Callable, Hashable
 import streamlit as st
 
 import vae_core
-from vae_core import explore, memory, project
-from vae_core.live import TrainingSlots
+from vae_core import memory
+from vae_core.latent import explore, projections as project
+from vae_core.training.live import TrainingSlots
 
 MAX_WORKERS = 2
 MAX_RESULTS = 64

@@ -48,10 +48,11 @@ import re
 from pathlib import Path
 from typing import Mapping
 
-from vae_core import VAEError, project
+from vae_core import VAEError
+from vae_core.latent import projections as project
 from vae_core.data import DATASETS, app_datasets
-from vae_core.disentanglement import images_needed
-from vae_core.live import TrainingLimits
+from vae_core.evaluation.disentanglement import images_needed
+from vae_core.training.live import TrainingLimits
 from vae_core.settings import LoadPolicy
 
 RUN_NAME = re.compile(r"[A-Za-z0-9][\w.-]{0,63}")

@@ -1,6 +1,6 @@
 """Training in motion: a run's latent map, epoch by epoch, as an animation (a slider and a play button).
 
-The codes come from the run's snapshots (vae_core.snapshots): a run trained on the Train page
+The codes come from the run's snapshots (vae_core.training.snapshots): a run trained on the Train page
 keeps them in memory (and in its folder once saved), a run folder written by ``vae_core train
 --snapshots N`` in ``snapshots.safetensors``. Each epoch's map is PCA, turned to match the epoch
 before (Procrustes), so the points move rather than jump.
@@ -13,8 +13,8 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from vae_core import snapshots
-from vae_core.snapshots import Snapshots
+from vae_core.training import snapshots
+from vae_core.training.snapshots import Snapshots
 
 from explorer import figures
 from explorer.session import Context

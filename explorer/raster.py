@@ -17,11 +17,11 @@ import plotly.graph_objects as go
 from plotly.colors import sequential, unlabel_rgb
 
 from explorer import figures
-from vae_core import inverse
+from vae_core.latent import inverse
 
 RASTER_PX = (720, 540)        # width, height of the finest raster: about the map's plot area in the wide layout
 MIN_PX = (64, 48)             # of the coarsest
-MARGIN = 0.05                 # of the points' range on each side, as the click grid's (vae_core.inverse.grid)
+MARGIN = 0.05                 # of the points' range on each side, as the click grid's (vae_core.latent.inverse.grid)
 COUNT_COLOURS = tuple("#%02x%02x%02x" % tuple(map(int, unlabel_rgb(c))) for c in sequential.Blues[3:])  # light to dark
 FACTOR_COLOURS = sequential.Viridis
 

@@ -4,7 +4,7 @@ Plotly fires no event for a click on empty space, so ``add_click_grid`` lays an 
 markers under the map's points (no hover label, no legend entry): a click anywhere lands on the
 nearest node, a click on an image's point on that point. ``clicked_spot`` reads the spot back
 from the chart's selection event (a click, not a box or lasso). The spot goes through the map's
-inverse (vae_core.inverse) to a code, and ``decoded_panel`` draws the decoded image beside the map.
+inverse (vae_core.latent.inverse) to a code, and ``decoded_panel`` draws the decoded image beside the map.
 
 ``add_decoded_field`` is the overlay: a grid of images decoded at evenly spaced spots, laid over
 the map, over a layer of the prior's log-density at the inverse-mapped codes of a fine grid, so
@@ -22,7 +22,8 @@ import streamlit as st
 import torch
 from PIL import Image
 
-from vae_core import explore, images, inverse
+from vae_core import images
+from vae_core.latent import explore, inverse
 
 from explorer import widgets
 

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 from vae_core import load_dataset, load_model
-from vae_core.disentanglement import evaluate_disentanglement
-from vae_core.metrics import evaluate_model
+from vae_core.evaluation.disentanglement import evaluate_disentanglement
+from vae_core.evaluation.metrics import evaluate_model
 
 DSPRITES = {"beta-VAE, beta 1": "runs/dsprites-beta1", "beta-VAE, beta 4": "checkpoints/dsprites-beta4",
             "beta-VAE, beta 16": "runs/dsprites-beta16", "beta-TCVAE, beta 6": "checkpoints/dsprites-tcvae"}

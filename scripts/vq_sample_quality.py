@@ -3,7 +3,7 @@
     python -m scripts.vq_sample_quality                 # mnist-vq, 1,000 samples against 1,000 test images
     python -m scripts.vq_sample_quality --model runs/my-vq --n 1000
 
-Prints the classifier-feature Fréchet distance (vae_core.quality.sample_quality: a small MNIST
+Prints the classifier-feature Fréchet distance (vae_core.evaluation.quality.sample_quality: a small MNIST
 classifier's features, not Inception's, so not an FID) and precision/recall, for samples drawn
 (1) from the learned code prior, (2) with every code drawn independently from its training
 frequency (the model without its prior), and (3) held-out data: the training images themselves,
@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from vae_core import load_dataset, load_model
-from vae_core.quality import sample_quality
+from vae_core.evaluation.quality import sample_quality
 
 
 def main(argv=None) -> int:

@@ -6,9 +6,9 @@ import torch
 from scipy.stats import norm
 
 from vae_core import build_model, load_dataset, load_model
-from vae_core.anomaly import anomaly_scores, detection_report, holdout_class_experiment, threshold_from_normal
-from vae_core.metrics import collapse_warnings, evaluate_model, mutual_information_estimate
-from vae_core.quality import frechet_distance, precision_recall, psnr, reconstruction_quality, ssim
+from vae_core.evaluation.anomaly import anomaly_scores, detection_report, holdout_class_experiment, threshold_from_normal
+from vae_core.evaluation.metrics import collapse_warnings, evaluate_model, mutual_information_estimate
+from vae_core.evaluation.quality import frechet_distance, precision_recall, psnr, reconstruction_quality, ssim
 
 
 def test_auc_on_a_synthetic_case_with_known_separation():

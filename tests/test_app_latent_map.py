@@ -233,7 +233,7 @@ def test_a_run_folder_with_snapshots_plays_its_epochs(tmp_path):
     import json
 
     from tests.test_snapshots import tiny_run
-    from vae_core.train import train
+    from vae_core.training.loop import train
 
     config, data = tiny_run(epochs=3)
     list(train(config, data, out_dir=tmp_path / "run"))

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from vae_core import VAEError, build_model, load_dataset, save_pretrained
-from vae_core.augment import MANIFEST, augment_dataset, augment_images, png_zip, write_image_folder
+from vae_core.latent.augment import MANIFEST, augment_dataset, augment_images, png_zip, write_image_folder
 from vae_core.cli import main
 from vae_core.models import CVAEConfig, MLPConfig
 
@@ -85,7 +85,7 @@ def test_the_folder_is_written_whole_and_never_over_someone_elses(tmp_path, monk
         write_image_folder(aug, mine)
     assert (mine / "notes.txt").read_text() == "keep me"
     out = write_image_folder(aug, tmp_path / "aug")
-    import vae_core.augment as augment_module
+    import vae_core.latent.augment as augment_module
 
     def broken(*args, **kwargs):
         raise OSError(28, "No space left on device")
@@ -129,7 +129,7 @@ def test_augmentation_experiment_runs_end_to_end(tiny_folder, capsys):
 
 
 def test_the_table_pairs_each_arm_with_the_baseline_of_the_same_seed():
-    from vae_core.experiments import report
+    from vae_core.evaluation.experiments import report
 
     rows = [{"training set": "only", "seed": 0, "accuracy": 0.70}, {"training set": "more", "seed": 0, "accuracy": 0.72},
             {"training set": "only", "seed": 1, "accuracy": 0.80}, {"training set": "more", "seed": 1, "accuracy": 0.83}]

@@ -1,4 +1,4 @@
-"""Maps of a whole dataset, streamed (vae_core.bigmap and `python -m vae_core map`): the Parquet it writes,
+"""Maps of a whole dataset, streamed (vae_core.latent.bigmap and `python -m vae_core map`): the Parquet it writes,
 the streamed PCA against the in-memory one, chunks read only when asked for, and UMAP's placing of the
 codes it was not fitted on."""
 import numpy as np
@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from vae_core import VAEError, build_model, load_dataset, save_pretrained
-from vae_core import bigmap
+from vae_core.latent import bigmap
 from vae_core.cli import main
 from vae_core.data import ImageSet, conform
 from vae_core.data import dsprites as ds
-from vae_core.explore import encode_dataset
+from vae_core.latent.explore import encode_dataset
 from vae_core.models import MLPConfig
-from vae_core.project import pca
+from vae_core.latent.projections import pca
 
 
 def _model(in_shape=(1, 8, 8), latent_dim=3):

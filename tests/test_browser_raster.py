@@ -28,7 +28,9 @@ IMAGES = """() => document.querySelector('[data-testid="stMain"] .js-plotly-plot
 def server_points():
     """The 5,000 points the app maps by default, computed here the way the page does (jobs.codes_for,
     then PCA): mnist-mlp's posterior means of the seeded subset of mnist-5k."""
-    from vae_core import explore, load_dataset, loading, project
+    from vae_core import load_dataset
+    from vae_core.latent import explore, projections as project
+    from vae_core.io import loading
 
     model = loading.load_model("checkpoints/mnist-mlp")
     model = model[0] if isinstance(model, tuple) else model

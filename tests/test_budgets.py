@@ -286,7 +286,7 @@ def test_the_servers_loaded_models_stay_within_their_budget_and_load_once():
 
 
 def test_the_library_refuses_a_disentanglement_run_above_its_limit_before_it_starts():
-    from vae_core.disentanglement import evaluate_disentanglement, images_needed
+    from vae_core.evaluation.disentanglement import evaluate_disentanglement, images_needed
 
     assert images_needed(scale=1.0) == 2_945_000                       # disentanglement_lib's defaults
     refused_cheaply(lambda: evaluate_disentanglement(meta_model(MLPConfig(in_shape=(1, 64, 64))), scale=1.0,
@@ -300,7 +300,7 @@ def test_the_library_refuses_a_disentanglement_run_above_its_limit_before_it_sta
 @pytest.fixture
 def decodes(monkeypatch):
     """Every batch the pages decode, by size."""
-    from vae_core import explore
+    from vae_core.latent import explore
 
     sizes, real = [], explore.decode
 

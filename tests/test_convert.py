@@ -1,4 +1,4 @@
-"""pythae models: refused by load_model, converted deliberately by vae_core.convert."""
+"""pythae models: refused by load_model, converted deliberately by vae_core.io.convert."""
 import json
 import os
 import pickle
@@ -11,7 +11,7 @@ import torch.nn as nn
 
 from vae_core import VAEError, load_model
 from vae_core.cli import main
-from vae_core.convert import convert_pythae
+from vae_core.io.convert import convert_pythae
 
 IN_DIM, LATENT = [1, 8, 8], 3
 

@@ -1,10 +1,11 @@
-"""Directions in latent space (vae_core.directions) on cases whose answer is known."""
+"""Directions in latent space (vae_core.latent.directions) on cases whose answer is known."""
 import math
 
 import pytest
 import torch
 
-from vae_core import VAEError, directions
+from vae_core import VAEError
+from vae_core.latent import directions
 from vae_core.models import MLPConfig, build_model
 
 

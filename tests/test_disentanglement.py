@@ -3,7 +3,7 @@ import numpy as np
 import torch
 import pytest
 
-from vae_core import disentanglement as dl
+from vae_core.evaluation import disentanglement as dl
 
 GT = dl.IdentityFactors()
 IDENTITY = lambda x: np.asarray(x, dtype=np.float64)

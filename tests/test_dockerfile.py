@@ -106,7 +106,7 @@ def test_dockerfile_invariants():
     assert "torch==" in (ROOT / "requirements.txt").read_text()
     # caches warmed at build, with the project's own warm-up
     assert any("docker/warm_caches.py" in r for r in runs)
-    assert "from vae_core.project import warm_up" in (ROOT / "docker" / "warm_caches.py").read_text()
+    assert "from vae_core.latent.projections import warm_up" in (ROOT / "docker" / "warm_caches.py").read_text()
     assert runs.index(next(r for r in runs if "warm_caches" in r)) > runs.index(torch_step)
     # served on 7860 from every interface
     assert ("EXPOSE", str(PORT)) in ins
@@ -126,7 +126,7 @@ def test_no_secrets_in_the_image_definition():
 
 def test_build_context_keeps_what_the_app_needs():
     pats = dockerignore()
-    for needed in ("app.py", "explorer/sidebar.py", "explorer/pages/sample.py", "vae_core/hub.py",
+    for needed in ("app.py", "explorer/sidebar.py", "explorer/pages/sample.py", "vae_core/io/hub.py",
                    "vae_core/data/registry.py", "checkpoints/mnist-mlp/model.safetensors",
                    "docker/warm_caches.py", "requirements.txt", "requirements-extras.txt", ".streamlit/config.toml"):
         assert not ignored(needed, pats), needed

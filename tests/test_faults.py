@@ -67,7 +67,7 @@ def test_a_run_killed_at_random_moments_always_leaves_a_loadable_checkpoint(tmp_
 
 
 def test_a_full_disk_stops_the_run_with_a_message_and_keeps_the_checkpoint(tiny_run_config, tmp_path, monkeypatch):
-    from vae_core import checkpoint
+    from vae_core.io import run_folder as checkpoint
     out = tmp_path / "run"
     gen = train(tiny_run_config, out_dir=out)
     for ev in gen:
@@ -204,7 +204,7 @@ def test_a_run_killed_between_the_two_renames_resumes(run_folder):
 def test_two_saves_to_one_name_at_once_both_succeed(tmp_path):
     """Each save used to start by removing every temporary folder of that name: the other save's too."""
     from vae_core import build_model
-    from vae_core.checkpoint import write_run_folder
+    from vae_core.io.run_folder import write_run_folder
 
     dest = tmp_path / "same-name"
     models = [build_model({"model_type": "mlp", "in_shape": [1, 8, 8], "hidden_dims": [256], "latent_dim": 2})

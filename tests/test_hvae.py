@@ -7,11 +7,11 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from vae_core import RunConfig, TrainConfig, VAEError, train
-from vae_core.metrics import evaluate_model, iwae_log_likelihood
+from vae_core.evaluation.metrics import evaluate_model, iwae_log_likelihood
 from vae_core.models import MLPConfig, build_model, config_from_dict
 from vae_core.models.hvae import HVAEConfig, HVAEConvConfig
-from vae_core.objectives import free_bits_kl, log_importance_weights, log_likelihood, loss_parts
-from vae_core.train import init_model
+from vae_core.training.objectives import free_bits_kl, log_importance_weights, log_likelihood, loss_parts
+from vae_core.training.loop import init_model
 
 MLP = {"model_type": "hvae", "in_shape": [1, 8, 8], "latent_dims": [2, 3, 4], "hidden_dims": [8, 12, 16]}
 CONV = {"model_type": "hvae-conv", "in_shape": [1, 28, 28], "latent_dims": [2, 3], "channels": [6, 4],

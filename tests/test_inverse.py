@@ -1,11 +1,12 @@
-"""vae_core.inverse: from a spot on a 2-D map back to a code, on cases with a known answer."""
+"""vae_core.latent.inverse: from a spot on a 2-D map back to a code, on cases with a known answer."""
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from vae_core import VAEError, inverse, project
+from vae_core import VAEError
+from vae_core.latent import inverse, projections as project
 
 
 def codes(n=400, d=6, seed=0):

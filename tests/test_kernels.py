@@ -7,11 +7,12 @@ import sys
 import pytest
 import torch
 
-from vae_core import RunConfig, TrainConfig, kernels, train
+from vae_core import RunConfig, TrainConfig, train
+from vae_core.models import kernels
 from vae_core.device import resolve_precision
-from vae_core.kernels import Conv, ConvT, Dense
-from vae_core.optim import FusedAdam
-from vae_core.train import init_model
+from vae_core.models.kernels import Conv, ConvT, Dense
+from vae_core.training.optim import FusedAdam
+from vae_core.training.loop import init_model
 
 
 def _params(seed=0):

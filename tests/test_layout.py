@@ -18,9 +18,9 @@ MUTABLE_CALLS = {"dict", "list", "set", "OrderedDict", "defaultdict", "deque", "
 MEMO_DECORATORS = {"lru_cache", "cache"}
 # (file, function): why its process-wide memo is acceptable.
 ALLOWED_MEMOS = {
-    ("vae_core/project.py", "enable_numba_cache"): "switches numba's disk cache on for umap-learn's "
+    ("vae_core/latent/projections.py", "enable_numba_cache"): "switches numba's disk cache on for umap-learn's "
                                                    "functions, which are themselves module-level objects: once",
-    ("vae_core/kernels.py", "_measured"): "which kernel is faster for a layer shape at a thread count is a fact of "
+    ("vae_core/models/kernels.py", "_measured"): "which kernel is faster for a layer shape at a thread count is a fact of "
                                           "the machine: measured once per process, so every run in the process "
                                           "takes the same route and gives the same bits",
 }
@@ -80,3 +80,11 @@ def test_pages_live_in_the_explorer_package():
     assert {"sample", "traverse", "interpolate", "latent_map", "train", "analyze"} <= pages
     app = (ROOT / "app.py").read_text()
     assert all('explorer/pages/{name}.py' in app or f"explorer/pages/{p}.py" in app for p in pages)
+
+
+def test_every_vae_core_package_ships_in_the_wheel():
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {init.parent.relative_to(ROOT).as_posix().replace("/", ".") for init in ROOT.glob("vae_core/**/__init__.py")}
+    assert found and found <= listed, sorted(found - listed)

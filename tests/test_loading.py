@@ -49,7 +49,7 @@ def test_opening_every_shipped_model_never_imports_torchs_compiler():
 
     code = ("import sys\n"
             "from vae_core import open_model\n"
-            "from vae_core.hub import shipped_checkpoints\n"
+            "from vae_core.io.hub import shipped_checkpoints\n"
             "for name in shipped_checkpoints():\n"
             "    open_model(name)\n"
             "    assert 'torch._dynamo' not in sys.modules and 'sympy' not in sys.modules, name\n"

@@ -7,9 +7,9 @@ from torch.distributions import Laplace, Normal, kl_divergence
 from vae_core import TrainConfig
 from vae_core.models import MLPConfig, build_model
 from vae_core.models.base import Posterior
-from vae_core.objectives import (free_bits_kl, iwae_bound, kl_weight, log_importance_weights,
+from vae_core.training.objectives import (free_bits_kl, iwae_bound, kl_weight, log_importance_weights,
                                  log_likelihood, loss_parts, mmd_imq, tc_decomposition)
-from vae_core.metrics import iwae_log_likelihood
+from vae_core.evaluation.metrics import iwae_log_likelihood
 
 
 def test_kl_matches_torch_distributions():

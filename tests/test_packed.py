@@ -85,7 +85,7 @@ def test_to_the_cpu_keeps_it_packed_and_anything_else_unpacks(images):
 def test_training_on_a_packed_set_gives_the_same_weights(images):
     from vae_core import RunConfig, TrainConfig, train
     from vae_core.models import MLPConfig
-    from vae_core.train import init_model
+    from vae_core.training.loop import init_model
 
     small = F.avg_pool2d(images.float(), 8).gt(127).to(torch.uint8).mul(255)       # 246 binary 8 x 8 images
     labels = torch.arange(len(small)) % 3

@@ -1,4 +1,4 @@
-"""vae_core.project: PCA / t-SNE / UMAP maps, exact kNN, nearest neighbours, warm-up."""
+"""vae_core.latent.projections: PCA / t-SNE / UMAP maps, exact kNN, nearest neighbours, warm-up."""
 import gc
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import vae_core
-from vae_core import project
+from vae_core.latent import projections as project
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from explorer.limits import Settings
 from explorer.private_runs import PrivateRuns
 from tests.app_conftest_helpers import ROOT, assert_clean, errors, open_app
 from tests.waiting import wait_for
-from vae_core import hub
+from vae_core.io import hub
 from vae_core.settings import LoadPolicy, checkpoints_dir
 
 

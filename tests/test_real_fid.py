@@ -1,4 +1,4 @@
-"""Real FID through torch-fidelity (vae_core.quality.inception_fid).
+"""Real FID through torch-fidelity (vae_core.evaluation.quality.inception_fid).
 
 The default run checks the plumbing against a stand-in ``torch_fidelity`` module (the real one
 needs a torchvision matching torch, and Inception weights from the internet); the tests marked
@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from vae_core import ImageSet, VAEError, build_model, load_dataset, load_model
-from vae_core.quality import inception_fid, to_uint8_rgb
+from vae_core.evaluation.quality import inception_fid, to_uint8_rgb
 
 
 def _tiny_mlp(**overrides):

@@ -23,15 +23,16 @@ from PIL import Image
 
 import vae_core
 from tests.app_conftest_helpers import ROOT, assert_clean, errors, image_urls, open_app
-from vae_core import explore, hub
+from vae_core.latent import explore
+from vae_core.io import hub
 from vae_core.config import TrainConfig
 from vae_core.images import MAX_UPLOAD_BYTES, decode_image
 from explorer.limits import Settings
 from tests.waiting import wait_for
-from vae_core.live import TrainingJob, TrainingLimits
+from vae_core.training.live import TrainingJob, TrainingLimits
 from vae_core.models import MLPConfig
 from vae_core.settings import LoadPolicy
-from vae_core.train import RunConfig
+from vae_core.training.loop import RunConfig
 
 
 def encode(img, fmt, **kw) -> bytes:
@@ -589,7 +590,7 @@ def test_a_run_of_a_session_that_goes_away_ends_within_the_time_out(train_app, m
 def test_a_nan_loss_in_a_live_run_shows_a_message_and_the_app_keeps_working(train_app, monkeypatch):
     import importlib
 
-    tr = importlib.import_module("vae_core.train")
+    tr = importlib.import_module("vae_core.training.loop")
     real, calls = tr.loss_parts, {"n": 0}
 
     def poisoned(*a, **k):
@@ -614,7 +615,7 @@ def test_a_nan_loss_in_a_live_run_shows_a_message_and_the_app_keeps_working(trai
 
 
 def test_an_exploding_gradient_stops_the_run_and_keeps_the_saved_checkpoint(tiny_run_config, tmp_path):
-    from vae_core.train import init_model
+    from vae_core.training.loop import init_model
 
     model = init_model(tiny_run_config.model, tiny_run_config.train.seed)
     blown = {"on": False}

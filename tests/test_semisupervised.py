@@ -9,7 +9,7 @@ from torch.distributions import Bernoulli, Categorical, Normal, kl_divergence
 from vae_core import RunConfig, TrainConfig, VAEError, build_model, load_dataset, train
 from vae_core.data import class_balanced_indices
 from vae_core.models import M2Config
-from vae_core.objectives import loss_parts, m2_labelled_elbo, m2_unlabelled_elbo
+from vae_core.training.objectives import loss_parts, m2_labelled_elbo, m2_unlabelled_elbo
 
 TINY = M2Config(in_shape=(1, 4, 4), hidden_dims=(8,), latent_dim=2, num_classes=3, classifier_dims=(8,))
 
@@ -107,7 +107,7 @@ def test_class_balanced_subset_is_seeded_balanced_and_nested():
 def test_m2_training_sees_only_the_labelled_subsets_labels(monkeypatch, digits_train):
     import importlib
 
-    train_module = importlib.import_module("vae_core.train")       # the module, not the function vae_core exports
+    train_module = importlib.import_module("vae_core.training.loop")       # the module, not the function vae_core exports
 
     config = RunConfig(M2Config(in_shape=(1, 8, 8), hidden_dims=(16,), latent_dim=2, num_classes=10,
                                 classifier_dims=(16,)),
@@ -163,7 +163,7 @@ def test_semi_supervised_options_are_refused_where_they_do_not_apply(tiny_run_co
 
 def test_cli_trains_m2_with_few_labels(tmp_path, capsys):
     from vae_core.cli import main
-    from vae_core.train import load_run_config
+    from vae_core.training.loop import load_run_config
 
     out = tmp_path / "m2"
     assert main(["train", "--model", "m2", "--dataset", "digits", "--labels-per-class", "3", "--hidden-dims", "16",

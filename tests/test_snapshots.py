@@ -1,15 +1,17 @@
-"""vae_core.snapshots: a run's codes at every epoch, kept in the run folder and drawn as maps that move."""
+"""vae_core.training.snapshots: a run's codes at every epoch, kept in the run folder and drawn as maps that move."""
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from vae_core import VAEError, checkpoint, snapshots
+from vae_core import VAEError
+from vae_core.io import run_folder as checkpoint
+from vae_core.training import snapshots
 from vae_core.config import TrainConfig
 from vae_core.data import load_dataset
 from vae_core.models import MLPConfig
-from vae_core.train import RunConfig, train
+from vae_core.training.loop import RunConfig, train
 
 
 def tiny_run(epochs=2, snaps=64):
@@ -28,7 +30,8 @@ def test_a_run_keeps_the_codes_of_the_same_images_before_and_after_every_epoch(t
     assert not torch.allclose(kept.codes[0], kept.codes[2])                     # training moved them
     assert [e.snapshots.epochs for e in events if e.snapshots is not None] == [[0], [0, 1], [0, 1, 2]]
     # they are the model's posterior means of those images at the end
-    from vae_core import explore, load_model
+    from vae_core import load_model
+    from vae_core.latent import explore
     model = load_model(str(tmp_path / "run"))
     assert torch.allclose(explore.encode_dataset(model, data.subset(kept.indices)), kept.codes[-1], atol=1e-5)
 
@@ -58,7 +61,7 @@ def test_a_damaged_snapshot_file_is_a_clear_error(tmp_path):
     (tmp_path / snapshots.FILE).write_bytes(b"not safetensors")
     with pytest.raises(VAEError, match="not a snapshot file"):
         snapshots.read(tmp_path)
-    from vae_core.train import init_model
+    from vae_core.training.loop import init_model
 
     config, _ = tiny_run()
     with pytest.raises(ValueError, match="plain new name"):

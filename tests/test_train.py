@@ -8,7 +8,7 @@ import torch.multiprocessing as mp
 
 from vae_core import RunConfig, TrainConfig, TrainingDiverged, VAEError, load_model, train
 from vae_core.models import ConvConfig, VQConfig
-from vae_core.train import init_model
+from vae_core.training.loop import init_model
 
 
 def _weights(model):
@@ -72,7 +72,7 @@ def test_resume_refuses_a_changed_config(tiny_run_config, tmp_path):
 
 
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_run_config, tmp_path, monkeypatch):
-    tr = importlib.import_module("vae_core.train")
+    tr = importlib.import_module("vae_core.training.loop")
     real = tr.loss_parts
     calls = {"n": 0}
 

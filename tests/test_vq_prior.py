@@ -6,15 +6,15 @@ import pytest
 import torch
 
 from vae_core import RunConfig, TrainConfig, VAEError, load_model, open_model, save_pretrained, train
-from vae_core.anomaly import anomaly_scores
-from vae_core.checkpoint import PRIOR_FILES, read_card_metrics
+from vae_core.evaluation.anomaly import anomaly_scores
+from vae_core.io.run_folder import PRIOR_FILES, read_card_metrics
 from vae_core.data import load_dataset
-from vae_core.hub import PUSH_FILES
-from vae_core.metrics import evaluate_model
+from vae_core.io.hub import PUSH_FILES
+from vae_core.evaluation.metrics import evaluate_model
 from vae_core.models import VQConfig, build_model
 from vae_core.models.vq_prior import CodePriorConfig, CodeTransformer, frequency_log_prob
-from vae_core.train import init_model
-from vae_core.train_prior import PriorTrainConfig, encode_codes, train_prior
+from vae_core.training.loop import init_model
+from vae_core.training.prior import PriorTrainConfig, encode_codes, train_prior
 
 TINY_VQ = VQConfig(channels=(4, 8), latent_dim=4, codebook_size=16)
 TINY_PRIOR = {"width": 32, "layers": 1, "heads": 2, "dropout": 0.0}

@@ -11,7 +11,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from .errors import VAEError
 
-MAX_SNAPSHOT_IMAGES = 5000     # vae_core.snapshots: the most images whose codes a run keeps every epoch
+MAX_SNAPSHOT_IMAGES = 5000     # vae_core.training.snapshots: the most images whose codes a run keeps every epoch
 
 
 def _finite(value) -> bool:

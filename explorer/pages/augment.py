@@ -4,7 +4,8 @@ import streamlit as st
 import torch
 
 from explorer import limits, session, widgets
-from vae_core import augment, images
+from vae_core import images
+from vae_core.latent import augment
 
 st.title("Augment")
 MAX_SPREAD = 3.0                        # the widgets' bounds, which a link is checked against (explorer/links.py)

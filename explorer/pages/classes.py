@@ -5,7 +5,8 @@ import streamlit as st
 import torch
 
 from explorer import limits, loaders, session, widgets
-from vae_core import images, style
+from vae_core import images
+from vae_core.latent import class_style as style
 from vae_core.models.m2 import classifies
 
 st.title("Class & style")

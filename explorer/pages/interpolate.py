@@ -3,7 +3,8 @@ import streamlit as st
 import torch
 
 from explorer import handoff, limits, loaders, session, widgets
-from vae_core import explore, images
+from vae_core import images
+from vae_core.latent import explore
 
 st.title("Interpolate")
 MAX_STEPS = 24

@@ -4,7 +4,8 @@ import inspect
 import streamlit as st
 
 from explorer import figures, inspector, limits, session, widgets
-from vae_core import codebook, explore, images, layers
+from vae_core import images
+from vae_core.latent import codebook, explore, hierarchy as layers
 from vae_core.models import VAEBase
 
 st.title("Sample")

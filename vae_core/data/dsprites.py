@@ -30,7 +30,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from ..checkpoint import atomic_file
+from ..io.run_folder import atomic_file
 from ..errors import VAEError
 from ..settings import cache_dir
 from .imageset import SPLIT_SEED, ImageSet, Progress, Split, check_split, split_indices

@@ -17,9 +17,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..checkpoint import atomic_file
+from ..io.run_folder import atomic_file
 from ..errors import VAEError
-from ..hub import apply_request_timeout, hub_error, hub_name
+from ..io.hub import apply_request_timeout, hub_error, hub_name
 from ..settings import DEFAULT_MAX_IMAGES, cache_dir
 from .decode import ImageCollector
 from .imageset import ImageSet, Progress, split_indices

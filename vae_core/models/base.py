@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ..config import brief, from_dict, to_dict
 from ..errors import VAEError
-from ..kernels import Dense
+from .kernels import Dense
 from ..settings import LoadPolicy
 
 LOG_2PI = math.log(2 * math.pi)

@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from ..config import brief
 from ..errors import VAEError
-from ..kernels import Conv, ConvT, Dense
+from .kernels import Conv, ConvT, Dense
 from .base import ModelConfig, Posterior, VAEBase, _positive
 
 SUPPORTED_SIZES = (28, 32, 64)

@@ -13,7 +13,7 @@ An adapter, not a copy: the diffusers module does the work, ``DiffusersVAE`` tra
 - Shapes: latents are spatial, (C, h, w) with h = H / downsample; the working image size S is
   chosen at load time (the models are fully convolutional), so ``in_shape`` is (3, S, S).
 
-Loading goes through diffusers' own ``from_pretrained`` on a local folder that ``vae_core.hub``
+Loading goes through diffusers' own ``from_pretrained`` on a local folder that ``vae_core.io.hub``
 fetched at a pinned revision, with ``use_safetensors=True`` (a pickled ``.bin`` is never opened)
 and never ``trust_remote_code``; every weight must be found (no silently random layer).
 """
@@ -28,7 +28,7 @@ import torch
 from ..config import brief
 from ..errors import VAEError
 from ..settings import MAX_WEIGHTS_BYTES, LoadPolicy
-from ..checkpoint import load_json
+from ..io.run_folder import load_json
 from .base import MAX_PARAMS, MAX_WIDTH, Likelihood, ModelConfig, Posterior, VAEBase, check_decode_cost
 
 SUPPORTED = ("AutoencoderKL", "AutoencoderTiny")

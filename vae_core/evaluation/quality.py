@@ -21,12 +21,12 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch.utils.data import Dataset
 
-from .data import ImageSet
-from .device import pick_device
-from .errors import VAEError
-from .checkpoint import atomic_file
-from .models import VAEBase
-from .settings import cache_dir
+from ..data import ImageSet
+from ..device import pick_device
+from ..errors import VAEError
+from ..io.run_folder import atomic_file
+from ..models import VAEBase
+from ..settings import cache_dir
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from typing import Callable, Iterator, Literal
 import numpy as np
 import torch
 
-from .errors import VAEError
+from ..errors import VAEError
 
 BigMethod = Literal["pca", "umap"]
 UmapStrategy = Literal["subsample", "all"]
@@ -67,9 +67,9 @@ def open_stream(name: str, split: str = "all", image_size: int = 0, channels: in
     ``image_size`` and ``channels``. dsprites-full is unpacked chunk by chunk from its disk cache
     (built once, about 1.5 minutes, if missing: ``progress(done, total)`` hears the build); any other
     set is loaded as uint8 and sliced."""
-    from .data import DATASETS, ImageSet, conform, load_dataset
-    from .data import dsprites as ds
-    from .data.imageset import split_indices
+    from ..data import DATASETS, ImageSet, conform, load_dataset
+    from ..data import dsprites as ds
+    from ..data.imageset import split_indices
 
     if name != "dsprites-full":
         return stream_of(load_dataset(name, split, image_size, channels, progress=progress))
@@ -149,7 +149,7 @@ def encode_stream(model, stream: Stream, batch_size: int = ENCODE_BATCH,
 def streamed_pca(codes: np.ndarray, block: int = PCA_BLOCK) -> np.ndarray:
     """Exact PCA of (N, D) codes in blocks of ``block`` rows (float64 sums; memory: one block): the same
     axes and signs as ``project.pca``, with no limit on N."""
-    from .project import principal_axes
+    from .projections import principal_axes
 
     n, d = codes.shape
     if d < 2 or n < 2:
@@ -172,7 +172,7 @@ def big_umap(codes: np.ndarray, strategy: UmapStrategy = "subsample", fit_points
              progress: Progress | None = None) -> np.ndarray:
     """UMAP of many codes: ``subsample`` fits a seeded ``fit_points`` of them (exact neighbours) and places
     the rest into that map (``place_into_umap``); ``all`` fits every code (NN-descent above 20,000)."""
-    from . import project
+    from . import projections as project
 
     n = len(codes)
     if strategy == "all" or n <= fit_points:
@@ -211,7 +211,7 @@ def place_into_umap(reducer, fitted: np.ndarray, new: np.ndarray, seed: int = 0)
     from umap.layouts import optimize_layout_euclidean
     from umap.umap_ import compute_membership_strengths, init_graph_transform, make_epochs_per_sample, smooth_knn_dist
 
-    from .project import knn
+    from .projections import knn
 
     k = reducer.n_neighbors
     idx, dist = knn(new, k, among=fitted, max_points=max(len(new), len(fitted)))
@@ -293,7 +293,7 @@ def write_parquet(bigmap: BigMap, path: str | Path) -> Path:
     """Write the map to a Parquet file atomically (a temporary file renamed into place)."""
     import pyarrow.parquet as pq
 
-    from .checkpoint import atomic_file
+    from ..io.run_folder import atomic_file
 
     path = Path(path)
     table = bigmap.table()

@@ -15,7 +15,7 @@ from typing import Iterable
 
 import torch
 
-from .errors import VAEError
+from ..errors import VAEError
 
 FUSED_DEVICES = ("cpu", "cuda")
 

@@ -24,12 +24,14 @@ from typing import Callable, Hashable
 
 import torch
 
-from . import checkpoint, memory, snapshots
+from .. import memory
+from ..io import run_folder as checkpoint
+from . import snapshots
 from .snapshots import Snapshots
-from .data import ImageSet
-from .errors import VAEError
-from .models import VAEBase
-from .train import RunConfig, fixed_samples, summarize_metrics, train
+from ..data import ImageSet
+from ..errors import VAEError
+from ..models import VAEBase
+from .loop import RunConfig, fixed_samples, summarize_metrics, train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +100,7 @@ class Snapshot:
     samples: torch.Tensor | None    # the latest fixed-noise sample grid (n, C, H, W)
     message: str
     error: str
-    motion: Snapshots | None = None  # the codes of a fixed subset at every epoch so far (vae_core.snapshots)
+    motion: Snapshots | None = None  # the codes of a fixed subset at every epoch so far (vae_core.training.snapshots)
 
     @property
     def progress(self) -> float:
@@ -180,7 +182,7 @@ class TrainingJob:
 
     # -- the thread ---------------------------------------------------------------------------
     def _run(self) -> None:
-        from .train import init_model
+        from .loop import init_model
 
         status, error, events = "finished", "", None
         try:

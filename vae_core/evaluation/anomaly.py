@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from sklearn import metrics as skm
 
-from .data import ImageSet
-from .errors import VAEError
+from ..data import ImageSet
+from ..errors import VAEError
 from .metrics import iwae_log_likelihood, vq_kl
-from .models import VAEBase
-from .objectives import log_likelihood
+from ..models import VAEBase
+from ..training.objectives import log_likelihood
 
 ScoreKind = Literal["elbo", "iwae", "recon"]
 # What each score is called, and its unit (per image).
@@ -122,10 +122,10 @@ def holdout_class_experiment(digit: int = 9, *, dataset: str = "mnist-5k", epoch
     normal validation slice carved from the training split, so the test set plays no part
     in choosing it.
     """
-    from .config import TrainConfig
-    from .data import load_dataset
-    from .models import MLPConfig
-    from .train import RunConfig, init_model, train
+    from ..config import TrainConfig
+    from ..data import load_dataset
+    from ..models import MLPConfig
+    from ..training.loop import RunConfig, init_model, train
 
     full = load_dataset(dataset, "train")
     normal_idx = np.flatnonzero(full.labels.numpy() != digit)

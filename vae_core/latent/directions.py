@@ -29,9 +29,9 @@ from typing import Callable, Literal, Sequence
 
 import torch
 
-from .data import ImageSet
-from .errors import VAEError
-from .models import VAEBase
+from ..data import ImageSet
+from ..errors import VAEError
+from ..models import VAEBase
 
 Kind = Literal["principal", "local", "attribute"]
 N_BOOT = 50                  # bootstrap resamples for a stability

@@ -30,11 +30,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .errors import VAEError
-from .models import VAEBase
-from .models.vq_prior import CodePriorConfig, CodeTransformer
-from .optim import FusedAdam
-from .settings import MAX_HEADER_BYTES, MAX_JSON_BYTES, MAX_WEIGHTS_BYTES
+from ..errors import VAEError
+from ..models import VAEBase
+from ..models.vq_prior import CodePriorConfig, CodeTransformer
+from ..training.optim import FusedAdam
+from ..settings import MAX_HEADER_BYTES, MAX_JSON_BYTES, MAX_WEIGHTS_BYTES
 
 LIBRARY_NAME = "vae-latent-explorer"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt", ".pickle")
@@ -208,7 +208,7 @@ def add_code_prior(folder: str | Path, model: VAEBase, *, card: str, samples: to
 
     Every other file (the VQ-VAE's weights, its training config, its resume state) is kept as it was.
     """
-    from .images import save_grid
+    from ..images import save_grid
 
     folder = Path(folder)
     if getattr(model, "code_prior", None) is None:
@@ -245,10 +245,10 @@ def write_run_folder(folder: str | Path, model: VAEBase, *, card: str | None = N
     other file, checked on load and resume); with ``samples`` a samples.png grid
     (pixels doubled), with ``run_config`` training_config.json, with ``optimizer`` and
     ``trainer_state`` what ``--resume`` needs; ``extra_files`` (name -> bytes) beside them, e.g. a
-    run's snapshots (vae_core.snapshots). A full disk or any other write error leaves the
+    run's snapshots (vae_core.training.snapshots). A full disk or any other write error leaves the
     folder as it was and raises a VAEError that says so.
     """
-    from .images import save_grid
+    from ..images import save_grid
 
     folder = Path(folder)
     opt_files = optimizer_to_files(optimizer) if optimizer is not None else None
@@ -369,7 +369,7 @@ def load_json(path: Path):
 
 def diffusers_subfolder(folder: Path) -> str | None:
     """'' when ``folder`` holds a diffusers autoencoder, 'vae' for a Stable Diffusion pipeline's, else None."""
-    from .models.diffusers_adapter import is_diffusers_config
+    from ..models.diffusers_adapter import is_diffusers_config
 
     folder = Path(folder)
     if (folder / "config.json").is_file():

@@ -23,16 +23,16 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
-from . import checkpoint
-from .config import from_dict, to_dict
-from .data import ImageSet, load_dataset
-from .device import pick_device
-from .errors import TrainingDiverged, VAEError
-from .loading import open_model
-from .metrics import evaluate_model
-from .models.vq import VQVAE
-from .models.vq_prior import CodePriorConfig, CodeTransformer, frequency_log_prob
-from .train import Event, epoch_generator, fixed_samples, load_run_config, summarize_metrics
+from ..io import run_folder as checkpoint
+from ..config import from_dict, to_dict
+from ..data import ImageSet, load_dataset
+from ..device import pick_device
+from ..errors import TrainingDiverged, VAEError
+from ..io.loading import open_model
+from ..evaluation.metrics import evaluate_model
+from ..models.vq import VQVAE
+from ..models.vq_prior import CodePriorConfig, CodeTransformer, frequency_log_prob
+from .loop import Event, epoch_generator, fixed_samples, load_run_config, summarize_metrics
 
 ARCH_FIELDS = ("width", "layers", "heads", "dropout")
 

@@ -21,11 +21,11 @@ from typing import Callable, Literal
 
 import torch
 
-from .checkpoint import atomic_folder, fsync_write
-from .data import ImageSet
-from .errors import VAEError
-from .images import to_pil
-from .models import VAEBase
+from ..io.run_folder import atomic_folder, fsync_write
+from ..data import ImageSet
+from ..errors import VAEError
+from ..images import to_pil
+from ..models import VAEBase
 
 Mode = Literal["posterior", "prior"]
 MANIFEST = "augment.json"        # marks a folder this module wrote (and may therefore replace)

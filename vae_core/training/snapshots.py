@@ -9,7 +9,7 @@ epoch and after every epoch. The run folder keeps them in ``snapshots.safetensor
     indices  (n,) int64          the images' indices in the training set
     labels   (n,) int64          their labels, where the dataset has them
 
-It is written with the rest of the run folder (vae_core.checkpoint.write_run_folder swaps the
+It is written with the rest of the run folder (vae_core.io.run_folder.write_run_folder swaps the
 whole folder in atomically), so it always agrees with the weights beside it.
 
 ``aligned_maps`` turns the epochs into 2-D maps that move rather than jump: each epoch's codes
@@ -26,9 +26,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
 
-from .config import MAX_SNAPSHOT_IMAGES as MAX_IMAGES
-from .errors import VAEError
-from .project import pca
+from ..config import MAX_SNAPSHOT_IMAGES as MAX_IMAGES
+from ..errors import VAEError
+from ..latent.projections import pca
 
 FILE = "snapshots.safetensors"
 
@@ -98,7 +98,7 @@ def encode(model, data, snaps: Snapshots, batch_size: int = 500) -> torch.Tensor
 
 def read(folder: str | Path) -> Snapshots | None:
     """A run folder's snapshots, or None when it kept none."""
-    from .checkpoint import verify_files
+    from ..io.run_folder import verify_files
 
     path = Path(folder) / FILE
     if not path.is_file():

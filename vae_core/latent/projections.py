@@ -32,7 +32,7 @@ from typing import Callable, Literal, Mapping
 import numpy as np
 import torch
 
-from .errors import VAEError
+from ..errors import VAEError
 
 Method = Literal["pca", "tsne", "umap"]
 METHODS: Mapping[str, str] = MappingProxyType({"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"})
@@ -49,7 +49,7 @@ UMAP_EPOCH_POINTS = 2_000_000     # epochs x points: 200 epochs at 10,000 points
 
 def _as_matrix(codes, max_points: int = MAX_POINTS) -> np.ndarray:
     """(N, *latent) codes as a float32 (N, D) matrix; more than ``max_points`` rows are refused (the app's
-    budget; vae_core.bigmap, on a user's own machine, passes its own)."""
+    budget; vae_core.latent.bigmap, on a user's own machine, passes its own)."""
     x = codes.detach().float().cpu().numpy() if torch.is_tensor(codes) else np.asarray(codes, np.float32)
     x = x.reshape(len(x), -1).astype(np.float32, copy=False)
     if len(x) > max_points:
@@ -62,7 +62,7 @@ def _as_matrix(codes, max_points: int = MAX_POINTS) -> np.ndarray:
 def pca_basis(codes, max_points: int = MAX_POINTS) -> tuple[torch.Tensor, torch.Tensor]:
     """The codes' mean (D,) and two leading principal axes (D, 2), float64 (an eigendecomposition
     of the D x D covariance). The sign of each axis is fixed (largest loading positive), so the
-    map never flips between runs. vae_core.inverse maps 2-D points back through the same basis."""
+    map never flips between runs. vae_core.latent.inverse maps 2-D points back through the same basis."""
     x = torch.from_numpy(_as_matrix(codes, max_points)).double()
     if x.shape[1] < 2 or len(x) < 2:
         raise VAEError("PCA needs at least two points with at least two latent dimensions.")
@@ -74,7 +74,7 @@ def pca_basis(codes, max_points: int = MAX_POINTS) -> tuple[torch.Tensor, torch.
 def principal_axes(scatter: torch.Tensor) -> torch.Tensor:
     """The two leading eigenvectors (D, 2) of a centred scatter matrix X^T X, most variance first,
     each signed so its largest loading is positive (the map never flips between runs). Shared by
-    ``pca_basis`` and the streamed PCA of vae_core.bigmap, which accumulates the scatter in blocks."""
+    ``pca_basis`` and the streamed PCA of vae_core.latent.bigmap, which accumulates the scatter in blocks."""
     _, vecs = torch.linalg.eigh(scatter)                        # eigenvalues ascending
     axes = vecs[:, -2:].flip(1)                                 # (D, 2), most variance first
     return axes * torch.sign(axes.gather(0, axes.abs().argmax(0, keepdim=True)))
@@ -217,7 +217,7 @@ def umap(codes, n_neighbors: int = 15, min_dist: float = 0.1, n_epochs: int | No
 
 def fit_umap(codes, n_neighbors: int = 15, min_dist: float = 0.1, n_epochs: int | None = None,
              max_points: int = MAX_POINTS):
-    """The fitted umap-learn reducer (its ``embedding_`` is the map, see ``umap``); vae_core.bigmap
+    """The fitted umap-learn reducer (its ``embedding_`` is the map, see ``umap``); vae_core.latent.bigmap
     places further points into it."""
     x = _as_matrix(codes, max_points)
     if not 2 <= n_neighbors < len(x):
@@ -309,7 +309,7 @@ def warm_up(n: int = 300) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    # `python -m vae_core.project`: warm the numba cache at install time (e.g. in a Dockerfile).
+    # `python -m vae_core.latent.projections`: warm the numba cache at install time (e.g. in a Dockerfile).
     print(warm_up())
 
 

@@ -17,12 +17,12 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from .checkpoint import (MANIFEST, MODEL_FILES, PICKLE_SUFFIXES, PRIOR_FILES, RESUME_FILES, TRAINING_FILES,
+from .run_folder import (MANIFEST, MODEL_FILES, PICKLE_SUFFIXES, PRIOR_FILES, RESUME_FILES, TRAINING_FILES,
                          diffusers_subfolder,
                          is_pythae_folder, recover_folder)
-from .config import brief
-from .errors import VAEError
-from .settings import LoadPolicy, checkpoints_dir
+from ..config import brief
+from ..errors import VAEError
+from ..settings import LoadPolicy, checkpoints_dir
 
 REPO_ID = re.compile(r"^(hub:)?([A-Za-z0-9][\w.-]{0,95})/([\w.-]{1,96})(@[\w./-]{1,128})?$")
 # A branch, a tag or a commit: path parts of word characters, dots and dashes, never '..' nor a leading dot.

@@ -6,7 +6,7 @@ Semi-supervised learning (Kingma et al., 2014), on the test split, with the same
     M1      the same classifier on the posterior means of a VAE trained on every training image (no labels)
     M2      the classifier q(y | x) of an M2 trained on every training image, with only those labels
 Data augmentation by the posterior: the same small classifier trained on a class-balanced handful of
-labelled images, with and without ``per_image`` posterior draws of each (``vae_core.augment``), and, as a
+labelled images, with and without ``per_image`` posterior draws of each (``vae_core.latent.augment``), and, as a
 yardstick, with as many copies shifted by a few pixels.
 
 A seed fixes the labelled subset (``class_balanced_indices``), every network's initial weights and
@@ -25,15 +25,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import explore
-from .augment import augment_dataset, with_originals
-from .config import TrainConfig
-from .data import ImageSet, load_dataset
-from .errors import VAEError
-from .loading import load_model
-from .models import M2Config, MLPConfig, VAEBase
-from .models.base import mlp
-from .train import RunConfig, init_model, train
+from ..latent import explore
+from ..latent.augment import augment_dataset, with_originals
+from ..config import TrainConfig
+from ..data import ImageSet, load_dataset
+from ..errors import VAEError
+from ..io.loading import load_model
+from ..models import M2Config, MLPConfig, VAEBase
+from ..models.base import mlp
+from ..training.loop import RunConfig, init_model, train
 
 Log = Callable[[str], None]
 
@@ -132,7 +132,7 @@ def report(which: str, rows: list[dict]) -> str:
 
 
 def _train_to_end(config: RunConfig, data: ImageSet, test: ImageSet) -> tuple[VAEBase, dict]:
-    """Train through ``vae_core.train`` (the code path of ``python -m vae_core train``); the model and its final
+    """Train through ``vae_core.training.loop`` (the code path of ``python -m vae_core train``); the model and its final
     held-out metrics."""
     model = init_model(config.model, config.train.seed)
     final = {}

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import torch
 
-from .errors import VAEError
-from .models import VAEBase
-from .models.m2 import classifies
+from ..errors import VAEError
+from ..models import VAEBase
+from ..models.m2 import classifies
 
 MAX_GRID_IMAGES = 1024          # styles x classes decoded at once
 

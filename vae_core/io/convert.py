@@ -34,8 +34,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .errors import VAEError
-from .settings import MAX_WEIGHTS_BYTES
+from ..errors import VAEError
+from ..settings import MAX_WEIGHTS_BYTES
 
 # pythae configs whose model is the plain Gaussian VAE with an N(0, I) prior when it uses the default nets.
 MAPPABLE = ("VAEConfig", "BetaVAEConfig", "DisentangledBetaVAEConfig", "BetaTCVAEConfig", "IWAEConfig",
@@ -194,8 +194,8 @@ def convert_pythae(src_folder: str | Path, out_folder: str | Path, *, i_trust_th
     ``i_trust_this_file`` must be said out loud: when True, a model.pt that the tensors-only
     reader refuses is unpickled fully, which runs whatever code it carries.
     """
-    from .checkpoint import model_card, write_run_folder
-    from .models import MLPConfig, build_model
+    from .run_folder import model_card, write_run_folder
+    from ..models import MLPConfig, build_model
 
     src = _source_folder(src_folder, revision)
     d = read_pythae_config(src)

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import (PRIOR_FILES, check_header, diffusers_subfolder, is_pythae_folder, load_code_prior, load_state,
+from .run_folder import (PRIOR_FILES, check_header, diffusers_subfolder, is_pythae_folder, load_code_prior, load_state,
                          pythae_refusal, read_card_metrics, read_config, read_trained_on)
-from .config import brief
-from .device import pick_device
-from .errors import VAEError
+from ..config import brief
+from ..device import pick_device
+from ..errors import VAEError
 from .hub import Resolved, resolve_source
-from .models import VAEBase, build_model, check_decode_cost, config_from_dict
-from .settings import LoadPolicy
+from ..models import VAEBase, build_model, check_decode_cost, config_from_dict
+from ..settings import LoadPolicy
 
 DIGEST_CHUNK = 1 << 20
 
@@ -102,7 +102,7 @@ def open_model(source: str | Path, device: str | torch.device | None = None, rev
 def _open(resolved: Resolved, folder: Path, source: str, device, image_size, policy: LoadPolicy):
     sub = diffusers_subfolder(folder)
     if sub is not None:
-        from .models.diffusers_adapter import WEIGHTS_NAME, load_diffusers_vae
+        from ..models.diffusers_adapter import WEIGHTS_NAME, load_diffusers_vae
         where = folder / sub if sub else folder
         model = load_diffusers_vae(folder, sub, image_size=image_size, source=source, revision=resolved.commit,
                                    policy=policy)

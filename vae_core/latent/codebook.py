@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .data import ImageSet
-from .errors import VAEError
+from ..data import ImageSet
+from ..errors import VAEError
 from .explore import decode
-from .models import VAEBase
-from .models.vq import VQVAE, codebook_perplexity
+from ..models import VAEBase
+from ..models.vq import VQVAE, codebook_perplexity
 
 
 def is_vq(model: VAEBase) -> bool:

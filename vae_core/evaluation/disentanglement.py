@@ -34,7 +34,7 @@ import scipy.stats
 from sklearn import ensemble, linear_model, metrics, preprocessing, svm
 from sklearn.exceptions import ConvergenceWarning
 
-from .errors import VAEError
+from ..errors import VAEError
 
 Representation = Callable[[object], np.ndarray]
 
@@ -68,7 +68,7 @@ class DSpritesTruth:
     """dSprites' five factors (shape, scale, orientation, posX, posY), rendered exactly from the grid."""
 
     def __init__(self):
-        from .data import DSPRITES_FACTOR_NAMES, DSPRITES_SIZES
+        from ..data import DSPRITES_FACTOR_NAMES, DSPRITES_SIZES
         self.factor_sizes = list(DSPRITES_SIZES)
         self.factor_names = list(DSPRITES_FACTOR_NAMES)
 
@@ -76,7 +76,7 @@ class DSpritesTruth:
         return np.stack([rng.integers(0, s, size=n) for s in self.factor_sizes], axis=1)
 
     def observations(self, factors):
-        from .data import dsprites_index, render_dsprites
+        from ..data import dsprites_index, render_dsprites
         return render_dsprites(dsprites_index(factors))
 
 

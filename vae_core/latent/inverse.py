@@ -1,6 +1,6 @@
 """From a spot on a 2-D latent map back to the latent code it stands for.
 
-A map (vae_core.project) sends codes (N, D) to points (N, 2); an inverse sends any 2-D point,
+A map (vae_core.latent.projections) sends codes (N, D) to points (N, 2); an inverse sends any 2-D point,
 including empty space between clusters, to a code the decoder can draw:
 
 - ``PCAInverse``: exact up to the dropped components. A point (a, b) becomes
@@ -29,8 +29,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .errors import VAEError
-from .project import pca_basis
+from ..errors import VAEError
+from .projections import pca_basis
 
 NEIGHBOURS = 10              # k of the barycentre, weighted 1/distance (bench/map_inverse.py: the closest)
 GRID_LIMIT = 200             # nodes a side of a grid of spots (40,000 inverse codes at most)

@@ -15,10 +15,10 @@ from typing import Callable, Literal
 
 import torch
 
-from .data import ImageSet
-from .errors import VAEError
-from .metrics import evaluate_model
-from .models import VAEBase
+from ..data import ImageSet
+from ..errors import VAEError
+from ..evaluation.metrics import evaluate_model
+from ..models import VAEBase
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +45,7 @@ def num_units(model: VAEBase) -> int:
 @torch.inference_mode()
 def unit_stats(model: VAEBase, data: ImageSet, max_images: int = 1000) -> UnitStats:
     """KL and spread per unit from ``evaluate_model``; units ordered by KL (by spread for a VQ-VAE)."""
-    from .metrics import AU_THRESHOLD
+    from ..evaluation.metrics import AU_THRESHOLD
 
     m = evaluate_model(model, data, max_images=max_images)
     if "latent_variance" in m:
