@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from vae_core import RunConfig, shipped_checkpoints, train
-from vae_core.io.run_folder import read_card_metrics
+from vae_core.io.card import read_card_metrics
 from vae_core.settings import checkpoints_dir
 
 

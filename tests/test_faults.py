@@ -67,25 +67,25 @@ def test_a_run_killed_at_random_moments_always_leaves_a_loadable_checkpoint(tmp_
 
 
 def test_a_full_disk_stops_the_run_with_a_message_and_keeps_the_checkpoint(tiny_run_config, tmp_path, monkeypatch):
-    from vae_core.io import run_folder as checkpoint
+    from vae_core.io import run_folder
     out = tmp_path / "run"
     gen = train(tiny_run_config, out_dir=out)
     for ev in gen:
         if ev.kind == "epoch":
             break
     saved = (out / "model.safetensors").read_bytes()
-    real = checkpoint.save_file
+    real = run_folder.save_file
 
     def full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(checkpoint, "save_file", full)
+    monkeypatch.setattr(run_folder, "save_file", full)
     with pytest.raises(VAEError, match="No space left.*previous checkpoint there is intact"):
         for ev in gen:
             pass
     assert (out / "model.safetensors").read_bytes() == saved
     assert not list(tmp_path.glob(".run.tmp-*"))
-    monkeypatch.setattr(checkpoint, "save_file", real)
+    monkeypatch.setattr(run_folder, "save_file", real)
     assert load_model(out) is not None
 
 

@@ -10,7 +10,7 @@ from safetensors.torch import load_file, save_file
 
 from vae_core import VAEError, build_model, load_model, open_model, save_pretrained
 from vae_core.device import pick_device
-from vae_core.io.run_folder import atomic_folder
+from vae_core.io.files import atomic_folder
 
 CFG = {"model_type": "mlp", "in_shape": [1, 8, 8], "hidden_dims": [16], "latent_dim": 3}
 
@@ -201,7 +201,7 @@ def run_dataset(folder) -> str:
 def test_every_shipped_checkpoint_round_trips_and_reproduces_its_card(name):
     """Load, encode, decode, finite outputs; then the card's held-out metrics, recomputed."""
     from vae_core import load_dataset
-    from vae_core.io.run_folder import read_card_metrics
+    from vae_core.io.card import read_card_metrics
     from vae_core.evaluation.metrics import evaluate_model
     from vae_core.training.loop import load_run_config
 

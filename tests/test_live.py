@@ -7,7 +7,7 @@ import vae_core
 from explorer.limits import Settings
 from tests.waiting import wait_for
 from vae_core.config import TrainConfig
-from vae_core.io.hub import push_to_hub
+from vae_core.io.push import push_to_hub
 from vae_core.training.live import TrainingJob, TrainingLimits, TrainingSlots
 from vae_core.models import MLPConfig
 from vae_core.training.loop import RunConfig
@@ -74,7 +74,7 @@ def test_job_trains_in_the_background(tmp_path):
     model = vae_core.load_model(folder, device="cpu")
     assert model.config == job.config.model
     assert (folder / "samples.png").is_file() and (folder / "training_config.json").is_file()
-    assert "elbo" in vae_core.io.run_folder.read_card_metrics(folder)
+    assert "elbo" in vae_core.io.card.read_card_metrics(folder)
 
 
 def test_stop_and_time_limit():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vae_core import VAEError
-from vae_core.io import run_folder as checkpoint
+from vae_core.io import run_folder
 from vae_core.training import snapshots
 from vae_core.config import TrainConfig
 from vae_core.data import load_dataset
@@ -65,7 +65,7 @@ def test_a_damaged_snapshot_file_is_a_clear_error(tmp_path):
 
     config, _ = tiny_run()
     with pytest.raises(ValueError, match="plain new name"):
-        checkpoint.write_run_folder(tmp_path / "m", init_model(config.model, 0), extra_files={"../x": b""})
+        run_folder.write_run_folder(tmp_path / "m", init_model(config.model, 0), extra_files={"../x": b""})
     assert not (tmp_path / "m").exists()
 
 

@@ -7,9 +7,10 @@ import torch
 
 from vae_core import RunConfig, TrainConfig, VAEError, load_model, open_model, save_pretrained, train
 from vae_core.evaluation.anomaly import anomaly_scores
-from vae_core.io.run_folder import PRIOR_FILES, read_card_metrics
+from vae_core.io.run_folder import PRIOR_FILES
+from vae_core.io.card import read_card_metrics
 from vae_core.data import load_dataset
-from vae_core.io.hub import PUSH_FILES
+from vae_core.io.push import PUSH_FILES
 from vae_core.evaluation.metrics import evaluate_model
 from vae_core.models import VQConfig, build_model
 from vae_core.models.vq_prior import CodePriorConfig, CodeTransformer, frequency_log_prob

@@ -4,14 +4,15 @@
 >>> model = load_model("mnist-mlp")            # a shipped checkpoint, a run folder, or org/name on the Hub
 >>> images = model.sample(16)
 """
-from .io.run_folder import save_pretrained
 from .config import TrainConfig
 from .data import DATASETS, ImageSet, load_dataset
 from .device import pick_device
 from .errors import TrainingDiverged, VAEError
-from .io.hub import push_to_hub, shipped_checkpoints
-from .io.loading import ModelInfo, load_model, open_model
 from .evaluation.metrics import evaluate_model
+from .io.hub import shipped_checkpoints
+from .io.loading import ModelInfo, load_model, open_model
+from .io.push import push_to_hub
+from .io.run_folder import save_pretrained
 from .models import MODEL_TYPES, ModelConfig, Posterior, VAEBase, build_model
 from .training.loop import Event, RunConfig, train
 

@@ -355,7 +355,7 @@ def load_dataset_for(args, image_size: int, channels: int):
 
 
 def cmd_push(args) -> int:
-    from .io.hub import push_to_hub
+    from .io.push import push_to_hub
 
     token = os.environ.get(args.token_env)
     if not token:
@@ -446,7 +446,7 @@ def cmd_experiment(args) -> int:
         rows = ex.augmentation_experiment(setup, log)
     print(ex.report(args.which, rows))
     if args.json:
-        from .io.run_folder import atomic_file
+        from .io.files import atomic_file
 
         text = json.dumps({"setup": dataclasses.asdict(setup), "rows": rows}, indent=2)
         atomic_file(Path(args.json), lambda tmp: tmp.write_text(text))

@@ -10,8 +10,8 @@ from explorer import figures, jobs, loaders, motion, session, sidebar, widgets
 from explorer.limits import Settings
 from explorer.private_runs import private_runs
 from vae_core import ModelInfo, VAEError, models
-from vae_core.io.run_folder import zip_folder
-from vae_core.io.hub import push_to_hub
+from vae_core.io.files import zip_folder
+from vae_core.io.push import push_to_hub
 from vae_core.training.live import TrainingJob
 from vae_core.training.loop import RunConfig
 

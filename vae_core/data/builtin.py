@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..io.run_folder import atomic_file
+from ..io.files import atomic_file
 from ..settings import cache_dir
 from .imageset import ImageSet, Progress, Split, take_split
 

@@ -30,8 +30,8 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from ..io.run_folder import atomic_file
 from ..errors import VAEError
+from ..io.files import atomic_file
 from ..settings import cache_dir
 from .imageset import SPLIT_SEED, ImageSet, Progress, Split, check_split, split_indices
 from .packed import PackedImages

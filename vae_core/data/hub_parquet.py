@@ -17,8 +17,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..io.run_folder import atomic_file
 from ..errors import VAEError
+from ..io.files import atomic_file
 from ..io.hub import apply_request_timeout, hub_error, hub_name
 from ..settings import DEFAULT_MAX_IMAGES, cache_dir
 from .decode import ImageCollector

@@ -11,12 +11,12 @@ import numpy as np
 import torch
 from sklearn import metrics as skm
 
-from ..latent import explore
-from .anomaly import ScoreKind, anomaly_scores
 from ..data import ImageSet
+from ..latent import explore
+from ..models import VAEBase
+from .anomaly import ScoreKind, anomaly_scores
 from .disentanglement import factor_entropy, mutual_information_matrix
 from .metrics import collapse_warnings, evaluate_model, mutual_information_estimate
-from ..models import VAEBase
 from .quality import psnr, ssim
 
 Progress = Callable[[float, str], None]

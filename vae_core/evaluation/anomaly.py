@@ -16,9 +16,9 @@ from sklearn import metrics as skm
 
 from ..data import ImageSet
 from ..errors import VAEError
-from .metrics import iwae_log_likelihood, vq_kl
 from ..models import VAEBase
 from ..training.objectives import log_likelihood
+from .metrics import iwae_log_likelihood, vq_kl
 
 ScoreKind = Literal["elbo", "iwae", "recon"]
 # What each score is called, and its unit (per image).

@@ -25,12 +25,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..latent import explore
-from ..latent.augment import augment_dataset, with_originals
 from ..config import TrainConfig
 from ..data import ImageSet, load_dataset
 from ..errors import VAEError
 from ..io.loading import load_model
+from ..latent import explore
+from ..latent.augment import augment_dataset, with_originals
 from ..models import M2Config, MLPConfig, VAEBase
 from ..models.base import mlp
 from ..training.loop import RunConfig, init_model, train

@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 from ..data import ImageSet
 from ..device import pick_device
 from ..errors import VAEError
-from ..io.run_folder import atomic_file
+from ..io.files import atomic_file
 from ..models import VAEBase
 from ..settings import cache_dir
 

@@ -194,7 +194,8 @@ def convert_pythae(src_folder: str | Path, out_folder: str | Path, *, i_trust_th
     ``i_trust_this_file`` must be said out loud: when True, a model.pt that the tensors-only
     reader refuses is unpickled fully, which runs whatever code it carries.
     """
-    from .run_folder import model_card, write_run_folder
+    from .run_folder import write_run_folder
+    from .card import model_card
     from ..models import MLPConfig, build_model
 
     src = _source_folder(src_folder, revision)

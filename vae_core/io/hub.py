@@ -1,11 +1,11 @@
-"""The Hugging Face Hub client: turn a model source into a local folder, fetch repos, publish runs.
+"""The Hugging Face Hub client: turn a model source into a local folder and fetch repos (``push`` publishes).
 
 Only what loading reads is fetched: config files, the model card and safetensors weights. A
 pickle is never downloaded: a repo whose weights are only pickles is refused by name from the
 Hub's file list. ``hub_error`` is the one mapping of huggingface_hub's exceptions to messages,
 for model and dataset repos alike. A ``LoadPolicy`` (vae_core.settings) says whether local paths
 may be named, whether this machine's token is sent, and the download and cache budgets.
-Reading and writing the folders themselves is ``checkpoint``'s job.
+Reading and writing the folders themselves is ``vae_core.io.run_folder``'s job.
 """
 from __future__ import annotations
 
@@ -17,12 +17,13 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from .run_folder import (MANIFEST, MODEL_FILES, PICKLE_SUFFIXES, PRIOR_FILES, RESUME_FILES, TRAINING_FILES,
-                         diffusers_subfolder,
-                         is_pythae_folder, recover_folder)
 from ..config import brief
 from ..errors import VAEError
 from ..settings import LoadPolicy, checkpoints_dir
+from .files import recover_folder
+from .formats import diffusers_subfolder, is_pythae_folder
+from .run_folder import MANIFEST, PRIOR_FILES
+from .weights import PICKLE_SUFFIXES
 
 REPO_ID = re.compile(r"^(hub:)?([A-Za-z0-9][\w.-]{0,95})/([\w.-]{1,96})(@[\w./-]{1,128})?$")
 # A branch, a tag or a commit: path parts of word characters, dots and dashes, never '..' nor a leading dot.
@@ -317,55 +318,6 @@ def trim_cache(max_bytes: int, keep: str = "", incoming: int = 0) -> list[str]:
     return removed
 
 
-# ---------------------------------------------------------------------------------------------
-# Publishing
-
-# The files a push uploads (a VQ-VAE's code prior with it); a run's optimizer and trainer state only when asked.
-PUSH_FILES = MODEL_FILES + PRIOR_FILES + TRAINING_FILES + (MANIFEST,)
-
-
-def push_to_hub(folder: str | Path, repo_id: str, token: str | None, *, private: bool = False,
-                with_optimizer: bool = False, message: str = "Upload VAE with vae_core") -> str:
-    """Upload a model folder (its config, weights, card and sample grid) to a Hub model repo; returns the commit URL.
-
-    The folder must load first, so nothing broken is published. ``token`` is used for this
-    upload only: it is never printed, logged, written to disk or cached (no ``huggingface_hub.login``).
-    """
-    from huggingface_hub import HfApi
-    from huggingface_hub import errors as hf_errors
-
-    from .loading import load_model
-
-    folder = Path(folder)
-    m = REPO_ID.match(repo_id or "")
-    if not m or repo_id.startswith("hub:") or m.group(4):
-        raise VAEError(f"{repo_id!r} is not a Hub repo id to push to; write it as org/name.")
-    if not token:
-        raise VAEError("Pushing needs a Hugging Face token with write access.")
-    load_model(folder, device="cpu")             # refuse to publish something that does not load
-    files = [f for f in PUSH_FILES if (folder / f).is_file()]
-    if with_optimizer:
-        missing = [f for f in RESUME_FILES if not (folder / f).is_file()]
-        if missing:
-            raise VAEError(f"{folder} has no {', '.join(missing)}; only a training run folder can be pushed "
-                           "with its optimizer state.")
-        files += list(RESUME_FILES)
-
-    def scrub(text: str) -> str:                 # an error message must never carry the token
-        return text.replace(token, "***")
-
-    try:
-        api = HfApi(token=token)
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), allow_patterns=files,
-                                 commit_message=message)
-    except hf_errors.HfHubHTTPError as e:
-        raise VAEError(scrub(f"The Hub refused the upload to {repo_id}: {str(e).splitlines()[0]}")) from None
-    except OSError as e:
-        raise VAEError(f"Could not reach the Hub to push {repo_id} ({type(e).__name__}); check the network.") from None
-    return str(getattr(info, "commit_url", None) or f"https://huggingface.co/{repo_id}")
-
-
-__all__ = ["META_FILES", "MODEL_REPO_FILES", "PUSH_FILES", "REPO_ID", "Resolved", "check_revision", "download_repo",
-           "fetch_model_repo", "hub_error", "hub_name", "hub_timeouts", "parse_repo_id", "push_to_hub", "resolve_source",
+__all__ = ["META_FILES", "MODEL_REPO_FILES", "REPO_ID", "Resolved", "check_revision", "download_repo",
+           "fetch_model_repo", "hub_error", "hub_name", "hub_timeouts", "parse_repo_id", "resolve_source",
            "shipped_checkpoints", "trim_cache"]

@@ -14,14 +14,16 @@ from pathlib import Path
 
 import torch
 
-from .run_folder import (PRIOR_FILES, check_header, diffusers_subfolder, is_pythae_folder, load_code_prior, load_state,
-                         pythae_refusal, read_card_metrics, read_config, read_trained_on)
 from ..config import brief
 from ..device import pick_device
 from ..errors import VAEError
-from .hub import Resolved, resolve_source
 from ..models import VAEBase, build_model, check_decode_cost, config_from_dict
 from ..settings import LoadPolicy
+from .card import read_card_metrics, read_trained_on
+from .formats import diffusers_subfolder, is_pythae_folder, pythae_refusal, read_config
+from .hub import Resolved, resolve_source
+from .run_folder import PRIOR_FILES, load_code_prior, load_state
+from .weights import check_header
 
 DIGEST_CHUNK = 1 << 20
 

@@ -21,10 +21,10 @@ from typing import Callable, Literal
 
 import torch
 
-from ..io.run_folder import atomic_folder, fsync_write
 from ..data import ImageSet
 from ..errors import VAEError
 from ..images import to_pil
+from ..io.files import atomic_folder, fsync_write
 from ..models import VAEBase
 
 Mode = Literal["posterior", "prior"]

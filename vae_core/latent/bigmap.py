@@ -8,8 +8,8 @@ set, on the user's own machine, without ever holding the images as floats:
 - each chunk is encoded as it arrives and only its posterior means are kept: (N, D) float32,
   29 MB for all 737,280 dSprites at D = 10;
 - PCA is exact and streamed over the codes in blocks: the mean, then the centred scatter matrix
-  X^T X (D x D, float64), whose two leading eigenvectors are the axes (``project.principal_axes``,
-  the same as the app's in-memory ``project.pca``), then the projection, block by block;
+  X^T X (D x D, float64), whose two leading eigenvectors are the axes (``projections.principal_axes``,
+  the same as the app's in-memory ``projections.pca``), then the projection, block by block;
 - UMAP of many codes is fitted on a seeded subsample (``UMAP_FIT_POINTS``) and every other code is
   placed into that map as umap-learn's own ``transform`` does (its neighbours among the fitted
   points, found exactly in row blocks, give each new point a weighted-mean start and a few epochs
@@ -148,7 +148,7 @@ def encode_stream(model, stream: Stream, batch_size: int = ENCODE_BATCH,
 
 def streamed_pca(codes: np.ndarray, block: int = PCA_BLOCK) -> np.ndarray:
     """Exact PCA of (N, D) codes in blocks of ``block`` rows (float64 sums; memory: one block): the same
-    axes and signs as ``project.pca``, with no limit on N."""
+    axes and signs as ``projections.pca``, with no limit on N."""
     from .projections import principal_axes
 
     n, d = codes.shape
@@ -172,7 +172,7 @@ def big_umap(codes: np.ndarray, strategy: UmapStrategy = "subsample", fit_points
              progress: Progress | None = None) -> np.ndarray:
     """UMAP of many codes: ``subsample`` fits a seeded ``fit_points`` of them (exact neighbours) and places
     the rest into that map (``place_into_umap``); ``all`` fits every code (NN-descent above 20,000)."""
-    from . import projections as project
+    from . import projections
 
     n = len(codes)
     if strategy == "all" or n <= fit_points:
@@ -181,7 +181,7 @@ def big_umap(codes: np.ndarray, strategy: UmapStrategy = "subsample", fit_points
                            "use --umap-strategy subsample.")
         if progress:
             progress(0.0, f"fitting UMAP on all {n:,} codes")
-        return project.umap(codes, n_neighbors, min_dist, max_points=max(n, project.MAX_POINTS))
+        return projections.umap(codes, n_neighbors, min_dist, max_points=max(n, projections.MAX_POINTS))
     if strategy != "subsample":
         raise VAEError(f"Unknown UMAP strategy {strategy!r}; choose subsample or all.")
     if fit_points <= n_neighbors:
@@ -189,7 +189,7 @@ def big_umap(codes: np.ndarray, strategy: UmapStrategy = "subsample", fit_points
     fit_idx = np.sort(np.random.default_rng(seed).choice(n, fit_points, replace=False))
     if progress:
         progress(0.0, f"fitting UMAP on {fit_points:,} of the {n:,} codes")
-    reducer = project.fit_umap(codes[fit_idx], n_neighbors, min_dist, max_points=fit_points)
+    reducer = projections.fit_umap(codes[fit_idx], n_neighbors, min_dist, max_points=fit_points)
     out = np.empty((n, 2), dtype=np.float32)
     out[fit_idx] = reducer.embedding_
     rest = np.setdiff1d(np.arange(n), fit_idx, assume_unique=True)
@@ -203,7 +203,7 @@ def big_umap(codes: np.ndarray, strategy: UmapStrategy = "subsample", fit_points
 
 def place_into_umap(reducer, fitted: np.ndarray, new: np.ndarray, seed: int = 0) -> np.ndarray:
     """New codes placed into a fitted UMAP map, as umap-learn's ``transform`` does, with the neighbours
-    found exactly (``project.knn`` among the fitted codes) rather than by a search index (the reducer
+    found exactly (``projections.knn`` among the fitted codes) rather than by a search index (the reducer
     has none: it was fitted on precomputed neighbours). Each new point starts at the membership-
     weighted mean of its neighbours' positions, then a third of the fit's epochs of the layout move
     it, the fitted points held still."""
@@ -293,7 +293,7 @@ def write_parquet(bigmap: BigMap, path: str | Path) -> Path:
     """Write the map to a Parquet file atomically (a temporary file renamed into place)."""
     import pyarrow.parquet as pq
 
-    from ..io.run_folder import atomic_file
+    from ..io.files import atomic_file
 
     path = Path(path)
     table = bigmap.table()

@@ -11,9 +11,9 @@ import torch
 
 from ..data import ImageSet
 from ..errors import VAEError
-from .explore import decode
 from ..models import VAEBase
 from ..models.vq import VQVAE, codebook_perplexity
+from .explore import decode
 
 
 def is_vq(model: VAEBase) -> bool:

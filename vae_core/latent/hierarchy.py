@@ -11,10 +11,10 @@ from __future__ import annotations
 import torch
 
 from ..errors import VAEError
-from .explore import UnitStats, decode
 from ..evaluation.metrics import AU_THRESHOLD
 from ..models import VAEBase
 from ..models.hvae import HierarchicalVAE
+from .explore import UnitStats, decode
 
 MAX_GRID = 400             # images in one resample grid
 

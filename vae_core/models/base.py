@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 from ..config import brief, from_dict, to_dict
 from ..errors import VAEError
-from .kernels import Dense
 from ..settings import LoadPolicy
+from .kernels import Dense
 
 LOG_2PI = math.log(2 * math.pi)
 Likelihood = Literal["bernoulli", "gaussian", "gaussian-learned", "laplace"]

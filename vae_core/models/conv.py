@@ -9,8 +9,8 @@ import torch.nn as nn
 
 from ..config import brief
 from ..errors import VAEError
-from .kernels import Conv, ConvT, Dense
 from .base import ModelConfig, Posterior, VAEBase, _positive
+from .kernels import Conv, ConvT, Dense
 
 SUPPORTED_SIZES = (28, 32, 64)
 

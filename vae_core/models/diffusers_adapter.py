@@ -27,8 +27,8 @@ import torch
 
 from ..config import brief
 from ..errors import VAEError
+from ..io.files import load_json
 from ..settings import MAX_WEIGHTS_BYTES, LoadPolicy
-from ..io.run_folder import load_json
 from .base import MAX_PARAMS, MAX_WIDTH, Likelihood, ModelConfig, Posterior, VAEBase, check_decode_cost
 
 SUPPORTED = ("AutoencoderKL", "AutoencoderTiny")

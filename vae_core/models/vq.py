@@ -10,9 +10,9 @@ import torch.nn.functional as F
 
 from ..config import brief
 from ..errors import VAEError
-from .kernels import Conv
 from .base import ModelConfig, Posterior, VAEBase, _gen_device, _positive
 from .conv import SUPPORTED_SIZES, conv_decoder, conv_encoder, transposed_values
+from .kernels import Conv
 from .vq_prior import CodeTransformer
 
 

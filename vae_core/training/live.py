@@ -25,13 +25,14 @@ from typing import Callable, Hashable
 import torch
 
 from .. import memory
-from ..io import run_folder as checkpoint
-from . import snapshots
-from .snapshots import Snapshots
 from ..data import ImageSet
 from ..errors import VAEError
+from ..io.card import model_card
+from ..io.run_folder import write_run_folder
 from ..models import VAEBase
+from . import snapshots
 from .loop import RunConfig, fixed_samples, summarize_metrics, train
+from .snapshots import Snapshots
 
 
 @dataclasses.dataclass(frozen=True)
@@ -268,13 +269,13 @@ class TrainingJob:
         snap = self.snapshot()
         metrics = summarize_metrics(snap.evals[-1]) if snap.evals else None
         model, config = self.model, self.config
-        card = checkpoint.model_card(model, training=config.to_dict()["train"], metrics=metrics,
-                                     command=config.command(), sample_image="samples.png",
-                                     extra=f"Trained in the explorer for {snap.epoch} epochs ({snap.step} steps, "
-                                           f"{snap.elapsed:.1f} s); {snap.status}.")
+        card = model_card(model, training=config.to_dict()["train"], metrics=metrics,
+                          command=config.command(), sample_image="samples.png",
+                          extra=f"Trained in the explorer for {snap.epoch} epochs ({snap.step} steps, "
+                                f"{snap.elapsed:.1f} s); {snap.status}.")
         extra = {snapshots.FILE: snap.motion.to_bytes()} if snap.motion is not None else None
-        return checkpoint.write_run_folder(folder, model, card=card, samples=fixed_samples(model, config.train.seed),
-                                           run_config=config.to_dict(), extra_files=extra)
+        return write_run_folder(folder, model, card=card, samples=fixed_samples(model, config.train.seed),
+                                run_config=config.to_dict(), extra_files=extra)
 
 
 __all__ = ["Snapshot", "TrainingJob", "TrainingLimits", "TrainingSlots"]

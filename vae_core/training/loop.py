@@ -30,18 +30,21 @@ import torch.distributed as dist
 import torch.nn as nn
 from safetensors.torch import load_file
 
-from ..io import run_folder as checkpoint
-from ..models import kernels
-from . import snapshots
 from ..config import TrainConfig, from_dict, to_dict
 from ..data import ImageSet, class_balanced_indices, load_dataset
 from ..device import pick_device, resolve_precision
 from ..errors import TrainingDiverged, VAEError
 from ..evaluation.metrics import evaluate_model
+from ..io.card import model_card
+from ..io.files import load_json, recover_folder
+from ..io.run_folder import PRIOR_FILES, RESUME_FILES, load_state, verify_files, write_run_folder
+from ..io.weights import optimizer_from_files
+from ..models import kernels
 from ..models import ModelConfig, VAEBase, build_model, config_from_dict
 from ..models.hvae import HierarchyConfig
-from ..models.vq import codebook_perplexity
 from ..models.m2 import classifies
+from ..models.vq import codebook_perplexity
+from . import snapshots
 from .objectives import loss_parts
 from .optim import FUSED_DEVICES, FusedAdam
 
@@ -202,7 +205,7 @@ def train(config: RunConfig, data: ImageSet | None = None, test_data: ImageSet |
     # moves them, so the run saved from here leaves it out, and says so now rather than after.
     stale_prior = (f" The code prior in {out} was fitted to the codes before this training, which moves them, so "
                    f"the saved run leaves it out; fit a new one with `python -m vae_core train-prior {out}`."
-                   if resume and any((out / f).exists() for f in checkpoint.PRIOR_FILES) else "")
+                   if resume and any((out / f).exists() for f in PRIOR_FILES) else "")
 
     objective: nn.Module = _Objective(model)
     if world > 1:
@@ -413,11 +416,11 @@ def save_run(out: Path, config: RunConfig, model: VAEBase, opt: torch.optim.Opti
     so that ``--resume`` goes on the same way and the card can say so."""
     setup = setup or {}
     card_metrics = summarize_metrics(metrics) if metrics else None
-    card = checkpoint.model_card(model, training=config.to_dict()["train"], metrics=card_metrics,
-                                 command=config.command(), sample_image="samples.png",
-                                 extra=f"Trained for {epoch} epochs ({step} steps, {elapsed:.1f} s)"
-                                       f"{precision_note(setup.get('precision'), config.train.precision)}")
-    checkpoint.write_run_folder(
+    card = model_card(model, training=config.to_dict()["train"], metrics=card_metrics,
+                      command=config.command(), sample_image="samples.png",
+                      extra=f"Trained for {epoch} epochs ({step} steps, {elapsed:.1f} s)"
+                            f"{precision_note(setup.get('precision'), config.train.precision)}")
+    write_run_folder(
         out, model, card=card, samples=samples if samples is not None else fixed_samples(model, config.train.seed),
         run_config=config.to_dict(), optimizer=opt,
         trainer_state={"epoch": epoch, "step": step, "elapsed": elapsed, "history": history, "metrics": card_metrics,
@@ -448,18 +451,18 @@ def _load_run(out: Path, config: RunConfig, model: VAEBase, opt: torch.optim.Opt
     """The epoch, history, time and setup (precision, kernel route) of the run in ``out``, its weights and
     optimizer state loaded; every file checked against the folder's checksums, and any damage a VAEError
     that says which file."""
-    checkpoint.recover_folder(out)
+    recover_folder(out)
     state_path = out / "trainer_state.json"
     if not state_path.is_file():
         raise VAEError(f"{out} has no trainer_state.json, so there is nothing to resume; start a new run.")
-    checkpoint.verify_files(out, ["training_config.json", "model.safetensors", *checkpoint.RESUME_FILES])
+    verify_files(out, ["training_config.json", "model.safetensors", *RESUME_FILES])
     saved = load_run_config(out)
     if saved.model != config.model or dataclasses.replace(saved.train, epochs=0, device="auto", threads=0) != \
             dataclasses.replace(config.train, epochs=0, device="auto", threads=0):
         raise VAEError(f"The config differs from the one {out} was trained with (only --epochs may change "
                        "on resume); start a new run folder instead.")
-    model.load_state_dict(checkpoint.load_state(out, model), strict=True)
-    state = checkpoint.load_json(state_path)
+    model.load_state_dict(load_state(out, model), strict=True)
+    state = load_json(state_path)
     try:
         epoch, history, elapsed = int(state["epoch"]), list(state["history"]), float(state["elapsed"])
         meta = state["optimizer"]
@@ -473,7 +476,7 @@ def _load_run(out: Path, config: RunConfig, model: VAEBase, opt: torch.optim.Opt
     except Exception as e:                    # safetensors' own error, or a missing file
         raise _damaged(opt_path, e) from None
     try:
-        checkpoint.optimizer_from_files(opt, opt_tensors, meta)
+        optimizer_from_files(opt, opt_tensors, meta)
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as e:
         raise _damaged(opt_path, e, "does not fit this model's optimizer") from None
     return epoch, history, elapsed, setup
@@ -487,11 +490,11 @@ def _damaged(path: Path, e: BaseException, what: str = "is damaged") -> VAEError
 
 def load_run_config(out: str | Path) -> RunConfig:
     out = Path(out)
-    checkpoint.recover_folder(out)             # a run killed between the two renames of a save
+    recover_folder(out)             # a run killed between the two renames of a save
     path = out / "training_config.json"
     if not path.is_file():
         raise VAEError(f"{out} has no training_config.json; it is not a run folder written by vae_core train.")
-    d = checkpoint.load_json(path)
+    d = load_json(path)
     if not isinstance(d, dict):
         raise _damaged(path, TypeError(f"a JSON {type(d).__name__}"))
     return RunConfig.from_dict(d)

@@ -23,13 +23,14 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
-from ..io import run_folder as checkpoint
 from ..config import from_dict, to_dict
 from ..data import ImageSet, load_dataset
 from ..device import pick_device
 from ..errors import TrainingDiverged, VAEError
-from ..io.loading import open_model
 from ..evaluation.metrics import evaluate_model
+from ..io.card import model_card
+from ..io.loading import open_model
+from ..io.run_folder import add_code_prior
 from ..models.vq import VQVAE
 from ..models.vq_prior import CodePriorConfig, CodeTransformer, frequency_log_prob
 from .loop import Event, epoch_generator, fixed_samples, load_run_config, summarize_metrics
@@ -179,7 +180,7 @@ def train_prior(folder: str | Path, arch: dict | None = None, cfg: PriorTrainCon
     if save:
         samples = fixed_samples(model, run.train.seed)
         card = prior_card(folder, model, run, prior_cfg, cfg, metrics, result)
-        checkpoint.add_code_prior(folder, model, card=card, samples=samples)
+        add_code_prior(folder, model, card=card, samples=samples)
     yield Event("done", step, cfg.epochs, total, {"nll": history[-1]["train_nll"]}, elapsed=elapsed, eval=result,
                 message=f"finished; held-out code NLL {result['test_nll']:.2f} nats per grid against "
                         f"{baseline:.2f} for independent code frequencies")
@@ -208,8 +209,8 @@ def prior_card(folder: Path, model: VQVAE, run, prior_cfg: CodePriorConfig, cfg:
         "```json", json.dumps({"prior": prior_cfg.to_dict(), "train": to_dict(cfg)}, indent=2), "```", "",
         *trained])
     commands = run.command() + "\n" + cfg.command("RUN_DIR", prior_cfg)
-    return checkpoint.model_card(model, training=run.to_dict()["train"], metrics=card_metrics, command=commands,
-                                 sample_image="samples.png", extra=extra)
+    return model_card(model, training=run.to_dict()["train"], metrics=card_metrics, command=commands,
+                      sample_image="samples.png", extra=extra)
 
 
 __all__ = ["PriorTrainConfig", "code_nll", "encode_codes", "prior_card", "train_prior"]
