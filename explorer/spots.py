@@ -89,7 +89,7 @@ def decoded_panel(model, inv, spot: tuple[float, float], y: int | None, method: 
     mapped codes' median."""
     z, x = decode_spots(model, inv, [spot], y)
     density = ""
-    if model.config.model_type != "vq":
+    if model.as_codebook() is None:                  # a codebook has no density over a continuous z
         density = (f"; log p(z) under the prior {float(inverse.prior_log_density(z)[0]):.1f} "
                    f"(the mapped images' codes: median {typical:.1f})")
     widgets.show_grid(x, nrow=1, max_tile=widgets.PREVIEW_TILE, where=where,
@@ -122,7 +122,7 @@ def decoded_field(model, inv, points: np.ndarray, tiles: int, y: int | None = No
     xs, ys, nodes = inverse.grid(points, tiles, margin=0.0)
     _, x = decode_spots(model, inv, nodes, y)
     density = None
-    if model.config.model_type != "vq":
+    if model.as_codebook() is None:                  # a codebook has no density over a continuous z
         dx, dy, fine = inverse.grid(points, density_n)
         density = dx, dy, inverse.prior_log_density(inv(fine)).numpy().reshape(len(dy), len(dx))
     return (xs, ys, nodes, x), density

@@ -88,3 +88,37 @@ def test_every_vae_core_package_ships_in_the_wheel():
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {init.parent.relative_to(ROOT).as_posix().replace("/", ".") for init in ROOT.glob("vae_core/**/__init__.py")}
     assert found and found <= listed, sorted(found - listed)
+
+
+FAMILY_CLASSES = {"MLPVAE", "ConvVAE", "VQVAE", "M2VAE", "HierarchicalVAE", "HVAE", "HVAEConv", "DiffusersVAE",
+                  "MLPConfig", "CVAEConfig", "ConvConfig", "VQConfig", "M2Config", "HierarchyConfig", "HVAEConfig",
+                  "HVAEConvConfig"}
+
+
+def family_tests(tree) -> list[tuple[int, str]]:
+    """Where code asks what family a model is instead of what it can do: isinstance against a family's class,
+    hasattr on a model, or a comparison with a model_type."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and names(node.func) in ("isinstance", "hasattr") and len(node.args) == 2:
+            what, against = node.args
+            kinds = against.elts if isinstance(against, ast.Tuple) else [against]
+            if names(node.func) == "isinstance" and any(names(k) in FAMILY_CLASSES for k in kinds):
+                found.append((node.lineno, f"isinstance(..., {ast.unparse(against)})"))
+            if names(node.func) == "hasattr" and "model" in ast.unparse(what):
+                found.append((node.lineno, f"hasattr({ast.unparse(what)}, ...)"))
+        if isinstance(node, ast.Compare) and any(names(side) == "model_type"
+                                                 for side in [node.left, *node.comparators]) \
+                and any(isinstance(c, ast.Constant) or isinstance(c, ast.Tuple) for c in node.comparators):
+            found.append((node.lineno, ast.unparse(node)))
+    return found
+
+
+def test_only_models_know_the_families():
+    """A family's abilities are asked of the model (as_codebook, as_hierarchy, as_classifier, learned_prior,
+    config.check_training): a test of the family's name or class outside vae_core/models is a second home."""
+    outside = [p for p in SOURCES if not p.relative_to(ROOT).as_posix().startswith("vae_core/models/")]
+    found = [f"{p.relative_to(ROOT)}:{line} {text}" for p in outside for line, text in family_tests(ast.parse(p.read_text()))]
+    assert not found, found
+    probe = ast.parse('if model.config.model_type == "vq": pass\nok = isinstance(model, VQVAE) or hasattr(model, "codes")')
+    assert len(family_tests(probe)) == 3                               # the check itself sees each kind

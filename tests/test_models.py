@@ -60,9 +60,10 @@ def test_vq_straight_through_and_codebook_statistics():
     post = model.encode(x)
     model.decode_logits(post.mu).sum().backward()
     assert model.encoder[0][0].weight.grad.abs().sum() > 0          # gradients pass the quantiser
-    extra = model.extra_loss(model.encode(x))
-    assert 1.0 <= extra["perplexity"].item() <= 7.0
-    assert 0.0 < extra["codebook_usage"].item() <= 1.0
+    own = model.codebook_loss(model.encode(x).mu)
+    assert 1.0 <= own.perplexity().item() <= 7.0
+    assert 0.0 < own.usage().item() <= 1.0
+    assert own.counts.sum() == 4 * 7 * 7 and own.codebook.shape == own.commitment.shape == (4,)
     model.code_usage.copy_(torch.tensor([0, 0, 1.0, 0, 0, 0, 0]))
     idx = model.codes(model.prior_sample(3, torch.Generator().manual_seed(0)))
     assert (idx == 2).all()                                          # codes come from the usage frequencies
@@ -85,3 +86,47 @@ def test_bad_configs_are_refused_before_allocation(bad, match, monkeypatch):
         monkeypatch.setattr(cls, "__init__", lambda *a, **k: pytest.fail("allocated a model for a bad config"))
     with pytest.raises(VAEError, match=match):
         build_model(bad)
+
+
+CAPABLE = FAMILIES + [{"model_type": "hvae", "hidden_dims": [16, 16], "latent_dims": [2, 3]},
+                      {"model_type": "hvae-conv", "channels": [4, 4], "latent_dims": [2, 3]}]
+
+
+@pytest.mark.parametrize("cfg", CAPABLE, ids=lambda c: c["model_type"])
+def test_a_model_says_what_it_can_do(cfg):
+    model = build_model(cfg)
+    kind = cfg["model_type"]
+    assert (model.as_codebook() is model) == (kind == "vq")
+    assert (model.as_hierarchy() is model) == kind.startswith("hvae")
+    assert (model.as_classifier() is model) == (kind == "m2")
+    assert model.learned_prior() is None                                 # none until one is attached
+    assert type(model.config).conditional == (kind in ("cvae", "m2"))
+    assert (model.as_codebook() is None) == (model.encode(torch.rand(2, 1, 28, 28), model.class_labels(0, 2))
+                                            .logvar is not None)
+
+
+def test_a_vq_vae_with_a_code_prior_says_so():
+    from vae_core.models.vq_prior import CodePriorConfig, CodeTransformer
+
+    model = build_model(FAMILIES[3])
+    prior = CodeTransformer(CodePriorConfig(codebook_size=7, grid=7, width=8, layers=1, heads=1))
+    model.attach_prior(prior)
+    assert model.learned_prior() is prior
+
+
+@pytest.mark.parametrize("kind, train, message", [
+    ("vq", {"objective": "tcvae"}, "VQ-VAE trains with its own objective"),
+    ("m2", {"free_bits": 0.5}, "M2 trains with its own objective"),
+    ("hvae", {"objective": "wae-mmd"}, "hierarchical VAE trains with objective elbo or iwae"),
+    ("mlp", {"labels_per_class": 10}, "labels_per_class hides labels"),
+])
+def test_a_family_refuses_training_settings_it_cannot_use(kind, train, message):
+    from vae_core import TrainConfig
+
+    cfg = next(c for c in CAPABLE if c["model_type"] == kind)
+    config = config_from_dict(cfg)
+    with pytest.raises(VAEError, match=message):
+        config.check_training(TrainConfig(**train))
+    config.check_training(TrainConfig())                                 # the defaults suit every family
+    if kind == "m2":
+        config.check_training(TrainConfig(labels_per_class=10))         # M2's own setting

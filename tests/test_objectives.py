@@ -175,3 +175,21 @@ def test_every_objective_reports_named_parts(objective):
     assert parts["total"].item() == pytest.approx(parts["recon"].item() + parts["kl"].item(), rel=1e-5)
     parts["loss"].backward()
     assert all(p.grad is not None for p in model.encoder.parameters())
+
+
+def test_a_codebook_model_hands_its_code_use_to_the_loop_beside_its_losses():
+    from vae_core.training.objectives import training_step
+
+    torch.manual_seed(0)
+    x = torch.rand(4, 1, 28, 28)
+    cfg = TrainConfig()
+    noise = dict(step=0, total_steps=10, randn=lambda s, batch_axis=0: torch.randn(s), dataset_size=100)
+    vq = build_model({"model_type": "vq", "channels": [4, 8], "latent_dim": 5, "codebook_size": 7})
+    result = training_step(vq, x, None, cfg, **noise)
+    assert result.code_counts.shape == (7,) and result.code_counts.sum() == 4 * 7 * 7
+    assert result.encodings.shape == (4, 5, 7, 7) and not result.encodings.requires_grad
+    assert {"codebook", "commitment", "perplexity", "codebook_usage", "loss", "total"} <= set(result.parts)
+    assert all(not k.startswith("_") for k in result.parts)             # losses only: no private keys
+    plain = training_step(build_model(MLPConfig(in_shape=(1, 28, 28), hidden_dims=(16,), latent_dim=2)), x, None,
+                          cfg, **noise)
+    assert plain.code_counts is None and plain.encodings is None

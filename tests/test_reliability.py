@@ -591,16 +591,16 @@ def test_a_nan_loss_in_a_live_run_shows_a_message_and_the_app_keeps_working(trai
     import importlib
 
     tr = importlib.import_module("vae_core.training.loop")
-    real, calls = tr.loss_parts, {"n": 0}
+    real, calls = tr.training_step, {"n": 0}
 
     def poisoned(*a, **k):
-        parts = real(*a, **k)
+        result = real(*a, **k)
         calls["n"] += 1
         if calls["n"] == 5:
-            parts["loss"] = parts["loss"] * float("nan")
-        return parts
+            result.parts["loss"] = result.parts["loss"] * float("nan")
+        return result
 
-    monkeypatch.setattr(tr, "loss_parts", poisoned)
+    monkeypatch.setattr(tr, "training_step", poisoned)
     at = train_app
     at.button(key="train_start").click().run()
     job = at.session_state["train_job"]

@@ -119,13 +119,13 @@ def test_m2_training_sees_only_the_labelled_subsets_labels(monkeypatch, digits_t
         by_image.setdefault(tuple(digits_train.images[i].flatten().tolist()), set()).add(i)
     labelled = {(i, int(digits_train.labels[i])) for i in subset.tolist()}
     seen = []
-    real = train_module.loss_parts
+    real = train_module.training_step
 
     def spy(model, x, y, cfg, **kw):
         seen.append((x.detach().clone(), y.clone(), kw["labelled_share"]))
         return real(model, x, y, cfg, **kw)
 
-    monkeypatch.setattr(train_module, "loss_parts", spy)
+    monkeypatch.setattr(train_module, "training_step", spy)
     list(train(config, digits_train))
     assert seen
     for x, y, share in seen:

@@ -73,18 +73,18 @@ def test_resume_refuses_a_changed_config(tiny_run_config, tmp_path):
 
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_run_config, tmp_path, monkeypatch):
     tr = importlib.import_module("vae_core.training.loop")
-    real = tr.loss_parts
+    real = tr.training_step
     calls = {"n": 0}
 
     def poisoned(*a, **k):
-        parts = real(*a, **k)
+        result = real(*a, **k)
         calls["n"] += 1
         if calls["n"] == 30:                    # the 30th step, in the second epoch (22 steps per epoch)
-            parts["loss"] = parts["loss"] * float("nan")
-            parts["total"] = parts["total"] * float("nan")
-        return parts
+            result.parts["loss"] = result.parts["loss"] * float("nan")
+            result.parts["total"] = result.parts["total"] * float("nan")
+        return result
 
-    monkeypatch.setattr(tr, "loss_parts", poisoned)
+    monkeypatch.setattr(tr, "training_step", poisoned)
     out = tmp_path / "run"
     before = None
     steps_only = dataclasses.replace(tiny_run_config, train=dataclasses.replace(tiny_run_config.train, kernels="torch"))

@@ -94,7 +94,7 @@ def build_run_config(args: argparse.Namespace):
         if v is not None:
             train_d[name] = v
     probe = RunConfig.from_dict({"model": {"model_type": kind}, "train": train_d}).train
-    told_classes = kind in ("cvae", "m2")          # the families whose class count is the dataset's
+    told_classes = MODEL_TYPES[kind][0].conditional     # the families whose class count is the dataset's
     if "in_shape" not in model_d or (told_classes and "num_classes" not in model_d):
         data = load_dataset(probe.dataset, "train", image_size=probe.image_size)
         model_d.setdefault("in_shape", list(data.shape))

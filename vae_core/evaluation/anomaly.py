@@ -29,7 +29,7 @@ SCORE_UNITS = MappingProxyType({"elbo": "nats", "iwae": "nats", "recon": "MSE"})
 
 def is_vq(model: VAEBase) -> bool:
     """A codebook model: a deterministic encoder and a uniform prior over its K codes."""
-    return hasattr(model, "codes")
+    return model.as_codebook() is not None
 
 
 @torch.inference_mode()
@@ -72,8 +72,8 @@ def anomaly_scores(model: VAEBase, data: ImageSet, kind: ScoreKind = "elbo", *, 
         if kind == "recon":
             s = (model.decode(post.mode(), y) - x).pow(2).flatten(1).mean(1)
         elif post.logvar is None:                  # a VQ-VAE's ELBO: its KL is -log p(codes) under its code
-            prior = model.code_prior                  # prior, or log K at every position without one
-            kl = vq_kl(model) if prior is None else -prior.log_prob(model.codes(post.mu))
+            prior = model.learned_prior()             # prior, or log K at every position without one
+            kl = vq_kl(model) if prior is None else -prior.log_prob(model.as_codebook().codes(post.mu))
             s = -log_likelihood(model, model.decode_logits(post.mu, y), x) + kl
         elif kind == "iwae":
             s = -iwae_log_likelihood(model, x, y, post, k, gen)

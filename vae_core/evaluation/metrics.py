@@ -8,7 +8,6 @@ import torch
 
 from ..data import ImageSet
 from ..models import VAEBase
-from ..models.m2 import classifies
 from ..models.vq import codebook_perplexity
 from ..training.objectives import iwae_bound, log_importance_weights, log_likelihood
 
@@ -30,15 +29,17 @@ def evaluate_model(model: VAEBase, data: ImageSet, *, batch_size: int = 500, iwa
     dev = model.device
     gen = torch.Generator(device=dev).manual_seed(seed)
     n = len(data) if max_images is None else min(len(data), max_images)
-    is_vq = hasattr(model, "codes")                 # a codebook: KL is log K per position
+    vq = model.as_codebook()                        # a codebook: KL is log K per position
+    is_vq = vq is not None
+    classifier = model.as_classifier()              # an M2: its accuracy too
     batches = data.batches(batch_size, dev, with_labels=bool(model.num_classes), limit=n)
     x0, y0 = next(data.batches(1, dev, with_labels=bool(model.num_classes), limit=1))
     point_mass = model.encode(x0, y0).logvar is None   # e.g. TAESD: no posterior variance, no ELBO
     sums = {"recon": 0.0, "kl": 0.0, "mse": 0.0, "iwae_ll": 0.0, "correct": 0.0}
-    code_prior = getattr(model, "code_prior", None)     # a VQ-VAE's learned prior over its code grids
+    code_prior = model.learned_prior()               # a VQ-VAE's learned prior over its code grids
     kl_dim = mu_sum = mu_sq = None
     pixels = math.prod(model.config.in_shape)
-    counts = torch.zeros(getattr(model.config, "codebook_size", 1), device=dev)
+    counts = torch.zeros(vq.config.codebook_size if is_vq else 1, device=dev)
     done = 0
     for x, y in batches:
         post = model.encode(x, y)
@@ -48,7 +49,7 @@ def evaluate_model(model: VAEBase, data: ImageSet, *, batch_size: int = 500, iwa
         sums["recon"] += -log_likelihood(model, d.out, x).sum().item()
         sums["mse"] += (model.decode(post.mode(), y) - x).pow(2).flatten(1).mean(1).sum().item()
         if is_vq:
-            codes = model.codes(post.mu)
+            codes = vq.codes(post.mu)
             counts += torch.bincount(codes.flatten(), minlength=counts.numel()).float()
             if code_prior is not None:
                 sums["kl"] -= code_prior.log_prob(codes).sum().item()
@@ -58,8 +59,8 @@ def evaluate_model(model: VAEBase, data: ImageSet, *, batch_size: int = 500, iwa
             kl_dim = kl.sum(0) if kl_dim is None else kl_dim + kl.sum(0)
             if iwae_k:
                 sums["iwae_ll"] += iwae_log_likelihood(model, x, y, post, iwae_k, gen).sum().item()
-        if classifies(model):
-            sums["correct"] += (model.predict(x) == y).sum().item()
+        if classifier is not None:
+            sums["correct"] += (classifier.predict(x) == y).sum().item()
         mu_sum = mu.sum(0) if mu_sum is None else mu_sum + mu.sum(0)
         mu_sq = mu.pow(2).sum(0) if mu_sq is None else mu_sq + mu.pow(2).sum(0)
         done += len(x)
@@ -75,7 +76,7 @@ def evaluate_model(model: VAEBase, data: ImageSet, *, batch_size: int = 500, iwa
     if not is_vq:
         out.update(active_units=int((var > AU_THRESHOLD).sum()), latent_units=int(var.numel()),
                    latent_variance=var.tolist())
-    if classifies(model):
+    if classifier is not None:
         out["accuracy"] = sums["correct"] / n
     if model.config.likelihood == "bernoulli":
         out["binarisation"] = "none: grey levels in [0, 1] are used as Bernoulli targets"

@@ -126,7 +126,7 @@ def _open(resolved: Resolved, folder: Path, source: str, device, image_size, pol
     files = [folder / "config.json", folder / "model.safetensors"]
     prior = load_code_prior(folder)
     if prior is not None:                      # a VQ-VAE's autoregressive code prior, trained after it
-        if not hasattr(model, "attach_prior"):
+        if model.as_codebook() is None:
             raise VAEError(f"{folder} holds a code prior ({PRIOR_FILES[0]}), but only a VQ-VAE takes one; "
                            f"this is a {config.model_type} model. Delete the prior's files.")
         model.attach_prior(prior)

@@ -12,9 +12,13 @@ import torch
 
 from ..errors import VAEError
 from ..models import VAEBase
-from ..models.m2 import classifies
 
 MAX_GRID_IMAGES = 1024          # styles x classes decoded at once
+
+
+def classifies(model: VAEBase) -> bool:
+    """Whether the model infers the class of an image itself (an M2), rather than being told it (a CVAE)."""
+    return model.as_classifier() is not None
 
 
 def _require_classes(model: VAEBase) -> int:
@@ -50,9 +54,10 @@ def decode_as_every_class(model: VAEBase, z: torch.Tensor) -> torch.Tensor:
 @torch.inference_mode()
 def class_probabilities(model: VAEBase, x: torch.Tensor) -> torch.Tensor | None:
     """q(y | x) for images (B, C, H, W): (B, K) on the CPU, or None for a model that is told the class."""
-    if not classifies(model):
+    classifier = model.as_classifier()
+    if classifier is None:
         return None
-    return model.class_probs(x.to(model.device, torch.float32)).cpu()
+    return classifier.class_probs(x.to(model.device, torch.float32)).cpu()
 
 
 @torch.inference_mode()
@@ -64,11 +69,13 @@ def style_transfer(model: VAEBase, x: torch.Tensor, y: int | None = None) -> tup
     _require_classes(model)
     x = x.to(model.device, torch.float32)
     if y is None:
-        if not classifies(model):
+        classifier = model.as_classifier()
+        if classifier is None:
             raise VAEError("This conditional model needs the image's class to read its style; choose it.")
-        y = int(model.predict(x)[0])
+        y = int(classifier.predict(x)[0])
     z = model.encode(x, model.class_labels(int(y), 1)).mode()                # (1, *latent)
     return decode_as_every_class(model, z), int(y)
 
 
-__all__ = ["MAX_GRID_IMAGES", "class_probabilities", "decode_as_every_class", "style_grid", "style_transfer"]
+__all__ = ["MAX_GRID_IMAGES", "class_probabilities", "classifies", "decode_as_every_class", "style_grid",
+           "style_transfer"]

@@ -17,17 +17,18 @@ from .explore import decode
 
 
 def is_vq(model: VAEBase) -> bool:
-    return isinstance(model, VQVAE)
+    return model.as_codebook() is not None
 
 
 def has_code_prior(model: VAEBase) -> bool:
-    return is_vq(model) and model.code_prior is not None
+    return model.learned_prior() is not None
 
 
 def _require(model: VAEBase) -> VQVAE:
-    if not is_vq(model):
+    vq = model.as_codebook()
+    if vq is None:
         raise VAEError("The codebook explorer needs a VQ-VAE (e.g. mnist-vq); pick one in the sidebar.")
-    return model
+    return vq
 
 
 @torch.inference_mode()

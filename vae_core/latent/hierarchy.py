@@ -20,13 +20,14 @@ MAX_GRID = 400             # images in one resample grid
 
 
 def is_hierarchical(model: VAEBase) -> bool:
-    return isinstance(model, HierarchicalVAE)
+    return model.as_hierarchy() is not None
 
 
 def _require(model: VAEBase) -> HierarchicalVAE:
-    if not is_hierarchical(model):
+    hierarchy = model.as_hierarchy()
+    if hierarchy is None:
         raise VAEError("This needs a hierarchical VAE (model type hvae or hvae-conv); pick one in the sidebar.")
-    return model
+    return hierarchy
 
 
 def layer_names(model: VAEBase) -> list[str]:

@@ -6,6 +6,12 @@ Every model speaks:
     sample(n, generator=None, y=None, temperature=1.0) -> images
     latent_shape, config, num_classes
 so pages and the training loop never ask what kind of model they hold.
+
+What a family can do beyond that, it says through optional capabilities on ``VAEBase``: ``as_codebook()``
+(a grid of discrete codes), ``as_hierarchy()`` (stochastic layers), ``as_classifier()`` (it infers an image's
+class) and ``learned_prior()`` (a code prior fitted after it). Each answers None on the base class, and the
+family that has the capability answers itself. Code outside ``models/`` asks these, never a family's name,
+``isinstance`` or ``hasattr``; a family's rules for training live on its config (``check_training``).
 """
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import brief, from_dict, to_dict
+from ..config import TrainConfig, brief, from_dict, to_dict
 from ..errors import VAEError
 from ..settings import LoadPolicy
 from .kernels import Dense
@@ -100,6 +106,9 @@ class ModelConfig:
     """Base of every model config. Subclasses add fields; ``model_type`` names the family."""
 
     model_type: ClassVar[str] = ""
+    # A family whose images come with their class (told it, like a CVAE, or inferring it, like an M2): its
+    # num_classes defaults to the dataset's.
+    conditional: ClassVar[bool] = False
     in_shape: tuple[int, ...] = (1, 28, 28)   # (C, H, W) of the images
     latent_dim: int = 20
     likelihood: Likelihood = "bernoulli"
@@ -129,6 +138,17 @@ class ModelConfig:
             raise VAEError(f"{name}.sigma and laplace_scale must be positive.")
         if self.num_classes < 0 or self.num_classes > MAX_WIDTH:
             raise VAEError(f"{name}.num_classes must be between 0 and {MAX_WIDTH}, got {brief(self.num_classes)}.")
+
+    def check_training(self, train: TrainConfig) -> None:
+        """Refuse training settings this family cannot use, with a VAEError that says why. A family with an
+        objective of its own extends this; the training loop asks it and knows no family."""
+        if train.labels_per_class:
+            raise VAEError(f"labels_per_class hides labels from a semi-supervised model (--model m2); a "
+                           f"{self.model_type} model does not use it.")
+
+    def trains_distributed(self) -> bool:
+        """Whether a run may be split over processes (torchrun)."""
+        return True
 
     def estimated_params(self) -> int:
         raise NotImplementedError
@@ -218,6 +238,29 @@ class VAEBase(nn.Module):
         post = self.encode(x, y)
         return self.decode(post.mode(), y)
 
+    # -- optional capabilities: None here, the model itself where its family has one ---------------------
+    # (Each family narrows the return type to its own class: VQVAE, HierarchicalVAE, M2VAE, CodeTransformer.
+    # They import this module, so it names none of them.)
+    def as_codebook(self) -> VAEBase | None:
+        """This model if its latent is a grid of codes from a codebook (``codes``, ``lookup``, ``code_usage``,
+        ``codebook_loss``, ``attach_prior``), else None."""
+        return None
+
+    def as_hierarchy(self) -> VAEBase | None:
+        """This model if its latent is a stack of stochastic layers, top first (``layer_sizes``,
+        ``layer_slices``), else None."""
+        return None
+
+    def as_classifier(self) -> VAEBase | None:
+        """This model if it infers the class of an image itself (``predict``, ``class_probs``), rather than
+        being told it, else None."""
+        return None
+
+    def learned_prior(self) -> nn.Module | None:
+        """The prior learned over this model's codes after it was trained (train-prior), which sampling and
+        likelihoods then use; None for a model without one."""
+        return None
+
     # -- helpers ----------------------------------------------------------------------------------
     def class_labels(self, y, n: int) -> torch.Tensor | None:
         """Labels for n images: None for an unconditional model; an int is given to every image."""
@@ -256,10 +299,6 @@ class VAEBase(nn.Module):
         """The weights that model.safetensors holds (a part trained and saved on its own, such as a
         VQ-VAE's code prior, is left out)."""
         return self.state_dict()
-
-    def extra_loss(self, post: Posterior) -> dict[str, torch.Tensor]:
-        """Model-specific loss terms (the VQ-VAE's codebook and commitment losses)."""
-        return {}
 
 
 def _gen_device(generator: torch.Generator | None, fallback: torch.device) -> torch.device:

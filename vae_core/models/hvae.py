@@ -27,6 +27,7 @@ from typing import ClassVar
 import torch
 import torch.nn as nn
 
+from ..config import TrainConfig
 from ..errors import VAEError
 from .base import ModelConfig, Posterior, PosteriorDraw, VAEBase, _positive
 from .conv import SUPPORTED_SIZES
@@ -63,6 +64,12 @@ class HierarchyConfig(ModelConfig):
         super().validate()
         if self.num_classes:
             raise VAEError(f"{name} is unconditional; num_classes must be 0.")
+
+    def check_training(self, train: TrainConfig) -> None:
+        super().check_training(train)
+        if train.objective not in ("elbo", "iwae"):
+            raise VAEError(f"A hierarchical VAE trains with objective elbo or iwae; {train.objective!r} assumes one "
+                           "N(0, I) prior over a flat code.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,6 +173,9 @@ class HierarchicalVAE(VAEBase):
     """The top-down pass, shared by both variants; a variant supplies its networks through five hooks."""
 
     config: HierarchyConfig
+
+    def as_hierarchy(self) -> HierarchicalVAE:
+        return self
 
     @property
     def layer_sizes(self) -> tuple[int, ...]:

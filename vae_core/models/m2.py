@@ -17,6 +17,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
+from ..config import TrainConfig
 from ..errors import VAEError
 from .base import Posterior, _positive, mlp
 from .mlp import CVAEConfig, MLPVAE
@@ -42,11 +43,23 @@ class M2Config(CVAEConfig):
         sizes = [math.prod(self.in_shape), *self.classifier_dims, self.num_classes]
         return super().estimated_params() + sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
 
+    def check_training(self, train: TrainConfig) -> None:
+        # labels_per_class is M2's own setting: the base class's refusal of it does not apply.
+        if train.objective != "elbo" or train.free_bits > 0:
+            raise VAEError("M2 trains with its own objective (labelled and unlabelled ELBOs and a classification "
+                           "term); objective and free_bits do not apply to it.")
+
+    def trains_distributed(self) -> bool:
+        return False                # its labelled subset and classifier term are drawn in one process
+
 
 class M2VAE(MLPVAE):
     def __init__(self, config: M2Config):
         super().__init__(config)
         self.classifier = mlp([math.prod(config.in_shape), *config.classifier_dims, config.num_classes])
+
+    def as_classifier(self) -> M2VAE:
+        return self
 
     def class_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of q(y | x), shape (B, K)."""
@@ -76,7 +89,3 @@ class M2VAE(MLPVAE):
         y = self.predict(x) if y is None else y
         return self.decode(self.encode(x, y).mode(), y)
 
-
-def classifies(model) -> bool:
-    """Whether the model infers the class of an image itself (an M2), rather than being told it."""
-    return isinstance(model, M2VAE)

@@ -41,6 +41,7 @@ class CVAEConfig(MLPConfig):
     """Conditional VAE: the class label enters the encoder and the decoder."""
 
     model_type: ClassVar[str] = "cvae"
+    conditional: ClassVar[bool] = True
     num_classes: int = 10
 
     def validate(self) -> None:

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import brief
+from ..config import TrainConfig, brief
 from ..errors import VAEError
 from .base import ModelConfig, Posterior, VAEBase, _gen_device, _positive
 from .conv import SUPPORTED_SIZES, conv_decoder, conv_encoder, transposed_values
@@ -51,6 +51,27 @@ class VQConfig(ModelConfig):
     def decode_values(self) -> int:
         return max(self.latent_dim * self.grid ** 2, transposed_values(self.channels, self.in_shape))
 
+    def check_training(self, train: TrainConfig) -> None:
+        super().check_training(train)
+        if train.objective != "elbo":
+            raise VAEError(f"The VQ-VAE trains with its own objective; objective={train.objective!r} does not apply.")
+
+
+@dataclasses.dataclass(frozen=True)
+class CodebookLoss:
+    """The VQ-VAE's own loss terms for a batch, and the code use its codebook's upkeep needs."""
+
+    codebook: torch.Tensor        # (B,) ||sg[z_e] - z_q||^2: moves the codes toward the encoder outputs
+    commitment: torch.Tensor      # (B,) commitment * ||z_e - sg[z_q]||^2: keeps the encoder near its codes
+    counts: torch.Tensor          # (K,) how often each code was picked in the batch
+
+    def usage(self) -> torch.Tensor:
+        """The share of codes picked at least once in the batch."""
+        return (self.counts > 0).float().mean()
+
+    def perplexity(self) -> torch.Tensor:
+        return codebook_perplexity(self.counts)
+
 
 def codebook_perplexity(counts: torch.Tensor) -> torch.Tensor:
     """exp(entropy) of the code frequencies: how many codes are in effective use (1 to K)."""
@@ -78,6 +99,12 @@ class VQVAE(VAEBase):
         # An autoregressive prior over the code grid, trained after the VQ-VAE (train-prior) and
         # saved in its own files: attach_prior sets it, and sampling and evaluation then use it.
         self.code_prior: CodeTransformer | None = None
+
+    def as_codebook(self) -> VQVAE:
+        return self
+
+    def learned_prior(self) -> CodeTransformer | None:
+        return self.code_prior
 
     def attach_prior(self, prior: CodeTransformer | None) -> None:
         """Use ``prior`` for sampling and likelihoods (None: back to independent code frequencies)."""
@@ -125,15 +152,13 @@ class VQVAE(VAEBase):
         out = self.decoder(z)
         return out.view(*lead, *out.shape[1:])
 
-    def extra_loss(self, post: Posterior) -> dict[str, torch.Tensor]:
-        z_e = post.mu
+    def codebook_loss(self, z_e: torch.Tensor) -> CodebookLoss:
+        """The codebook and commitment losses of encoder outputs ``z_e`` (B, D, h, w), with the batch's code use."""
         z_q, idx = self.quantize(z_e)
         codebook = F.mse_loss(z_q, z_e.detach(), reduction="none").flatten(1).sum(1)
         commitment = F.mse_loss(z_e, z_q.detach(), reduction="none").flatten(1).sum(1)
         counts = torch.bincount(idx.flatten(), minlength=self.config.codebook_size).float()
-        return {"codebook": codebook, "commitment": self.config.commitment * commitment,
-                "_counts": counts, "_z_e": z_e.detach(), "perplexity": codebook_perplexity(counts).detach(),
-                "codebook_usage": (counts > 0).float().mean().detach()}
+        return CodebookLoss(codebook, self.config.commitment * commitment, counts)
 
     def prior_sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0,
                      top_k: int = 0) -> torch.Tensor:

@@ -41,11 +41,9 @@ from ..io.run_folder import PRIOR_FILES, RESUME_FILES, load_state, verify_files,
 from ..io.weights import optimizer_from_files
 from ..models import kernels
 from ..models import ModelConfig, VAEBase, build_model, config_from_dict
-from ..models.hvae import HierarchyConfig
-from ..models.m2 import classifies
-from ..models.vq import codebook_perplexity
+from ..models.vq import VQVAE, codebook_perplexity
 from . import snapshots
-from .objectives import loss_parts
+from .objectives import training_step
 from .optim import FUSED_DEVICES, FusedAdam
 
 SAMPLE_COUNT = 64
@@ -109,17 +107,7 @@ def check_compatible(config: RunConfig, data: ImageSet) -> None:
     if m.num_classes and int(data.labels.max()) >= m.num_classes:
         raise VAEError(f"The dataset has {int(data.labels.max()) + 1} classes but the model has num_classes="
                        f"{m.num_classes}.")
-    if m.model_type == "vq" and t.objective != "elbo":
-        raise VAEError(f"The VQ-VAE trains with its own objective; objective={t.objective!r} does not apply.")
-    if m.model_type == "m2" and (t.objective != "elbo" or t.free_bits > 0):
-        raise VAEError("M2 trains with its own objective (labelled and unlabelled ELBOs and a classification "
-                       "term); objective and free_bits do not apply to it.")
-    if t.labels_per_class and m.model_type != "m2":
-        raise VAEError(f"labels_per_class hides labels from a semi-supervised model (--model m2); a "
-                       f"{m.model_type} model does not use it.")
-    if isinstance(m, HierarchyConfig) and t.objective not in ("elbo", "iwae"):
-        raise VAEError(f"A hierarchical VAE trains with objective elbo or iwae; {t.objective!r} assumes one "
-                       "N(0, I) prior over a flat code.")
+    m.check_training(t)                       # the family's own rules (objective, labels) live with the family
     if len(data) < 2:
         raise VAEError("The dataset needs at least two images to train on.")
 
@@ -138,8 +126,8 @@ class _Objective(nn.Module):
         self.model = model
 
     def forward(self, x, y, cfg, step, total_steps, randn, dataset_size, labelled_share=1.0):
-        return loss_parts(self.model, x, y, cfg, step=step, total_steps=total_steps, randn=randn,
-                          dataset_size=dataset_size, labelled_share=labelled_share)
+        return training_step(self.model, x, y, cfg, step=step, total_steps=total_steps, randn=randn,
+                             dataset_size=dataset_size, labelled_share=labelled_share)
 
 
 def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
@@ -186,8 +174,8 @@ def train(config: RunConfig, data: ImageSet | None = None, test_data: ImageSet |
         raise VAEError(f"batch_size {cfg.batch_size} is larger than the {len(data)} training images; lower it.")
     if cfg.batch_size % world:
         raise VAEError(f"batch_size {cfg.batch_size} must divide evenly among {world} processes.")
-    if config.model.model_type == "m2" and world > 1:
-        raise VAEError("M2 trains in one process; run it without torchrun.")
+    if world > 1 and not config.model.trains_distributed():
+        raise VAEError(f"A {config.model.model_type} model trains in one process; run it without torchrun.")
 
     out = Path(out_dir) if out_dir else None
     start_epoch, history, elapsed, saved = 0, [], 0.0, {}
@@ -218,7 +206,7 @@ def train(config: RunConfig, data: ImageSet | None = None, test_data: ImageSet |
     # An M2 with labels_per_class sees only that seeded, class-balanced subset's labels: each step
     # adds a batch of those labelled images to the usual batch, whose labels are hidden (-1).
     labelled = class_balanced_indices(data.labels, cfg.labels_per_class, cfg.seed).to(device) \
-        if classifies(model) and cfg.labels_per_class else None
+        if model.as_classifier() is not None and cfg.labels_per_class else None
     labelled_share = len(labelled) / n if labelled is not None else 1.0
     local_B = B // world
     steps_per_epoch = n // B                                          # the last partial batch is dropped
@@ -228,9 +216,9 @@ def train(config: RunConfig, data: ImageSet | None = None, test_data: ImageSet |
     precision = saved.get("precision") or resolve_precision(cfg.precision, device)
     amp = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
     route = _route(model, cfg, device, precision, saved.get("kernels"), total_steps - step,
-                   lambda: loss_parts(model, *_measure_batch(images, labels, labelled, local_B, B), cfg, step=0,
-                                      total_steps=total_steps, randn=_scratch_randn(device), dataset_size=n,
-                                      labelled_share=labelled_share))
+                   lambda: training_step(model, *_measure_batch(images, labels, labelled, local_B, B), cfg, step=0,
+                                         total_steps=total_steps, randn=_scratch_randn(device), dataset_size=n,
+                                         labelled_share=labelled_share).parts)
     setup = {"precision": precision, "kernels": list(route)}
     part_names: list[str] | None = None
     how = "bf16 autocast" if precision == "bf16" else ", ".join(filter(None, ["fp32", kernels.describe(model)]))
@@ -265,7 +253,8 @@ def train(config: RunConfig, data: ImageSet | None = None, test_data: ImageSet |
                 x = torch.cat([x, images.index_select(0, pick).float().div_(255.0)])     # (b + l, C, H, W)
                 y = torch.cat([torch.full_like(y, -1), labels.index_select(0, pick)])
             with amp:
-                parts = objective(x, y, cfg, step, total_steps, randn, n, labelled_share)
+                result = objective(x, y, cfg, step, total_steps, randn, n, labelled_share)
+            parts = result.parts
             loss = parts["loss"]
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -273,12 +262,12 @@ def train(config: RunConfig, data: ImageSet | None = None, test_data: ImageSet |
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             step += 1
-            counts, z_e = parts.pop("_counts", None), parts.pop("_z_e", None)
+            counts, z_e = result.code_counts, result.encodings
             if counts is not None:
                 vq_counts = counts if vq_counts is None else vq_counts + counts
                 window = counts if window is None else window + counts
                 if cfg.restart_dead_codes and step % RESTART_WINDOW == 0:
-                    restarted += _restart_dead_codes(model, window, z_e, gen, world)
+                    restarted += _restart_dead_codes(model.as_codebook(), window, z_e, gen, world)
                     window = None
             if part_names is None:
                 part_names = list(parts)
@@ -300,7 +289,7 @@ def train(config: RunConfig, data: ImageSet | None = None, test_data: ImageSet |
         if vq_counts is not None:
             if world > 1:
                 dist.all_reduce(vq_counts)
-            model.code_usage.copy_(vq_counts / vq_counts.sum())
+            model.as_codebook().code_usage.copy_(vq_counts / vq_counts.sum())
             means = {**means, "codebook_usage": float((vq_counts > 0).float().mean()),
                      "perplexity": float(codebook_perplexity(vq_counts)),
                      **({"dead_codes_restarted": float(restarted)} if cfg.restart_dead_codes else {})}
@@ -362,7 +351,7 @@ def _route(model: VAEBase, cfg: TrainConfig, device: torch.device, precision: st
     return kernels.apply_route(model, kernels.measure_route(model, forward))
 
 
-def _restart_dead_codes(model: VAEBase, window: torch.Tensor, z_e: torch.Tensor, gen: torch.Generator,
+def _restart_dead_codes(model: VQVAE, window: torch.Tensor, z_e: torch.Tensor, gen: torch.Generator,
                         world: int) -> int:
     """Restart the VQ-VAE's codes unused over the last RESTART_WINDOW steps (``window``: their counts) at
     encoder outputs of the current batch (``z_e``), as Jukebox does (Dhariwal et al., 2020). Checked every

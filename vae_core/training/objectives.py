@@ -1,10 +1,12 @@
 """Likelihoods, the closed-form KL, and the training objectives, each reporting its loss by named parts.
 
 Conventions: per-image quantities have shape (B,) (or (k, B) with k posterior samples);
-``loss_parts`` returns scalar batch means, with "loss" the quantity that is minimised.
+``training_step`` returns a ``StepResult``: scalar batch means by name, with "loss" the quantity that is
+minimised, and what a codebook's upkeep needs from the batch; ``loss_parts`` is its parts alone.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Callable
 
@@ -13,8 +15,6 @@ import torch.nn.functional as F
 
 from ..config import TrainConfig
 from ..models.base import LOG_2PI, Posterior, VAEBase, standard_normal_log_prob
-from ..models.hvae import HierarchicalVAE
-from ..models.m2 import classifies
 
 Randn = Callable[[tuple[int, ...]], torch.Tensor]   # draws standard normal noise of a local shape
 
@@ -179,18 +179,39 @@ def m2_loss_parts(model: VAEBase, x: torch.Tensor, y: torch.Tensor, cfg: TrainCo
     return parts
 
 
+@dataclasses.dataclass
+class StepResult:
+    """One minibatch's objective: its named parts, and what the training loop keeps a codebook healthy with."""
+
+    parts: dict[str, torch.Tensor]                # batch means; "loss" is minimised, "total" the negative ELBO
+    code_counts: torch.Tensor | None = None       # a codebook model: (K,) how often each code was picked
+    encodings: torch.Tensor | None = None         # ... and its encoder outputs z_e (B, D, h, w), detached,
+                                                  # where unused codes restart
+
+
 def loss_parts(model: VAEBase, x: torch.Tensor, y: torch.Tensor | None, cfg: TrainConfig, *,
                step: int, total_steps: int, randn: Randn, dataset_size: int,
                labelled_share: float = 1.0) -> dict[str, torch.Tensor]:
+    """One minibatch's objective, by named parts (batch means): ``training_step``'s parts."""
+    return training_step(model, x, y, cfg, step=step, total_steps=total_steps, randn=randn,
+                         dataset_size=dataset_size, labelled_share=labelled_share).parts
+
+
+def training_step(model: VAEBase, x: torch.Tensor, y: torch.Tensor | None, cfg: TrainConfig, *,
+                  step: int, total_steps: int, randn: Randn, dataset_size: int,
+                  labelled_share: float = 1.0) -> StepResult:
     """One minibatch's objective, by named parts (batch means). 'loss' is what gets minimised;
     'total' is always the negative ELBO, so runs with different objectives stay comparable.
-    An M2 takes labels with -1 where hidden, and the share of training images with a label."""
-    if classifies(model):
-        return m2_loss_parts(model, x, y, cfg, step=step, total_steps=total_steps, randn=randn,
-                             labelled_share=labelled_share)
+    A model that classifies (an M2) takes labels with -1 where hidden, and the share of training images
+    with a label."""
+    if model.as_classifier() is not None:
+        return StepResult(m2_loss_parts(model, x, y, cfg, step=step, total_steps=total_steps, randn=randn,
+                                        labelled_share=labelled_share))
     post = model.encode(x, y)
-    is_vq = post.logvar is None
-    parts: dict[str, torch.Tensor] = {}
+    vq = model.as_codebook()
+    is_vq = vq is not None
+    result = StepResult({})
+    parts = result.parts
     if cfg.objective == "iwae" and not is_vq:
         log_w = log_importance_weights(model, x, y, post, randn((cfg.iwae_k, *post.mu.shape)))
         with torch.no_grad():
@@ -208,11 +229,11 @@ def loss_parts(model: VAEBase, x: torch.Tensor, y: torch.Tensor | None, cfg: Tra
         parts.update(recon=recon.mean(), kl=kl.mean())
         w = kl_weight(cfg, step, total_steps)
         if is_vq:
-            extra = model.extra_loss(post)
-            private = {k: extra.pop(k) for k in ("_counts", "_z_e")}     # for codebook health, not losses
-            parts.update({k: v.mean() for k, v in extra.items()})
+            own = vq.codebook_loss(post.mu)
+            parts.update(codebook=own.codebook.mean(), commitment=own.commitment.mean(),
+                         perplexity=own.perplexity().detach(), codebook_usage=own.usage().detach())
             parts["loss"] = recon.mean() + parts["codebook"] + parts["commitment"]
-            parts.update(private)
+            result.code_counts, result.encodings = own.counts, post.mu.detach()
         elif cfg.objective == "tcvae":
             tc = tc_decomposition(z, post, dataset_size)
             parts.update({k: v.mean() for k, v in tc.items()})
@@ -224,13 +245,14 @@ def loss_parts(model: VAEBase, x: torch.Tensor, y: torch.Tensor | None, cfg: Tra
             parts["mmd"] = mmd
             parts["loss"] = recon.mean() + cfg.mmd_weight * mmd
         else:
-            groups = model.layer_sizes if isinstance(model, HierarchicalVAE) else None
+            hierarchy = model.as_hierarchy()
+            groups = hierarchy.layer_sizes if hierarchy is not None else None
             kl_term = free_bits_kl(kl_per_dim, cfg.free_bits, groups) if cfg.free_bits > 0 else kl.mean()
             parts["loss"] = recon.mean() + w * kl_term
         parts["kl_weight"] = torch.tensor(float(w))
-    if isinstance(model, HierarchicalVAE):
+    if (hierarchy := model.as_hierarchy()) is not None:
         # The KL of every layer, top first: the first sign of an upper layer collapsing.
-        for i, part in enumerate(kl_per_dim.detach().flatten(1).split(list(model.layer_sizes), dim=1)):
+        for i, part in enumerate(kl_per_dim.detach().flatten(1).split(list(hierarchy.layer_sizes), dim=1)):
             parts[f"kl_layer{i + 1}"] = part.sum(1).mean()
     parts["total"] = parts["recon"] + parts["kl"]
-    return parts
+    return result

@@ -113,7 +113,7 @@ def train_prior(folder: str | Path, arch: dict | None = None, cfg: PriorTrainCon
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     model, _ = open_model(folder, device=device)
-    if not isinstance(model, VQVAE):
+    if model.as_codebook() is None:
         raise VAEError(f"train-prior fits a prior over a VQ-VAE's codes; {folder} holds a {model.config.model_type} "
                        "model. Train a VQ-VAE first (python -m vae_core train --model vq --out RUN).")
     unknown = sorted(set(arch or {}) - set(ARCH_FIELDS))
