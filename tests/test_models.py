@@ -82,8 +82,15 @@ def test_vq_straight_through_and_codebook_statistics():
     ({"model_type": "mlp", "likelihood": "poisson"}, "likelihood"),
 ])
 def test_bad_configs_are_refused_before_allocation(bad, match, monkeypatch):
+    def guarded(real):
+        def init(self, *a, **k):                 # built on the meta device to be counted: nothing is allocated
+            if torch.get_default_device().type != "meta":
+                pytest.fail("allocated a model for a bad config")
+            real(self, *a, **k)
+        return init
+
     for _, cls in MODEL_TYPES.values():
-        monkeypatch.setattr(cls, "__init__", lambda *a, **k: pytest.fail("allocated a model for a bad config"))
+        monkeypatch.setattr(cls, "__init__", guarded(cls.__init__))
     with pytest.raises(VAEError, match=match):
         build_model(bad)
 
@@ -130,3 +137,34 @@ def test_a_family_refuses_training_settings_it_cannot_use(kind, train, message):
     config.check_training(TrainConfig())                                 # the defaults suit every family
     if kind == "m2":
         config.check_training(TrainConfig(labels_per_class=10))         # M2's own setting
+
+
+@pytest.mark.parametrize("kind", sorted(MODEL_TYPES))
+def test_the_parameter_count_is_exact_for_every_family(kind):
+    from vae_core.models import check_param_budget, parameter_count
+
+    for cfg in [{"model_type": kind}, *[c for c in CAPABLE if c["model_type"] == kind]]:
+        config = config_from_dict(cfg)
+        real = sum(p.numel() for p in build_model(config).parameters())
+        assert parameter_count(lambda: build_model(config)) == real == check_param_budget(config)
+
+
+def test_the_parameter_budget_is_an_upper_bound(monkeypatch):
+    from vae_core.models import base, check_param_budget
+
+    config = config_from_dict({"model_type": "conv"})
+    real = sum(p.numel() for p in build_model(config).parameters())
+    monkeypatch.setattr(base, "MAX_PARAMS", real)
+    assert check_param_budget(config) == real                              # exactly at the limit: allowed
+    monkeypatch.setattr(base, "MAX_PARAMS", real - 1)
+    with pytest.raises(VAEError, match=f"{real:,} parameters"):
+        check_param_budget(config)
+
+
+def test_the_code_prior_counts_its_parameters_exactly():
+    from vae_core.models.base import parameter_count
+    from vae_core.models.vq_prior import CodePriorConfig, CodeTransformer
+
+    config = CodePriorConfig(codebook_size=7, grid=7, width=16, layers=2, heads=2)
+    real = sum(p.numel() for p in CodeTransformer(config).parameters())
+    assert parameter_count(lambda: CodeTransformer(config, validated=True)) == real

@@ -6,7 +6,7 @@ from typing import Mapping
 
 from ..config import brief
 from ..errors import VAEError
-from .base import ModelConfig, Posterior, VAEBase, check_decode_cost, check_param_budget
+from .base import ModelConfig, Posterior, VAEBase, check_decode_cost, check_module_budget, parameter_count
 from .conv import ConvConfig, ConvVAE
 from .hvae import HVAE, HierarchicalVAE, HVAEConfig, HVAEConv, HVAEConvConfig
 from .m2 import M2Config, M2VAE
@@ -36,6 +36,12 @@ def config_from_dict(d: dict) -> ModelConfig:
     return cfg
 
 
+def check_param_budget(cfg: ModelConfig) -> int:
+    """The exact parameter count of the model ``cfg`` describes (a build on the meta device), or a VAEError
+    above MAX_PARAMS."""
+    return check_module_budget(cfg, MODEL_TYPES[cfg.model_type][1])
+
+
 def build_model(config: ModelConfig | dict) -> VAEBase:
     """Validate the config (refusing absurd sizes first), then allocate the model."""
     if isinstance(config, dict):
@@ -46,6 +52,7 @@ def build_model(config: ModelConfig | dict) -> VAEBase:
     return MODEL_TYPES[config.model_type][1](config)
 
 
-__all__ = ["MODEL_TYPES", "ModelConfig", "Posterior", "VAEBase", "build_model", "check_decode_cost", "config_from_dict",
+__all__ = ["MODEL_TYPES", "ModelConfig", "Posterior", "VAEBase", "build_model", "check_decode_cost", "check_param_budget",
+           "config_from_dict", "parameter_count",
            "MLPConfig", "CVAEConfig", "ConvConfig", "VQConfig", "MLPVAE", "ConvVAE", "VQVAE", "M2Config", "M2VAE",
            "HVAEConfig", "HVAEConvConfig", "HVAE", "HVAEConv", "HierarchicalVAE"]

@@ -150,9 +150,6 @@ class ModelConfig:
         """Whether a run may be split over processes (torchrun)."""
         return True
 
-    def estimated_params(self) -> int:
-        raise NotImplementedError
-
     def decode_values(self) -> int:
         """Values one decoded image holds at the decoder's widest layer (at least the image's C*H*W):
         what decoding one image costs in memory, so budgets can be checked before anything runs."""
@@ -164,11 +161,21 @@ def _positive(cls_name: str, field: str, value: int, limit: int = MAX_WIDTH) -> 
         raise VAEError(f"{cls_name}.{field} must be between 1 and {limit}, got {brief(value)}.")
 
 
-def check_param_budget(cfg: ModelConfig) -> None:
-    n = cfg.estimated_params()
+def parameter_count(build) -> int:
+    """Exactly how many parameters the module ``build()`` makes has, counted on a build on the meta device:
+    nothing is allocated, so a config's size is known before it costs anything (its ``validate`` has bounded
+    every width and layer count first). A module that initialises its own weights skips that on the meta device."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in build().parameters())
+
+
+def check_module_budget(cfg: ModelConfig, module: type[nn.Module]) -> int:
+    """The parameter count of ``module(cfg)``, or a VAEError above MAX_PARAMS."""
+    n = parameter_count(lambda: module(cfg))
     if n > MAX_PARAMS:
-        raise VAEError(f"This {cfg.model_type} config would have about {n:,} parameters "
+        raise VAEError(f"This {cfg.model_type} config would have {n:,} parameters "
                        f"(limit {MAX_PARAMS:,}); reduce its layer sizes.")
+    return n
 
 
 def check_decode_cost(config: ModelConfig, policy: LoadPolicy, source: str = "This model") -> None:

@@ -44,14 +44,6 @@ class ConvConfig(ModelConfig):
         s = self.in_shape[1] // 2 ** len(self.channels)
         return (self.channels[-1], s, s)
 
-    def estimated_params(self) -> int:
-        chans = [self.in_shape[0], *self.channels]
-        conv = 2 * sum(a * b * 16 + b for a, b in zip(chans[:-1], chans[1:]))
-        flat = self.feature_shape[0] * self.feature_shape[1] * self.feature_shape[2]
-        fc = (flat * self.fc_dim + self.fc_dim * 2 * self.latent_dim
-              + self.latent_dim * self.fc_dim + self.fc_dim * flat)
-        return conv + fc
-
     def decode_values(self) -> int:
         return max(self.fc_dim, transposed_values(self.channels, self.in_shape))
 

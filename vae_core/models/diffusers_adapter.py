@@ -94,9 +94,6 @@ class DiffusersConfig(ModelConfig):
         if self.latents_std and min(self.latents_std) <= 0:
             raise VAEError("latents_std must be positive.")
 
-    def estimated_params(self) -> int:
-        return 0                                 # checked on the diffusers config instead (_check_sizes)
-
     def decode_values(self) -> int:
         return max(math.prod(self.in_shape), self.widest_decode)
 

@@ -89,17 +89,6 @@ class HVAEConfig(HierarchyConfig):
         for h in self.hidden_dims:
             _positive(name, "hidden_dims", h)
 
-    def estimated_params(self) -> int:
-        x, H, D = math.prod(self.in_shape), self.hidden_dims, self.latent_dims
-        n = x * H[-1] + H[-1] + H[-1] * x + x                               # bottom-up in, output layer
-        n += 2 * D[0] * H[0] + 2 * D[0] + D[0] * H[0] + H[0]                # top posterior, top state
-        for j in range(1, len(D)):
-            n += H[j] * H[j - 1] + H[j - 1]                                 # bottom-up block
-            n += (H[j - 1] + 1) * 2 * D[j] + (H[j] + H[j - 1] + 1) * 2 * D[j]   # prior and posterior heads
-            n += (H[j - 1] + D[j] + 1) * H[j]                               # merge
-        return n
-
-
 @dataclasses.dataclass(frozen=True)
 class HVAEConvConfig(HierarchyConfig):
     """Convolutional: one conv block per layer, halving the image while its side stays even and at
@@ -133,21 +122,6 @@ class HVAEConvConfig(HierarchyConfig):
                 side //= 2
             out.append(side)
         return tuple(reversed(out))
-
-    def estimated_params(self) -> int:
-        C, S, D, k = self.channels, self.sides, self.latent_dims, self.head_channels
-        img = self.in_shape[0]
-        n = 0
-        below = [*C[1:], img]                                              # the input of each block, top first
-        for j in range(len(C)):
-            n += below[j] * C[j] * 16 + C[j]                                # bottom-up block (4x4 upper bound)
-            n += C[j] * C[j] * 16 + C[j]                                    # top-down block
-            flat = k * S[j] * S[j]
-            n += 2 * C[j] * k + k + flat * 2 * D[j] + 2 * D[j]              # posterior head
-            n += C[j] * k + k + flat * 2 * D[j] + 2 * D[j]                  # prior head
-            n += D[j] * C[j] * S[j] * S[j] + C[j] * S[j] * S[j] + C[j] * C[j] * 9 + C[j]   # inject, merge
-        return n
-
 
 @dataclasses.dataclass
 class LayerDraw:

@@ -39,10 +39,6 @@ class M2Config(CVAEConfig):
         for h in self.classifier_dims:
             _positive("M2Config", "classifier_dims", h)
 
-    def estimated_params(self) -> int:
-        sizes = [math.prod(self.in_shape), *self.classifier_dims, self.num_classes]
-        return super().estimated_params() + sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
-
     def check_training(self, train: TrainConfig) -> None:
         # labels_per_class is M2's own setting: the base class's refusal of it does not apply.
         if train.objective != "elbo" or train.free_bits > 0:

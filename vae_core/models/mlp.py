@@ -26,12 +26,6 @@ class MLPConfig(ModelConfig):
         for h in self.hidden_dims:
             _positive(type(self).__name__, "hidden_dims", h)
 
-    def estimated_params(self) -> int:
-        d = math.prod(self.in_shape)
-        enc = [d + self.num_classes, *self.hidden_dims, 2 * self.latent_dim]
-        dec = [self.latent_dim + self.num_classes, *reversed(self.hidden_dims), d]
-        return sum(a * b + b for s in (enc, dec) for a, b in zip(s[:-1], s[1:]))
-
     def decode_values(self) -> int:
         return max(math.prod(self.in_shape), *self.hidden_dims)
 

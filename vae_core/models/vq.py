@@ -44,10 +44,6 @@ class VQConfig(ModelConfig):
     def grid(self) -> int:
         return self.in_shape[1] // 2 ** len(self.channels)
 
-    def estimated_params(self) -> int:
-        chans = [self.in_shape[0], *self.channels, self.latent_dim]
-        return 2 * sum(a * b * 16 + b for a, b in zip(chans[:-1], chans[1:])) + self.codebook_size * self.latent_dim
-
     def decode_values(self) -> int:
         return max(self.latent_dim * self.grid ** 2, transposed_values(self.channels, self.in_shape))
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from ..config import from_dict, to_dict
 from ..errors import VAEError
-from .base import _positive
+from .base import _positive, parameter_count
 
 MAX_PRIOR_PARAMS = 50_000_000
 
@@ -63,15 +63,10 @@ class CodePriorConfig:
             raise VAEError(f"{name}.width ({self.width}) must be a multiple of heads ({self.heads}).")
         if not 0 <= self.dropout < 1:
             raise VAEError(f"{name}.dropout must be in [0, 1), got {self.dropout}.")
-        if self.estimated_params() > MAX_PRIOR_PARAMS:
-            raise VAEError(f"This code prior would have about {self.estimated_params():,} parameters "
+        n = parameter_count(lambda: CodeTransformer(self, validated=True))
+        if n > MAX_PRIOR_PARAMS:
+            raise VAEError(f"This code prior would have {n:,} parameters "
                            f"(limit {MAX_PRIOR_PARAMS:,}); use a smaller width or fewer layers.")
-
-    def estimated_params(self) -> int:
-        w = self.width
-        block = 12 * w * w + 13 * w
-        return (self.codebook_size + 1) * w + self.positions * w + self.layers * block + 2 * w + w * self.codebook_size \
-            + self.codebook_size
 
 
 class SelfAttention(nn.Module):
@@ -106,18 +101,26 @@ class Block(nn.Module):
 class CodeTransformer(nn.Module):
     """p(codes) = prod_t p(c_t | c_<t) over the raster-ordered code grid."""
 
-    def __init__(self, config: CodePriorConfig):
+    def __init__(self, config: CodePriorConfig, validated: bool = False):
         super().__init__()
-        config.validate()
+        if not validated:
+            config.validate()
         self.config = config
         K, W = config.codebook_size, config.width
-        self.tok = nn.Embedding(K + 1, W)                      # code K is the start token
-        self.pos = nn.Embedding(config.positions, W)
+        # The embeddings' first values are given, so on the meta device (the parameter count) no normal_ runs:
+        # there it goes through Python references that import torch's compiler and sympy. Elsewhere the same
+        # normal draws are made first, so a seeded run's random stream is what it was.
+        meta = torch.get_default_device().type == "meta"
+        first = (lambda *shape: torch.empty(*shape)) if meta else (lambda *shape: torch.randn(*shape))
+        self.tok = nn.Embedding(K + 1, W, _weight=first(K + 1, W))     # code K is the start token
+        self.pos = nn.Embedding(config.positions, W, _weight=first(config.positions, W))
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.layers))
         self.ln = nn.LayerNorm(W)
         self.head = nn.Linear(W, K)
         for name, p in self.named_parameters():                 # GPT-2's initialisation
+            if meta:
+                break
             if p.dim() == 2:
                 std = 0.02 / math.sqrt(2 * config.layers) if name.endswith(("proj.weight", "mlp.2.weight")) else 0.02
                 nn.init.normal_(p, 0.0, std)
