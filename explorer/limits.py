@@ -38,6 +38,8 @@ Budgets, each checked before anything is allocated (what a visitor's input can m
     VAE_EXPLORER_MAX_DOWNLOAD_MB     the files of one Hub model (default 512)
     VAE_EXPLORER_MAX_CACHE_MB        all Hub models on the public server's disk; the least recently used
                                      are removed to make room (default 4096)
+    VAE_EXPLORER_HUB_TIMEOUT         seconds one Hub request may wait for the server (default 10)
+    VAE_EXPLORER_HUB_FETCH_TIMEOUT   seconds a whole Hub fetch may take before it is given up (default 120)
 """
 from __future__ import annotations
 
@@ -82,6 +84,8 @@ class Settings:
     max_models_bytes: int = 2048 * MB
     max_download_bytes: int = 512 * MB
     max_cache_bytes: int = 4096 * MB
+    hub_timeout: float = 10.0
+    hub_fetch_timeout: float = 120.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -125,7 +129,9 @@ class Settings:
                   max_dataset_bytes=number("VAE_EXPLORER_MAX_DATASET_MB", d.max_dataset_bytes, int, unit=MB),
                   max_models_bytes=number("VAE_EXPLORER_MAX_MODELS_MB", d.max_models_bytes, int, unit=MB),
                   max_download_bytes=number("VAE_EXPLORER_MAX_DOWNLOAD_MB", d.max_download_bytes, int, unit=MB),
-                  max_cache_bytes=number("VAE_EXPLORER_MAX_CACHE_MB", d.max_cache_bytes, int, unit=MB))
+                  max_cache_bytes=number("VAE_EXPLORER_MAX_CACHE_MB", d.max_cache_bytes, int, unit=MB),
+                  hub_timeout=number("VAE_EXPLORER_HUB_TIMEOUT", d.hub_timeout, float),
+                  hub_fetch_timeout=number("VAE_EXPLORER_HUB_FETCH_TIMEOUT", d.hub_fetch_timeout, float))
         for big, small in (("CACHE", out.max_cache_bytes), ("MODELS", out.max_models_bytes)):
             if out.max_download_bytes > small:
                 raise VAEError(f"VAE_EXPLORER_MAX_DOWNLOAD_MB is larger than VAE_EXPLORER_MAX_{big}_MB: one model "
@@ -142,7 +148,8 @@ class Settings:
         return LoadPolicy(local_paths=not self.public, use_token=not self.public,
                           max_output_pixels=self.max_output_pixels, max_decode_values=self.max_request_pixels,
                           max_download_bytes=self.max_download_bytes,
-                          max_cache_bytes=self.max_cache_bytes if self.public else 0)
+                          max_cache_bytes=self.max_cache_bytes if self.public else 0,
+                          request_timeout=self.hub_timeout, fetch_timeout=self.hub_fetch_timeout)
 
     def run_folder(self, name: str) -> Path:
         """The folder a saved run of this name goes to: inside the runs folder, never outside it."""

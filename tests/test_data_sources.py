@@ -15,7 +15,7 @@ from vae_core import VAEError, load_dataset
 from vae_core.data import dsprites as D
 from vae_core.data import hub_parquet as HP
 from vae_core.data.imageset import split_indices
-from vae_core.settings import cache_dir
+from vae_core.settings import HUB_REQUEST_TIMEOUT, cache_dir
 
 
 @pytest.fixture(autouse=True)
@@ -336,8 +336,8 @@ def test_hub_online_path_downloads_only_the_shards_it_needs(tmp_path, monkeypatc
             raise hf_errors.DryRunError("cannot list") from hf_errors.RepositoryNotFoundError("404", response=response)
         return [DryRunFileInfo(COMMIT, 1, f, "", False, True) for f in shards]
 
-    def download(repo_id, filename, *, repo_type, revision):
-        assert revision == COMMIT
+    def download(repo_id, filename, *, repo_type, revision, etag_timeout):
+        assert revision == COMMIT and etag_timeout == HUB_REQUEST_TIMEOUT     # a time-out per call
         fetched.append(filename)
         return str(shards[filename])
 

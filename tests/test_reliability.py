@@ -251,12 +251,13 @@ def fake_hub(monkeypatch, tmp_path):
     With ``state["hang"]`` a download hangs, as a Hub that never answers does, until the test ends."""
     import huggingface_hub
 
-    calls = {"download": [], "info": []}
+    calls = {"download": [], "info": [], "timeouts": []}
     state = {"hang": False, "sizes": None, "folder": None, "error": None}
     test_over = threading.Event()
 
     def snapshot_download(repo_id, revision=None, **kw):
         calls["download"].append((repo_id, revision))
+        calls["timeouts"].append(kw.get("etag_timeout"))
         if state["hang"]:
             test_over.wait(60)
         if state["error"] is not None:
@@ -265,6 +266,7 @@ def fake_hub(monkeypatch, tmp_path):
 
     def model_info(self, repo_id, revision=None, files_metadata=False, **kw):
         calls["info"].append((repo_id, revision, files_metadata))
+        calls["timeouts"].append(kw.get("timeout"))
         if state["sizes"] is None:
             raise OSError("offline")
         return SimpleNamespace(siblings=[SimpleNamespace(rfilename=n, size=s) for n, s in state["sizes"].items()])
@@ -278,20 +280,46 @@ def fake_hub(monkeypatch, tmp_path):
 def test_hub_requests_have_time_outs_and_a_slow_hub_gets_a_message(fake_hub, monkeypatch):
     from huggingface_hub import constants
 
-    monkeypatch.setattr(constants, "HF_HUB_DOWNLOAD_TIMEOUT", constants.HF_HUB_DOWNLOAD_TIMEOUT)
-    monkeypatch.setattr(constants, "HF_HUB_ETAG_TIMEOUT", constants.HF_HUB_ETAG_TIMEOUT)
-    monkeypatch.setenv("VAE_EXPLORER_HUB_TIMEOUT", "7")
-    monkeypatch.setenv("VAE_EXPLORER_HUB_FETCH_TIMEOUT", "0.3")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    before = (constants.HF_HUB_DOWNLOAD_TIMEOUT, constants.HF_HUB_ETAG_TIMEOUT)
+    monkeypatch.setenv("VAE_EXPLORER_HUB_TIMEOUT", "99")             # the app's setting: the library never reads it
+    policy = LoadPolicy(request_timeout=7, fetch_timeout=0.3)
     fake_hub.state["hang"] = True
     t = time.perf_counter()
     with pytest.raises(vae_core.VAEError, match="did not deliver.*within 0.3 s"):
-        hub.download_repo("org/slow")
+        hub.download_repo("org/slow", policy=policy)
     assert time.perf_counter() - t < 2.0
     # The revision that was typed stays in the message.
     with pytest.raises(vae_core.VAEError, match="did not deliver 'org/slow@nope'"):
-        vae_core.load_model("org/slow@nope")
-    # huggingface_hub reads its time-outs at import: the constants themselves are set.
-    assert constants.HF_HUB_DOWNLOAD_TIMEOUT == 7 and constants.HF_HUB_ETAG_TIMEOUT == 7
+        vae_core.load_model("org/slow@nope", policy=policy)
+    # Each request's time-out goes to huggingface_hub with the call; its module constants are left alone.
+    assert fake_hub.calls["timeouts"] and set(fake_hub.calls["timeouts"]) == {7}
+    assert (constants.HF_HUB_DOWNLOAD_TIMEOUT, constants.HF_HUB_ETAG_TIMEOUT) == before
+
+
+def test_the_library_reads_no_app_setting_and_sets_no_hub_constant():
+    """VAE_EXPLORER_* belong to the app (explorer.limits); huggingface_hub's constants to huggingface_hub."""
+    import ast
+
+    root = Path(vae_core.__file__).parent
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Call, ast.Subscript)) and any(
+                    w in ast.unparse(node.func if isinstance(node, ast.Call) else node.value) for w in ("environ", "getenv")):
+                assert "VAE_EXPLORER_" not in ast.unparse(node), f"{path}: {ast.unparse(node)}"
+            if isinstance(node, (ast.Assign, ast.AugAssign)):
+                for target in (node.targets if isinstance(node, ast.Assign) else [node.target]):
+                    assert not (isinstance(target, ast.Attribute) and "constants" in ast.unparse(target.value)), \
+                        f"{path}: {ast.unparse(target)} ="
+
+
+def test_the_app_passes_its_hub_time_outs_in_the_load_policy(monkeypatch):
+    from explorer.limits import Settings
+
+    policy = Settings.from_env({"VAE_EXPLORER_HUB_TIMEOUT": "3", "VAE_EXPLORER_HUB_FETCH_TIMEOUT": "40"}).load_policy
+    assert (policy.request_timeout, policy.fetch_timeout) == (3, 40)
+    with pytest.raises(vae_core.VAEError, match="VAE_EXPLORER_HUB_TIMEOUT"):
+        Settings.from_env({"VAE_EXPLORER_HUB_TIMEOUT": "0"})
 
 
 def test_a_revision_can_be_pinned(fake_hub, tmp_path):
@@ -325,6 +353,7 @@ def test_an_unreachable_or_slow_hub_shows_a_sidebar_message_and_shipped_models_k
         fake_hub, monkeypatch):
     from huggingface_hub import errors as hf_errors
 
+    monkeypatch.setenv("VAE_EXPLORER_HUB_FETCH_TIMEOUT", "0.3")      # the server's setting, read when it starts
     at = open_app("sample")
     shared = at.session_state["_ctx"].model
     before = image_urls(at)
@@ -333,7 +362,6 @@ def test_an_unreachable_or_slow_hub_shows_a_sidebar_message_and_shipped_models_k
     at.sidebar.text_input(key="model_hub").set_value("someone/unreachable").run()
     assert not at.exception
     assert any("Cannot reach the Hugging Face Hub" in e.value for e in at.sidebar.error)
-    monkeypatch.setenv("VAE_EXPLORER_HUB_FETCH_TIMEOUT", "0.3")
     fake_hub.state.update(error=None, hang=True)
     at.sidebar.text_input(key="model_hub").set_value("someone/slow").run()
     assert not at.exception

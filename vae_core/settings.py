@@ -8,6 +8,7 @@ beside the package after ``pip install .`` (package data) and in the source tree
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 
@@ -30,6 +31,9 @@ DEFAULT_MAX_IMAGES = 60_000
 MAX_JSON_BYTES = 16 * 1024 * 1024
 # The JSON header at the start of a safetensors file (the list of its tensors).
 MAX_HEADER_BYTES = 16 * 1024 * 1024
+# Seconds one Hub request (a file's metadata, a repo's file list) may wait for the server, and a whole fetch.
+HUB_REQUEST_TIMEOUT = 10.0
+HUB_FETCH_TIMEOUT = 120.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +47,11 @@ class LoadPolicy:
     ``max_decode_values``: values one image's decode holds at the decoder's widest layer; 0 for no limit.
     ``max_download_bytes``: the files one Hub model may fetch.
     ``max_cache_bytes``: all Hub models kept on disk; the least recently used go first; 0 for no budget.
+    ``request_timeout``: seconds one Hub metadata request may wait, given to huggingface_hub per call.
+    ``fetch_timeout``: seconds a whole fetch may take before it is given up with a message.
+
+    vae_core reads no environment variable for these: the app (explorer.limits) reads its own settings and
+    passes a policy; the library never sets another package's module constants.
     """
 
     local_paths: bool = True
@@ -51,6 +60,14 @@ class LoadPolicy:
     max_decode_values: int = 0
     max_download_bytes: int = MAX_WEIGHTS_BYTES
     max_cache_bytes: int = 0
+    request_timeout: float = HUB_REQUEST_TIMEOUT
+    fetch_timeout: float = HUB_FETCH_TIMEOUT
+
+    def __post_init__(self):
+        for name in ("request_timeout", "fetch_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise ValueError(f"LoadPolicy.{name} must be a positive number of seconds, got {value!r}.")
 
 
 def cache_dir() -> Path:

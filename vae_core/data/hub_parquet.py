@@ -19,8 +19,8 @@ import torch
 
 from ..errors import VAEError
 from ..io.files import atomic_file
-from ..io.hub import apply_request_timeout, hub_error, hub_name
-from ..settings import DEFAULT_MAX_IMAGES, cache_dir
+from ..io.hub import hub_error, hub_name
+from ..settings import DEFAULT_MAX_IMAGES, HUB_REQUEST_TIMEOUT, cache_dir
 from .decode import ImageCollector
 from .imageset import ImageSet, Progress, split_indices
 
@@ -83,16 +83,17 @@ def _hub_parquet_files(repo: str, revision: str | None) -> tuple[str, list[str],
     from huggingface_hub import errors as hf_errors
     from huggingface_hub import hf_hub_download, snapshot_download
 
-    apply_request_timeout()
     try:
-        infos = snapshot_download(repo, repo_type="dataset", revision=revision, allow_patterns=["*.parquet"], dry_run=True)
+        infos = snapshot_download(repo, repo_type="dataset", revision=revision, allow_patterns=["*.parquet"], dry_run=True,
+                                  etag_timeout=HUB_REQUEST_TIMEOUT)
         if not infos:
             return "", [], lambda p: Path(p), []
         commit = infos[0].commit_hash
 
         def fetch(p: str) -> Path:
             try:
-                return Path(hf_hub_download(repo, p, repo_type="dataset", revision=commit))
+                return Path(hf_hub_download(repo, p, repo_type="dataset", revision=commit,
+                                            etag_timeout=HUB_REQUEST_TIMEOUT))
             except (OSError, ValueError) as e:
                 raise hub_error(e, repo, revision, kind="dataset") from None
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import fnmatch
-import os
 import re
 from pathlib import Path
 from typing import Literal
@@ -32,8 +31,6 @@ REVISION = re.compile(r"[A-Za-z0-9_][\w.-]{0,127}(/[A-Za-z0-9_][\w.-]{0,127}){0,
 META_FILES = ("config.json", "model_index.json", "vae/config.json", "model_config.json", "README.md")
 # What loading one of our model repos reads; nothing else of a repo is ever fetched.
 MODEL_REPO_FILES = ("config.json", "model.safetensors", "README.md", "training_config.json", *PRIOR_FILES, MANIFEST)
-HUB_REQUEST_TIMEOUT = 10.0      # seconds a single Hub request may wait for the server (connect or read)
-HUB_FETCH_TIMEOUT = 120.0       # seconds a whole fetch may take before the app gives up on it
 
 SourceKind = Literal["shipped", "folder", "hub"]
 
@@ -189,34 +186,6 @@ def fetch_model_repo(repo_id: str, revision: str | None = None, policy: LoadPoli
     return download_repo(repo_id, commit, list(MODEL_REPO_FILES), policy)
 
 
-def hub_timeouts() -> tuple[float, float]:
-    """(per-request, whole-fetch) time-outs: VAE_EXPLORER_HUB_TIMEOUT / VAE_EXPLORER_HUB_FETCH_TIMEOUT."""
-    def read(name, default):
-        raw = os.environ.get(name)
-        if not raw:
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            value = float("nan")
-        if not 0 < value < float("inf"):
-            raise VAEError(f"{name}={raw!r} is not a positive number of seconds; fix the server's environment.")
-        return value
-    return read("VAE_EXPLORER_HUB_TIMEOUT", HUB_REQUEST_TIMEOUT), read("VAE_EXPLORER_HUB_FETCH_TIMEOUT", HUB_FETCH_TIMEOUT)
-
-
-def apply_request_timeout() -> float:
-    """Give huggingface_hub this server's per-request time-out; returns the whole-fetch time-out.
-
-    huggingface_hub reads HF_HUB_*_TIMEOUT from the environment once, at import: its constants are set."""
-    from huggingface_hub import constants as hf_constants
-
-    request_timeout, fetch_timeout = hub_timeouts()
-    hf_constants.HF_HUB_DOWNLOAD_TIMEOUT = request_timeout
-    hf_constants.HF_HUB_ETAG_TIMEOUT = request_timeout
-    return fetch_timeout
-
-
 def _token(policy: LoadPolicy):
     """What huggingface_hub is given as ``token``: False sends none (not even HF_TOKEN); None lets it find one."""
     return None if policy.use_token else False
@@ -231,7 +200,8 @@ def _remote_files(repo_id: str, revision: str | None, policy: LoadPolicy) -> dic
     if hf_constants.HF_HUB_OFFLINE:
         return None
     try:
-        info = HfApi().model_info(repo_id, revision=revision, files_metadata=True, token=_token(policy))
+        info = HfApi().model_info(repo_id, revision=revision, files_metadata=True, token=_token(policy),
+                                  timeout=policy.request_timeout)
     except Exception:      # offline or refused: snapshot_download reports it with the right message
         return None
     return {f.rfilename: int(getattr(f, "size", None) or 0) for f in (info.siblings or [])}
@@ -248,8 +218,8 @@ def download_repo(repo_id: str, revision: str | None = None, allow_patterns=None
     """Fetch the files of a model repo that match ``allow_patterns`` (default: ``MODEL_REPO_FILES``)
     through huggingface_hub (its cache works offline).
 
-    Each request waits at most VAE_EXPLORER_HUB_TIMEOUT seconds (default 10) and the whole fetch
-    VAE_EXPLORER_HUB_FETCH_TIMEOUT (default 120). More than ``policy.max_download_bytes`` of
+    Each metadata request waits at most ``policy.request_timeout`` seconds (default 10), passed to
+    huggingface_hub with the call, and the whole fetch ``policy.fetch_timeout`` (default 120). More than ``policy.max_download_bytes`` of
     files is refused, from the Hub's metadata before the download where it can be had; with
     ``policy.max_cache_bytes`` the least recently used other repos are removed from the cache to
     make room. ``trust_remote_code`` is never used: nothing fetched is executed, only JSON and
@@ -259,7 +229,7 @@ def download_repo(repo_id: str, revision: str | None = None, allow_patterns=None
 
     policy = policy or LoadPolicy()
     check_revision(revision)
-    fetch_timeout = apply_request_timeout()
+    fetch_timeout = policy.fetch_timeout
     patterns = list(MODEL_REPO_FILES if allow_patterns is None else allow_patterns)
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-fetch")
     try:
@@ -271,7 +241,7 @@ def download_repo(repo_id: str, revision: str | None = None, allow_patterns=None
             if policy.max_cache_bytes:
                 trim_cache(policy.max_cache_bytes, keep=repo_id, incoming=total)
         fut = pool.submit(snapshot_download, repo_id, revision=revision, repo_type="model",
-                          allow_patterns=patterns, token=_token(policy))
+                          allow_patterns=patterns, token=_token(policy), etag_timeout=policy.request_timeout)
         try:
             local = fut.result(timeout=fetch_timeout)
         except concurrent.futures.TimeoutError:
@@ -319,5 +289,5 @@ def trim_cache(max_bytes: int, keep: str = "", incoming: int = 0) -> list[str]:
 
 
 __all__ = ["META_FILES", "MODEL_REPO_FILES", "REPO_ID", "Resolved", "check_revision", "download_repo",
-           "fetch_model_repo", "hub_error", "hub_name", "hub_timeouts", "parse_repo_id", "resolve_source",
+           "fetch_model_repo", "hub_error", "hub_name", "parse_repo_id", "resolve_source",
            "shipped_checkpoints", "trim_cache"]
