@@ -31,6 +31,7 @@ import contextlib
 import dataclasses
 import functools
 import itertools
+import logging
 import os
 import threading
 import time
@@ -288,6 +289,9 @@ class JobQueue:
                 job.state = "cancelled"
             except Exception as e:                      # reported to the page that asks for the job
                 job.error, job.state = e, "failed"
+                if not isinstance(e, vae_core.VAEError):   # the user's to fix; anything else is ours: keep its traceback
+                    logging.getLogger(__name__).exception("Background job %s of session %s failed unexpectedly",
+                                                          getattr(job.fn, "__qualname__", job.fn), session or "-")
             job.ended = time.monotonic()
             memory.release()                   # a map's temporaries go back to the OS
             with self._lock:

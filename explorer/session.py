@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import time
 from typing import Callable
 
@@ -68,6 +69,7 @@ def guard(what: str = "This page"):
         st.error(str(e))
         st.stop()
     except Exception as e:   # streamlit's stop and rerun are BaseExceptions and pass through
+        logging.getLogger(__name__).exception("%s failed unexpectedly (session %s)", what, session_id() or "-")
         first = str(e).splitlines()[0] if str(e) else ""
         st.error(f"{what} hit an unexpected problem ({type(e).__name__}{': ' + first if first else ''}). "
                  "Try other settings or another model; the rest of the app keeps working.")

@@ -17,6 +17,7 @@ the session time-out, so no run and no thread outlives its session.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 from pathlib import Path
@@ -32,6 +33,8 @@ from ..io.run_folder import write_run_folder
 from ..models import VAEBase
 from . import snapshots
 from .loop import RunConfig, fixed_samples, summarize_metrics, train
+
+log = logging.getLogger(__name__)
 from .snapshots import Snapshots
 
 
@@ -197,7 +200,8 @@ class TrainingJob:
                     break
         except VAEError as e:
             status, error = "failed", str(e)
-        except Exception as e:                 # the page shows one line; the thread must not die silently
+        except Exception as e:                 # the page shows one line; the log keeps the traceback
+            log.exception("A training run in the app failed unexpectedly (%s)", self.config.command())
             status, error = "failed", f"Training failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         finally:
             if events is not None:
