@@ -47,7 +47,8 @@ def _reset_peak() -> bool:
 
 def refused_cheaply(fn, match: str, seconds: float = 1.0, megabytes: float = 100.0):
     """``fn()`` raises a VAEError matching ``match`` within ``seconds``, the process's peak memory grows by
-    under ``megabytes`` (where Linux lets the peak be reset) and Python allocates under that too."""
+    under ``megabytes`` and Python allocates under that too. Where Linux does not let the peak be reset, the
+    rest is checked and the test is then skipped, saying the memory half did not run (never passed unseen)."""
     gc.collect()
     measured = _reset_peak()
     rss0 = _status_kb("VmRSS")
@@ -60,11 +61,15 @@ def refused_cheaply(fn, match: str, seconds: float = 1.0, megabytes: float = 100
         _, py_peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    grown = (_status_kb("VmHWM") - rss0) / 1024 if measured and rss0 is not None else 0.0
+    peak = _status_kb("VmHWM") if measured else None
     assert elapsed < seconds, f"refused after {elapsed:.2f} s"
-    assert grown < megabytes, f"the process's peak grew by {grown:.0f} MB before the refusal"
     assert py_peak < megabytes * MB, f"Python allocated {py_peak / MB:.0f} MB before the refusal"
     assert len(str(info.value)) < 600 and "\n" not in str(info.value)       # one line, nothing echoed whole
+    if peak is None or rss0 is None:
+        pytest.skip("the process's peak memory cannot be reset here (/proc/self/clear_refs is not writable), so "
+                    "the memory half of this check did not run; its time and Python allocations passed")
+    grown = (peak - rss0) / 1024
+    assert grown < megabytes, f"the process's peak grew by {grown:.0f} MB before the refusal"
     return str(info.value)
 
 
@@ -80,6 +85,15 @@ def test_the_allocation_measure_sees_what_it_should():
 
     with pytest.raises(AssertionError, match="peak grew"):
         refused_cheaply(allocate, "allocated first", seconds=30)
+
+
+def test_where_the_peak_cannot_be_reset_the_memory_half_is_skipped_not_passed(monkeypatch):
+    def refuse():
+        raise VAEError("refused")
+
+    monkeypatch.setitem(globals(), "_reset_peak", lambda: False)
+    with pytest.raises(pytest.skip.Exception, match="memory half of this check did not run"):
+        refused_cheaply(refuse, "refused")
 
 
 # ---------------------------------------------------------------------------------------------

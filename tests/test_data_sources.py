@@ -408,17 +408,14 @@ def test_image_folder_with_classes_modes_and_bad_files(tmp_path, digits8):
     assert len(capped) == 3 and any("first 3" in w for w in capped.warnings)
 
 
-def test_flat_folder_exif_and_failures(tmp_path):
+def test_flat_folder_bombs_and_failures(tmp_path):
     flat = tmp_path / "flat"
-    img = Image.new("L", (20, 10), 0)
-    img.paste(255, (0, 0, 5, 10))                                             # white strip on the left
-    exif = Image.Exif()
-    exif[0x0112] = 6                                                          # "rotate 90 degrees clockwise to view"
-    _save(flat / "a.jpg", img, exif=exif, quality=95)
-    _save(flat / "b.jpg", img, exif=exif, quality=95)
+    _save(flat / "a.png", Image.new("L", (10, 20), 9))
+    _save(flat / "b.png", Image.new("L", (10, 20), 200))
+    _save(flat / "bomb.png", Image.new("1", (5000, 5000)))                   # 25 Mpx in a few kB: skipped, named
     data = load_dataset(f"folder:{flat}", "all")
-    assert data.labels is None and data.class_names == () and data.shape == (1, 20, 10)   # upright: 10 wide, 20 tall
-    assert data.images[0, 0, :4].float().mean() > 200 and data.images[0, 0, -4:].float().mean() < 50
+    assert data.labels is None and data.class_names == () and data.shape == (1, 20, 10) and len(data) == 2
+    assert "bomb.png" in data.warnings[0] and "pixels" in data.warnings[0]
 
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "a.png").write_bytes(b"nope")
@@ -441,25 +438,10 @@ def test_an_empty_folder_spec_is_refused_not_read_as_the_working_directory(spec,
         load_dataset(spec, "all")
 
 
-def test_decompression_bombs_are_skipped_not_decoded(tmp_path):
-    root = tmp_path / "bomb"
-    _save(root / "ok.png", Image.new("L", (8, 8), 9))
-    _save(root / "bomb.png", Image.new("1", (5000, 5000)))                   # 25 Mpx in a few kB
-    data = load_dataset(f"folder:{root}", "all")
-    assert len(data) == 1 and "bomb.png" in data.warnings[0] and "pixels" in data.warnings[0]
-
-
-def test_16_bit_images_decode_to_8_bit(tmp_path):
+def test_16_bit_images_decode_to_8_bit_keeping_their_range(tmp_path):
     root = tmp_path / "deep"
     ramp = (np.arange(64, dtype=np.uint16) * 1024).reshape(8, 8)             # 0 .. 64512
     _save(root / "ramp.png", Image.fromarray(ramp))
     data = load_dataset(f"folder:{root}", "all")
     assert data.shape == (1, 8, 8) and data.images.dtype == torch.uint8
-
-
-def test_16_bit_images_keep_their_range(tmp_path):
-    root = tmp_path / "deep"
-    ramp = (np.arange(64, dtype=np.uint16) * 1024).reshape(8, 8)
-    _save(root / "ramp.png", Image.fromarray(ramp))
-    data = load_dataset(f"folder:{root}", "all")
     assert np.abs(data.images[0, 0].numpy().astype(int) - (ramp >> 8)).max() <= 1
