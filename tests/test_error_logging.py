@@ -13,7 +13,7 @@ from explorer.jobs import JobQueue
 from vae_core.config import TrainConfig
 from vae_core.models import MLPConfig
 from vae_core.training import live
-from vae_core.training.loop import RunConfig
+from vae_core.io.run_folder import RunConfig
 
 
 def unexpected(caplog, logger: str) -> list[logging.LogRecord]:

@@ -203,7 +203,7 @@ def test_every_shipped_checkpoint_round_trips_and_reproduces_its_card(name):
     from vae_core import load_dataset
     from vae_core.io.card import read_card_metrics
     from vae_core.evaluation.metrics import evaluate_model
-    from vae_core.training.loop import load_run_config
+    from vae_core.io.run_folder import load_run_config
 
     model, info = open_model(name, device="cpu")
     assert info.kind == "shipped" and info.trained_on == run_dataset(info.folder)

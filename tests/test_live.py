@@ -10,7 +10,7 @@ from vae_core.config import TrainConfig
 from vae_core.io.push import push_to_hub
 from vae_core.training.live import TrainingJob, TrainingLimits, TrainingSlots
 from vae_core.models import MLPConfig
-from vae_core.training.loop import RunConfig
+from vae_core.io.run_folder import RunConfig
 
 
 def tiny(epochs=1, **train):

@@ -32,7 +32,7 @@ from tests.waiting import wait_for
 from vae_core.training.live import TrainingJob, TrainingLimits
 from vae_core.models import MLPConfig
 from vae_core.settings import LoadPolicy
-from vae_core.training.loop import RunConfig
+from vae_core.io.run_folder import RunConfig
 
 
 def encode(img, fmt, **kw) -> bytes:

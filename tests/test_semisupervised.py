@@ -163,7 +163,7 @@ def test_semi_supervised_options_are_refused_where_they_do_not_apply(tiny_run_co
 
 def test_cli_trains_m2_with_few_labels(tmp_path, capsys):
     from vae_core.cli import main
-    from vae_core.training.loop import load_run_config
+    from vae_core.io.run_folder import load_run_config
 
     out = tmp_path / "m2"
     assert main(["train", "--model", "m2", "--dataset", "digits", "--labels-per-class", "3", "--hidden-dims", "16",

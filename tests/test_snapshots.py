@@ -11,7 +11,8 @@ from vae_core.training import snapshots
 from vae_core.config import TrainConfig
 from vae_core.data import load_dataset
 from vae_core.models import MLPConfig
-from vae_core.training.loop import RunConfig, train
+from vae_core.training.loop import train
+from vae_core.io.run_folder import RunConfig
 
 
 def tiny_run(epochs=2, snaps=64):

@@ -13,8 +13,9 @@ from .io.hub import shipped_checkpoints
 from .io.loading import ModelInfo, load_model, open_model
 from .io.push import push_to_hub
 from .io.run_folder import save_pretrained
+from .io.run_folder import RunConfig
 from .models import MODEL_TYPES, ModelConfig, Posterior, VAEBase, build_model
-from .training.loop import Event, RunConfig, train
+from .training.loop import Event, train
 
 __version__ = "0.1.0"
 

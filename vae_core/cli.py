@@ -67,7 +67,7 @@ def build_run_config(args: argparse.Namespace):
     """Defaults < config file < flags. Shapes and class counts default to the dataset's."""
     from .data import load_dataset
     from .models import MODEL_TYPES
-    from .training.loop import RunConfig
+    from .io.run_folder import RunConfig
 
     file = _read_config_file(args.config) if args.config else {}
     extra = set(file) - {"model", "train"}
@@ -107,7 +107,8 @@ def cmd_train(args) -> int:
     import torch.distributed as dist
     from tqdm import tqdm
 
-    from .training.loop import load_run_config, train
+    from .training.loop import train
+    from .io.run_folder import load_run_config
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():

@@ -13,7 +13,7 @@ from vae_core import ModelInfo, VAEError, models
 from vae_core.io.files import zip_folder
 from vae_core.io.push import push_to_hub
 from vae_core.training.live import TrainingJob
-from vae_core.training.loop import RunConfig
+from vae_core.io.run_folder import RunConfig
 
 st.title("Train")
 FAMILIES = MappingProxyType({"mlp": "MLP", "conv": "Convolutional", "cvae": "Conditional (MLP)", "vq": "VQ-VAE"})

@@ -125,7 +125,8 @@ def holdout_class_experiment(digit: int = 9, *, dataset: str = "mnist-5k", epoch
     from ..config import TrainConfig
     from ..data import load_dataset
     from ..models import MLPConfig
-    from ..training.loop import RunConfig, init_model, train
+    from ..training.loop import init_model, train
+    from ..io.run_folder import RunConfig
 
     full = load_dataset(dataset, "train")
     normal_idx = np.flatnonzero(full.labels.numpy() != digit)

@@ -29,11 +29,12 @@ from ..config import TrainConfig
 from ..data import ImageSet, load_dataset
 from ..errors import VAEError
 from ..io.loading import load_model
+from ..io.run_folder import RunConfig
 from ..latent import explore
 from ..latent.augment import augment_dataset, with_originals
 from ..models import M2Config, MLPConfig, VAEBase
 from ..models.base import mlp
-from ..training.loop import RunConfig, init_model, train
+from ..training.loop import init_model, train
 
 Log = Callable[[str], None]
 

@@ -30,9 +30,10 @@ from ..data import ImageSet
 from ..errors import VAEError
 from ..io.card import model_card
 from ..io.run_folder import write_run_folder
+from ..io.run_folder import RunConfig, summarize_metrics
 from ..models import VAEBase
 from . import snapshots
-from .loop import RunConfig, fixed_samples, summarize_metrics, train
+from .loop import fixed_samples, train
 
 log = logging.getLogger(__name__)
 from .snapshots import Snapshots

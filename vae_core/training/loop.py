@@ -13,14 +13,14 @@ Precision: ``precision="auto"`` (the default) trains in bf16 autocast where the 
 bf16 (``device.native_bf16``) and in fp32 elsewhere; a run records what it used in
 trainer_state.json, so ``--resume`` continues the same way on any machine. In fp32 on a CPU, each
 dense and convolution layer runs on the kernel measured fastest for its shape (``kernels.py``),
-also recorded. Determinism holds for a given precision and route: the same run in one process
+also recorded. Saving a run after each epoch and resuming it is the run-folder format's
+(``vae_core.io.run_folder``). Determinism holds for a given precision and route: the same run in one process
 gives the same bits, and a resumed run the bits of an uninterrupted one.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import shlex
 import time
 from pathlib import Path
 from typing import Iterator, Literal
@@ -28,19 +28,14 @@ from typing import Iterator, Literal
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-from safetensors.torch import load_file
 
-from ..config import TrainConfig, from_dict, to_dict
+from ..config import TrainConfig
 from ..data import ImageSet, class_balanced_indices, load_dataset
 from ..device import pick_device, resolve_precision
 from ..errors import TrainingDiverged, VAEError
 from ..evaluation.metrics import evaluate_model
-from ..io.card import model_card
-from ..io.files import load_json, recover_folder
-from ..io.run_folder import PRIOR_FILES, RESUME_FILES, load_state, verify_files, write_run_folder
-from ..io.weights import optimizer_from_files
-from ..models import kernels
-from ..models import ModelConfig, VAEBase, build_model, config_from_dict
+from ..io.run_folder import PRIOR_FILES, RunConfig, resume_run, save_run
+from ..models import ModelConfig, VAEBase, build_model, kernels
 from ..models.vq import VQVAE, codebook_perplexity
 from . import snapshots
 from .objectives import training_step
@@ -48,38 +43,6 @@ from .optim import FUSED_DEVICES, FusedAdam
 
 SAMPLE_COUNT = 64
 RESTART_WINDOW = 10     # steps: a VQ-VAE code unused over this many batches is dead and is restarted
-
-
-@dataclasses.dataclass(frozen=True)
-class RunConfig:
-    model: ModelConfig
-    train: TrainConfig
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "RunConfig":
-        if not isinstance(d, dict) or set(d) - {"model", "train"}:
-            raise VAEError("A run config is an object with two keys, 'model' and 'train'; "
-                           f"got {sorted(d) if isinstance(d, dict) else type(d).__name__}.")
-        model = d.get("model", {"model_type": "mlp"})
-        return cls(config_from_dict(model), from_dict(TrainConfig, d.get("train", {})))
-
-    def to_dict(self) -> dict:
-        return {"model": self.model.to_dict(), "train": to_dict(self.train)}
-
-    def command(self) -> str:
-        """A CLI command that reproduces this run."""
-        args = ["python", "-m", "vae_core", "train", "--model", self.model.model_type]
-        defaults = type(self.model)()
-        for f in dataclasses.fields(self.model):
-            v = getattr(self.model, f.name)
-            if f.name != "in_shape" and v != getattr(defaults, f.name):
-                args += [f"--{f.name.replace('_', '-')}", *map(str, v if isinstance(v, tuple) else [v])]
-        tdef = TrainConfig()
-        for f in dataclasses.fields(self.train):
-            v = getattr(self.train, f.name)
-            if v != getattr(tdef, f.name) and f.name not in ("device", "threads"):
-                args += [f"--{f.name.replace('_', '-')}", str(v)]
-        return shlex.join(args) + " --out RUN_DIR"
 
 
 @dataclasses.dataclass
@@ -186,7 +149,7 @@ def train(config: RunConfig, data: ImageSet | None = None, test_data: ImageSet |
     if resume:
         if out is None:
             raise VAEError("--resume needs --out, the run folder to continue.")
-        start_epoch, history, elapsed, saved = _load_run(out, config, model, opt)
+        start_epoch, history, elapsed, saved = resume_run(out, config, model, opt)
         if start_epoch >= cfg.epochs:
             raise VAEError(f"{out} already finished {start_epoch} epochs; raise --epochs to train further.")
     # A VQ-VAE's code prior (train-prior) models the codes of the weights it was fitted to; training
@@ -308,8 +271,9 @@ def train(config: RunConfig, data: ImageSet | None = None, test_data: ImageSet |
                 snaps.add(epoch + 1, snapshots.encode(model, data, snaps))
                 ev.snapshots = snaps.copy()
             if out is not None:
-                save_run(out, config, model, opt, epoch=epoch + 1, step=step, history=history,
-                         elapsed=elapsed, metrics=ev.eval, samples=ev.samples, setup=setup, snaps=snaps)
+                save_run(out, config, model, opt, epoch=epoch + 1, step=step, history=history, elapsed=elapsed,
+                         metrics=ev.eval, samples=ev.samples, setup=setup,
+                         extra_files={snapshots.FILE: snaps.to_bytes()} if snaps is not None else None)
         yield ev
     yield Event("done", step, cfg.epochs, total_steps, means, elapsed=elapsed, message="finished")
 
@@ -393,97 +357,3 @@ def fixed_samples(model: VAEBase, seed: int, n: int = SAMPLE_COUNT) -> torch.Ten
 # ---------------------------------------------------------------------------------------------
 # Run folders
 
-
-def save_run(out: Path, config: RunConfig, model: VAEBase, opt: torch.optim.Optimizer | FusedAdam, *, epoch: int,
-             step: int, history: list, elapsed: float, metrics: dict | None,
-             samples: torch.Tensor | None = None, setup: dict | None = None,
-             snaps: snapshots.Snapshots | None = None) -> None:
-    """Write the whole run folder atomically: model, card, config, optimizer and trainer state, and
-    the snapshots of the codes where the run keeps them.
-
-    ``setup`` records how the run computed ({"precision": "bf16" or "fp32", "kernels": [...]}),
-    so that ``--resume`` goes on the same way and the card can say so."""
-    setup = setup or {}
-    card_metrics = summarize_metrics(metrics) if metrics else None
-    card = model_card(model, training=config.to_dict()["train"], metrics=card_metrics,
-                      command=config.command(), sample_image="samples.png",
-                      extra=f"Trained for {epoch} epochs ({step} steps, {elapsed:.1f} s)"
-                            f"{precision_note(setup.get('precision'), config.train.precision)}")
-    write_run_folder(
-        out, model, card=card, samples=samples if samples is not None else fixed_samples(model, config.train.seed),
-        run_config=config.to_dict(), optimizer=opt,
-        trainer_state={"epoch": epoch, "step": step, "elapsed": elapsed, "history": history, "metrics": card_metrics,
-                       **setup},
-        extra_files={snapshots.FILE: snaps.to_bytes()} if snaps is not None else None)
-
-
-def precision_note(used: str | None, asked: str) -> str:
-    """The end of the card's training sentence: in what precision the run computed, and what that means."""
-    if used == "bf16":
-        why = "--precision auto, on hardware with native bf16" if asked == "auto" else "--precision bf16"
-        return (f", in bf16 autocast ({why}). bf16 changes the numerics: after the same epochs as fp32, the "
-                "shipped MNIST configs' held-out ELBO moved by -0.94 to +0.86 nats (mnist-hvae -0.94, mnist-m2 -0.66, "
-                "mnist-mlp +0.22, mnist-cvae +0.21, mnist-conv +0.86; bench/precision_check.py); `--precision fp32`, "
-                "the default, trains in full precision.")
-    if used == "fp32":
-        return ", in fp32."
-    return "."
-
-
-def summarize_metrics(m: dict) -> dict:
-    keys = ("elbo", "recon", "kl", "mse", "active_units", "log_likelihood", "bits_per_dim",
-            "codebook_usage", "perplexity", "accuracy")
-    return {k: (round(m[k], 4) if isinstance(m[k], float) else m[k]) for k in keys if k in m}
-
-
-def _load_run(out: Path, config: RunConfig, model: VAEBase, opt: torch.optim.Optimizer | FusedAdam):
-    """The epoch, history, time and setup (precision, kernel route) of the run in ``out``, its weights and
-    optimizer state loaded; every file checked against the folder's checksums, and any damage a VAEError
-    that says which file."""
-    recover_folder(out)
-    state_path = out / "trainer_state.json"
-    if not state_path.is_file():
-        raise VAEError(f"{out} has no trainer_state.json, so there is nothing to resume; start a new run.")
-    verify_files(out, ["training_config.json", "model.safetensors", *RESUME_FILES])
-    saved = load_run_config(out)
-    if saved.model != config.model or dataclasses.replace(saved.train, epochs=0, device="auto", threads=0) != \
-            dataclasses.replace(config.train, epochs=0, device="auto", threads=0):
-        raise VAEError(f"The config differs from the one {out} was trained with (only --epochs may change "
-                       "on resume); start a new run folder instead.")
-    model.load_state_dict(load_state(out, model), strict=True)
-    state = load_json(state_path)
-    try:
-        epoch, history, elapsed = int(state["epoch"]), list(state["history"]), float(state["elapsed"])
-        meta = state["optimizer"]
-        # Folders written before precision and kernels were recorded trained in fp32 on torch's kernels.
-        setup = {"precision": str(state.get("precision", "fp32")), "kernels": state.get("kernels")}
-    except (KeyError, TypeError, ValueError) as e:
-        raise _damaged(state_path, e) from None
-    opt_path = out / "optimizer.safetensors"
-    try:
-        opt_tensors = load_file(str(opt_path), device=str(model.device))
-    except Exception as e:                    # safetensors' own error, or a missing file
-        raise _damaged(opt_path, e) from None
-    try:
-        optimizer_from_files(opt, opt_tensors, meta)
-    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as e:
-        raise _damaged(opt_path, e, "does not fit this model's optimizer") from None
-    return epoch, history, elapsed, setup
-
-
-def _damaged(path: Path, e: BaseException, what: str = "is damaged") -> VAEError:
-    return VAEError(f"{path} {what} ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}), so the "
-                    f"run cannot resume from it. Its weights still open with load_model('{path.parent}'); to go on "
-                    "training, start a new run folder (or restore this one from a backup).")
-
-
-def load_run_config(out: str | Path) -> RunConfig:
-    out = Path(out)
-    recover_folder(out)             # a run killed between the two renames of a save
-    path = out / "training_config.json"
-    if not path.is_file():
-        raise VAEError(f"{out} has no training_config.json; it is not a run folder written by vae_core train.")
-    d = load_json(path)
-    if not isinstance(d, dict):
-        raise _damaged(path, TypeError(f"a JSON {type(d).__name__}"))
-    return RunConfig.from_dict(d)

@@ -31,9 +31,10 @@ from ..evaluation.metrics import evaluate_model
 from ..io.card import model_card
 from ..io.loading import open_model
 from ..io.run_folder import add_code_prior
+from ..io.run_folder import load_run_config, summarize_metrics
 from ..models.vq import VQVAE
 from ..models.vq_prior import CodePriorConfig, CodeTransformer, frequency_log_prob
-from .loop import Event, epoch_generator, fixed_samples, load_run_config, summarize_metrics
+from .loop import Event, epoch_generator, fixed_samples
 
 ARCH_FIELDS = ("width", "layers", "heads", "dropout")
 
