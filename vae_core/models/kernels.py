@@ -245,5 +245,23 @@ def describe(model: nn.Module) -> str:
     return ", ".join(parts)
 
 
+def choose_route(model: nn.Module, setting: str, device: torch.device, precision: str, saved: list | None,
+                 steps_left: int, forward: Callable[[], object]) -> tuple[str, ...]:
+    """The kernel of each routable layer for a training run: the saved route on resume, else measured.
+
+    Only fp32 on a CPU is routed; with ``setting`` (TrainConfig.kernels) "torch" every layer keeps torch's
+    default, and with "auto" a run of fewer than ``MEASURE_MIN_STEPS`` steps does too (measuring would cost
+    it more than it could gain); ``forward`` runs one training step's forward pass, to measure with.
+    """
+    if precision != "fp32" or setting == "torch" or not alternative_available(device):
+        return apply_route(model, None)
+    if saved is not None:
+        return apply_route(model, tuple(saved))
+    if setting == "auto" and steps_left < MEASURE_MIN_STEPS:
+        return apply_route(model, None)
+    apply_route(model, None)
+    return apply_route(model, measure_route(model, forward))
+
+
 __all__ = ["ALTERNATIVE", "Conv", "ConvT", "Dense", "ROUTABLE", "alternative_available", "apply_route",
-           "describe", "measure_route", "onednn_linear", "routable_layers"]
+           "choose_route", "describe", "measure_route", "onednn_linear", "routable_layers"]

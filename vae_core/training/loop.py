@@ -29,20 +29,18 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from ..config import TrainConfig
 from ..data import ImageSet, class_balanced_indices, load_dataset
 from ..device import pick_device, resolve_precision
 from ..errors import TrainingDiverged, VAEError
 from ..evaluation.metrics import evaluate_model
 from ..io.run_folder import PRIOR_FILES, RunConfig, resume_run, save_run
 from ..models import ModelConfig, VAEBase, build_model, kernels
-from ..models.vq import VQVAE, codebook_perplexity
 from . import snapshots
-from .objectives import training_step
-from .optim import FUSED_DEVICES, FusedAdam
+from .code_use import CodeUse
+from .objectives import StepResult, training_step
+from .optim import FusedAdam, make_optimizer
 
 SAMPLE_COUNT = 64
-RESTART_WINDOW = 10     # steps: a VQ-VAE code unused over this many batches is dead and is restarted
 
 
 @dataclasses.dataclass
@@ -97,19 +95,59 @@ def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Genera
     return torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch)
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device):
-    """Adam. On CPU and CUDA the fused kernel updates all parameters in one pass, called without
-    torch.optim's wrappers, whose first call imports torch's compiler (vae_core/training/optim.py)."""
-    if device.type in FUSED_DEVICES:
-        return FusedAdam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
 def init_model(config: ModelConfig, seed: int) -> VAEBase:
     """Build the model with its weights drawn from ``seed``, without touching the global RNG."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return build_model(config)
+
+
+@dataclasses.dataclass
+class _Run:
+    """What one call of ``train`` holds between its steps: set up by ``_prepare``, advanced by ``_epoch_steps``
+    and ``_end_epoch``. It lives as long as the generator and is nobody else's."""
+
+    config: RunConfig
+    data: ImageSet
+    test_data: ImageSet | None
+    out: Path | None
+    rank: int
+    world: int
+    device: torch.device
+    model: VAEBase
+    opt: torch.optim.Optimizer | FusedAdam
+    objective: nn.Module
+    images: torch.Tensor                  # uint8 (N, C, H, W) on the device (packed bits stay packed on the CPU)
+    labels: torch.Tensor | None
+    labelled: torch.Tensor | None         # an M2's labelled subset (labels_per_class), else None
+    labelled_share: float
+    start_epoch: int
+    step: int
+    history: list
+    elapsed: float
+    saved: dict                           # a resumed run's setup (precision, kernels)
+    log_every: int
+    amp: contextlib.AbstractContextManager = contextlib.nullcontext()
+    setup: dict = dataclasses.field(default_factory=dict)
+    snaps: snapshots.Snapshots | None = None
+    part_names: list[str] | None = None
+    means: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return len(self.data)
+
+    @property
+    def local_batch(self) -> int:
+        return self.config.train.batch_size // self.world
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.n // self.config.train.batch_size          # the last partial batch is dropped
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.config.train.epochs
 
 
 def train(config: RunConfig, data: ImageSet | None = None, test_data: ImageSet | None = None, *,
@@ -121,13 +159,22 @@ def train(config: RunConfig, data: ImageSet | None = None, test_data: ImageSet |
     atomically after each epoch. ``resume`` continues from the checkpoint in ``out_dir``.
     Closing the generator stops the run; the last checkpoint stays as it was.
     """
+    run = _prepare(config, data, test_data, Path(out_dir) if out_dir else None, resume, model, log_every)
+    message = _choose_route(run)
+    yield Event("start", run.step, run.start_epoch, run.total_steps, elapsed=run.elapsed,
+                snapshots=run.snaps and run.snaps.copy(), message=message + _stale_prior_note(run.out, resume))
+    for epoch in range(run.start_epoch, config.train.epochs):
+        if not (yield from _epoch_steps(run, epoch)):
+            return                                               # stopped at the time limit
+        yield _end_epoch(run, epoch)
+    yield Event("done", run.step, config.train.epochs, run.total_steps, run.means, elapsed=run.elapsed,
+                message="finished")
+
+
+def _checked_data(config: RunConfig, data: ImageSet | None, test_data: ImageSet | None,
+                  world: int) -> tuple[ImageSet, ImageSet | None]:
+    """The run's training and held-out images (its dataset's when none are given), checked against the run."""
     cfg = config.train
-    rank, world = _dist_info()
-    device = pick_device(cfg.device)
-    if device.type == "cuda" and world > 1:
-        device = torch.device("cuda", torch.cuda.current_device())
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     if data is None:
         data = load_dataset(cfg.dataset, "train", image_size=cfg.image_size)
         if test_data is None:
@@ -139,143 +186,167 @@ def train(config: RunConfig, data: ImageSet | None = None, test_data: ImageSet |
         raise VAEError(f"batch_size {cfg.batch_size} must divide evenly among {world} processes.")
     if world > 1 and not config.model.trains_distributed():
         raise VAEError(f"A {config.model.model_type} model trains in one process; run it without torchrun.")
+    return data, test_data
 
-    out = Path(out_dir) if out_dir else None
-    start_epoch, history, elapsed, saved = 0, [], 0.0, {}
-    if model is None:
-        model = init_model(config.model, cfg.seed)
-    model = model.to(device).train()
+
+def _prepare(config: RunConfig, data: ImageSet | None, test_data: ImageSet | None, out: Path | None, resume: bool,
+             model: VAEBase | None, log_every: int) -> _Run:
+    """Device, data, model, optimizer and (with ``resume``) the state of the run in ``out``."""
+    cfg = config.train
+    rank, world = _dist_info()
+    device = pick_device(cfg.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", torch.cuda.current_device())
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    data, test_data = _checked_data(config, data, test_data, world)
+    model = (model if model is not None else init_model(config.model, cfg.seed)).to(device).train()
     opt = make_optimizer(model, cfg, device)
+    start_epoch, history, elapsed, saved = 0, [], 0.0, {}
     if resume:
         if out is None:
             raise VAEError("--resume needs --out, the run folder to continue.")
         start_epoch, history, elapsed, saved = resume_run(out, config, model, opt)
         if start_epoch >= cfg.epochs:
             raise VAEError(f"{out} already finished {start_epoch} epochs; raise --epochs to train further.")
-    # A VQ-VAE's code prior (train-prior) models the codes of the weights it was fitted to; training
-    # moves them, so the run saved from here leaves it out, and says so now rather than after.
-    stale_prior = (f" The code prior in {out} was fitted to the codes before this training, which moves them, so "
-                   f"the saved run leaves it out; fit a new one with `python -m vae_core train-prior {out}`."
-                   if resume and any((out / f).exists() for f in PRIOR_FILES) else "")
-
     objective: nn.Module = _Objective(model)
     if world > 1:
         objective = nn.parallel.DistributedDataParallel(
             objective, device_ids=[device.index] if device.type == "cuda" else None)
-
-    images = data.images.to(device)           # uint8 on the device (packed bits stay packed on the CPU)
     labels = data.labels.to(device) if data.labels is not None and model.num_classes else None
-    n, B = len(data), cfg.batch_size
     # An M2 with labels_per_class sees only that seeded, class-balanced subset's labels: each step
     # adds a batch of those labelled images to the usual batch, whose labels are hidden (-1).
     labelled = class_balanced_indices(data.labels, cfg.labels_per_class, cfg.seed).to(device) \
         if model.as_classifier() is not None and cfg.labels_per_class else None
-    labelled_share = len(labelled) / n if labelled is not None else 1.0
-    local_B = B // world
-    steps_per_epoch = n // B                                          # the last partial batch is dropped
-    total_steps = steps_per_epoch * cfg.epochs
-    step = start_epoch * steps_per_epoch
-    # A resumed run keeps the precision and kernels it started with, whatever this machine would pick.
-    precision = saved.get("precision") or resolve_precision(cfg.precision, device)
-    amp = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
-    route = _route(model, cfg, device, precision, saved.get("kernels"), total_steps - step,
-                   lambda: training_step(model, *_measure_batch(images, labels, labelled, local_B, B), cfg, step=0,
-                                         total_steps=total_steps, randn=_scratch_randn(device), dataset_size=n,
-                                         labelled_share=labelled_share).parts)
-    setup = {"precision": precision, "kernels": list(route)}
-    part_names: list[str] | None = None
-    how = "bf16 autocast" if precision == "bf16" else ", ".join(filter(None, ["fp32", kernels.describe(model)]))
-    snaps = None
+    run = _Run(config, data, test_data, out, rank, world, device, model, opt, objective, data.images.to(device),
+               labels, labelled, len(labelled) / len(data) if labelled is not None else 1.0, start_epoch, 0, history,
+               elapsed, saved, log_every)
+    run.step = start_epoch * run.steps_per_epoch
     if cfg.snapshots and rank == 0:
-        snaps = (snapshots.read(out) if resume else None) or snapshots.start(data, cfg.snapshots, cfg.seed)
-        if not snaps.epochs:
-            snaps.add(start_epoch, snapshots.encode(model, data, snaps))
-    yield Event("start", step, start_epoch, total_steps, elapsed=elapsed, snapshots=snaps and snaps.copy(),
-                message=f"training on {device} in {how} ({n} images, {steps_per_epoch} steps per epoch).{stale_prior}")
+        run.snaps = (snapshots.read(out) if resume else None) or snapshots.start(data, cfg.snapshots, cfg.seed)
+        if not run.snaps.epochs:
+            run.snaps.add(start_epoch, snapshots.encode(model, data, run.snaps))
+    return run
 
-    for epoch in range(start_epoch, cfg.epochs):
-        gen = epoch_generator(cfg.seed, epoch, device)
-        perm = torch.randperm(n, generator=gen, device=device)
 
-        def randn(shape, batch_axis=0):
-            # Draw the whole global batch's noise and keep this rank's slice (identical across world sizes).
-            gshape = list(shape)
-            gshape[batch_axis] *= world
-            eps = torch.randn(gshape, generator=gen, device=device)
-            return eps.narrow(batch_axis, rank * local_B, shape[batch_axis]) if world > 1 else eps
+def _stale_prior_note(out: Path | None, resume: bool) -> str:
+    """A VQ-VAE's code prior (train-prior) models the codes of the weights it was fitted to; training moves
+    them, so the run saved from here leaves it out, and says so at the start rather than after."""
+    if not resume or not any((out / f).exists() for f in PRIOR_FILES):
+        return ""
+    return (f" The code prior in {out} was fitted to the codes before this training, which moves them, so the "
+            f"saved run leaves it out; fit a new one with `python -m vae_core train-prior {out}`.")
 
-        vq_counts = window = None
-        restarted = 0
-        acc, acc_steps, t0 = [], 0, time.perf_counter()
-        for i in range(steps_per_epoch):
-            idx = perm[i * B + rank * local_B: i * B + (rank + 1) * local_B]
-            x = images.index_select(0, idx).float().div_(255.0)       # (b, C, H, W) in [0, 1]
-            y = labels.index_select(0, idx) if labels is not None else None
-            if labelled is not None:
-                pick = labelled[torch.randperm(len(labelled), generator=gen, device=device)[:B]]
-                x = torch.cat([x, images.index_select(0, pick).float().div_(255.0)])     # (b + l, C, H, W)
-                y = torch.cat([torch.full_like(y, -1), labels.index_select(0, pick)])
-            with amp:
-                result = objective(x, y, cfg, step, total_steps, randn, n, labelled_share)
-            parts = result.parts
-            loss = parts["loss"]
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            step += 1
-            counts, z_e = result.code_counts, result.encodings
-            if counts is not None:
-                vq_counts = counts if vq_counts is None else vq_counts + counts
-                window = counts if window is None else window + counts
-                if cfg.restart_dead_codes and step % RESTART_WINDOW == 0:
-                    restarted += _restart_dead_codes(model.as_codebook(), window, z_e, gen, world)
-                    window = None
-            if part_names is None:
-                part_names = list(parts)
-            acc.append(torch.stack([parts[k].detach().float() for k in part_names]))
-            acc_steps += 1
-            if acc_steps == log_every or i == steps_per_epoch - 1:
-                rows = torch.stack(acc)                               # (steps, parts): one sync per log
-                _check_finite(rows, part_names, step - acc_steps + 1, out)
-                dt = time.perf_counter() - t0
-                elapsed += dt
-                means = dict(zip(part_names, rows.mean(0).tolist()))
-                yield Event("step", step, epoch, total_steps, means, acc_steps * B / max(dt, 1e-9), elapsed)
-                if cfg.max_seconds and elapsed >= cfg.max_seconds:
-                    yield Event("done", step, epoch, total_steps, means, elapsed=elapsed,
-                                message=f"stopped at the time limit of {cfg.max_seconds:g} s")
-                    return
-                acc, acc_steps, t0 = [], 0, time.perf_counter()
 
-        if vq_counts is not None:
-            if world > 1:
-                dist.all_reduce(vq_counts)
-            model.as_codebook().code_usage.copy_(vq_counts / vq_counts.sum())
-            means = {**means, "codebook_usage": float((vq_counts > 0).float().mean()),
-                     "perplexity": float(codebook_perplexity(vq_counts)),
-                     **({"dead_codes_restarted": float(restarted)} if cfg.restart_dead_codes else {})}
-        ev = Event("epoch", step, epoch + 1, total_steps, means, elapsed=elapsed)
-        if rank == 0:
-            last = epoch + 1 == cfg.epochs
-            if (test_data is not None and (epoch + 1) % cfg.eval_every == 0) or last:
-                # Without held-out data, the final epoch is still evaluated, on the training images.
-                ev.eval = evaluate_model(model, test_data if test_data is not None else data,
-                                         seed=cfg.seed, max_images=2000)
-            if (cfg.sample_every and (epoch + 1) % cfg.sample_every == 0) or last or out is not None:
-                ev.samples = fixed_samples(model, cfg.seed)
-            history.append({"epoch": epoch + 1, "step": step, **{k: round(v, 5) for k, v in means.items()},
-                            **({"test_elbo": round(ev.eval["elbo"], 4)} if ev.eval else {})})
-            if snaps is not None:
-                snaps.add(epoch + 1, snapshots.encode(model, data, snaps))
-                ev.snapshots = snaps.copy()
-            if out is not None:
-                save_run(out, config, model, opt, epoch=epoch + 1, step=step, history=history, elapsed=elapsed,
-                         metrics=ev.eval, samples=ev.samples, setup=setup,
-                         extra_files={snapshots.FILE: snaps.to_bytes()} if snaps is not None else None)
-        yield ev
-    yield Event("done", step, cfg.epochs, total_steps, means, elapsed=elapsed, message="finished")
+def _choose_route(run: _Run) -> str:
+    """Precision and kernels for the run (a resumed run keeps the ones it started with, whatever this machine
+    would pick); returns the start event's message."""
+    cfg, device, model = run.config.train, run.device, run.model
+    precision = run.saved.get("precision") or resolve_precision(cfg.precision, device)
+    run.amp = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+    route = kernels.choose_route(model, cfg.kernels, device, precision, run.saved.get("kernels"),
+                                 run.total_steps - run.step,
+                   lambda: training_step(model, *_measure_batch(run.images, run.labels, run.labelled, run.local_batch,
+                                                                cfg.batch_size), cfg, step=0,
+                                         total_steps=run.total_steps, randn=_scratch_randn(device), dataset_size=run.n,
+                                         labelled_share=run.labelled_share).parts)
+    run.setup = {"precision": precision, "kernels": list(route)}
+    how = "bf16 autocast" if precision == "bf16" else ", ".join(filter(None, ["fp32", kernels.describe(model)]))
+    return f"training on {device} in {how} ({run.n} images, {run.steps_per_epoch} steps per epoch)."
+
+
+def _batch(run: _Run, perm: torch.Tensor, i: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Step ``i``'s images (b, C, H, W) in [0, 1] and labels on this rank; with a labelled subset (M2), its
+    images join the batch, whose own labels are hidden (-1)."""
+    B, b, r = run.config.train.batch_size, run.local_batch, run.rank
+    idx = perm[i * B + r * b: i * B + (r + 1) * b]
+    x = run.images.index_select(0, idx).float().div_(255.0)
+    y = run.labels.index_select(0, idx) if run.labels is not None else None
+    if run.labelled is not None:
+        pick = run.labelled[torch.randperm(len(run.labelled), generator=gen, device=run.device)[:B]]
+        x = torch.cat([x, run.images.index_select(0, pick).float().div_(255.0)])     # (b + l, C, H, W)
+        y = torch.cat([torch.full_like(y, -1), run.labels.index_select(0, pick)])
+    return x, y
+
+
+def _noise(run: _Run, gen: torch.Generator):
+    def randn(shape, batch_axis=0):
+        # Draw the whole global batch's noise and keep this rank's slice (identical across world sizes).
+        gshape = list(shape)
+        gshape[batch_axis] *= run.world
+        eps = torch.randn(gshape, generator=gen, device=run.device)
+        return eps.narrow(batch_axis, run.rank * run.local_batch, shape[batch_axis]) if run.world > 1 else eps
+    return randn
+
+
+def _optimise(run: _Run, x: torch.Tensor, y: torch.Tensor | None, randn) -> StepResult:
+    """One step: the objective, its gradient (clipped if asked) and the optimizer's update."""
+    cfg = run.config.train
+    with run.amp:
+        result = run.objective(x, y, cfg, run.step, run.total_steps, randn, run.n, run.labelled_share)
+    run.opt.zero_grad(set_to_none=True)
+    result.parts["loss"].backward()
+    if cfg.grad_clip:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
+    run.opt.step()
+    run.step += 1
+    return result
+
+
+def _epoch_steps(run: _Run, epoch: int):
+    """The steps of one epoch, yielding a "step" event every ``log_every`` of them; returns False when the run
+    stopped at its time limit (after a "done" event), True at the epoch's end."""
+    cfg = run.config.train
+    gen = epoch_generator(cfg.seed, epoch, run.device)
+    perm = torch.randperm(run.n, generator=gen, device=run.device)
+    randn = _noise(run, gen)
+    codes = CodeUse(cfg.restart_dead_codes)
+    acc, t0 = [], time.perf_counter()
+    for i in range(run.steps_per_epoch):
+        result = _optimise(run, *_batch(run, perm, i, gen), randn)
+        codes.add(run.step, run.model, result, gen, run.world)
+        run.part_names = run.part_names or list(result.parts)
+        acc.append(torch.stack([result.parts[k].detach().float() for k in run.part_names]))
+        if len(acc) == run.log_every or i == run.steps_per_epoch - 1:
+            rows = torch.stack(acc)                               # (steps, parts): one sync per log
+            _check_finite(rows, run.part_names, run.step - len(acc) + 1, run.out)
+            dt = time.perf_counter() - t0
+            run.elapsed += dt
+            run.means = dict(zip(run.part_names, rows.mean(0).tolist()))
+            yield Event("step", run.step, epoch, run.total_steps, run.means, len(acc) * cfg.batch_size / max(dt, 1e-9),
+                        run.elapsed)
+            if cfg.max_seconds and run.elapsed >= cfg.max_seconds:
+                yield Event("done", run.step, epoch, run.total_steps, run.means, elapsed=run.elapsed,
+                            message=f"stopped at the time limit of {cfg.max_seconds:g} s")
+                return False
+            acc, t0 = [], time.perf_counter()
+    run.means = {**run.means, **codes.summary(run.model, run.world)}
+    return True
+
+
+def _end_epoch(run: _Run, epoch: int) -> Event:
+    """The "epoch" event: on rank 0, held-out metrics when due, samples, history, snapshots, the saved run."""
+    cfg, model = run.config.train, run.model
+    ev = Event("epoch", run.step, epoch + 1, run.total_steps, run.means, elapsed=run.elapsed)
+    if run.rank != 0:
+        return ev
+    last = epoch + 1 == cfg.epochs
+    if (run.test_data is not None and (epoch + 1) % cfg.eval_every == 0) or last:
+        # Without held-out data, the final epoch is still evaluated, on the training images.
+        ev.eval = evaluate_model(model, run.test_data if run.test_data is not None else run.data,
+                                 seed=cfg.seed, max_images=2000)
+    if (cfg.sample_every and (epoch + 1) % cfg.sample_every == 0) or last or run.out is not None:
+        ev.samples = fixed_samples(model, cfg.seed)
+    run.history.append({"epoch": epoch + 1, "step": run.step, **{k: round(v, 5) for k, v in run.means.items()},
+                        **({"test_elbo": round(ev.eval["elbo"], 4)} if ev.eval else {})})
+    if run.snaps is not None:
+        run.snaps.add(epoch + 1, snapshots.encode(model, run.data, run.snaps))
+        ev.snapshots = run.snaps.copy()
+    if run.out is not None:
+        save_run(run.out, run.config, model, run.opt, epoch=epoch + 1, step=run.step, history=run.history,
+                 elapsed=run.elapsed, metrics=ev.eval, samples=ev.samples, setup=run.setup,
+                 extra_files={snapshots.FILE: run.snaps.to_bytes()} if run.snaps is not None else None)
+    return ev
 
 
 def _measure_batch(images: torch.Tensor, labels: torch.Tensor | None, labelled: torch.Tensor | None, local_B: int,
@@ -295,38 +366,6 @@ def _scratch_randn(device: torch.device):
     """Noise for the one forward pass that measures the kernels: its own generator, so the run's draws are untouched."""
     gen = torch.Generator(device=device).manual_seed(0)
     return lambda shape, batch_axis=0: torch.randn(shape, generator=gen, device=device)
-
-
-def _route(model: VAEBase, cfg: TrainConfig, device: torch.device, precision: str, saved: list | None,
-           steps_left: int, forward) -> tuple[str, ...]:
-    """The kernel of each routable layer for this run (see kernels.py): the saved route on resume, else measured.
-
-    Only fp32 on a CPU is routed; with ``kernels="torch"`` every layer keeps torch's default, and with
-    ``"auto"`` a run of fewer than ``kernels.MEASURE_MIN_STEPS`` steps does too (measuring would cost it more
-    than it could gain).
-    """
-    if precision != "fp32" or cfg.kernels == "torch" or not kernels.alternative_available(device):
-        return kernels.apply_route(model, None)
-    if saved is not None:
-        return kernels.apply_route(model, tuple(saved))
-    if cfg.kernels == "auto" and steps_left < kernels.MEASURE_MIN_STEPS:
-        return kernels.apply_route(model, None)
-    kernels.apply_route(model, None)
-    return kernels.apply_route(model, kernels.measure_route(model, forward))
-
-
-def _restart_dead_codes(model: VQVAE, window: torch.Tensor, z_e: torch.Tensor, gen: torch.Generator,
-                        world: int) -> int:
-    """Restart the VQ-VAE's codes unused over the last RESTART_WINDOW steps (``window``: their counts) at
-    encoder outputs of the current batch (``z_e``), as Jukebox does (Dhariwal et al., 2020). Checked every
-    few steps rather than once an epoch: a code restarted once an epoch is often dead again by the next.
-    Under DDP the counts are summed over ranks and rank 0's codebook is broadcast, so ranks agree."""
-    if world > 1:
-        dist.all_reduce(window)
-    n = model.restart_dead_codes(window, z_e, gen)
-    if world > 1:
-        dist.broadcast(model.codebook.weight.data, 0)
-    return n
 
 
 def _check_finite(rows: torch.Tensor, names: list[str], first_step: int, out: Path | None) -> None:

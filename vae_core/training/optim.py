@@ -6,7 +6,7 @@ and 0.85 s on a 2-core CPU, a third of a short command-line run, for a compiler 
 uses. ``FusedAdam`` calls the same kernel (``torch._fused_adam_``, on CPU and CUDA) with the same
 state and the same update, step for step bit-identical to ``torch.optim.Adam(fused=True)``
 (tests/test_train.py checks it), and its ``state_dict`` has torch's layout, so run folders
-written before or after read alike. On other devices (MPS) ``make_optimizer`` in train.py
+written before or after read alike. On other devices (MPS) ``make_optimizer``
 keeps ``torch.optim.Adam``.
 """
 from __future__ import annotations
@@ -14,7 +14,9 @@ from __future__ import annotations
 from typing import Iterable
 
 import torch
+import torch.nn as nn
 
+from ..config import TrainConfig
 from ..errors import VAEError
 
 FUSED_DEVICES = ("cpu", "cuda")
@@ -102,4 +104,12 @@ class FusedAdam:
         self.state = state
 
 
-__all__ = ["FUSED_DEVICES", "FusedAdam"]
+def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> FusedAdam | torch.optim.Adam:
+    """Adam. On CPU and CUDA the fused kernel updates all parameters in one pass, called without
+    torch.optim's wrappers, whose first call imports torch's compiler (above)."""
+    if device.type in FUSED_DEVICES:
+        return FusedAdam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+__all__ = ["FUSED_DEVICES", "FusedAdam", "make_optimizer"]
