@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from vae_core import VAEError
-from vae_core.latent import directions
+from vae_core.latent import directions, spectra
 from vae_core.models import MLPConfig, build_model
 
 
@@ -107,7 +107,7 @@ def test_the_jacobians_top_direction_of_a_linear_decoder_is_its_top_right_singul
 
 
 def test_subspace_iteration_finds_the_same_directions(monkeypatch):
-    monkeypatch.setattr(directions, "DENSE_MAX_DIMS", 2)                  # force the iterative path
+    monkeypatch.setattr(spectra, "DENSE_MAX_DIMS", 2)                  # force the iterative path
     model, w = _linear_model(latent=12, side=6, seed=1)
     _, _, vh = torch.linalg.svd(w, full_matrices=False)
     res = directions.local_directions(model, torch.zeros(1, 12), k=2)
@@ -215,7 +215,7 @@ def test_dataset_directions_on_a_labelled_factored_set():
 
 
 def test_large_codes_get_a_randomized_svd_and_fewer_resamples(monkeypatch):
-    monkeypatch.setattr(directions, "EXACT_SVD_MAX", 4)
+    monkeypatch.setattr(spectra, "EXACT_SVD_MAX", 4)
     x, rot = _gaussian(300, [25.0, 16.0, 9.0] + [0.05] * 9, seed=9)
     axes, var = directions.principal_axes(x.double(), 3)
     exact = directions.canonical_sign(torch.linalg.svd(x.double() - x.double().mean(0), full_matrices=False)[2][:3])
