@@ -61,7 +61,7 @@ def test_exif_orientation_is_applied():
     out = decode_image(encode(img, "JPEG", exif=exif.tobytes(), quality=95))
     assert out.size == (10, 20)                                 # upright: 10 wide, 20 tall
     top, bottom = out.crop((0, 0, 10, 4)), out.crop((0, 16, 10, 20))
-    assert sum(top.getdata()) / 40 > 200 and sum(bottom.getdata()) / 40 < 50    # the strip is now on top
+    assert sum(top.tobytes()) / 40 > 200 and sum(bottom.tobytes()) / 40 < 50    # the strip is now on top
 
 
 def test_to_model_input_fits_shape_and_polarity():
