@@ -1,0 +1,77 @@
+"""`experiment`: semi-supervised learning (M1, M2) and augmentation experiments, as a table."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+
+from vae_core import experiments as ex
+from vae_core.checkpoint import atomic_file
+from vae_core.errors import VAEError
+
+
+def add_parser(sub) -> None:
+    x = sub.add_parser("experiment", help="semi-supervised learning (M1, M2) and augmentation experiments",
+                       description="Run an experiment and print its table of test accuracy (mean and standard "
+                                   "deviation over seeds). See vae_core/experiments.py for what each arm does.")
+    x.add_argument("which", choices=["semi-supervised", "augmentation"])
+    x.add_argument("--dataset", default="mnist-5k")
+    x.add_argument("--labels-per-class", type=int, nargs="+", default=None,
+                   help="semi-supervised: 10 100 by default; augmentation: one number, 10 by default")
+    x.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    x.add_argument("--epochs", type=int, default=50, help="semi-supervised: epochs of the M1 VAE and of M2")
+    x.add_argument("--hidden-dims", type=int, nargs="+", default=[500], help="semi-supervised: hidden layers")
+    x.add_argument("--latent-dim", type=int, default=50, help="semi-supervised: latent size of M1 and M2")
+    x.add_argument("--alpha", type=float, default=0.1, help="semi-supervised: M2's classification weight")
+    x.add_argument("--model", dest="model_source", default="mnist-mlp",
+                   help="augmentation: the VAE that draws (trained without labels, so none leak)")
+    x.add_argument("--per-image", type=int, default=10, help="augmentation: draws per labelled image")
+    x.add_argument("--scales", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0], help="augmentation: scales")
+    x.add_argument("--mode", default="posterior", choices=["posterior", "prior"], help="augmentation: what to draw")
+    x.add_argument("--classifier-steps", type=int, default=1000, help="Adam steps of every small classifier")
+    x.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
+    x.add_argument("--device", default=None)
+    x.add_argument("--json", help="also write every run's result to this JSON file")
+    x.add_argument("--from-json", help="print the table of a results file written by --json, without running")
+    x.add_argument("--quiet", action="store_true", help="only the table")
+    x.set_defaults(func=run)
+
+
+def setup_for(args):
+    """The experiment's setup dataclass, from the flags."""
+    classifier = ex.ClassifierSetup(steps=args.classifier_steps)
+    if args.which == "semi-supervised":
+        return ex.SemiSupervisedSetup(dataset=args.dataset, labels_per_class=tuple(args.labels_per_class or (10, 100)),
+                                      seeds=tuple(args.seeds), epochs=args.epochs,
+                                      hidden_dims=tuple(args.hidden_dims), latent_dim=args.latent_dim,
+                                      alpha=args.alpha, classifier=dataclasses.replace(
+                                          classifier, hidden_dims=tuple(args.hidden_dims)),
+                                      threads=args.threads, device=args.device or "auto")
+    return ex.AugmentationSetup(dataset=args.dataset, model=args.model_source,
+                                labels_per_class=(args.labels_per_class or [10])[0], per_image=args.per_image,
+                                scales=tuple(args.scales), mode=args.mode, seeds=tuple(args.seeds),
+                                classifier=classifier, device=args.device or "cpu")
+
+
+def run(args) -> int:
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text()) if Path(args.from_json).is_file() else None
+        if not isinstance(saved, dict) or not saved.get("rows"):
+            raise VAEError(f"{args.from_json} is not a results file written by --json; run the experiment first.")
+        print(ex.report(args.which, saved["rows"]))
+        return 0
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    log = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
+    setup = setup_for(args)
+    if args.which == "semi-supervised":
+        rows = ex.semi_supervised_experiment(setup, log)
+    else:
+        rows = ex.augmentation_experiment(setup, log)
+    print(ex.report(args.which, rows))
+    if args.json:
+        text = json.dumps({"setup": dataclasses.asdict(setup), "rows": rows}, indent=2)
+        atomic_file(Path(args.json), lambda tmp: tmp.write_text(text))
+    return 0
