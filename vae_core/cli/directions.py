@@ -4,21 +4,21 @@ from __future__ import annotations
 import json
 
 from vae_core.cli import report
-from vae_core.cli.args import add_model_source
+from vae_core.cli.args import add_model_source, name, whole
 from vae_core.data import load_dataset
 from vae_core.directions import dataset_alignment
 from vae_core.loading import load_model
 
 
-def add_parser(sub) -> None:
+def add_parser(sub, parents=()) -> None:
     d = sub.add_parser("directions", help="how principal, local and attribute directions align with a "
-                                          "dataset's ground-truth factors (dSprites)")
+                                          "dataset's ground-truth factors (dSprites)", parents=list(parents))
     add_model_source(d)
-    d.add_argument("--dataset", default="dsprites")
+    d.add_argument("--dataset", type=name, default="dsprites")
     d.add_argument("--split", default="test", choices=["train", "test", "all"])
-    d.add_argument("--n", type=int, default=2000, help="images to encode (a fixed random subset)")
-    d.add_argument("--k", type=int, default=3, help="principal and local directions to report")
-    d.add_argument("--local-codes", type=int, default=16, help="codes the local directions are averaged over")
+    d.add_argument("--n", type=whole(2, 1_000_000), default=2000, help="images to encode (a fixed random subset)")
+    d.add_argument("--k", type=whole(1, 64), default=3, help="principal and local directions to report")
+    d.add_argument("--local-codes", type=whole(1, 10_000), default=16, help="codes the local directions are averaged over")
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=run)
 

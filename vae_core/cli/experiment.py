@@ -8,35 +8,43 @@ from pathlib import Path
 import torch
 
 from vae_core import experiments as ex
+from vae_core.augment import MAX_PER_IMAGE
 from vae_core.checkpoint import atomic_file
+from vae_core.cli.args import check_new_file, data_file, device, existing_file, name, real, whole
 from vae_core.errors import VAEError
 
 
-def add_parser(sub) -> None:
+def add_parser(sub, parents=()) -> None:
     x = sub.add_parser("experiment", help="semi-supervised learning (M1, M2) and augmentation experiments",
+                       parents=list(parents),
                        description="Run an experiment and print its table of test accuracy (mean and standard "
                                    "deviation over seeds). See vae_core/experiments.py for what each arm does.")
     x.add_argument("which", choices=["semi-supervised", "augmentation"])
-    x.add_argument("--dataset", default="mnist-5k")
-    x.add_argument("--labels-per-class", type=int, nargs="+", default=None,
+    x.add_argument("--dataset", type=name, default="mnist-5k")
+    x.add_argument("--labels-per-class", type=whole(1, 1_000_000), nargs="+", default=None,
                    help="semi-supervised: 10 100 by default; augmentation: one number, 10 by default")
-    x.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    x.add_argument("--epochs", type=int, default=50, help="semi-supervised: epochs of the M1 VAE and of M2")
-    x.add_argument("--hidden-dims", type=int, nargs="+", default=[500], help="semi-supervised: hidden layers")
-    x.add_argument("--latent-dim", type=int, default=50, help="semi-supervised: latent size of M1 and M2")
-    x.add_argument("--alpha", type=float, default=0.1, help="semi-supervised: M2's classification weight")
-    x.add_argument("--model", dest="model_source", default="mnist-mlp",
+    x.add_argument("--seeds", type=whole(0, 2 ** 63 - 1), nargs="+", default=[0, 1, 2])
+    x.add_argument("--epochs", type=whole(1, 100_000), default=50, help="semi-supervised: epochs of the M1 VAE and of M2")
+    x.add_argument("--hidden-dims", type=whole(1, 65_536), nargs="+", default=[500], help="semi-supervised: hidden layers")
+    x.add_argument("--latent-dim", type=whole(1, 4096), default=50, help="semi-supervised: latent size of M1 and M2")
+    x.add_argument("--alpha", type=real(0, 1e6), default=0.1, help="semi-supervised: M2's classification weight")
+    x.add_argument("--model", dest="model_source", type=name, default="mnist-mlp",
                    help="augmentation: the VAE that draws (trained without labels, so none leak)")
-    x.add_argument("--per-image", type=int, default=10, help="augmentation: draws per labelled image")
-    x.add_argument("--scales", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0], help="augmentation: scales")
+    x.add_argument("--per-image", type=whole(1, MAX_PER_IMAGE), default=10, help="augmentation: draws per labelled image")
+    x.add_argument("--scales", type=real(0, 10), nargs="+", default=[0.0, 0.5, 1.0, 2.0], help="augmentation: scales")
     x.add_argument("--mode", default="posterior", choices=["posterior", "prior"], help="augmentation: what to draw")
-    x.add_argument("--classifier-steps", type=int, default=1000, help="Adam steps of every small classifier")
-    x.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
-    x.add_argument("--device", default=None)
-    x.add_argument("--json", help="also write every run's result to this JSON file")
-    x.add_argument("--from-json", help="print the table of a results file written by --json, without running")
+    x.add_argument("--classifier-steps", type=whole(1, 10_000_000), default=1000, help="Adam steps of every small classifier")
+    x.add_argument("--threads", type=whole(0, 1024), default=0, help="torch threads (0: torch's choice)")
+    x.add_argument("--device", type=device, default=None)
+    x.add_argument("--json", type=data_file(".json"), help="also write every run's result to this JSON file")
+    x.add_argument("--from-json", type=existing_file, help="print the table of a results file written by --json, without running")
     x.add_argument("--quiet", action="store_true", help="only the table")
-    x.set_defaults(func=run)
+    x.add_argument("--overwrite", action="store_true", help="replace the --json file if it exists")
+    x.set_defaults(func=run, check=check)
+
+
+def check(args) -> str | None:
+    return check_new_file(args.json, "--json", overwrite=args.overwrite)
 
 
 def setup_for(args):

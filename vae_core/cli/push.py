@@ -3,18 +3,26 @@ from __future__ import annotations
 
 import os
 
+from vae_core.cli.args import env_name, existing_folder, name, refuse
 from vae_core.errors import VAEError
-from vae_core.hub import push_to_hub
+from vae_core.hub import REPO_ID, push_to_hub
 
 
-def add_parser(sub) -> None:
-    u = sub.add_parser("push", help="upload a run folder to a Hub model repo")
-    u.add_argument("run_dir")
-    u.add_argument("repo_id", help="org/name")
+def repo_id(text: str) -> str:
+    """A Hub repo to push to: org/name, without a revision."""
+    if not REPO_ID.fullmatch(text) or text.startswith("hub:") or "@" in text:
+        raise refuse(text, "give a Hub repo id as org/name")
+    return text
+
+
+def add_parser(sub, parents=()) -> None:
+    u = sub.add_parser("push", help="upload a run folder to a Hub model repo", parents=list(parents))
+    u.add_argument("run_dir", type=existing_folder)
+    u.add_argument("repo_id", type=repo_id, help="org/name")
     u.add_argument("--private", action="store_true")
-    u.add_argument("--token-env", default="HF_TOKEN", help="environment variable that holds the token")
+    u.add_argument("--token-env", type=env_name, default="HF_TOKEN", help="environment variable that holds the token")
     u.add_argument("--with-optimizer", action="store_true", help="also upload the optimizer state for resuming")
-    u.add_argument("--message", default="Upload VAE with vae_core")
+    u.add_argument("--message", type=name, default="Upload VAE with vae_core")
     u.set_defaults(func=run)
 
 

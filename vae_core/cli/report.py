@@ -2,6 +2,10 @@
 tables, the directions table, and the one-line messages for errors and cost estimates."""
 from __future__ import annotations
 
+import errno
+
+from vae_core.errors import VAEError
+
 
 def step_postfix(ev) -> dict[str, str]:
     """The progress bar's losses and speed for a training step."""
@@ -103,3 +107,76 @@ def directions(source: str, dataset: str, split: str, seed: int, res: dict) -> s
     lines.append(f"local directions from {res['local_method']}")
     return "\n".join(lines)
 
+
+# ---------------------------------------------------------------------------------------------
+# Failures: every exception a command can end with, as one line and an exit status
+
+
+HUB_ADVICE = {401: "the token was refused: check that the variable --token-env names holds a valid Hub token",
+              403: "the token may not write there: use a token with write access to that namespace",
+              404: "the Hub has no such repo or namespace: check the spelling of org/name",
+              409: "the Hub reports a conflict (the repo may be busy): try again in a minute",
+              413: "the upload is too large for the Hub: push without --with-optimizer, or a smaller model",
+              429: "the Hub is rate-limiting this machine: wait a few minutes and try again"}
+NETWORK_ERRORS = {"ConnectError", "ConnectTimeout", "ReadTimeout", "TimeoutException", "NetworkError",
+                  "TransportError", "ConnectionError", "Timeout", "ProxyError", "RemoteProtocolError"}
+
+
+def _chain(e: BaseException):
+    """``e`` and the exceptions it was raised from or while handling (a library's message may wrap a Hub error)."""
+    seen = []
+    while e is not None and e not in seen:
+        seen.append(e)
+        e = e.__cause__ or e.__context__
+    return seen
+
+
+def _is_network(e: BaseException) -> bool:
+    """An HTTP client's failure to reach a server (httpx, httpx2, requests), or the Hub switched off."""
+    return any(cls.__module__.split(".")[0] in ("httpx", "httpx2", "requests", "urllib3") and cls.__name__ in
+               NETWORK_ERRORS for cls in type(e).__mro__)
+
+
+def _first(e: BaseException) -> str:
+    return (str(e).splitlines() or [type(e).__name__])[0][:200]
+
+
+def _whole(e: BaseException) -> str:
+    """A library message in full, on one line."""
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def hub_failure(e: BaseException) -> tuple[str, str] | None:
+    """(kind, what it means and what to do) for a Hub failure anywhere in ``e``'s chain, or None.
+    kind: "offline" (HF_HUB_OFFLINE), "status" (the Hub answered an HTTP error), "network" (no answer)."""
+    for err in _chain(e):
+        kind = type(err).__name__
+        if kind == "OfflineModeIsEnabled":
+            return "offline", ("the Hub is switched off here (HF_HUB_OFFLINE is set): unset HF_HUB_OFFLINE to reach "
+                               "it, or use a shipped checkpoint or a local folder")
+        status = getattr(getattr(err, "response", None), "status_code", None)
+        if isinstance(status, int) and any("HTTP" in c.__name__ for c in type(err).__mro__):
+            return "status", f"the Hub answered {status}: {HUB_ADVICE.get(status, 'try again later')}"
+        if _is_network(err):
+            return "network", (f"cannot reach the Hugging Face Hub ({kind}): check the network connection, or "
+                               "HF_ENDPOINT if it is set; shipped checkpoints and local folders work offline")
+    return None
+
+
+def failure(e: BaseException) -> tuple[str, int]:
+    """The one line (without "error: ") and the exit status a command ends with when ``e`` stops it:
+    2 for what the user can fix (bad input, the Hub, the disk, memory), 1 for anything unexpected."""
+    hub = hub_failure(e)
+    if isinstance(e, VAEError):                 # the library said what failed; the Hub's answer says why
+        why = f" Why: {hub[1]}." if hub and hub[0] != "network" else ""
+        return _whole(e) + why, 2
+    if hub:
+        return hub[1][0].upper() + hub[1][1:] + ".", 2
+    if isinstance(e, OSError):
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        if e.errno == errno.ENOSPC:
+            return f"The disk is full{where}; nothing was written. Free some space or choose another place.", 2
+        return f"{e.strerror or _first(e)}{where}; check the path and its permissions.", 2
+    if isinstance(e, MemoryError) or (isinstance(e, RuntimeError) and "alloc" in str(e).lower()):
+        return "Ran out of memory; ask for less (fewer images, samples or a smaller --batch-size).", 2
+    return f"unexpected {type(e).__name__}: {_first(e)} (run again with --debug for the traceback)", 1

@@ -9,10 +9,13 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+import yaml
 from tqdm import tqdm
 
 from vae_core.cli import report
-from vae_core.cli.args import add_field_flags, any_config_flags, model_fields
+from vae_core.checkpoint import MANIFEST
+from vae_core.cli.args import (add_field_flags, any_config_flags, check_replaceable, existing_file, folder,
+                                model_fields, say)
 from vae_core.config import TrainConfig, field_types
 from vae_core.data import load_dataset
 from vae_core.errors import VAEError
@@ -20,18 +23,27 @@ from vae_core.models import MODEL_TYPES
 from vae_core.train import RunConfig, load_run_config, train
 
 
-def add_parser(sub) -> None:
-    t = sub.add_parser("train", help="train a model (every config field is a flag)",
+def add_parser(sub, parents=()) -> None:
+    t = sub.add_parser("train", help="train a model (every config field is a flag)", parents=list(parents),
                        description="Train a VAE. Flags override --config; the run folder gets a Hub-layout "
                                    "checkpoint after every epoch.")
-    t.add_argument("--config", help="YAML or JSON file with 'model' and 'train' sections")
+    t.add_argument("--config", type=existing_file, help="YAML or JSON file with 'model' and 'train' sections")
     t.add_argument("--model", choices=sorted(MODEL_TYPES), help="model family (default: mlp)")
-    t.add_argument("--out", help="run folder to write (Hub layout)")
+    t.add_argument("--out", type=folder, help="run folder to write (Hub layout)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace --out even if it is not a run folder of ours (everything in it is deleted)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     add_field_flags(t, model_fields(), "model config")
-    add_field_flags(t, field_types(TrainConfig), "training config")
-    t.set_defaults(func=run)
+    add_field_flags(t, field_types(TrainConfig), "training config", checked_by=TrainConfig)
+    t.set_defaults(func=run, check=check)
+
+
+def check(args) -> str | None:
+    """--out must be new, empty or a run folder of ours (nothing in it that we did not write)."""
+    if args.resume and not args.out:
+        return "--resume needs --out, the run folder to continue"
+    return check_replaceable(args.out, "--out", overwrite=args.overwrite, what="train")
 
 
 def read_config_file(path: str) -> dict:
@@ -41,7 +53,6 @@ def read_config_file(path: str) -> dict:
     text = p.read_text()
     try:
         if p.suffix in (".yaml", ".yml"):
-            import yaml
             d = yaml.safe_load(text)
         else:
             d = json.loads(text)
@@ -114,6 +125,9 @@ def run_config_for(args) -> RunConfig:
 def run(args) -> int:
     rank = _join_process_group()
     config = run_config_for(args)
+    if args.resume and not rank and not (Path(args.out) / MANIFEST).is_file():
+        say(f"note: {args.out} has no {MANIFEST}, so its weights and optimizer state cannot be checked for damage "
+            "before resuming (it was written before checksums, or the file was removed)")
     bar = None
     try:
         for ev in train(config, out_dir=args.out, resume=args.resume):

@@ -6,19 +6,20 @@ import dataclasses
 from tqdm import tqdm
 
 from vae_core.cli import report
-from vae_core.cli.args import add_field_flags
+from vae_core.cli.args import add_field_flags, existing_folder
 from vae_core.config import field_types, from_dict
 from vae_core.models.vq_prior import CodePriorConfig
 from vae_core.train_prior import ARCH_FIELDS, PriorTrainConfig, train_prior
 
 
-def add_parser(sub) -> None:
+def add_parser(sub, parents=()) -> None:
     tp = sub.add_parser("train-prior", help="fit an autoregressive prior over a trained VQ-VAE's codes",
+                        parents=list(parents),
                         description="Train a causal transformer over the code grids of the VQ-VAE in RUN (its "
                                     "training split's codes) and add it to RUN (prior_config.json, "
                                     "prior.safetensors, a new model card and samples). load_model then samples "
                                     "from it, and evaluate reports log p(x|codes) + log p(codes).")
-    tp.add_argument("run_dir", help="a VQ-VAE run folder written by train")
+    tp.add_argument("run_dir", type=existing_folder, help="a VQ-VAE run folder written by train")
     tp.add_argument("--quiet", action="store_true", help="no progress bar")
     arch_defaults = ", ".join(f"{k} {getattr(CodePriorConfig(), k)}" for k in ARCH_FIELDS)
     add_field_flags(tp, {k: v for k, v in field_types(CodePriorConfig).items() if k in ARCH_FIELDS},
