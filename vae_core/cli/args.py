@@ -28,6 +28,7 @@ from vae_core.models import MODEL_TYPES
 from vae_core.snapshots import FILE as SNAPSHOTS_FILE
 
 BIGGEST = 2 ** 31 - 1                     # no count a command takes is larger; beyond it, sizes overflow
+CONFIG_FLOAT = 1e6                        # no config weight or rate is larger (a config's own bounds come first)
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d{1,2})?")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 # Everything a vae_core model folder may hold (a run's, a converted model's): beside these, a folder
@@ -216,40 +217,55 @@ def model_fields() -> dict[str, object]:
     return fields
 
 
-def _train_field(field: str, hint):
-    """A TrainConfig flag's value, checked by TrainConfig's own validation (its one home for bounds)."""
-    base = whole(-BIGGEST, BIGGEST) if hint is int else real() if hint is float else name
+def _config_field(cls, field: str, hint):
+    """A config flag's value, checked when parsed by the config class's own validation (its one home for
+    bounds): the class's defaults with this one value, refused only when the complaint names the field."""
+    base = (whole(-BIGGEST, BIGGEST) if hint is int else real(-CONFIG_FLOAT, CONFIG_FLOAT) if hint is float
+            else lambda text: [whole(1, BIGGEST)(text)] if hint is not str else name(text))
 
     def parse(text: str):
         value = base(text)
         try:
-            dataclasses.replace(TrainConfig(), **{field: value}).validate()
+            dataclasses.replace(cls(), **{field: value if not isinstance(value, list) else tuple(value)}).validate()
         except VAEError as e:
-            raise refuse(text, str(e).removeprefix("TrainConfig: ")) from None
-        return value
+            if field in str(e):
+                raise refuse(text, str(e).removeprefix(f"{cls.__name__}: ").removeprefix(f"{cls.__name__}."))
+        except Exception:              # the defaults alone do not make a valid config: checked when built
+            pass
+        return value if not isinstance(value, list) else value[0]
     parse.__name__ = getattr(base, "__name__", "value")
     return parse
 
 
 def add_field_flags(parser: argparse.ArgumentParser, fields: dict[str, object], title: str,
-                    checked_by=None) -> None:
+                    owners: dict[str, type] | None = None) -> None:
     """A flag per config field: --latent-dim for latent_dim, choices for a Literal, --x/--no-x for a bool.
-    Numbers are whole or finite when parsed; ``checked_by`` (TrainConfig) also checks each against its bounds."""
+    Numbers are whole or finite when parsed, and checked by the config class that ``owners`` names for them."""
     group = parser.add_argument_group(title)
     for field, hint in fields.items():
         flag = "--" + field.replace("_", "-")
         kw: dict = {"default": None, "dest": field}
+        owner = (owners or {}).get(field)
         if get_origin(hint) is Literal:
             kw.update(choices=list(get_args(hint)))
         elif hint is bool:
             kw.update(action=argparse.BooleanOptionalAction)
         elif get_origin(hint) is tuple:
-            kw.update(nargs="+", type=whole(1, BIGGEST), metavar="N")
-        elif checked_by is TrainConfig and hint in (int, float, str):
-            kw.update(type=_train_field(field, hint))
+            kw.update(nargs="+", metavar="N", type=_config_field(owner, field, list) if owner else whole(1, BIGGEST))
+        elif owner is not None and hint in (int, float, str):
+            kw.update(type=_config_field(owner, field, hint))
         elif hint in (int, float, str):
             kw.update(type={int: whole(-BIGGEST, BIGGEST), float: real(), str: name}[hint])
         group.add_argument(flag, **kw)
+
+
+def field_owners(classes) -> dict[str, type]:
+    """Each field's first class among ``classes`` (config dataclasses): the one that checks its values."""
+    owners: dict[str, type] = {}
+    for cls in classes:
+        for field in field_types(cls):
+            owners.setdefault(field, cls)
+    return owners
 
 
 def any_config_flags(args: argparse.Namespace) -> bool:

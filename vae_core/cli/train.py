@@ -14,8 +14,8 @@ from tqdm import tqdm
 
 from vae_core.cli import report
 from vae_core.checkpoint import MANIFEST
-from vae_core.cli.args import (add_field_flags, any_config_flags, check_replaceable, existing_file, folder,
-                                model_fields, say)
+from vae_core.cli.args import (add_field_flags, any_config_flags, check_replaceable, existing_file,
+                                field_owners, folder, model_fields, say)
 from vae_core.config import TrainConfig, field_types
 from vae_core.data import load_dataset
 from vae_core.errors import VAEError
@@ -34,8 +34,8 @@ def add_parser(sub, parents=()) -> None:
     t.add_argument("--overwrite", action="store_true",
                    help="replace --out even if it is not a run folder of ours (everything in it is deleted)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_field_flags(t, model_fields(), "model config")
-    add_field_flags(t, field_types(TrainConfig), "training config", checked_by=TrainConfig)
+    add_field_flags(t, model_fields(), "model config", field_owners(cfg for cfg, _ in MODEL_TYPES.values()))
+    add_field_flags(t, field_types(TrainConfig), "training config", field_owners([TrainConfig]))
     t.set_defaults(func=run, check=check)
 
 
