@@ -1,6 +1,8 @@
 """`augment`: images drawn from each image's posterior, written as an image folder."""
 from __future__ import annotations
 
+import dataclasses
+import math
 import shutil
 from pathlib import Path
 
@@ -15,7 +17,6 @@ from vae_core.cli.args import (add_cost_flags, add_model_source, folder, load_co
 from vae_core.data import load_dataset
 
 BATCH = 256                  # augment_dataset's images per batch
-PROBE = 8                    # images the estimate's draws are timed on
 
 
 def add_parser(sub, parents=()) -> None:
@@ -61,17 +62,20 @@ def check(args) -> str | None:
 
 
 def estimate(args, model, data) -> cost.Estimate:
-    """Every draw (timed on PROBE images), the new images held as bytes until written, and one batch's decodes."""
+    """Memory: the new images held as bytes until written, and one batch's decodes (refused before anything
+    is timed if it cannot fit). Time: one real batch of draws, timed, times the batches."""
     c, h, w = model.config.in_shape
     n = len(data) * args.per_image
-    probe = min(PROBE, len(data))
-    x, y = next(data.batches(probe, with_labels=bool(model.num_classes), limit=probe))
-    gen = torch.Generator(device=model.device).manual_seed(0)
-    per_draw = cost.timed(lambda: augment_images(model, x, y, 1, args.scale, args.mode, gen), repeats=1) / probe
+    b = min(BATCH, len(data))
     kept = (n + (len(data) if args.with_originals else 0)) * c * h * w * 2      # the set, and its copy when joined
-    batch = min(BATCH, len(data)) * args.per_image * (cost.decode_bytes(model) + c * h * w * cost.FLOAT)
-    return cost.Estimate(f"{len(data):,} images x {args.per_image} draws ({n:,} new {c}x{h}x{w} images)",
-                         n * per_draw, kept + batch, "lower --per-image or --labels-per-class")
+    batch = b * args.per_image * (cost.decode_bytes(model) + c * h * w * cost.FLOAT)
+    est = cost.Estimate(f"{len(data):,} images x {args.per_image} draws ({n:,} new {c}x{h}x{w} images)",
+                        0.0, kept + batch, "lower --per-image or --labels-per-class")
+    cost.check_memory(est, model.device)
+    x, y = next(data.batches(b, with_labels=bool(model.num_classes), limit=b))
+    gen = torch.Generator(device=model.device).manual_seed(0)
+    one = cost.timed(lambda: augment_images(model, x, y, args.per_image, args.scale, args.mode, gen), repeats=1)
+    return dataclasses.replace(est, seconds=math.ceil(len(data) / b) * one)
 
 
 def run(args) -> int:

@@ -79,12 +79,24 @@ def human_seconds(s: float) -> str:
     return f"{s / 86_400:,.0f} days"
 
 
+def _line(est: Estimate, avail: int) -> str:
+    return (f"{est.what}: about {human_seconds(est.seconds)} and {human_bytes(est.bytes)} of memory "
+            f"({human_bytes(avail)} available)")
+
+
+def check_memory(est: Estimate, device=None) -> None:
+    """Refuse what cannot fit in the memory free now, before anything is timed (timing allocates too)."""
+    avail = available_bytes(device)
+    if est.bytes > MEMORY_SHARE * avail:
+        raise VAEError(f"{est.what}: about {human_bytes(est.bytes)} of memory ({human_bytes(avail)} available): "
+                       f"more memory than this machine has free; {est.lower}.")
+
+
 def check(est: Estimate, args, device=None) -> None:
     """Refuse (a VAEError whose one line holds the estimate) what cannot fit in memory or would run longer
     than allowed; otherwise print the estimate as one line."""
     avail = available_bytes(device)
-    line = (f"{est.what}: about {human_seconds(est.seconds)} and {human_bytes(est.bytes)} of memory "
-            f"({human_bytes(avail)} available)")
+    line = _line(est, avail)
     limit = getattr(args, "max_seconds", None)
     if est.bytes > MEMORY_SHARE * avail:
         raise VAEError(f"{line}: more memory than this machine has free; {est.lower}.")

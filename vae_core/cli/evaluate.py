@@ -1,6 +1,7 @@
 """`evaluate`: test ELBO, IWAE log-likelihood, active units, reconstruction error, and optional extras."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -66,32 +67,37 @@ def _extras(args, model, data, res: dict, h: int, c: int) -> None:
                 if not isinstance(v, list)}
 
 
-PROBE = 8                    # images, and importance samples, in the batch an estimate is timed on
 IWAE_CHUNK_VALUES = 2 ** 24  # metrics.iwae_log_likelihood's default: values of one chunk of samples
 
 
 def estimate(args, model, data) -> cost.Estimate:
-    """The evaluation timed on PROBE images (and PROBE importance samples each), scaled to every image
-    and k; memory from one batch's chunk of importance samples at the model's widest decode."""
+    """Memory: one batch's chunk of importance samples at the model's widest decode, refused before anything
+    is timed if it cannot fit. Time: one real batch evaluated, and one real chunk of its importance samples,
+    each timed once and multiplied by the batches and chunks the job has."""
     n, k, b = len(data), args.iwae_k, min(args.batch_size, len(data))
-    probe = min(PROBE, n)
-    base = cost.timed(lambda: evaluate_model(model, data, batch_size=probe, max_images=probe), repeats=1) / probe
-    x, y = next(data.batches(probe, model.device, with_labels=bool(model.num_classes), limit=probe))
-    post = model.encode(x, y)
-    iwae = k > 0 and post.logvar is not None and not hasattr(model, "codes")   # as evaluate_model decides
-    per_draw, chunk = 0.0, 1
-    if iwae:
-        kk = min(k, PROBE)
-        gen = torch.Generator(device=model.device).manual_seed(0)
-        per_draw = cost.timed(lambda: iwae_log_likelihood(model, x, y, post, kk, gen), repeats=1) / (probe * kk)
-        chunk = max(1, min(k, IWAE_CHUNK_VALUES // (b * math.prod(model.config.in_shape))))
-    seconds = n * (base + k * per_draw) * (2 if args.compare else 1)
-    if args.disentanglement:
-        seconds += images_needed(scale=args.disentanglement_scale) * base
+    with torch.inference_mode():
+        x, y = next(data.batches(1, model.device, with_labels=bool(model.num_classes), limit=1))
+        iwae = k > 0 and model.encode(x, y).logvar is not None and not hasattr(model, "codes")  # as evaluate_model
+    chunk = max(1, min(k, IWAE_CHUNK_VALUES // (b * math.prod(model.config.in_shape)))) if iwae else 1
     what = f"evaluating {n:,} images" + (f" with IWAE k={k:,} ({n * k:,} decodes)" if iwae else "")
     what += f" and the disentanglement metrics at scale {args.disentanglement_scale:g}" if args.disentanglement else ""
-    return cost.Estimate(what, seconds, 2 * b * chunk * cost.decode_bytes(model),
-                         "lower --iwae-k" + (" or --disentanglement-scale" if args.disentanglement else ""))
+    est = cost.Estimate(what, 0.0, 2 * b * chunk * cost.decode_bytes(model),
+                        "lower --iwae-k" + (" or --disentanglement-scale" if args.disentanglement else "")
+                        + " or --batch-size")
+    cost.check_memory(est, model.device)
+    batch = cost.timed(lambda: evaluate_model(model, data, batch_size=b, max_images=b), repeats=1)
+    seconds = math.ceil(n / b) * batch
+    if iwae:
+        gen = torch.Generator(device=model.device).manual_seed(0)
+        x, y = next(data.batches(b, model.device, with_labels=bool(model.num_classes), limit=b))
+        with torch.inference_mode():
+            post = model.encode(x, y)
+        one_chunk = cost.timed(lambda: iwae_log_likelihood(model, x, y, post, chunk, gen), repeats=1)
+        seconds += math.ceil(n / b) * math.ceil(k / chunk) * one_chunk
+    seconds *= 2 if args.compare else 1
+    if args.disentanglement:
+        seconds += images_needed(scale=args.disentanglement_scale) * batch / b
+    return dataclasses.replace(est, seconds=seconds)
 
 
 def run(args) -> int:

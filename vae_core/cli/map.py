@@ -1,6 +1,7 @@
 """`map`: encode a whole dataset in streamed batches and write a 2-D map to Parquet."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from tqdm import tqdm
@@ -40,9 +41,6 @@ def check(args) -> str | None:
     return check_new_file(args.out, "--out", overwrite=args.overwrite)
 
 
-PROBE = 256                  # images the encoding is timed on
-
-
 def _open(args, h: int, c: int):
     """The dataset's stream; a progress bar only if its cache has to be built first."""
     building = []
@@ -61,17 +59,20 @@ def _open(args, h: int, c: int):
 
 
 def estimate(args, model, stream) -> cost.Estimate:
-    """Encoding every image, timed on the first batch; memory: one batch's encode and every code kept
-    (with its 2-D position and its table row)."""
+    """Memory: one batch's encode and every code kept (with its 2-D position and its table row), refused
+    before anything is timed if it cannot fit. Time: the first real batch encoded, times the batches."""
     c, h, w = model.config.in_shape
-    first = next(stream.chunks(min(PROBE, stream.n)))
-    probe = Stream(stream.name, len(first.index), lambda size: iter([first]), has_labels=stream.has_labels)
-    per_image = cost.timed(lambda: encode_stream(model, probe, len(first.index)), repeats=1) / len(first.index)
     d = math.prod(model.latent_shape)
-    batch = min(args.batch_size, stream.n) * (cost.decode_bytes(model) + c * h * w * cost.FLOAT)
+    b = min(args.batch_size, stream.n)
     kept = stream.n * (d + 2) * cost.FLOAT * 3
-    return cost.Estimate(f"encoding {stream.n:,} images of {c}x{h}x{w} ({d}-D codes), then {args.method.upper()}",
-                         stream.n * per_image, batch + kept, "map a smaller dataset or split, or lower --batch-size")
+    est = cost.Estimate(f"encoding {stream.n:,} images of {c}x{h}x{w} ({d}-D codes), then {args.method.upper()}",
+                        0.0, b * (cost.decode_bytes(model) + c * h * w * cost.FLOAT) + kept,
+                        "map a smaller dataset or split, or lower --batch-size")
+    cost.check_memory(est, model.device)
+    first = next(stream.chunks(b))
+    probe = Stream(stream.name, len(first.index), lambda size: iter([first]), has_labels=stream.has_labels)
+    one = cost.timed(lambda: encode_stream(model, probe, len(first.index)), repeats=1)
+    return dataclasses.replace(est, seconds=math.ceil(stream.n / len(first.index)) * one)
 
 
 def run(args) -> int:

@@ -1,6 +1,7 @@
 """`sample`: a PNG grid of samples from the prior, its memory and time estimated before any is drawn."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from vae_core.errors import VAEError
 from vae_core.images import grid, to_pil
 from vae_core.loading import load_model
 
+PROBE_VALUES = 2 ** 22       # values the timed draw may decode at once (16 MB of floats)
 PADDING = 2                  # images.grid's default padding between tiles, in pixels
 
 
@@ -36,18 +38,22 @@ def check(args) -> str | None:
 
 
 def estimate(args, model) -> cost.Estimate:
-    """n decodes (timed on one), the float grid, and the enlarged 8-bit image."""
+    """Memory: n decodes at the model's widest layer, the float grid and the enlarged 8-bit image (refused
+    before anything is drawn if it cannot fit). Time: a draw of up to PROBE_VALUES values, timed and scaled."""
     c, h, w = model.config.in_shape
     nrow = args.nrow or max(1, math.ceil(math.sqrt(args.n)))
     rows = math.ceil(args.n / nrow)
     grid_pixels = (rows * (h + PADDING) + PADDING) * (nrow * (w + PADDING) + PADDING)
     memory = (args.n * (cost.decode_bytes(model) + c * h * w * cost.FLOAT) + grid_pixels * c * cost.FLOAT
               + 2 * grid_pixels * args.scale ** 2 * c)
+    est = cost.Estimate(f"{args.n:,} samples of {c}x{h}x{w} in a {scaled(grid_pixels, args.scale)} grid",
+                        0.0, memory, "lower --n or --scale")
+    cost.check_memory(est, model.device)
     gen = torch.Generator(device=model.device).manual_seed(0)
     label = None if not model.num_classes else min(args.label or 0, model.num_classes - 1)
-    seconds = args.n * cost.timed(lambda: model.sample(1, generator=gen, y=label), repeats=1)
-    return cost.Estimate(f"{args.n:,} samples of {c}x{h}x{w} in a {scaled(grid_pixels, args.scale)} grid",
-                         seconds, memory, "lower --n or --scale")
+    probe = min(args.n, max(1, PROBE_VALUES // max(1, model.config.decode_values())))
+    seconds = args.n / probe * cost.timed(lambda: model.sample(probe, generator=gen, y=label), repeats=1)
+    return dataclasses.replace(est, seconds=seconds)
 
 
 def scaled(pixels: int, scale: int) -> str:
