@@ -6,7 +6,7 @@ import dataclasses
 from tqdm import tqdm
 
 from vae_core.cli import report
-from vae_core.cli.args import add_field_flags, existing_folder
+from vae_core.cli.args import add_field_flags, existing_folder, field_owners
 from vae_core.config import field_types, from_dict
 from vae_core.models.vq_prior import CodePriorConfig
 from vae_core.train_prior import ARCH_FIELDS, PriorTrainConfig, train_prior
@@ -23,9 +23,9 @@ def add_parser(sub, parents=()) -> None:
     tp.add_argument("--quiet", action="store_true", help="no progress bar")
     arch_defaults = ", ".join(f"{k} {getattr(CodePriorConfig(), k)}" for k in ARCH_FIELDS)
     add_field_flags(tp, {k: v for k, v in field_types(CodePriorConfig).items() if k in ARCH_FIELDS},
-                    f"prior architecture (defaults: {arch_defaults})")
+                    f"prior architecture (defaults: {arch_defaults})", field_owners([CodePriorConfig]))
     add_field_flags(tp, field_types(PriorTrainConfig), "prior training (defaults: " + ", ".join(
-        f"{f.name} {f.default}" for f in dataclasses.fields(PriorTrainConfig)) + ")")
+        f"{f.name} {f.default}" for f in dataclasses.fields(PriorTrainConfig)) + ")", field_owners([PriorTrainConfig]))
     tp.set_defaults(func=run)
 
 
