@@ -3,6 +3,7 @@ tables, the directions table, and the one-line messages for errors and cost esti
 from __future__ import annotations
 
 import errno
+from types import MappingProxyType
 
 from vae_core.errors import VAEError
 
@@ -112,14 +113,14 @@ def directions(source: str, dataset: str, split: str, seed: int, res: dict) -> s
 # Failures: every exception a command can end with, as one line and an exit status
 
 
-HUB_ADVICE = {401: "the token was refused: check that the variable --token-env names holds a valid Hub token",
+HUB_ADVICE = MappingProxyType({401: "the token was refused: check that the variable --token-env names holds a valid Hub token",
               403: "the token may not write there: use a token with write access to that namespace",
               404: "the Hub has no such repo or namespace: check the spelling of org/name",
               409: "the Hub reports a conflict (the repo may be busy): try again in a minute",
               413: "the upload is too large for the Hub: push without --with-optimizer, or a smaller model",
-              429: "the Hub is rate-limiting this machine: wait a few minutes and try again"}
-NETWORK_ERRORS = {"ConnectError", "ConnectTimeout", "ReadTimeout", "TimeoutException", "NetworkError",
-                  "TransportError", "ConnectionError", "Timeout", "ProxyError", "RemoteProtocolError"}
+              429: "the Hub is rate-limiting this machine: wait a few minutes and try again"})
+NETWORK_ERRORS = frozenset({"ConnectError", "ConnectTimeout", "ReadTimeout", "TimeoutException", "NetworkError",
+                  "TransportError", "ConnectionError", "Timeout", "ProxyError", "RemoteProtocolError"})
 
 
 def _chain(e: BaseException):
