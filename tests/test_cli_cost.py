@@ -5,12 +5,12 @@ import time
 
 import pytest
 
-from vae_core.checkpoint import save_pretrained
+from vae_core.io.run_folder import save_pretrained
 from vae_core.cli import cost, main
 from vae_core.cli import sample as sample_command
-from vae_core.loading import load_model
+from vae_core.io.loading import load_model
 from vae_core.models.mlp import MLPConfig
-from vae_core.train import init_model
+from vae_core.training.loop import init_model
 
 GB = 1024 ** 3
 

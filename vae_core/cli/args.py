@@ -18,14 +18,15 @@ from typing import Literal, get_args, get_origin
 import torch
 from PIL import Image
 
-from vae_core.checkpoint import MANIFEST, MODEL_FILES, PRIOR_FILES, RESUME_FILES, TRAINING_FILES, read_json
+from vae_core.io.run_folder import MANIFEST, MODEL_FILES, PRIOR_FILES, RESUME_FILES, TRAINING_FILES
+from vae_core.io.files import read_json
 from vae_core.config import TrainConfig, field_types
 from vae_core.errors import VAEError
-from vae_core.hub import check_revision
+from vae_core.io.hub import check_revision
 from vae_core.images import ALLOWED_FORMATS
-from vae_core.loading import load_model
+from vae_core.io.loading import load_model
 from vae_core.models import MODEL_TYPES
-from vae_core.snapshots import FILE as SNAPSHOTS_FILE
+from vae_core.training.snapshots import FILE as SNAPSHOTS_FILE
 
 BIGGEST = 2 ** 31 - 1                     # no count a command takes is larger; beyond it, sizes overflow
 CONFIG_FLOAT = 1e6                        # no config weight or rate is larger (a config's own bounds come first)

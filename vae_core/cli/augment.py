@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from vae_core.augment import (MANIFEST, MAX_PER_IMAGE, augment_dataset, augment_images, check_request,
+from vae_core.latent.augment import (MANIFEST, MAX_PER_IMAGE, augment_dataset, augment_images, check_request,
                               with_originals, write_image_folder)
 from vae_core.cli import cost
 from vae_core.cli.args import (add_cost_flags, add_model_source, folder, load_command_model, name, real, say,

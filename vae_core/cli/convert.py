@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from vae_core.cli.args import check_replaceable, folder, name, revision, whole
-from vae_core.convert import convert_pythae
+from vae_core.io.convert import convert_pythae
 
 
 def add_parser(sub, parents=()) -> None:

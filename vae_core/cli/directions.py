@@ -6,8 +6,8 @@ import json
 from vae_core.cli import report
 from vae_core.cli.args import add_model_source, name, whole
 from vae_core.data import load_dataset
-from vae_core.directions import dataset_alignment
-from vae_core.loading import load_model
+from vae_core.latent.directions import dataset_alignment
+from vae_core.io.loading import load_model
 
 
 def add_parser(sub, parents=()) -> None:

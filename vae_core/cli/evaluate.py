@@ -12,11 +12,11 @@ from vae_core.cli import report
 from vae_core.cli import cost
 from vae_core.cli.args import BIGGEST, add_cost_flags, add_model_source, existing_file, name, real, whole
 from vae_core.data import load_dataset
-from vae_core.disentanglement import evaluate_disentanglement, images_needed
+from vae_core.evaluation.disentanglement import evaluate_disentanglement, images_needed
 from vae_core.errors import VAEError
-from vae_core.loading import load_model
-from vae_core.metrics import collapse_warnings, evaluate_model, iwae_log_likelihood, mutual_information_estimate
-from vae_core.quality import inception_fid, reconstruction_quality, sample_quality
+from vae_core.io.loading import load_model
+from vae_core.evaluation.metrics import collapse_warnings, evaluate_model, iwae_log_likelihood, mutual_information_estimate
+from vae_core.evaluation.quality import inception_fid, reconstruction_quality, sample_quality
 
 
 def add_parser(sub, parents=()) -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
-from vae_core import experiments as ex
-from vae_core.augment import MAX_PER_IMAGE
-from vae_core.checkpoint import atomic_file
+from vae_core.evaluation import experiments as ex
+from vae_core.latent.augment import MAX_PER_IMAGE
+from vae_core.io.files import atomic_file
 from vae_core.cli.args import check_new_file, data_file, device, existing_file, name, real, whole
 from vae_core.errors import VAEError
 
@@ -18,7 +18,7 @@ def add_parser(sub, parents=()) -> None:
     x = sub.add_parser("experiment", help="semi-supervised learning (M1, M2) and augmentation experiments",
                        parents=list(parents),
                        description="Run an experiment and print its table of test accuracy (mean and standard "
-                                   "deviation over seeds). See vae_core/experiments.py for what each arm does.")
+                                   "deviation over seeds). See vae_core/evaluation/experiments.py for what each arm does.")
     x.add_argument("which", choices=["semi-supervised", "augmentation"])
     x.add_argument("--dataset", type=name, default="mnist-5k")
     x.add_argument("--labels-per-class", type=whole(1, 1_000_000), nargs="+", default=None,

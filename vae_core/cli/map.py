@@ -6,7 +6,7 @@ import math
 
 from tqdm import tqdm
 
-from vae_core.bigmap import (ENCODE_BATCH, UMAP_FIT_POINTS, UMAP_MAX_ALL, Stream, encode_stream, map_dataset, open_stream,
+from vae_core.latent.bigmap import (ENCODE_BATCH, UMAP_FIT_POINTS, UMAP_MAX_ALL, Stream, encode_stream, map_dataset, open_stream,
                              write_parquet)
 from vae_core.cli import cost
 from vae_core.cli.args import (add_cost_flags, add_model_source, check_new_file, data_file, load_command_model, name,

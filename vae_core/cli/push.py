@@ -5,7 +5,8 @@ import os
 
 from vae_core.cli.args import env_name, existing_folder, name, refuse
 from vae_core.errors import VAEError
-from vae_core.hub import REPO_ID, push_to_hub
+from vae_core.io.hub import REPO_ID
+from vae_core.io.push import push_to_hub
 
 
 def repo_id(text: str) -> str:

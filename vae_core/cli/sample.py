@@ -8,12 +8,12 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from vae_core.checkpoint import atomic_file
+from vae_core.io.files import atomic_file
 from vae_core.cli import cost
 from vae_core.cli.args import BIGGEST, add_cost_flags, add_model_source, check_new_file, image_file, real, whole
 from vae_core.errors import VAEError
 from vae_core.images import grid, to_pil
-from vae_core.loading import load_model
+from vae_core.io.loading import load_model
 
 PROBE_VALUES = 2 ** 22       # values the timed draw may decode at once (16 MB of floats)
 PADDING = 2                  # images.grid's default padding between tiles, in pixels

@@ -13,14 +13,15 @@ import yaml
 from tqdm import tqdm
 
 from vae_core.cli import report
-from vae_core.checkpoint import MANIFEST
+from vae_core.io.run_folder import MANIFEST
 from vae_core.cli.args import (add_field_flags, any_config_flags, check_replaceable, existing_file,
                                 field_owners, folder, model_fields, say)
 from vae_core.config import TrainConfig, field_types
 from vae_core.data import load_dataset
 from vae_core.errors import VAEError
 from vae_core.models import MODEL_TYPES
-from vae_core.train import RunConfig, load_run_config, train
+from vae_core.training.loop import train
+from vae_core.io.run_folder import RunConfig, load_run_config
 
 
 def add_parser(sub, parents=()) -> None:

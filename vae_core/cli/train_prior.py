@@ -9,7 +9,7 @@ from vae_core.cli import report
 from vae_core.cli.args import add_field_flags, existing_folder, field_owners
 from vae_core.config import field_types, from_dict
 from vae_core.models.vq_prior import CodePriorConfig
-from vae_core.train_prior import ARCH_FIELDS, PriorTrainConfig, train_prior
+from vae_core.training.prior import ARCH_FIELDS, PriorTrainConfig, train_prior
 
 
 def add_parser(sub, parents=()) -> None:
