@@ -1,0 +1,129 @@
+"""`evaluate`: test ELBO, IWAE log-likelihood, active units, reconstruction error, and optional extras."""
+from __future__ import annotations
+
+import json
+import math
+
+import torch
+from tqdm import tqdm
+
+from vae_core.cli import report
+from vae_core.cli import cost
+from vae_core.cli.args import BIGGEST, add_cost_flags, add_model_source, existing_file, name, real, whole
+from vae_core.data import load_dataset
+from vae_core.evaluation.disentanglement import evaluate_disentanglement, images_needed
+from vae_core.errors import VAEError
+from vae_core.io.loading import load_model
+from vae_core.evaluation.metrics import collapse_warnings, evaluate_model, iwae_log_likelihood, mutual_information_estimate
+from vae_core.evaluation.quality import inception_fid, reconstruction_quality, sample_quality
+
+
+def add_parser(sub, parents=()) -> None:
+    e = sub.add_parser("evaluate", help="test ELBO, IWAE log-likelihood, active units, reconstruction error",
+                       parents=list(parents))
+    add_model_source(e)
+    e.add_argument("--dataset", type=name, default="mnist-5k")
+    e.add_argument("--split", default="test", choices=["train", "test", "all"])
+    e.add_argument("--iwae-k", type=whole(0, BIGGEST), default=5000,
+                   help="importance samples for the IWAE log-likelihood (0: skip it; the app uses fewer)")
+    e.add_argument("--batch-size", type=whole(1, 65_536), default=250)
+    e.add_argument("--quality", action="store_true",
+                   help="add PSNR/SSIM and sample quality in a small classifier's feature space")
+    e.add_argument("--fid", action="store_true",
+                   help="add the real FID (Inception-v3 via torch-fidelity: pip install -r requirements-fid.txt)")
+    e.add_argument("--fid-samples", type=whole(2, 1_000_000), default=10_000,
+                   help="images on each side of the FID (default 10000)")
+    e.add_argument("--fid-weights", type=existing_file, default=None, help="a local copy of torch-fidelity's Inception weights (offline)")
+    e.add_argument("--disentanglement", action="store_true",
+                   help="add beta-VAE, FactorVAE, MIG, SAP, DCI and modularity on dSprites")
+    e.add_argument("--disentanglement-scale", type=real(0, 100, above=True), default=1.0,
+                   help="scale of the metrics' sample counts (1.0: disentanglement_lib's defaults)")
+    e.add_argument("--compare", metavar="MODEL", type=name, default=None,
+                   help="also evaluate MODEL on the same images with the same seed and k, and print both side by side")
+    e.add_argument("--json", action="store_true", help="print every metric as JSON")
+    e.add_argument("--quiet", action="store_true")
+    add_cost_flags(e)
+    e.set_defaults(func=run)
+
+
+def _extras(args, model, data, res: dict, h: int, c: int) -> None:
+    """--quality, --fid, --compare and --disentanglement, added to ``res``."""
+    if args.quality:
+        res.update(reconstruction_quality(model, data))
+        if data.labels is not None:
+            train_data = load_dataset(args.dataset, "train", image_size=h, channels=c)
+            res.update(sample_quality(model, train_data, data, seed=args.seed))
+    if args.fid:
+        fid = inception_fid(model, data, n=args.fid_samples, seed=args.seed, weights_path=args.fid_weights)
+        res.update({"fid": fid["fid"], "fid_n": fid["n"]})
+    if args.compare:
+        res["compare"] = compare(args, model, res, data)
+    if args.disentanglement:
+        with tqdm(total=6, desc="disentanglement", disable=args.quiet or args.json) as bar:
+            res["disentanglement"] = {k: v for k, v in evaluate_disentanglement(
+                model, seed=args.seed, scale=args.disentanglement_scale,
+                progress=lambda name, i, n: (bar.set_postfix_str(name), bar.update(i - bar.n))).items()
+                if not isinstance(v, list)}
+
+
+PROBE = 8                    # images, and importance samples, in the batch an estimate is timed on
+IWAE_CHUNK_VALUES = 2 ** 24  # metrics.iwae_log_likelihood's default: values of one chunk of samples
+
+
+def estimate(args, model, data) -> cost.Estimate:
+    """The evaluation timed on PROBE images (and PROBE importance samples each), scaled to every image
+    and k; memory from one batch's chunk of importance samples at the model's widest decode."""
+    n, k, b = len(data), args.iwae_k, min(args.batch_size, len(data))
+    probe = min(PROBE, n)
+    base = cost.timed(lambda: evaluate_model(model, data, batch_size=probe, max_images=probe), repeats=1) / probe
+    x, y = next(data.batches(probe, model.device, with_labels=bool(model.num_classes), limit=probe))
+    post = model.encode(x, y)
+    iwae = k > 0 and post.logvar is not None and not hasattr(model, "codes")   # as evaluate_model decides
+    per_draw, chunk = 0.0, 1
+    if iwae:
+        kk = min(k, PROBE)
+        gen = torch.Generator(device=model.device).manual_seed(0)
+        per_draw = cost.timed(lambda: iwae_log_likelihood(model, x, y, post, kk, gen), repeats=1) / (probe * kk)
+        chunk = max(1, min(k, IWAE_CHUNK_VALUES // (b * math.prod(model.config.in_shape))))
+    seconds = n * (base + k * per_draw) * (2 if args.compare else 1)
+    if args.disentanglement:
+        seconds += images_needed(scale=args.disentanglement_scale) * base
+    what = f"evaluating {n:,} images" + (f" with IWAE k={k:,} ({n * k:,} decodes)" if iwae else "")
+    what += f" and the disentanglement metrics at scale {args.disentanglement_scale:g}" if args.disentanglement else ""
+    return cost.Estimate(what, seconds, 2 * b * chunk * cost.decode_bytes(model),
+                         "lower --iwae-k" + (" or --disentanglement-scale" if args.disentanglement else ""))
+
+
+def run(args) -> int:
+    model = load_model(args.model_source, device=args.device, revision=args.revision)
+    c, h, w = model.config.in_shape
+    data = load_dataset(args.dataset, args.split, image_size=h, channels=c)
+    cost.check(estimate(args, model, data), args, model.device)
+    with tqdm(total=len(data), unit="img", disable=args.quiet or args.json, desc="evaluating") as bar:
+        res = evaluate_model(model, data, batch_size=args.batch_size, iwae_k=args.iwae_k, seed=args.seed,
+                             progress=lambda done, n: bar.update(done - bar.n))
+    if "kl_per_dim" in res:
+        res["mutual_information"] = mutual_information_estimate(model, data, seed=args.seed)
+    res["warnings"] = collapse_warnings(res)
+    _extras(args, model, data, res, h, c)
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        print(report.evaluation(args.model_source, args.dataset, args.split, res))
+    return 0
+
+
+def compare(args, model, res: dict, data) -> dict:
+    """The same evaluation of ``args.compare`` on the same images, with the same seed and k, as a table
+    beside the evaluated model: parameters, ELBO, IWAE log p(x) and its difference."""
+    other = load_model(args.compare, device=args.device)
+    if tuple(other.config.in_shape) != tuple(model.config.in_shape):
+        raise VAEError(f"--compare needs a model of the same image shape; {args.compare} takes "
+                       f"{list(other.config.in_shape)}, {args.model_source} takes {list(model.config.in_shape)}.")
+    theirs = evaluate_model(other, data, batch_size=args.batch_size, iwae_k=args.iwae_k, seed=args.seed)
+    rows = [{"model": name, "parameters": sum(p.numel() for p in m.parameters()), "elbo": r.get("elbo"),
+             "log_likelihood": r.get("log_likelihood"), "bits_per_dim": r.get("bits_per_dim")}
+            for name, m, r in ((args.model_source, model, res), (args.compare, other, theirs))]
+    table, gap = report.comparison(rows, ours=args.model_source, theirs=args.compare, n_images=res["n_images"],
+                                   dataset=args.dataset, split=args.split, seed=args.seed, iwae_k=args.iwae_k)
+    return {"models": rows, "log_likelihood_gain": gap, "table": table}
