@@ -169,3 +169,19 @@ def test_a_bad_track_value_is_one_line(text, problem, capsys):
 def test_mlflow_defaults_to_the_embedded_sqlite_store():
     assert TrackSpec.parse("mlflow") == TrackSpec("mlflow", "sqlite:///runs/mlflow.db")
     assert TrackSpec.parse("mlflow:http://localhost:5000").target == "http://localhost:5000"
+
+
+def test_the_install_hints_name_the_pinned_tracking_extra():
+    """What `--track` tells a user to install is what requirements-extras.txt pins and pyproject's extra lists."""
+    import tomllib
+    from pathlib import Path
+
+    from vae_core.training.trackers import PACKAGES
+
+    root = Path(__file__).resolve().parent.parent
+    pinned = {line.split("==")[0].lower() for line in (root / "requirements-extras.txt").read_text().splitlines()
+              if "==" in line and not line.startswith("#")}
+    extra = {p.lower() for p in tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]["tracking"]}
+    for _, hint in PACKAGES.values():
+        for package in hint.removeprefix("pip install ").split():
+            assert package.lower() in pinned and package.lower() in extra, package
