@@ -185,3 +185,32 @@ def test_the_install_hints_name_the_pinned_tracking_extra():
     for _, hint in PACKAGES.values():
         for package in hint.removeprefix("pip install ").split():
             assert package.lower() in pinned and package.lower() in extra, package
+
+
+def test_a_sweep_puts_each_setting_in_one_tensorboard_dir_and_one_experiment(tmp_path, capsys):
+    tb, uri = tmp_path / "tb", f"sqlite:///{tmp_path / 'sweep.db'}"
+    assert main(["sweep", "--beta", "0.5,2", "--latent", "3", *TINY[:6], "--batch-size", "64", "--epochs", "1",
+                 "--out", str(tmp_path / "runs"), "--track", f"tensorboard:{tb}", "--track", f"mlflow:{uri}",
+                 "--experiment", "grid"]) == 0
+    names = ["beta=0.5,latent=3", "beta=2,latent=3"]
+    assert sorted(p.name for p in tb.iterdir()) == names
+    for name, beta in zip(names, (0.5, 2.0)):
+        acc = _tensorboard(tb / name)
+        assert acc.Scalars("test/elbo") and acc.Tags()["tensors"]          # its curves and its hyperparameters
+        state = json.loads((tmp_path / "runs" / name / "trainer_state.json").read_text())
+        assert acc.Scalars("card/elbo")[-1].value == pytest.approx(state["metrics"]["elbo"], rel=1e-6)
+        assert load_model(tmp_path / "runs" / name).latent_shape == (3,)
+    client, runs = _mlflow_run(uri, "grid")
+    assert sorted(r.info.run_name for r in runs) == names
+    assert {r.info.run_name: (r.data.params["train.beta"], r.data.params["model.latent_dim"]) for r in runs} == \
+        {names[0]: ("0.5", "3"), names[1]: ("2.0", "3")}
+
+
+@pytest.mark.parametrize("extra, problem", [(["--beta", "1,1"], "each once"),
+                                            (["--beta", ",".join(map(str, range(1, 66)))], "above the 64"),
+                                            (["--beta", "1", "--no-track"], "needs somewhere to compare")])
+def test_a_bad_sweep_is_one_line(extra, problem, capsys, tmp_path):
+    track = [] if "--no-track" in extra else ["--track", f"tensorboard:{tmp_path}"]
+    assert main(["sweep", "--latent", "2", *[e for e in extra if e != "--no-track"], *track]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and problem in err[0]
