@@ -76,6 +76,17 @@ def missing_package(kind: str) -> str | None:
     return None
 
 
+def parse_tracks(text: str) -> list[TrackSpec]:
+    """Comma- or space-separated sinks as a person types them (the app's Train tab), each checked and its
+    library installed: ``tensorboard:runs/tb, mlflow:sqlite:///runs/mlflow.db``; empty text is no sink."""
+    specs = [TrackSpec.parse(part) for part in re.split(r"[,\s]+", str(text).strip()) if part]
+    for spec in specs:
+        missing = missing_package(spec.kind)
+        if missing:
+            raise VAEError(missing.replace("--track ", "Tracking to ", 1))
+    return specs
+
+
 def hyperparameters(config) -> dict[str, str | int | float | bool]:
     """The run config as flat ``model.x`` / ``train.x`` hyperparameters (tuples and None as text)."""
     out: dict[str, str | int | float | bool] = {}
@@ -83,13 +94,6 @@ def hyperparameters(config) -> dict[str, str | int | float | bool]:
         for key, v in values.items():
             out[f"{section}.{key}"] = v if isinstance(v, (bool, int, float, str)) else str(v)
     return out
-
-
-def settings_name(config, keys: dict[str, str]) -> str:
-    """A run name from the settings a sweep varies, e.g. ``beta=0.5,latent_dim=10``."""
-    flat = hyperparameters(config)
-    return ",".join(f"{short}={flat[full]:g}" if isinstance(flat[full], float) else f"{short}={flat[full]}"
-                    for full, short in keys.items())
 
 
 def event_metrics(ev, lr: float) -> dict[str, float]:
@@ -126,6 +130,16 @@ def reconstructions(model, images: torch.Tensor, labels: torch.Tensor | None = N
         return grid(torch.cat([x, x_hat]).cpu(), nrow=len(x))
     finally:
         model.train(was)
+
+
+def shown_images(data, test_data) -> dict:
+    """The ``images`` and ``labels`` ``Tracking.follow`` reconstructs: the first held-out images (training
+    images where there are none held out), or none without data."""
+    shown = test_data if test_data is not None and len(test_data) else data
+    if shown is None:
+        return {"images": None, "labels": None}
+    return {"images": shown.images[:RECON_COUNT],
+            "labels": shown.labels[:RECON_COUNT] if shown.labels is not None else None}
 
 
 def _fresh_dir(root: Path, name: str) -> Path:
@@ -317,12 +331,9 @@ def tracked_train(config, tracking: Tracking, *, out_dir=None, resume: bool = Fa
     data = load_dataset(t.dataset, "train", image_size=t.image_size)
     test = load_dataset(t.dataset, "test", image_size=t.image_size)
     model = init_model(config.model, t.seed)
-    shown = test if len(test) else data
-    labels = shown.labels[:RECON_COUNT] if shown.labels is not None else None
     events = train(config, data, test, out_dir=out_dir, resume=resume, model=model, **kw)
-    return tracking.follow(events, config, model=model, images=shown.images[:RECON_COUNT], labels=labels,
-                           out_dir=out_dir)
+    return tracking.follow(events, config, model=model, out_dir=out_dir, **shown_images(data, test))
 
 
 __all__ = ["DEFAULT_EXPERIMENT", "DEFAULT_MLFLOW_URI", "KINDS", "TrackSpec", "Tracking", "card_metrics",
-           "event_metrics", "hyperparameters", "missing_package", "reconstructions", "settings_name", "tracked_train"]
+           "event_metrics", "hyperparameters", "missing_package", "parse_tracks", "reconstructions", "shown_images", "tracked_train"]
