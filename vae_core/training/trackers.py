@@ -28,6 +28,7 @@ import importlib.util
 import re
 import time
 from pathlib import Path
+from types import MappingProxyType
 from typing import Callable, Iterator, Literal
 
 import torch
@@ -37,8 +38,8 @@ from ..images import grid, to_pil
 
 KINDS = ("tensorboard", "mlflow")
 # What each sink imports, and the one line that says how to get it.
-PACKAGES = {"tensorboard": ("tensorboard", "pip install tensorboard"),
-            "mlflow": ("mlflow", "pip install mlflow-skinny sqlalchemy alembic")}
+PACKAGES = MappingProxyType({"tensorboard": ("tensorboard", "pip install tensorboard"),
+                             "mlflow": ("mlflow", "pip install mlflow-skinny sqlalchemy alembic")})
 EXTRA_HINT = "(or all trackers: pip install 'vae-latent-explorer[tracking]', or pip install -r requirements-extras.txt)"
 DEFAULT_MLFLOW_URI = "sqlite:///runs/mlflow.db"   # an embedded store: no server needed
 DEFAULT_EXPERIMENT = "vae_core"
@@ -224,7 +225,7 @@ class MLflowSink:
         self.client.set_terminated(self.run_id, "FAILED")
 
 
-SINKS = {"tensorboard": TensorBoardSink, "mlflow": MLflowSink}
+SINKS = MappingProxyType({"tensorboard": TensorBoardSink, "mlflow": MLflowSink})
 
 
 def _safe(name: str) -> str:
