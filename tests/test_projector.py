@@ -50,8 +50,8 @@ def test_map_writes_a_projector_embedding_tensorboard_reads(run_folder, tmp_path
     np.testing.assert_allclose(codes, np.stack([table[f"z{k}"].to_numpy() for k in range(3)], 1), rtol=1e-5, atol=1e-6)
 
     header, rows = _table(tb / emb.metadata_path)
-    assert header[:2] == ["index", "label"] and len(rows) == n
-    assert [int(r[1]) for r in rows] == data.labels.tolist()
+    assert header == ["label", "class_name", "index", "pca_x", "pca_y"] and len(rows) == n
+    assert [int(r[0]) for r in rows] == data.labels.tolist() and [int(r[2]) for r in rows] == list(range(n))
 
     sprite = Image.open(tb / emb.sprite.image_path)
     per_row = math.ceil(math.sqrt(n))
@@ -67,7 +67,7 @@ def test_a_large_map_is_cut_to_the_limit_and_the_sprite_to_its_side(run_folder, 
     export = write_projector(bigmap, stream_of(data), tmp_path, max_points=100, seed=3)
     assert export.points == 100 and export.total == len(data) and export.per_row == 10
     header, rows = _table(tmp_path / "metadata.tsv")
-    index = [int(r[0]) for r in rows]
+    index = [int(r[header.index("index")]) for r in rows]
     assert len(set(index)) == 100 and index == sorted(index)
     sprite = Image.open(tmp_path / "sprite.png")
     assert sprite.size == (80, 80)

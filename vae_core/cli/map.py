@@ -91,9 +91,9 @@ def run(args) -> int:
                              umap_strategy=args.umap_strategy, fit_points=args.fit_points, seed=args.seed,
                              progress=progress)
     write_parquet(result, args.out)
-    if args.tensorboard:
-        print(projector_line(write_projector(result, stream, args.tensorboard, seed=args.seed, batch_size=args.batch_size)))
     n, d = result.encoded.codes.shape
     print(f"wrote {n:,} codes ({d}-D) and their {args.method.upper()} positions to {args.out} "
           f"(encoded in {result.seconds['encode']:.1f} s, projected in {result.seconds['project']:.1f} s)")
+    if args.tensorboard:
+        print(projector_line(write_projector(result, stream, args.tensorboard, seed=args.seed, batch_size=args.batch_size)))
     return 0

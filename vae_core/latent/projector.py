@@ -2,7 +2,7 @@
 the images, so ``tensorboard --logdir DIR`` shows the map (Projector tab) with a thumbnail per point.
 
 Files written into DIR (each atomically): ``tensors.tsv`` (one code a row), ``metadata.tsv`` (a header, then
-the image's index, label, class name, factors and its 2-D map position), ``sprite.png`` (the thumbnails in
+the image's label, class name, factors, index and its 2-D map position), ``sprite.png`` (the thumbnails in
 a square grid, row by row in the rows' order) and ``projector_config.pbtxt`` that ties them together.
 
 Within the Projector's limits: at most ``MAX_POINTS`` points (a seeded, evenly drawn subset of a larger
@@ -92,13 +92,14 @@ def write_projector(bigmap: BigMap, stream: Stream, folder: str | Path, *, max_p
         raise VAEError(f"{stream.name or 'The dataset'} gave {len(images)} of the map's {len(rows)} images; write the "
                        "projector from the same dataset and split the map was made from.")
 
-    columns: dict[str, np.ndarray] = {"index": index}
+    columns: dict[str, np.ndarray] = {}     # the first column is what the Projector labels points by
     if e.labels is not None:
         columns["label"] = e.labels[rows]
         if bigmap.class_names:
             columns["class_name"] = np.asarray(bigmap.class_names, dtype=object)[e.labels[rows]]
     for k, name in enumerate(bigmap.factor_names):
         columns[name] = e.factors[rows, k]
+    columns["index"] = index
     columns[f"{bigmap.method}_x"], columns[f"{bigmap.method}_y"] = bigmap.positions[rows, 0], bigmap.positions[rows, 1]
     header = "\t".join(columns) + "\n"             # several columns, so the Projector expects a header row
     meta = header + "".join("\t".join(_cell(columns[c][i]) for c in columns) + "\n" for i in range(len(rows)))
