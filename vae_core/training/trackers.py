@@ -175,7 +175,7 @@ class TensorBoardSink:
 
         for k, v in final.items():
             self.writer.add_scalar(k, v, step)
-        for summary in hparams(self.params, final or {"card/none": 0.0}):
+        for summary in hparams(self.params, final):
             self.writer.file_writer.add_summary(summary)
         self.writer.close()
 
