@@ -49,7 +49,7 @@ def add_parser(sub, parents=()) -> None:
     add_field_flags(s, fields, "model config (shared)", field_owners(cfg for cfg, _ in MODEL_TYPES.values()))
     add_field_flags(s, {k: v for k, v in field_types(TrainConfig).items() if k != "beta"},
                     "training config (shared)", field_owners([TrainConfig]))
-    add_tracking_flags(s)
+    add_tracking_flags(s, experiment="sweep-<date>-<time>, one a sweep", run_name=False)   # runs are named by their settings
     s.set_defaults(func=run, check=check, resume=False)
 
 
