@@ -131,12 +131,14 @@ def test_a_failing_tracker_stops_nothing_and_is_told_once(tmp_path, capsys, monk
     blocker.write_text("not a directory")
     out, uri = tmp_path / "run", f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert main(["train", *TINY, "--epochs", "2", "--out", str(out), "--track", "mlflow:bogus://nowhere",
+                 "--track", "mlflow:http://127.0.0.1:8679",                      # no server listens there
                  "--track", f"tensorboard:{blocker / 'tb'}", "--track", f"tensorboard:{tmp_path / 'tb'}",
                  "--track", f"mlflow:{uri}"]) == 0
     err = capsys.readouterr().err.splitlines()
     told = [line for line in err if line.startswith("tracking: could not")]
-    assert len(told) == 3, err
+    assert len(told) == 4, err
     assert any("mlflow:bogus://nowhere" in line for line in told)
+    assert any("http://127.0.0.1:8679 does not answer" in line for line in told)
     assert any(f"tensorboard:{blocker / 'tb'}" in line for line in told)
     assert any("No space left on device" in line for line in told)
     assert len(calls) == 3                            # dropped at its failure, never called again

@@ -45,6 +45,7 @@ DEFAULT_MLFLOW_URI = "sqlite:///runs/mlflow.db"   # an embedded store: no server
 DEFAULT_EXPERIMENT = "vae_core"
 RECON_COUNT = 8           # held-out images shown above their reconstructions every epoch
 MLFLOW_PARAMS_PER_CALL = 100
+SERVER_TIMEOUT_S = 5.0    # how long an MLflow server's /health may take to answer before the sink is dropped
 SKIP_EVAL = frozenset({"n_images", "latent_units", "iwae_k"})    # counts that describe the evaluation, not the model
 
 
@@ -193,6 +194,8 @@ class MLflowSink:
         self.spec = spec
         uri = spec.target
         artifacts = None
+        if uri.startswith(("http://", "https://")):
+            _check_server(uri)
         if uri.startswith("sqlite:///"):
             db = Path(uri.removeprefix("sqlite:///"))
             db.parent.mkdir(parents=True, exist_ok=True)
@@ -223,6 +226,19 @@ class MLflowSink:
 
     def close(self) -> None:
         self.client.set_terminated(self.run_id, "FAILED")
+
+
+def _check_server(uri: str) -> None:
+    """Fail at once when an MLflow server does not answer: its client retries a refused connection for minutes."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=SERVER_TIMEOUT_S):
+            pass
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", e)
+        raise ConnectionError(f"the MLflow server at {uri} does not answer ({reason}); start it, or check the URI") from None
 
 
 SINKS = MappingProxyType({"tensorboard": TensorBoardSink, "mlflow": MLflowSink})
