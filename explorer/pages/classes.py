@@ -7,7 +7,7 @@ import torch
 from explorer import limits, loaders, session, widgets
 from vae_core import images
 from vae_core.latent import class_style as style
-from vae_core.models.m2 import classifies
+from vae_core.latent.class_style import classifies
 
 st.title("Class & style")
 M2_CHECKPOINT = "mnist-m2"

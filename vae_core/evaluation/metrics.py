@@ -8,7 +8,7 @@ import torch
 
 from ..data import ImageSet
 from ..models import VAEBase
-from ..models.m2 import classifies
+from ..latent.class_style import classifies
 from ..models.vq import codebook_perplexity
 from ..training.objectives import iwae_bound, log_importance_weights, log_likelihood
 

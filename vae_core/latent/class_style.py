@@ -12,7 +12,7 @@ import torch
 
 from ..errors import VAEError
 from ..models import VAEBase
-from ..models.m2 import classifies
+from .class_style import classifies
 
 MAX_GRID_IMAGES = 1024          # styles x classes decoded at once
 

@@ -42,7 +42,7 @@ from ..io.weights import optimizer_from_files
 from ..models import kernels
 from ..models import ModelConfig, VAEBase, build_model, config_from_dict
 from ..models.hvae import HierarchyConfig
-from ..models.m2 import classifies
+from ..latent.class_style import classifies
 from ..models.vq import codebook_perplexity
 from . import snapshots
 from .objectives import loss_parts

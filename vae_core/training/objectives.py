@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from ..config import TrainConfig
 from ..models.base import LOG_2PI, Posterior, VAEBase, standard_normal_log_prob
 from ..models.hvae import HierarchicalVAE
-from ..models.m2 import classifies
+from ..latent.class_style import classifies
 
 Randn = Callable[[tuple[int, ...]], torch.Tensor]   # draws standard normal noise of a local shape
 
