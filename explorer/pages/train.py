@@ -14,6 +14,7 @@ from vae_core.io.files import zip_folder
 from vae_core.io.push import push_to_hub
 from vae_core.training.live import TrainingJob
 from vae_core.io.run_folder import RunConfig
+from vae_core.training.trackers import Tracking, parse_tracks
 
 st.title("Train")
 FAMILIES = MappingProxyType({"mlp": "MLP", "conv": "Convolutional", "cvae": "Conditional (MLP)", "vq": "VQ-VAE"})
@@ -41,6 +42,8 @@ def show_progress(job: TrainingJob) -> None:
     eta = f", about {s.eta:.0f} s left" if s.eta is not None and not s.done else ""
     st.progress(s.progress, text=f"{s.status}: step {s.step:,}/{s.total_steps:,}, epoch {s.epoch}/{s.epochs}{eta}"
                                  f" ({s.images_per_s:,.0f} images/s)")
+    for line in job.tracking.problems if job.tracking else ():
+        st.warning(line)
     if s.error:
         st.error(s.error)
     elif s.message:
@@ -105,6 +108,11 @@ with session.guard("Training"):
     lr = c7.select_slider("Learning rate", LEARNING_RATES, value=1e-3, format_func=lambda v: f"{v:g}",
                           key="train_lr", disabled=running)
     c8.caption(f"Runs stop after {limits.max_seconds:g} s on this server.")
+    track = "" if limits.public else st.text_input(     # public mode: no writing to the server's disk for strangers
+        "Track the run in (optional)", key="train_track", disabled=running,
+        placeholder="tensorboard:runs/tb, mlflow:sqlite:///runs/mlflow.db",
+        help="TensorBoard directories and MLflow tracking URIs (a sqlite:/// file or a server's http:// address), "
+             "comma-separated; the same sinks as `python -m vae_core train --track`.")
 
     b1, b2, _ = st.columns([1, 1, 4])
     if b1.button("Start", key="train_start", type="primary", disabled=running):
@@ -113,7 +121,8 @@ with session.guard("Training"):
         job = TrainingJob(config, data, loaders.load_data(dataset, "test"), limits=limits.training,
                           slots=jobs.training_slots(limits.max_jobs, limits.max_jobs_per_session),
                           owner=session.session_id(), alive=session.session_alive(),
-                          watched=True).start()     # ends with its session
+                          watched=True, tracking=Tracking(parse_tracks(track), run_name=f"app-{time.strftime('%Y%m%d-%H%M%S')}"),
+                          ).start()     # ends with its session
         st.session_state["train_job"] = job
         running = True
     if b2.button("Stop", key="train_stop", disabled=not running):

@@ -1,5 +1,5 @@
 """`python -m vae_core train | train-prior | evaluate | sample | directions | push | convert | augment | map |
-experiment`: a module per command (its flags, the checks that need several of them, what it runs),
+experiment | sweep`: a module per command (its flags, the checks that need several of them, what it runs),
 ``args`` for what they share and every value's check, ``cost`` for estimates before long jobs, ``report``
 for how results and failures are printed.
 
@@ -15,10 +15,11 @@ import sys
 
 from vae_core.cli import augment, convert, directions, evaluate, experiment, push, report, sample, train, train_prior
 from vae_core.cli import map as map_command
+from vae_core.cli import sweep
 from vae_core.cli.args import Parser
 from vae_core.cli.train import build_run_config
 
-COMMANDS = (train, train_prior, evaluate, sample, directions, push, convert, augment, map_command, experiment)
+COMMANDS = (train, train_prior, evaluate, sample, directions, push, convert, augment, map_command, experiment, sweep)
 
 
 def make_parser() -> argparse.ArgumentParser:

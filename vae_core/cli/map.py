@@ -9,7 +9,8 @@ from tqdm import tqdm
 from vae_core.latent.bigmap import (ENCODE_BATCH, UMAP_FIT_POINTS, UMAP_MAX_ALL, Stream, encode_stream, map_dataset, open_stream,
                              write_parquet)
 from vae_core.cli import cost
-from vae_core.cli.args import (add_cost_flags, add_model_source, check_new_file, data_file, load_command_model, name,
+from vae_core.latent.projector import MAX_POINTS, projector_line, write_projector
+from vae_core.cli.args import (add_cost_flags, add_model_source, check_new_file, data_file, folder, load_command_model, name,
                                whole)
 
 
@@ -32,6 +33,8 @@ def add_parser(sub, parents=()) -> None:
     m.add_argument("--threads", type=whole(0, 1024), default=0, help="torch threads (0: torch's choice)")
     m.add_argument("--out", type=data_file(".parquet"), required=True, help="Parquet file to write")
     m.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    m.add_argument("--tensorboard", type=folder, metavar="DIR", help="also write a TensorBoard Projector embedding "
+                   f"(codes, labels, factors, a sprite of thumbnails; at most {MAX_POINTS:,} points) into DIR")
     m.add_argument("--quiet", action="store_true")
     add_cost_flags(m)
     m.set_defaults(func=run, check=check)
@@ -92,4 +95,6 @@ def run(args) -> int:
     n, d = result.encoded.codes.shape
     print(f"wrote {n:,} codes ({d}-D) and their {args.method.upper()} positions to {args.out} "
           f"(encoded in {result.seconds['encode']:.1f} s, projected in {result.seconds['project']:.1f} s)")
+    if args.tensorboard:
+        print(projector_line(write_projector(result, stream, args.tensorboard, seed=args.seed, batch_size=args.batch_size)))
     return 0

@@ -20,8 +20,9 @@ from vae_core.config import TrainConfig, field_types
 from vae_core.data import load_dataset
 from vae_core.errors import VAEError
 from vae_core.models import MODEL_TYPES
-from vae_core.training.loop import train
 from vae_core.io.run_folder import RunConfig, load_run_config
+from vae_core.training.trackers import tracked_train
+from vae_core.cli.track import add_tracking_flags, tracking_from_args
 
 
 def add_parser(sub, parents=()) -> None:
@@ -37,6 +38,7 @@ def add_parser(sub, parents=()) -> None:
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     add_field_flags(t, model_fields(), "model config", field_owners(cfg for cfg, _ in MODEL_TYPES.values()))
     add_field_flags(t, field_types(TrainConfig), "training config", field_owners([TrainConfig]))
+    add_tracking_flags(t)
     t.set_defaults(func=run, check=check)
 
 
@@ -131,7 +133,7 @@ def run(args) -> int:
             "before resuming (it was written before checksums, or the file was removed)")
     bar = None
     try:
-        for ev in train(config, out_dir=args.out, resume=args.resume):
+        for ev in tracked_train(config, tracking_from_args(args, rank=rank), out_dir=args.out, resume=args.resume):
             if rank:
                 continue
             if ev.kind == "start":

@@ -37,6 +37,7 @@ from .loop import fixed_samples, train
 
 log = logging.getLogger(__name__)
 from .snapshots import Snapshots
+from .trackers import shown_images
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +123,7 @@ class TrainingJob:
     def __init__(self, config: RunConfig, data: ImageSet | None = None, test_data: ImageSet | None = None,
                  *, limits: TrainingLimits | None = None, slots: TrainingSlots | None = None,
                  owner: Hashable = None, log_every: int = 10, alive: Callable[[], bool] | None = None,
-                 watched: bool | None = None):
+                 watched: bool | None = None, tracking=None):
         """``watched`` (default: when ``alive`` is given) ties the run to a session: it is stopped once
         ``alive()`` has been false, and ``touch()`` not called, for ``limits.session_timeout`` seconds.
         ``slots`` (with the ``owner`` it counts the run for) caps the runs training at once."""
@@ -131,6 +132,7 @@ class TrainingJob:
         self.slots, self.owner = slots, owner
         self.data, self.test_data = data, test_data
         self.log_every = log_every
+        self.tracking = tracking          # a trackers.Tracking: the run's events logged to TensorBoard / MLflow
         self.model: VAEBase | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -193,6 +195,9 @@ class TrainingJob:
         try:
             self.model = init_model(self.config.model, self.config.train.seed)
             events = train(self.config, self.data, self.test_data, model=self.model, log_every=self.log_every)
+            if self.tracking:
+                events = self.tracking.follow(events, self.config, model=self.model,
+                                              **shown_images(self.data, self.test_data))
             for ev in events:
                 self._record(ev)
                 self._check_session()
