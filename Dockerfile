@@ -19,6 +19,7 @@ ENV HOME=/home/user \
     STREAMLIT_BROWSER_GATHER_USAGE_STATS=false \
     STREAMLIT_SERVER_ENABLE_XSRF_PROTECTION=false \
     STREAMLIT_SERVER_ENABLE_CORS=false \
+    STREAMLIT_RUNNER_FAST_RERUNS=false \
     VAE_EXPLORER_TORCH_THREADS=1 \
     VAE_EXPLORER_PUBLIC=1
 # VAE_EXPLORER_PUBLIC=1: every visitor is an anonymous stranger. Models only from the shipped checkpoints

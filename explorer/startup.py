@@ -138,3 +138,70 @@ class WarmUp:
 def warm_up() -> WarmUp:
     """The server's warm-up, started once (app.py asks for it after the first page is drawn)."""
     return WarmUp(run=enabled())
+
+
+# ---------------------------------------------------------------------------------------------
+# One script run at a time per session
+
+RUN_POLL_S = 0.05           # how often a run waiting for its session's previous run looks again
+
+
+class SessionRuns:
+    """Each session's script runs, one at a time, whatever the client sends.
+
+    With ``runner.fastReruns = false`` (.streamlit/config.toml) a session has one ScriptRunner, which takes
+    a new request at the previous run's next Streamlit call. A client can still get a second runner (a
+    stop message, then a rerun): the old one was asked to stop and ends at its next Streamlit call, and the
+    new one waits here for it, so a session never computes two views at once. Sessions that have ended
+    are forgotten on the next call. Owns its lock."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}     # session id -> held while one of its runs runs
+
+    @contextlib.contextmanager
+    def hold(self, session: str, alive=None):
+        """Wait until ``session`` has no other run in here, then run the block as its one run.
+        ``alive(session)`` says whether a session is still connected (its lock is dropped if not)."""
+        with self._lock:
+            if alive is not None:
+                for gone in [s for s in self._locks if s != session and not alive(s)]:
+                    if not self._locks[gone].locked():
+                        del self._locks[gone]
+            lock = self._locks.setdefault(session, threading.Lock())
+        while not lock.acquire(timeout=RUN_POLL_S):
+            pass                        # the run before this one was asked to stop: it ends at its next check
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def sessions(self) -> int:
+        """Sessions this guard holds a lock for."""
+        with self._lock:
+            return len(self._locks)
+
+
+@st.cache_resource
+def session_runs() -> SessionRuns:
+    """The server's one guard of script runs per session."""
+    return SessionRuns()
+
+
+def _alive(session: str) -> bool:
+    from streamlit import runtime
+
+    return runtime.exists() and runtime.get_instance().is_active_session(session) is True
+
+
+@contextlib.contextmanager
+def one_run():
+    """The block (app.py's whole script run) as this session's only run (``SessionRuns``)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is None:
+        yield
+        return
+    with session_runs().hold(ctx.session_id, _alive):
+        yield
