@@ -38,6 +38,9 @@ Budgets, each checked before anything is allocated (what a visitor's input can m
     VAE_EXPLORER_MAX_DOWNLOAD_MB     the files of one Hub model (default 512)
     VAE_EXPLORER_MAX_CACHE_MB        all Hub models on the public server's disk; the least recently used
                                      are removed to make room (default 4096)
+    VAE_EXPLORER_MAX_SESSION_RUNS    runs one public session keeps saved on the server's disk; saving one
+                                     more replaces the oldest (default 3)
+    VAE_EXPLORER_MAX_SESSION_DISK_MB  bytes of one public session's saved runs on the server (default 256)
 """
 from __future__ import annotations
 
@@ -81,6 +84,8 @@ class Settings:
     max_models_bytes: int = 2048 * MB
     max_download_bytes: int = 512 * MB
     max_cache_bytes: int = 4096 * MB
+    max_session_runs: int = 3
+    max_session_disk_bytes: int = 256 * MB
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -124,7 +129,10 @@ class Settings:
                   max_dataset_bytes=number("VAE_EXPLORER_MAX_DATASET_MB", d.max_dataset_bytes, int, unit=MB),
                   max_models_bytes=number("VAE_EXPLORER_MAX_MODELS_MB", d.max_models_bytes, int, unit=MB),
                   max_download_bytes=number("VAE_EXPLORER_MAX_DOWNLOAD_MB", d.max_download_bytes, int, unit=MB),
-                  max_cache_bytes=number("VAE_EXPLORER_MAX_CACHE_MB", d.max_cache_bytes, int, unit=MB))
+                  max_cache_bytes=number("VAE_EXPLORER_MAX_CACHE_MB", d.max_cache_bytes, int, unit=MB),
+                  max_session_runs=number("VAE_EXPLORER_MAX_SESSION_RUNS", d.max_session_runs, int),
+                  max_session_disk_bytes=number("VAE_EXPLORER_MAX_SESSION_DISK_MB", d.max_session_disk_bytes, int,
+                                                unit=MB))
         for big, small in (("CACHE", out.max_cache_bytes), ("MODELS", out.max_models_bytes)):
             if out.max_download_bytes > small:
                 raise VAEError(f"VAE_EXPLORER_MAX_DOWNLOAD_MB is larger than VAE_EXPLORER_MAX_{big}_MB: one model "
@@ -238,6 +246,15 @@ class Settings:
             raise VAEError(f"The disentanglement metrics at {scale:g} of the default sample counts encode {needed:,} "
                            f"images; this server allows {self.max_disentanglement_images:,} "
                            "(VAE_EXPLORER_MAX_DISENTANGLEMENT_IMAGES). Choose a smaller share.")
+
+
+SERVER_PATH = re.compile(r"(?<![\w:/.~-])/[\w.@+-]+(?:/[\w.@+-]*)*")
+
+
+def public_text(s: Settings, text: str) -> str:
+    """A message as a visitor of this server may read it: in public mode every absolute path on the
+    server (a private folder, a cache, a temporary file) is replaced by "a folder of the server"."""
+    return SERVER_PATH.sub("a folder of the server", text) if s.public else text
 
 
 def _cost(model) -> int:

@@ -80,7 +80,8 @@ def private_save(job: TrainingJob, name: str, limits: Settings) -> tuple[str, by
     folder_name = limits.run_folder(name).name                     # the same rules for the name
     kept = st.session_state.get("train_private")
     if kept is None or kept[0] is not job or kept[1] != folder_name or not kept[2].is_dir():
-        folder = job.save(private_runs(limits.session_timeout).folder(session.session_id()) / folder_name)
+        folder = private_runs(limits.session_timeout).save(session.session_id(), folder_name, job.save,
+                                                           limits.max_session_runs, limits.max_session_disk_bytes)
         kept = (job, folder_name, folder, zip_folder(folder))
         st.session_state["train_private"] = kept
     return str(kept[2]), kept[3]
