@@ -41,6 +41,11 @@ Budgets, each checked before anything is allocated (what a visitor's input can m
     VAE_EXPLORER_MAX_SESSION_RUNS    runs one public session keeps saved on the server's disk; saving one
                                      more replaces the oldest (default 3)
     VAE_EXPLORER_MAX_SESSION_DISK_MB  bytes of one public session's saved runs on the server (default 256)
+    VAE_EXPLORER_MAX_UPLOAD_FILES    files one session holds uploaded at once; one more is refused at its
+                                     upload (default 6: Interpolate's three inputs, twice)
+    VAE_EXPLORER_MAX_UPLOAD_MB       bytes of the files one session holds uploaded (default 15)
+    VAE_EXPLORER_MAX_UPLOAD_PIXELS   pixels an uploaded image is decoded to: a larger one is reduced by a whole
+                                     factor, at decode where its format allows (default 1,048,576)
 """
 from __future__ import annotations
 
@@ -48,8 +53,11 @@ import dataclasses
 import math
 import os
 import re
+import threading
 from pathlib import Path
 from typing import Mapping
+
+import streamlit as st
 
 from vae_core import VAEError, project
 from vae_core.data import DATASETS, app_datasets
@@ -86,6 +94,9 @@ class Settings:
     max_cache_bytes: int = 4096 * MB
     max_session_runs: int = 3
     max_session_disk_bytes: int = 256 * MB
+    max_upload_files: int = 6
+    max_upload_bytes: int = 15 * MB
+    max_upload_pixels: int = 1024 * 1024
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -132,7 +143,10 @@ class Settings:
                   max_cache_bytes=number("VAE_EXPLORER_MAX_CACHE_MB", d.max_cache_bytes, int, unit=MB),
                   max_session_runs=number("VAE_EXPLORER_MAX_SESSION_RUNS", d.max_session_runs, int),
                   max_session_disk_bytes=number("VAE_EXPLORER_MAX_SESSION_DISK_MB", d.max_session_disk_bytes, int,
-                                                unit=MB))
+                                                unit=MB),
+                  max_upload_files=number("VAE_EXPLORER_MAX_UPLOAD_FILES", d.max_upload_files, int),
+                  max_upload_bytes=number("VAE_EXPLORER_MAX_UPLOAD_MB", d.max_upload_bytes, int, unit=MB),
+                  max_upload_pixels=number("VAE_EXPLORER_MAX_UPLOAD_PIXELS", d.max_upload_pixels, int))
         for big, small in (("CACHE", out.max_cache_bytes), ("MODELS", out.max_models_bytes)):
             if out.max_download_bytes > small:
                 raise VAEError(f"VAE_EXPLORER_MAX_DOWNLOAD_MB is larger than VAE_EXPLORER_MAX_{big}_MB: one model "
@@ -248,6 +262,60 @@ class Settings:
                            "(VAE_EXPLORER_MAX_DISENTANGLEMENT_IMAGES). Choose a smaller share.")
 
 
+class UploadBudget:
+    """The files each session holds uploaded, counted as they arrive: Streamlit keeps every file a client
+    PUTs to its session until the session ends (300 files in 7 s: +1.5 GB), so this wraps the runtime's
+    uploaded-file manager and refuses a file beyond ``max_files`` or ``max_bytes`` for its session, before
+    it is stored. A file the visitor replaces or removes is deleted by the browser and stops counting."""
+
+    def __init__(self, manager, max_files: int, max_bytes: int):
+        self.manager, self.max_files, self.max_bytes = manager, max_files, max_bytes
+        self.refused = 0
+        self._lock = threading.Lock()
+        self._add = manager.add_file
+        manager.add_file = self.add_file
+
+    @classmethod
+    def install(cls, manager, max_files: int, max_bytes: int) -> "UploadBudget":
+        """The budget on ``manager``: installed on first use, its limits brought up to date after."""
+        with _install_lock():
+            budget = getattr(manager.add_file, "__self__", None)
+            if not isinstance(budget, cls):
+                return cls(manager, max_files, max_bytes)
+            budget.max_files, budget.max_bytes = max_files, max_bytes
+            return budget
+
+    def held(self, session: str) -> tuple[int, int]:
+        """(files, bytes) ``session`` holds uploaded now."""
+        files = dict(getattr(self.manager, "file_storage", {}).get(session) or {})
+        return len(files), sum(len(f.data) for f in files.values())
+
+    def add_file(self, session_id: str, file) -> None:
+        with self._lock:                             # check and store together: parallel uploads count too
+            others = dict(getattr(self.manager, "file_storage", {}).get(session_id) or {})
+            others.pop(file.file_id, None)
+            size = sum(len(f.data) for f in others.values()) + len(file.data)
+            why = None
+            if len(others) + 1 > self.max_files:
+                why = (f"this session holds {len(others)} uploaded files, the most a session may "
+                       f"(VAE_EXPLORER_MAX_UPLOAD_FILES = {self.max_files})")
+            elif size > self.max_bytes:
+                why = (f"this session's uploads would take {size / MB:,.1f} MB; a session may hold "
+                       f"{self.max_bytes / MB:,.0f} MB (VAE_EXPLORER_MAX_UPLOAD_MB)")
+            if why is not None:
+                self.refused += 1
+                from starlette.exceptions import HTTPException
+
+                raise HTTPException(status_code=413, detail=f"Upload refused: {why}. Remove an upload first.")
+            self._add(session_id=session_id, file=file)
+
+
+@st.cache_resource
+def _install_lock() -> threading.Lock:
+    """The lock under which the upload budget is installed (one per server process)."""
+    return threading.Lock()
+
+
 SERVER_PATH = re.compile(r"(?<![\w:/.~-])/[\w.@+-]+(?:/[\w.@+-]*)*")
 
 
@@ -266,10 +334,17 @@ def configure_streamlit(s: Settings) -> None:
     """Public mode: Streamlit shows no error details at all, so nothing internal reaches a page even by
     mistake (every page's guard already turns errors into one line; this is the net under it)."""
     if s.public:
-        import streamlit as st
-
         if st.get_option("client.showErrorDetails") != "none":
             st.set_option("client.showErrorDetails", "none")
+
+
+def upload_budget(s: Settings) -> UploadBudget | None:
+    """The server's upload budget, installed once on its runtime's uploaded-file manager (None outside a server)."""
+    from streamlit import runtime
+
+    if not runtime.exists():
+        return None
+    return UploadBudget.install(runtime.get_instance().uploaded_file_mgr, s.max_upload_files, s.max_upload_bytes)
 
 
 def settings() -> Settings:

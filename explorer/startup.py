@@ -199,9 +199,12 @@ def one_run():
     """The block (app.py's whole script run) as this session's only run (``SessionRuns``)."""
     from streamlit.runtime.scriptrunner import get_script_run_ctx
 
+    from explorer import limits
+
     ctx = get_script_run_ctx()
     if ctx is None:
         yield
         return
+    limits.upload_budget(limits.settings())        # installed by the server's first run (the budget counts PUTs)
     with session_runs().hold(ctx.session_id, _alive):
         yield

@@ -3,10 +3,12 @@ upload, a drawing or a code chosen on the latent map."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 
 import streamlit as st
 import torch
+from PIL import Image
 
 import vae_core
 from vae_core import ImageSet, VAEBase, explore, images
@@ -22,6 +24,7 @@ UPLOAD_LABEL = f"Image ({', '.join(_SHOWN[:-1])} or {_SHOWN[-1]})"
 CANVAS_SIDE = 168           # pixels of the drawing canvas: six times MNIST's 28
 CANVAS_STROKE = 14          # pen width on it, about an MNIST stroke at that scale
 PREVIEW_TILE = 168          # one image shown on its own (an input, a decoded code)
+UPLOADS_KEY = "_decoded_uploads"   # session state: sha256 of an upload -> its decoded image (or its refusal)
 
 
 def show_grid(x: torch.Tensor, nrow: int | None = None, caption: str | None = None, *, span: float = 1.0,
@@ -99,6 +102,30 @@ def _frame_count(data: bytes) -> int:
         return 1
 
 
+def decoded_upload(data: bytes, state=None) -> tuple[Image.Image, int]:
+    """An upload's image (reduced to VAE_EXPLORER_MAX_UPLOAD_PIXELS) and its frame count, decoded once per
+    session: kept in session state by the sha256 of its bytes (a refusal too), the most recent
+    VAE_EXPLORER_MAX_UPLOAD_FILES of them, so reruns and Interpolate's other inputs do not decode it again."""
+    from explorer.limits import settings
+
+    s = settings()
+    state = st.session_state if state is None else state
+    kept = state.setdefault(UPLOADS_KEY, {})
+    key = hashlib.sha256(data).hexdigest()
+    hit = kept.pop(key, None)
+    if hit is None:
+        try:
+            hit = (images.decode_image(data, reduce_to=s.max_upload_pixels), _frame_count(data))
+        except vae_core.VAEError as e:
+            hit = e
+    kept[key] = hit                                           # the most recent last
+    while len(kept) > s.max_upload_files:
+        kept.pop(next(iter(kept)))
+    if isinstance(hit, vae_core.VAEError):
+        raise hit
+    return hit
+
+
 @dataclasses.dataclass(frozen=True)
 class Picked:
     """One input of Interpolate: an image (or a code from the latent map) and what it is."""
@@ -157,9 +184,8 @@ def _picked(slot, source, ctx, model, default_index, chosen) -> Picked | None:
         if up is None:
             st.info("Upload an image: it is converted to the model's size and channels.")
             return None
-        img = images.decode_image(up.getvalue())
+        img, frames = decoded_upload(up.getvalue())
         caption = f"upload {up.name}"
-        frames = _frame_count(up.getvalue())
         if frames > 1:
             st.info(f"{up.name} is animated ({frames} frames); the first frame is used.")
     else:
