@@ -44,6 +44,8 @@ Budgets, each checked before anything is allocated (what a visitor's input can m
     VAE_EXPLORER_MAX_UPLOAD_FILES    files one session holds uploaded at once; one more is refused at its
                                      upload (default 6: Interpolate's three inputs, twice)
     VAE_EXPLORER_MAX_UPLOAD_MB       bytes of the files one session holds uploaded (default 15)
+    VAE_EXPLORER_MAX_UNIT_SLIDERS    sliders Traverse draws for single latent units: a model with more units
+                                     shows its most informative (by KL) and a picker for the rest (default 64)
     VAE_EXPLORER_MAX_UPLOAD_PIXELS   pixels an uploaded image is decoded to: a larger one is reduced by a whole
                                      factor, at decode where its format allows (default 1,048,576)
 """
@@ -97,6 +99,7 @@ class Settings:
     max_upload_files: int = 6
     max_upload_bytes: int = 15 * MB
     max_upload_pixels: int = 1024 * 1024
+    max_unit_sliders: int = 64
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -146,7 +149,8 @@ class Settings:
                                                 unit=MB),
                   max_upload_files=number("VAE_EXPLORER_MAX_UPLOAD_FILES", d.max_upload_files, int),
                   max_upload_bytes=number("VAE_EXPLORER_MAX_UPLOAD_MB", d.max_upload_bytes, int, unit=MB),
-                  max_upload_pixels=number("VAE_EXPLORER_MAX_UPLOAD_PIXELS", d.max_upload_pixels, int))
+                  max_upload_pixels=number("VAE_EXPLORER_MAX_UPLOAD_PIXELS", d.max_upload_pixels, int),
+                  max_unit_sliders=number("VAE_EXPLORER_MAX_UNIT_SLIDERS", d.max_unit_sliders, int))
         for big, small in (("CACHE", out.max_cache_bytes), ("MODELS", out.max_models_bytes)):
             if out.max_download_bytes > small:
                 raise VAEError(f"VAE_EXPLORER_MAX_DOWNLOAD_MB is larger than VAE_EXPLORER_MAX_{big}_MB: one model "

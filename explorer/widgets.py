@@ -83,6 +83,54 @@ def canvas_available() -> bool:
     return True
 
 
+def parse_units(text: str, n: int, most: int) -> list[int]:
+    """Unit numbers typed as "3, 17, 200" (each below ``n``, at most ``most`` of them), in the order given."""
+    picked: list[int] = []
+    for part in text.replace(";", ",").split(","):
+        part = part.strip().removeprefix("z")
+        if not part:
+            continue
+        if not part.isdigit() or int(part) >= n:
+            raise vae_core.VAEError(f"{part[:20]!r} is not a unit of this model: type unit numbers from 0 to {n - 1}, "
+                                    "separated by commas.")
+        if int(part) not in picked:
+            picked.append(int(part))
+    if len(picked) > most:
+        raise vae_core.VAEError(f"{len(picked)} units picked; Traverse shows at most {most} sliders "
+                                "(VAE_EXPLORER_MAX_UNIT_SLIDERS). Pick fewer.")
+    return picked
+
+
+def units_shown(order, picked, most: int) -> list[int]:
+    """The units that get a slider: all of ``order`` (most informative first) when they fit in ``most``;
+    else the ``picked`` ones and then the most informative others, ``most`` in all."""
+    if len(order) <= most:
+        return list(order)
+    picked = list(picked)[:most]
+    chosen = set(picked)
+    return picked + [u for u in order[:most] if u not in chosen][:most - len(picked)]
+
+
+def unit_sliders_shown(stats, key: str) -> list[int]:
+    """Traverse's units with a slider: every unit of a model with at most VAE_EXPLORER_MAX_UNIT_SLIDERS, else
+    the most informative by KL and a box for more (a 16,384-unit model drew a slider per unit: 43 s of server
+    CPU, a browser that never settled)."""
+    from explorer.limits import settings
+
+    most, n = settings().max_unit_sliders, len(stats.order)
+    if n <= most:
+        return list(stats.order)
+    text = st.text_input(f"More units ({n:,} in all; {most} sliders are shown)", key=key, placeholder="e.g. 3, 250",
+                         help="Unit numbers, separated by commas: their sliders come first, and the most "
+                              "informative units (by KL) fill the rest.")
+    try:
+        picked = parse_units(text, n, most)
+    except vae_core.VAEError as e:
+        st.error(str(e))
+        picked = []
+    return units_shown(stats.order, picked, most)
+
+
 def _random_index(key: str, n: int) -> None:
     """on_click: a new random index from a per-session generator (seeded by the click count)."""
     clicks = st.session_state.get(f"{key}_clicks", 0) + 1
