@@ -7,7 +7,12 @@ server with a message that names it, never silently switches a limit off.
     VAE_EXPLORER_MAX_EPOCHS          most epochs one run in the app may ask for (default 50)
     VAE_EXPLORER_MAX_SECONDS         most seconds of training one run may take (default 300)
     VAE_EXPLORER_MAX_JOBS            most runs training at once on the server (default 2)
-    VAE_EXPLORER_MAX_JOBS_PER_SESSION  most runs training at once for one browser session (default 1)
+    VAE_EXPLORER_MAX_JOBS_PER_SESSION  most runs training at once for one visitor: all the tabs of one client
+                                     address count together (default 1)
+    VAE_EXPLORER_PROXY_HOPS          proxies in front of the server that append to X-Forwarded-For: the
+                                     visitor's address is that many entries from its right (earlier ones are
+                                     the client's own to write); 0 uses the connection's address (default 0;
+                                     the Docker Space sets 1)
     VAE_EXPLORER_RUNS_DIR            where "save as run folder" writes when not public (default ./runs)
     VAE_EXPLORER_TORCH_THREADS       torch's intra-op threads in the server (default 0: torch's own
                                      choice; the Docker Space sets 1 so sessions do not oversubscribe)
@@ -100,6 +105,7 @@ class Settings:
     max_upload_bytes: int = 15 * MB
     max_upload_pixels: int = 1024 * 1024
     max_unit_sliders: int = 64
+    proxy_hops: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -150,7 +156,8 @@ class Settings:
                   max_upload_files=number("VAE_EXPLORER_MAX_UPLOAD_FILES", d.max_upload_files, int),
                   max_upload_bytes=number("VAE_EXPLORER_MAX_UPLOAD_MB", d.max_upload_bytes, int, unit=MB),
                   max_upload_pixels=number("VAE_EXPLORER_MAX_UPLOAD_PIXELS", d.max_upload_pixels, int),
-                  max_unit_sliders=number("VAE_EXPLORER_MAX_UNIT_SLIDERS", d.max_unit_sliders, int))
+                  max_unit_sliders=number("VAE_EXPLORER_MAX_UNIT_SLIDERS", d.max_unit_sliders, int),
+                  proxy_hops=number("VAE_EXPLORER_PROXY_HOPS", d.proxy_hops, int, zero_ok=True))
         for big, small in (("CACHE", out.max_cache_bytes), ("MODELS", out.max_models_bytes)):
             if out.max_download_bytes > small:
                 raise VAEError(f"VAE_EXPLORER_MAX_DOWNLOAD_MB is larger than VAE_EXPLORER_MAX_{big}_MB: one model "
@@ -340,6 +347,28 @@ def configure_streamlit(s: Settings) -> None:
     if s.public:
         if st.get_option("client.showErrorDetails") != "none":
             st.set_option("client.showErrorDetails", "none")
+
+
+def visitor_address(forwarded: str | None, address: str | None, hops: int) -> str | None:
+    """The visitor's address: with ``hops`` proxies in front, the entry of X-Forwarded-For each of them
+    wrote last (counted from the right, so a client cannot choose it by sending its own header);
+    without proxies, the connection's ``address``. None when it is unknown."""
+    if hops <= 0:
+        return address or None
+    entries = [e.strip() for e in (forwarded or "").split(",") if e.strip()]
+    return entries[-hops] if len(entries) >= hops else (address or None)
+
+
+def visitor(s: Settings) -> str:
+    """Who a per-visitor budget counts for in this script run: the client's address (all of one browser's
+    tabs together), or the session where the address is unknown (a script, AppTest)."""
+    from explorer.session import session_id
+
+    try:
+        address = visitor_address(st.context.headers.get("X-Forwarded-For"), st.context.ip_address, s.proxy_hops)
+    except Exception:                       # no browser context (outside a server)
+        address = None
+    return f"address {address}" if address else f"session {session_id()}"
 
 
 def upload_budget(s: Settings) -> UploadBudget | None:

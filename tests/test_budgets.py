@@ -389,3 +389,44 @@ def test_the_train_page_offers_only_datasets_within_the_budget(monkeypatch):
     options = at.selectbox(key="train_dataset").options
     assert "dsprites-full" not in options and "dsprites" not in options and "mnist-5k" in options
     assert limits_module.settings().datasets() == options
+
+
+# ---------------------------------------------------------------------------------------------
+# Training slots: per visitor, and in turn (issue 30: one visitor's two tabs held both slots, renewably)
+
+
+class _Run:
+    """A stand-in for a training job: TrainingSlots asks only whether it is alive."""
+
+    def __init__(self):
+        self.alive = True
+
+    def is_alive(self) -> bool:
+        return self.alive
+
+
+def test_a_visitors_address_is_the_proxys_entry_not_one_the_client_wrote():
+    assert limits_module.visitor_address("6.6.6.6, 1.2.3.4", "10.0.0.1", 1) == "1.2.3.4"
+    assert limits_module.visitor_address("1.2.3.4", "10.0.0.1", 1) == "1.2.3.4"
+    assert limits_module.visitor_address(None, "10.0.0.1", 0) == "10.0.0.1"
+    assert limits_module.visitor_address("6.6.6.6", "10.0.0.1", 0) == "10.0.0.1"
+    assert limits_module.visitor_address(None, None, 1) is None
+    assert Settings.from_env({"VAE_EXPLORER_PROXY_HOPS": "0"}).proxy_hops == 0
+
+
+def test_one_visitors_tabs_share_its_slots_and_a_renewal_waits_for_those_refused_before():
+    from vae_core.live import TrainingSlots
+
+    slots = TrainingSlots(max_jobs=2, max_per_owner=1)
+    a = _Run()
+    slots.acquire(a, "address 1.2.3.4")                                # tab 1
+    with pytest.raises(VAEError, match="VAE_EXPLORER_MAX_JOBS_PER_SESSION"):
+        slots.acquire(_Run(), "address 1.2.3.4")                       # tab 2 of the same visitor
+    slots.acquire(_Run(), "address 5.5.5.5")
+    with pytest.raises(VAEError, match="VAE_EXPLORER_MAX_JOBS"):
+        slots.acquire(_Run(), "address 7.7.7.7")                       # refused: now waits its turn
+    a.alive = False                                                    # the first visitor's run ends...
+    with pytest.raises(VAEError, match="1 visitor asked before you"):
+        slots.acquire(_Run(), "address 1.2.3.4")                       # ...and its renewal waits
+    slots.acquire(_Run(), "address 7.7.7.7")                           # the one who waited goes first
+    assert slots.running() == 2

@@ -7,7 +7,7 @@ import streamlit as st
 
 import vae_core
 from explorer import figures, jobs, loaders, motion, session, sidebar, widgets
-from explorer.limits import Settings
+from explorer.limits import Settings, visitor
 from explorer.private_runs import private_runs
 from vae_core import ModelInfo, VAEError, models
 from vae_core.checkpoint import zip_folder
@@ -113,7 +113,7 @@ with session.guard("Training"):
         config, data = run_config(dataset, family, int(latent), float(beta), anneal, int(epochs), float(lr))
         job = TrainingJob(config, data, loaders.load_data(dataset, "test"), limits=limits.training,
                           slots=jobs.training_slots(limits.max_jobs, limits.max_jobs_per_session),
-                          owner=session.session_id(), alive=session.session_alive(),
+                          owner=visitor(limits), alive=session.session_alive(),    # one visitor's tabs together
                           watched=True).start()     # ends with its session
         st.session_state["train_job"] = job
         running = True
