@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 import threading
 from pathlib import Path
-from typing import Callable, Hashable
+from typing import Any, Callable, Hashable
 
 import streamlit as st
 import torch
@@ -24,7 +24,46 @@ MAX_MODELS = 16
 MAX_DATASETS = 16
 MAX_RESIZED = 4                 # resized copies of datasets (each within VAE_EXPLORER_MAX_DATASET_MB)
 DEFAULT_MODELS_BYTES = 2 * 1024 ** 3
+MAX_RESULTS = 64                # results (maps, analyses) the server keeps for every session
 LOCAL_NUDGES = 4       # nudged codes a local direction's stability is measured on
+
+
+class ResultCache:
+    """A small least-recently-used map of results; it owns its lock."""
+
+    def __init__(self, size: int = MAX_RESULTS):
+        self.size = size
+        self._items: collections.OrderedDict[Hashable, Any] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, default=None):
+        with self._lock:
+            if key not in self._items:
+                return default
+            self._items.move_to_end(key)
+            return self._items[key]
+
+    def put(self, key: Hashable, value):
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+    def pop(self, key: Hashable) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._items
+
+    def get_or_compute(self, key: Hashable, compute: Callable[[], Any]):
+        """The cached value, or ``compute()`` (run by the caller, outside the lock) stored under ``key``."""
+        missing = object()
+        hit = self.get(key, missing)
+        return hit if hit is not missing else self.put(key, compute())
 
 
 class ModelCache:
