@@ -38,6 +38,8 @@ Budgets, each checked before anything is allocated (what a visitor's input can m
     VAE_EXPLORER_MAX_DISENTANGLEMENT_IMAGES  images the disentanglement metrics encode (default 150,000)
     VAE_EXPLORER_MAX_DATASET_MB      a dataset the server holds (the Train page's choices, the sidebar's,
                                      and a dataset resized to a model) (default 256)
+    VAE_EXPLORER_MAX_DATASETS_MB     all the datasets a server holds for its visitors, as loaded and as resized
+                                     to a model; the least recently used is dropped first (default 1024)
     VAE_EXPLORER_MAX_MODELS_MB       the weights of the models a server keeps loaded for its visitors; the
                                      least recently used is dropped first (default 2048)
     VAE_EXPLORER_MAX_DOWNLOAD_MB     the files of one Hub model (default 512)
@@ -97,6 +99,7 @@ class Settings:
     max_disentanglement_images: int = 150_000
     max_dataset_bytes: int = 256 * MB
     max_models_bytes: int = 2048 * MB
+    max_datasets_bytes: int = 1024 * MB
     max_download_bytes: int = 512 * MB
     max_cache_bytes: int = 4096 * MB
     max_session_runs: int = 3
@@ -148,6 +151,7 @@ class Settings:
                                                     d.max_disentanglement_images, int),
                   max_dataset_bytes=number("VAE_EXPLORER_MAX_DATASET_MB", d.max_dataset_bytes, int, unit=MB),
                   max_models_bytes=number("VAE_EXPLORER_MAX_MODELS_MB", d.max_models_bytes, int, unit=MB),
+                  max_datasets_bytes=number("VAE_EXPLORER_MAX_DATASETS_MB", d.max_datasets_bytes, int, unit=MB),
                   max_download_bytes=number("VAE_EXPLORER_MAX_DOWNLOAD_MB", d.max_download_bytes, int, unit=MB),
                   max_cache_bytes=number("VAE_EXPLORER_MAX_CACHE_MB", d.max_cache_bytes, int, unit=MB),
                   max_session_runs=number("VAE_EXPLORER_MAX_SESSION_RUNS", d.max_session_runs, int),
@@ -158,6 +162,9 @@ class Settings:
                   max_upload_pixels=number("VAE_EXPLORER_MAX_UPLOAD_PIXELS", d.max_upload_pixels, int),
                   max_unit_sliders=number("VAE_EXPLORER_MAX_UNIT_SLIDERS", d.max_unit_sliders, int),
                   proxy_hops=number("VAE_EXPLORER_PROXY_HOPS", d.proxy_hops, int, zero_ok=True))
+        if out.max_dataset_bytes > out.max_datasets_bytes:
+            raise VAEError("VAE_EXPLORER_MAX_DATASET_MB is larger than VAE_EXPLORER_MAX_DATASETS_MB: one dataset "
+                           "could never be held; fix the server's environment.")
         for big, small in (("CACHE", out.max_cache_bytes), ("MODELS", out.max_models_bytes)):
             if out.max_download_bytes > small:
                 raise VAEError(f"VAE_EXPLORER_MAX_DOWNLOAD_MB is larger than VAE_EXPLORER_MAX_{big}_MB: one model "

@@ -22,7 +22,6 @@ from vae_core.settings import LoadPolicy
 
 MAX_MODELS = 16
 MAX_DATASETS = 16
-MAX_RESIZED = 4                 # resized copies of datasets (each within VAE_EXPLORER_MAX_DATASET_MB)
 DEFAULT_MODELS_BYTES = 2 * 1024 ** 3
 MAX_RESULTS = 64                # results (maps, analyses) the server keeps for every session
 LOCAL_NUDGES = 4       # nudged codes a local direction's stability is measured on
@@ -66,14 +65,25 @@ class ResultCache:
         return hit if hit is not missing else self.put(key, compute())
 
 
-class ModelCache:
-    """Loaded models by key, the least recently used dropped once they hold more than ``max_bytes`` of
-    tensors (or number more than ``max_models``); owns its lock. A model is loaded once: a second
-    session asking for one being loaded waits for it."""
+def model_bytes(loaded: tuple[VAEBase, ModelInfo]) -> int:
+    """Bytes of a loaded model's tensors (its parameters and buffers)."""
+    return sum(t.numel() * t.element_size() for t in [*loaded[0].parameters(), *loaded[0].buffers()])
 
-    def __init__(self, max_bytes: int = DEFAULT_MODELS_BYTES, max_models: int = MAX_MODELS):
-        self.max_bytes, self.max_models = max_bytes, max_models
-        self._items: collections.OrderedDict[Hashable, tuple[VAEBase, ModelInfo, int]] = collections.OrderedDict()
+
+def data_bytes(data: ImageSet) -> int:
+    """Bytes of a dataset's tensors (its images, labels and factors)."""
+    return sum(t.numel() * t.element_size() for t in (data.images, data.labels, data.factors) if t is not None)
+
+
+class ModelCache:
+    """Loaded things (models, datasets) by key, the least recently used dropped once they hold more than
+    ``max_bytes`` (``size(value)``) or number more than ``max_models``; owns its lock. A value is loaded once:
+    a second session asking for one being loaded waits for it."""
+
+    def __init__(self, max_bytes: int = DEFAULT_MODELS_BYTES, max_models: int = MAX_MODELS,
+                 size: Callable[[Any], int] = model_bytes):
+        self.max_bytes, self.max_models, self.size = max_bytes, max_models, size
+        self._items: collections.OrderedDict[Hashable, tuple[Any, int]] = collections.OrderedDict()
         self._loading: dict[Hashable, threading.Lock] = {}
         self._lock = threading.Lock()
 
@@ -84,30 +94,30 @@ class ModelCache:
     @property
     def nbytes(self) -> int:
         with self._lock:
-            return sum(n for _, _, n in self._items.values())
+            return sum(n for _, n in self._items.values())
 
-    def get(self, key: Hashable, load: Callable[[], tuple[VAEBase, ModelInfo]]) -> tuple[VAEBase, ModelInfo]:
+    def get(self, key: Hashable, load: Callable[[], Any]) -> Any:
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
-                return self._items[key][:2]
+                return self._items[key][0]
             gate = self._loading.setdefault(key, threading.Lock())
         with gate:
             with self._lock:
                 if key in self._items:
-                    return self._items[key][:2]
+                    return self._items[key][0]
             try:
-                model, info = load()
+                value = load()
             finally:
                 with self._lock:
                     self._loading.pop(key, None)
-            size = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+            size = self.size(value)
             with self._lock:
-                self._items[key] = (model, info, size)
+                self._items[key] = (value, size)
                 while len(self._items) > 1 and (len(self._items) > self.max_models or
-                                                sum(n for _, _, n in self._items.values()) > self.max_bytes):
+                                                sum(n for _, n in self._items.values()) > self.max_bytes):
                     self._items.popitem(last=False)          # sessions still using it keep their reference
-            return model, info
+            return value
 
 
 @st.cache_resource
@@ -143,15 +153,48 @@ def folder_stamp(source: str) -> float:
         return 0.0
 
 
-@st.cache_resource(show_spinner="Loading the dataset...", max_entries=MAX_DATASETS)
+@st.cache_resource
+def data_cache(max_bytes: int) -> ModelCache:
+    """The server's datasets, as loaded and as resized to a model, within VAE_EXPLORER_MAX_DATASETS_MB in all
+    (one cache for each budget)."""
+    return ModelCache(max_bytes, MAX_DATASETS, size=data_bytes)
+
+
+@st.cache_resource
+def resize_lock() -> threading.Lock:
+    """One resize at a time on the server: each peaks at its result plus a few MB (vae_core.data.conform)."""
+    return threading.Lock()
+
+
+def _datasets() -> ModelCache:
+    from explorer.limits import settings
+
+    return data_cache(settings().max_datasets_bytes)
+
+
 def load_data(name: str, split: str) -> ImageSet:
-    return vae_core.load_dataset(name, split)
+    cache, key = _datasets(), ("data", name, split)
+    if key in cache:
+        return cache.get(key, lambda: vae_core.load_dataset(name, split))
+    with st.spinner("Loading the dataset..."):
+        return cache.get(key, lambda: vae_core.load_dataset(name, split))
 
 
-@st.cache_resource(show_spinner="Resizing the dataset...", max_entries=MAX_RESIZED)
 def resized_data(name: str, split: str, image_size: int, channels: int) -> ImageSet:
-    """A dataset resized to a model: few kept, since each may be as large as the dataset budget allows."""
-    return vae_core.load_dataset(name, split, image_size=image_size, channels=channels)
+    """A dataset resized to a model (each within VAE_EXPLORER_MAX_DATASET_MB, checked by the caller), one
+    resize at a time on the server, from the dataset as the server already holds it."""
+    from vae_core.data import conform
+
+    def resize() -> ImageSet:
+        source = load_data(name, split)
+        with resize_lock():
+            return conform(source, image_size=image_size, channels=channels)
+
+    cache, key = _datasets(), ("resized", name, split, image_size, channels)
+    if key in cache:
+        return cache.get(key, resize)
+    with st.spinner("Resizing the dataset..."):
+        return cache.get(key, resize)
 
 
 @st.cache_data(ttl=30, show_spinner=False)

@@ -430,3 +430,60 @@ def test_one_visitors_tabs_share_its_slots_and_a_renewal_waits_for_those_refused
         slots.acquire(_Run(), "address 1.2.3.4")                       # ...and its renewal waits
     slots.acquire(_Run(), "address 7.7.7.7")                           # the one who waited goes first
     assert slots.running() == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory the server holds across sessions (issue 30: a resize took ~10x its budget, tabs resized in parallel,
+# and four resized sets and four 470 MB models stayed after the visitor left)
+
+
+def test_a_resize_peaks_at_its_result_plus_a_few_megabytes():
+    from vae_core.data import ImageSet, conform
+
+    if not _reset_peak():
+        pytest.skip("this system cannot reset the peak resident memory")
+    source = ImageSet(torch.randint(0, 256, (4000, 1, 28, 28), dtype=torch.uint8))
+    result_mb = 4000 * 3 * 64 * 64 / MB                                # 47 MB, grey to RGB and 28 -> 64
+    gc.collect()
+    _reset_peak()
+    rss0 = _status_kb("VmRSS")
+    out = conform(source, image_size=64, channels=3)
+    grown = (_status_kb("VmHWM") - rss0) / 1024
+    assert out.images.shape == (4000, 3, 64, 64)
+    assert grown < result_mb + 48, f"the resize peaked {grown:.0f} MB above the start for a {result_mb:.0f} MB result"
+
+
+def test_one_resize_at_a_time_and_the_servers_datasets_within_their_bytes(monkeypatch):
+    import threading
+
+    import vae_core.data
+    from explorer import loaders
+    from vae_core.data import ImageSet
+
+    monkeypatch.setenv("VAE_EXPLORER_MAX_DATASET_MB", "1")
+    monkeypatch.setenv("VAE_EXPLORER_MAX_DATASETS_MB", "3")           # room for three 0.8 MB sets
+    monkeypatch.setattr(loaders.vae_core, "load_dataset",
+                        lambda name, split: ImageSet(torch.zeros(800, 1, 32, 32, dtype=torch.uint8), name=name))
+    now, peak, lock = [0], [0], threading.Lock()
+    real = vae_core.data.conform
+
+    def counted(data, image_size=0, channels=0):
+        with lock:
+            now[0] += 1
+            peak[0] = max(peak[0], now[0])
+        try:
+            time.sleep(0.05)                 # (work standing in for a resize, not a wait for the test)
+            return real(data, image_size=image_size, channels=channels)
+        finally:
+            with lock:
+                now[0] -= 1
+
+    monkeypatch.setattr(vae_core.data, "conform", counted)
+    threads = [threading.Thread(target=loaders.resized_data, args=(f"set{i}", "train", 30, 1)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert peak[0] == 1, f"{peak[0]} resizes at once"
+    cache = loaders.data_cache(3 * MB)
+    assert 0 < cache.nbytes <= 3 * MB                                  # 4 sets and 4 resized ones: 5.8 MB
