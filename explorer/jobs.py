@@ -116,8 +116,9 @@ class JobQueue:
     """See the module's docstring. ``submit`` never blocks on the work itself."""
 
     def __init__(self, workers: int = MAX_WORKERS, results: int = MAX_RESULTS, threads_per_job: int = 0,
-                 gone: Callable[[str], bool] = lambda session: False):
-        self.max_workers, self.gone = workers, gone
+                 gone: Callable[[str], bool] = lambda session: False,
+                 spent: Callable[[str, float], None] = lambda session, seconds: None):
+        self.max_workers, self.gone, self.spent = workers, gone, spent
         self.threads_per_job = threads_per_job
         self.results = ResultCache(results)
         self._lock = threading.Lock()
@@ -271,8 +272,12 @@ class JobQueue:
                     job.stage = "waiting for the server's warm-up"
                     job.after.wait()
                     job.started = time.monotonic()      # its own time starts now: the estimate is of the work
+                cpu = time.thread_time()
                 with self._thread_limit():
-                    job.result = job.fn(*job.args, **job.kwargs)
+                    try:
+                        job.result = job.fn(*job.args, **job.kwargs)
+                    finally:                    # its CPU-seconds count for the session it ran for
+                        self.spent(session, time.thread_time() - cpu)
                 job.state = "done"
             except JobCancelled:
                 job.state = "cancelled"
@@ -313,9 +318,9 @@ def background_priority(nice: int = BACKGROUND_NICE) -> None:
 @st.cache_resource
 def queue() -> JobQueue:
     """The server's one job queue."""
-    from explorer.limits import settings
+    from explorer.limits import cpu_ledger, settings
 
-    return JobQueue(threads_per_job=settings().torch_threads, gone=session_gone)
+    return JobQueue(threads_per_job=settings().torch_threads, gone=session_gone, spent=cpu_ledger().add)
 
 
 def session_gone(session: str) -> bool:

@@ -20,6 +20,13 @@ server with a message that names it, never silently switches a limit off.
 
 Budgets, each checked before anything is allocated (what a visitor's input can make the server do):
 
+    VAE_EXPLORER_MAX_REQUEST_GFLOP   work of one request, from the model's measured FLOPs per image (a forward
+                                     of one image under torch's FLOP counter, once per model) times the
+                                     images it encodes or decodes (default 1,000: 40-60 s of one core here)
+    VAE_EXPLORER_SESSION_CPU_SECONDS  CPU-seconds one session may use (its script runs and its background
+                                     jobs) over the last VAE_EXPLORER_CPU_WINDOW_S seconds; a request whose
+                                     estimated work would pass it is refused (default 300 over 600)
+
     VAE_EXPLORER_MAX_OUTPUT_PIXELS   values (C x H x W) of one decoded image; a larger model is refused
                                      at load (default 196,608: 3 x 256 x 256)
     VAE_EXPLORER_MAX_REQUEST_PIXELS  images x values per image in one request: a sample grid, a traversal,
@@ -109,6 +116,9 @@ class Settings:
     max_upload_pixels: int = 1024 * 1024
     max_unit_sliders: int = 64
     proxy_hops: int = 0
+    max_request_flops: int = 1000 * 10 ** 9
+    session_cpu_seconds: float = 300.0
+    cpu_window: float = 600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -161,7 +171,11 @@ class Settings:
                   max_upload_bytes=number("VAE_EXPLORER_MAX_UPLOAD_MB", d.max_upload_bytes, int, unit=MB),
                   max_upload_pixels=number("VAE_EXPLORER_MAX_UPLOAD_PIXELS", d.max_upload_pixels, int),
                   max_unit_sliders=number("VAE_EXPLORER_MAX_UNIT_SLIDERS", d.max_unit_sliders, int),
-                  proxy_hops=number("VAE_EXPLORER_PROXY_HOPS", d.proxy_hops, int, zero_ok=True))
+                  proxy_hops=number("VAE_EXPLORER_PROXY_HOPS", d.proxy_hops, int, zero_ok=True),
+                  max_request_flops=number("VAE_EXPLORER_MAX_REQUEST_GFLOP", d.max_request_flops, int,
+                                           unit=10 ** 9),
+                  session_cpu_seconds=number("VAE_EXPLORER_SESSION_CPU_SECONDS", d.session_cpu_seconds, float),
+                  cpu_window=number("VAE_EXPLORER_CPU_WINDOW_S", d.cpu_window, float))
         if out.max_dataset_bytes > out.max_datasets_bytes:
             raise VAEError("VAE_EXPLORER_MAX_DATASET_MB is larger than VAE_EXPLORER_MAX_DATASETS_MB: one dataset "
                            "could never be held; fix the server's environment.")
@@ -221,6 +235,7 @@ class Settings:
             raise VAEError(f"{n:,} {what} of this model would be {n * cost:,} values ({cost:,} per image); this server "
                            f"allows {self.max_request_pixels:,} a request (VAE_EXPLORER_MAX_REQUEST_PIXELS), so at "
                            f"most {self.max_images(model):,} {what}. Ask for fewer.")
+        self.check_work(max(work_cost(model)) * n, f"{n:,} {what}")
 
     def check_animation(self, frames: int, shape, scale: int) -> None:
         """A GIF of ``frames`` frames of ``shape`` (C, H, W) images, each pixel drawn ``scale`` x ``scale``."""
@@ -261,6 +276,7 @@ class Settings:
             raise VAEError(f"Mapping {n:,} images of this model encodes {n * cost:,} values ({cost:,} per image); "
                            f"this server encodes at most {self.max_encode_values:,} for one map "
                            f"(VAE_EXPLORER_MAX_ENCODE_VALUES), so at most {most:,} points. Choose fewer points.")
+        self.check_work(work_cost(model).encode * n, f"encoding {n:,} images for a map")
 
     def check_iwae(self, model, n: int, k: int) -> None:
         """An IWAE estimate over ``n`` images with ``k`` importance samples each: n x k decodes."""
@@ -271,6 +287,26 @@ class Settings:
                            f"({n * k * cost:,} values); this server allows {self.max_iwae_values:,} "
                            f"(VAE_EXPLORER_MAX_IWAE_VALUES), so n x k at most {most:,} for this model. Lower k or "
                            "the number of images.")
+        flops = work_cost(model)
+        self.check_work(n * (flops.encode + k * flops.decode), f"an IWAE estimate over {n:,} images with k = {k:,}")
+
+    def check_work(self, flops: int, what: str, session: str | None = None) -> None:
+        """Work of ``flops`` for ``what``: within one request's budget, and within what this session may
+        still use of the server's CPU over the window (its measured CPU-seconds so far plus this estimate)."""
+        if flops > self.max_request_flops:
+            raise VAEError(f"{what[:1].upper() + what[1:]} would take about {flops / 1e9:,.0f} GFLOP of work on this server; "
+                           f"one request may take {self.max_request_flops / 1e9:,.0f} (VAE_EXPLORER_MAX_REQUEST_GFLOP). "
+                           "Ask for fewer images or samples.")
+        session = live_session() if session is None else session
+        if not session:
+            return
+        used = cpu_ledger().used(session, self.cpu_window)
+        needs = flops / server_flops_per_second()
+        if used + needs > self.session_cpu_seconds:
+            raise VAEError(f"This session has used {used:,.0f} CPU-seconds of this shared server in the last "
+                           f"{self.cpu_window:,.0f} s, and {what} needs about {needs:,.0f} more; a session may use "
+                           f"{self.session_cpu_seconds:,.0f} (VAE_EXPLORER_SESSION_CPU_SECONDS). Wait a few minutes "
+                           "or ask for less.")
 
     def check_disentanglement(self, scale: float) -> None:
         needed = images_needed(scale=scale)
@@ -341,6 +377,113 @@ def public_text(s: Settings, text: str) -> str:
     """A message as a visitor of this server may read it: in public mode every absolute path on the
     server (a private folder, a cache, a temporary file) is replaced by "a folder of the server"."""
     return SERVER_PATH.sub("a folder of the server", text) if s.public else text
+
+
+class WorkCost(tuple):
+    """FLOPs of encoding and of decoding one image of a model: (encode, decode)."""
+
+    encode = property(lambda self: self[0])
+    decode = property(lambda self: self[1])
+
+
+def work_cost(model) -> WorkCost:
+    """``model``'s FLOPs per image, measured once (a forward of one image under torch's FLOP counter; loaders
+    measure it on load) and kept on the model. A model the counter cannot follow counts 2 per parameter."""
+    cost = getattr(model, "explorer_work_cost", None)
+    if cost is None:
+        cost = _measure(model)
+        object.__setattr__(model, "explorer_work_cost", cost)     # the same value whoever measures it first
+    return cost
+
+
+def _measure(model) -> WorkCost:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from vae_core import explore
+
+    fallback = 2 * sum(p.numel() for p in model.parameters())
+    y = 0 if getattr(model, "num_classes", 0) else None
+    try:
+        x = torch.zeros(1, *model.config.in_shape)
+        with FlopCounterMode(display=False) as counter:
+            z = explore.encode(model, x, y)
+        encode = counter.get_total_flops()
+        with FlopCounterMode(display=False) as counter:
+            explore.decode(model, z, y)
+        decode = counter.get_total_flops()
+    except Exception:                   # a model the counter cannot run: its weights as the estimate
+        return WorkCost((fallback, fallback))
+    return WorkCost((max(encode, fallback // 2, 1), max(decode, fallback // 2, 1)))
+
+
+class CpuLedger:
+    """CPU-seconds each session has used (its script runs and its background jobs), kept for a sliding
+    window; owns its lock. Sessions with nothing in the window are forgotten."""
+
+    def __init__(self, clock=None):
+        import collections
+        import time
+
+        self.clock = clock or time.monotonic
+        self._lock = threading.Lock()
+        self._spent: dict[str, collections.deque] = {}
+        self._deque = collections.deque
+
+    def add(self, session: str, seconds: float) -> None:
+        if not session or seconds <= 0:
+            return
+        with self._lock:
+            self._spent.setdefault(session, self._deque()).append((self.clock(), seconds))
+
+    def used(self, session: str, window: float) -> float:
+        """CPU-seconds ``session`` used in the last ``window`` seconds."""
+        with self._lock:
+            since = self.clock() - window
+            for s in list(self._spent):
+                spent = self._spent[s]
+                while spent and spent[0][0] < since:
+                    spent.popleft()
+                if not spent:
+                    del self._spent[s]
+            return sum(seconds for _, seconds in self._spent.get(session, ()))
+
+
+@st.cache_resource
+def cpu_ledger() -> CpuLedger:
+    """The server's record of each session's CPU-seconds."""
+    return CpuLedger()
+
+
+@st.cache_resource
+def server_flops_per_second() -> float:
+    """What one core of this server computes, measured once (a few 512x512 matrix products on one thread)."""
+    import time
+
+    import torch
+
+    a = torch.randn(512, 512)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a @ a
+        t0 = time.perf_counter()
+        for _ in range(4):
+            a @ a
+        seconds = time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(threads)
+    return max(4 * 2 * 512 ** 3 / max(seconds, 1e-6), 1e8)
+
+
+def live_session() -> str:
+    """This script run's session where a real server runs it ("" elsewhere: a script, AppTest's stand-in)."""
+    from streamlit import runtime
+
+    from explorer.session import session_id
+
+    sid = session_id()
+    return sid if sid and runtime.exists() and runtime.get_instance().is_active_session(sid) is True else ""
 
 
 def _cost(model) -> int:

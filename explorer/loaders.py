@@ -136,6 +136,9 @@ def load_model(source: str, revision: str, device: str, stamp: float, policy: Lo
         model, info = vae_core.open_model(source, device=device, revision=revision or None, policy=policy)
         for p in model.parameters():
             p.requires_grad_(False)             # shared between sessions: inference only
+        from explorer.limits import work_cost
+
+        work_cost(model)                        # its FLOPs per image, measured once, for the work budgets
         return model, info
 
     if key in cache:

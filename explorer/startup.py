@@ -67,6 +67,10 @@ def preload() -> None:
         import explorer.jobs  # noqa: F401
         import explorer.sidebar  # noqa: F401
         import explorer.widgets  # noqa: F401
+        from torch.utils.flop_counter import FlopCounterMode   # its first use takes seconds (explorer.limits)
+
+        with FlopCounterMode(display=False):
+            pass
     log.info("preload: torch and the explorer imported in %.2f s; %d objects frozen",
              time.perf_counter() - t0, gc.get_freeze_count())
 
@@ -207,4 +211,8 @@ def one_run():
         return
     limits.upload_budget(limits.settings())        # installed by the server's first run (the budget counts PUTs)
     with session_runs().hold(ctx.session_id, _alive):
-        yield
+        t0 = time.thread_time()
+        try:
+            yield
+        finally:                                    # the run's CPU-seconds count against its session's budget
+            limits.cpu_ledger().add(limits.live_session(), time.thread_time() - t0)

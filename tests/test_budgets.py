@@ -487,3 +487,53 @@ def test_one_resize_at_a_time_and_the_servers_datasets_within_their_bytes(monkey
     assert peak[0] == 1, f"{peak[0]} resizes at once"
     cache = loaders.data_cache(3 * MB)
     assert 0 < cache.nbytes <= 3 * MB                                  # 4 sets and 4 resized ones: 5.8 MB
+
+
+# ---------------------------------------------------------------------------------------------
+# Budgets on work, not only on values (issue 30: IWAE n=1,000, k=500 on an MLP with wide layers passed its
+# budget and took ~13 min of one core)
+
+
+def test_a_wide_models_iwae_within_the_value_budget_is_refused_by_its_work():
+    model = build_model(MLPConfig(in_shape=(1, 28, 28), hidden_dims=(2048, 2048), latent_dim=16))
+    s = Settings()
+    assert 1000 * 500 * limits_module._cost(model) <= s.max_iwae_values          # the values pass, as before
+    cost = limits_module.work_cost(model)
+    assert cost.decode >= 2 * (2048 * 2048 + 2048 * 784)                           # measured: its layers' FLOPs
+    assert limits_module.work_cost(model) is cost                                 # once per model
+    with pytest.raises(VAEError, match="VAE_EXPLORER_MAX_REQUEST_GFLOP"):
+        s.check_iwae(model, 1000, 500)
+    s.check_iwae(model, 100, 50)                                                  # a modest estimate goes on
+
+
+def test_the_loader_measures_a_models_work_once_on_load():
+    from explorer import loaders
+
+    model, _ = loaders.load_model("mnist-mlp", "", "cpu", 0.0)
+    assert isinstance(model.explorer_work_cost, limits_module.WorkCost) and min(model.explorer_work_cost) > 0
+
+
+def test_a_sessions_cpu_seconds_over_a_sliding_window_stop_work_that_would_pass_them(monkeypatch):
+    now = [1000.0]
+    ledger = limits_module.CpuLedger(clock=lambda: now[0])
+    monkeypatch.setattr(limits_module, "cpu_ledger", lambda: ledger)
+    monkeypatch.setattr(limits_module, "server_flops_per_second", lambda: 1e9)   # 1 GFLOP a CPU-second
+    s = Settings(session_cpu_seconds=100, cpu_window=600)
+    ledger.add("heavy", 90.0)
+    ledger.add("light", 5.0)
+    with pytest.raises(VAEError, match="VAE_EXPLORER_SESSION_CPU_SECONDS"):
+        s.check_work(20 * 10 ** 9, "this view", session="heavy")                # 90 + 20 > 100
+    s.check_work(20 * 10 ** 9, "this view", session="light")                    # another session's own budget
+    now[0] += 601                                                                # the window slides past it
+    s.check_work(20 * 10 ** 9, "this view", session="heavy")
+    assert ledger.used("heavy", 600) == 0
+
+
+def test_a_background_jobs_cpu_seconds_count_for_its_session():
+    from explorer.jobs import JobQueue
+
+    spent = []
+    q = JobQueue(workers=1, spent=lambda session, seconds: spent.append((session, seconds)))
+    job = q.submit("alice", "busy", lambda: sum(i * i for i in range(200_000)))
+    assert job.wait(30) and job.state == "done"
+    assert q.wait_idle(5) and len(spent) == 1 and spent[0][0] == "alice" and spent[0][1] > 0
