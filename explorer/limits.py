@@ -83,6 +83,7 @@ from vae_core.settings import LoadPolicy
 
 RUN_NAME = re.compile(r"[A-Za-z0-9][\w.-]{0,63}")
 MB = 2 ** 20
+MIN_GRID = 16               # images a model must fit in one request's work to be opened (a 4x4 sample grid)
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 
@@ -289,6 +290,15 @@ class Settings:
                            "the number of images.")
         flops = work_cost(model)
         self.check_work(n * (flops.encode + k * flops.decode), f"an IWAE estimate over {n:,} images with k = {k:,}")
+
+    def check_model_work(self, model) -> None:
+        """A model is opened only if a small grid of it fits one request's work: the widest model a visitor can
+        load is decided by its cost per image, not only by its parameters."""
+        per_image = max(work_cost(model))
+        if per_image * MIN_GRID > self.max_request_flops:
+            raise VAEError(f"One image of this model takes about {per_image / 1e9:,.1f} GFLOP to decode or encode; "
+                           f"this server allows {self.max_request_flops / 1e9:,.0f} GFLOP a request "
+                           f"(VAE_EXPLORER_MAX_REQUEST_GFLOP), less than a grid of {MIN_GRID}. Choose a smaller model.")
 
     def check_work(self, flops: int, what: str, session: str | None = None) -> None:
         """Work of ``flops`` for ``what``: within one request's budget, and within what this session may

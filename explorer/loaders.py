@@ -136,9 +136,9 @@ def load_model(source: str, revision: str, device: str, stamp: float, policy: Lo
         model, info = vae_core.open_model(source, device=device, revision=revision or None, policy=policy)
         for p in model.parameters():
             p.requires_grad_(False)             # shared between sessions: inference only
-        from explorer.limits import work_cost
+        from explorer.limits import settings
 
-        work_cost(model)                        # its FLOPs per image, measured once, for the work budgets
+        settings().check_model_work(model)      # its FLOPs per image, measured once: a grid must fit a request
         return model, info
 
     if key in cache:

@@ -537,3 +537,17 @@ def test_a_background_jobs_cpu_seconds_count_for_its_session():
     job = q.submit("alice", "busy", lambda: sum(i * i for i in range(200_000)))
     assert job.wait(30) and job.state == "done"
     assert q.wait_idle(5) and len(spent) == 1 and spent[0][0] == "alice" and spent[0][1] > 0
+
+
+def test_the_widest_model_a_visitor_can_open_is_decided_by_its_work_per_image(monkeypatch):
+    from explorer import loaders
+
+    monkeypatch.setenv("VAE_EXPLORER_MAX_REQUEST_GFLOP", "1")          # 1 GFLOP: 16 images of at most 62 MFLOP
+    wide = build_model(MLPConfig(in_shape=(1, 28, 28), hidden_dims=(4096, 4096), latent_dim=16))   # ~41 MFLOP
+    wider = meta_model(MLPConfig(in_shape=(1, 28, 28), hidden_dims=(8192, 8192), latent_dim=16))   # ~148 MFLOP
+    Settings.from_env().check_model_work(wide)
+    with pytest.raises(VAEError, match="VAE_EXPLORER_MAX_REQUEST_GFLOP"):
+        Settings.from_env().check_model_work(wider)
+    monkeypatch.setattr(loaders.vae_core, "open_model", lambda *a, **k: (wider, None))
+    with pytest.raises(VAEError, match="Choose a smaller model"):
+        loaders.load_model("someone/wider", "", "cpu", 0.0)
