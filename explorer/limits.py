@@ -9,6 +9,8 @@ server with a message that names it, never silently switches a limit off.
     VAE_EXPLORER_MAX_JOBS            most runs training at once on the server (default 2)
     VAE_EXPLORER_MAX_JOBS_PER_SESSION  most runs training at once for one visitor: all the tabs of one client
                                      address count together (default 1)
+    VAE_EXPLORER_MAX_RUNS            script runs the server computes at once, all sessions together; the
+                                     others wait their turn (default 4)
     VAE_EXPLORER_PROXY_HOPS          proxies in front of the server that append to X-Forwarded-For: the
                                      visitor's address is that many entries from its right (earlier ones are
                                      the client's own to write); 0 uses the connection's address (default 0;
@@ -117,6 +119,7 @@ class Settings:
     max_upload_pixels: int = 1024 * 1024
     max_unit_sliders: int = 64
     proxy_hops: int = 0
+    max_runs: int = 4
     max_request_flops: int = 1000 * 10 ** 9
     session_cpu_seconds: float = 300.0
     cpu_window: float = 600.0
@@ -173,6 +176,7 @@ class Settings:
                   max_upload_pixels=number("VAE_EXPLORER_MAX_UPLOAD_PIXELS", d.max_upload_pixels, int),
                   max_unit_sliders=number("VAE_EXPLORER_MAX_UNIT_SLIDERS", d.max_unit_sliders, int),
                   proxy_hops=number("VAE_EXPLORER_PROXY_HOPS", d.proxy_hops, int, zero_ok=True),
+                  max_runs=number("VAE_EXPLORER_MAX_RUNS", d.max_runs, int),
                   max_request_flops=number("VAE_EXPLORER_MAX_REQUEST_GFLOP", d.max_request_flops, int,
                                            unit=10 ** 9),
                   session_cpu_seconds=number("VAE_EXPLORER_SESSION_CPU_SECONDS", d.session_cpu_seconds, float),
@@ -326,60 +330,6 @@ class Settings:
                            "(VAE_EXPLORER_MAX_DISENTANGLEMENT_IMAGES). Choose a smaller share.")
 
 
-class UploadBudget:
-    """The files each session holds uploaded, counted as they arrive: Streamlit keeps every file a client
-    PUTs to its session until the session ends (300 files in 7 s: +1.5 GB), so this wraps the runtime's
-    uploaded-file manager and refuses a file beyond ``max_files`` or ``max_bytes`` for its session, before
-    it is stored. A file the visitor replaces or removes is deleted by the browser and stops counting."""
-
-    def __init__(self, manager, max_files: int, max_bytes: int):
-        self.manager, self.max_files, self.max_bytes = manager, max_files, max_bytes
-        self.refused = 0
-        self._lock = threading.Lock()
-        self._add = manager.add_file
-        manager.add_file = self.add_file
-
-    @classmethod
-    def install(cls, manager, max_files: int, max_bytes: int) -> "UploadBudget":
-        """The budget on ``manager``: installed on first use, its limits brought up to date after."""
-        with _install_lock():
-            budget = getattr(manager.add_file, "__self__", None)
-            if not isinstance(budget, cls):
-                return cls(manager, max_files, max_bytes)
-            budget.max_files, budget.max_bytes = max_files, max_bytes
-            return budget
-
-    def held(self, session: str) -> tuple[int, int]:
-        """(files, bytes) ``session`` holds uploaded now."""
-        files = dict(getattr(self.manager, "file_storage", {}).get(session) or {})
-        return len(files), sum(len(f.data) for f in files.values())
-
-    def add_file(self, session_id: str, file) -> None:
-        with self._lock:                             # check and store together: parallel uploads count too
-            others = dict(getattr(self.manager, "file_storage", {}).get(session_id) or {})
-            others.pop(file.file_id, None)
-            size = sum(len(f.data) for f in others.values()) + len(file.data)
-            why = None
-            if len(others) + 1 > self.max_files:
-                why = (f"this session holds {len(others)} uploaded files, the most a session may "
-                       f"(VAE_EXPLORER_MAX_UPLOAD_FILES = {self.max_files})")
-            elif size > self.max_bytes:
-                why = (f"this session's uploads would take {size / MB:,.1f} MB; a session may hold "
-                       f"{self.max_bytes / MB:,.0f} MB (VAE_EXPLORER_MAX_UPLOAD_MB)")
-            if why is not None:
-                self.refused += 1
-                from starlette.exceptions import HTTPException
-
-                raise HTTPException(status_code=413, detail=f"Upload refused: {why}. Remove an upload first.")
-            self._add(session_id=session_id, file=file)
-
-
-@st.cache_resource
-def _install_lock() -> threading.Lock:
-    """The lock under which the upload budget is installed (one per server process)."""
-    return threading.Lock()
-
-
 SERVER_PATH = re.compile(r"(?<![\w:/.~-])/[\w.@+-]+(?:/[\w.@+-]*)*")
 
 
@@ -531,12 +481,14 @@ def visitor(s: Settings) -> str:
     return f"address {address}" if address else f"session {session_id()}"
 
 
-def upload_budget(s: Settings) -> UploadBudget | None:
+def upload_budget(s: Settings):
     """The server's upload budget, installed once on its runtime's uploaded-file manager (None outside a server)."""
     from streamlit import runtime
 
     if not runtime.exists():
         return None
+    from explorer.startup import UploadBudget
+
     return UploadBudget.install(runtime.get_instance().uploaded_file_mgr, s.max_upload_files, s.max_upload_bytes)
 
 

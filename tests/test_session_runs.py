@@ -127,3 +127,35 @@ def test_raw_client_holds_the_session_to_one_run(tmp_path):
                          and c["started"] == c["ended"] and c, 60, "the runs to end")
     assert final["started"] >= 12           # the client's requests did run (superseding each other)
     assert final["peak"] == 1, f"{final['peak']} runs of one session at once"
+
+
+def test_the_server_runs_at_most_its_cap_of_scripts_at_once_and_a_gone_sessions_run_gives_up():
+    import threading
+
+    from explorer.startup import SessionGone
+
+    runs = SessionRuns(max_runs=2)
+    inside, peak, lock = [0], [0], threading.Lock()
+    release, entered = threading.Event(), threading.Semaphore(0)
+
+    def one(session):
+        with runs.hold(session):
+            with lock:
+                inside[0] += 1
+                peak[0] = max(peak[0], inside[0])
+            entered.release()
+            release.wait(30)
+            with lock:
+                inside[0] -= 1
+
+    threads = [threading.Thread(target=one, args=(f"s{i}",)) for i in range(5)]
+    for t in threads:
+        t.start()
+    assert entered.acquire(timeout=30) and entered.acquire(timeout=30)      # two runs are in
+    with pytest.raises(SessionGone):                                         # a third, whose tab closed, gives up
+        with runs.hold("closed", gone=lambda s: s == "closed"):
+            pass
+    release.set()
+    for t in threads:
+        t.join(30)
+    assert peak[0] == 2

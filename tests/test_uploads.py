@@ -17,7 +17,8 @@ from streamlit.runtime.uploaded_file_manager import UploadedFileRec
 
 import vae_core
 from explorer import widgets
-from explorer.limits import Settings, UploadBudget
+from explorer.limits import Settings
+from explorer.startup import UploadBudget
 from vae_core import images
 
 
