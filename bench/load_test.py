@@ -521,10 +521,11 @@ def run_once(args, abuse: bool = False, public: bool = False) -> dict:
     scratch = Path(tempfile.mkdtemp(prefix="vae-load-"))
     if public:
         env.update({"VAE_EXPLORER_PUBLIC": "1", "HF_HUB_CACHE": str(hostile_hub_cache(scratch)),
-                    "HF_HUB_OFFLINE": "1"})
+                    "HF_HUB_OFFLINE": "1", "VAE_EXPLORER_PROXY_HOPS": "0",   # as the Dockerfile, but no proxy here
+                    "STREAMLIT_SERVER_ENABLE_XSRF_PROTECTION": "false", "STREAMLIT_SERVER_ENABLE_CORS": "false"})
     out = {"abuse": abuse, "load_before": load_average()}
     try:
-        with streamlit_server(max_seconds=20, extra_env=env) as url:
+        with streamlit_server(max_seconds=20, extra_env=env, port=args.port) as url:
             pid = server_pid(int(url.rsplit(":", 1)[1]))
             if pid is None:
                 raise RuntimeError("could not find the server process")
@@ -676,6 +677,7 @@ def main(argv=None) -> int:
     ap.add_argument("--abuse", action="store_true",
                     help="run twice on public-mode servers: the sessions alone, then beside one abusive visitor")
     ap.add_argument("--public", action="store_true", help="run the server in public mode (--abuse always does)")
+    ap.add_argument("--port", type=int, default=None, help="the server's port (default: a free one)")
     args = ap.parse_args(argv)
     if not 1 <= args.sessions <= MAX_SESSIONS:
         ap.error(f"--sessions must be between 1 and {MAX_SESSIONS}")
