@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Hashable
 
@@ -81,9 +82,10 @@ class ModelCache:
     a second session asking for one being loaded waits for it."""
 
     def __init__(self, max_bytes: int = DEFAULT_MODELS_BYTES, max_models: int = MAX_MODELS,
-                 size: Callable[[Any], int] = model_bytes):
-        self.max_bytes, self.max_models, self.size = max_bytes, max_models, size
+                 size: Callable[[Any], int] = model_bytes, idle_s: float = 0.0, clock=time.monotonic):
+        self.max_bytes, self.max_models, self.size, self.idle_s, self.clock = max_bytes, max_models, size, idle_s, clock
         self._items: collections.OrderedDict[Hashable, tuple[Any, int]] = collections.OrderedDict()
+        self._used: dict[Hashable, float] = {}           # key -> when a run last asked for it
         self._loading: dict[Hashable, threading.Lock] = {}
         self._lock = threading.Lock()
 
@@ -96,8 +98,26 @@ class ModelCache:
         with self._lock:
             return sum(n for _, n in self._items.values())
 
-    def get(self, key: Hashable, load: Callable[[], Any]) -> Any:
+    def drop_idle(self) -> int:
+        """Drop what no run has asked for in ``idle_s`` seconds (its sessions have gone: each run of a session
+        asks again); returns how many. The memory comes back once no session holds a reference."""
+        if not self.idle_s:
+            return 0
         with self._lock:
+            idle = [k for k in self._items if self.clock() - self._used.get(k, 0.0) > self.idle_s]
+            for k in idle:
+                del self._items[k]
+                self._used.pop(k, None)
+        if idle:
+            from vae_core import memory
+
+            memory.release()
+        return len(idle)
+
+    def get(self, key: Hashable, load: Callable[[], Any]) -> Any:
+        self.drop_idle()
+        with self._lock:
+            self._used[key] = self.clock()
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key][0]
@@ -114,23 +134,27 @@ class ModelCache:
             size = self.size(value)
             with self._lock:
                 self._items[key] = (value, size)
+                self._used[key] = self.clock()
                 while len(self._items) > 1 and (len(self._items) > self.max_models or
                                                 sum(n for _, n in self._items.values()) > self.max_bytes):
-                    self._items.popitem(last=False)          # sessions still using it keep their reference
+                    self._used.pop(self._items.popitem(last=False)[0], None)   # its sessions keep their reference
             return value
 
 
 @st.cache_resource
-def model_cache(max_bytes: int) -> ModelCache:
-    """The server's loaded models (one cache for each memory budget)."""
-    return ModelCache(max_bytes)
+def model_cache(max_bytes: int, idle_s: float = 0.0) -> ModelCache:
+    """The server's loaded models (one cache for each memory budget), dropped once idle for the session
+    time-out (their sessions have gone)."""
+    return ModelCache(max_bytes, idle_s=idle_s)
 
 
 def load_model(source: str, revision: str, device: str, stamp: float, policy: LoadPolicy = LoadPolicy(),
                max_bytes: int = DEFAULT_MODELS_BYTES) -> tuple[VAEBase, ModelInfo]:
     """``stamp`` (the weights' modification time for a folder) reloads a folder that changed; ``policy``
     (explorer.limits) says what a source may name and what a model may cost on this server."""
-    cache, key = model_cache(max_bytes), (source, revision, device, stamp, policy)
+    from explorer.limits import settings
+
+    cache, key = model_cache(max_bytes, settings().session_timeout), (source, revision, device, stamp, policy)
 
     def load():
         model, info = vae_core.open_model(source, device=device, revision=revision or None, policy=policy)
@@ -157,10 +181,10 @@ def folder_stamp(source: str) -> float:
 
 
 @st.cache_resource
-def data_cache(max_bytes: int) -> ModelCache:
+def data_cache(max_bytes: int, idle_s: float = 0.0) -> ModelCache:
     """The server's datasets, as loaded and as resized to a model, within VAE_EXPLORER_MAX_DATASETS_MB in all
-    (one cache for each budget)."""
-    return ModelCache(max_bytes, MAX_DATASETS, size=data_bytes)
+    (one cache for each budget), dropped once idle for the session time-out (their sessions have gone)."""
+    return ModelCache(max_bytes, MAX_DATASETS, size=data_bytes, idle_s=idle_s)
 
 
 @st.cache_resource
@@ -172,7 +196,8 @@ def resize_lock() -> threading.Lock:
 def _datasets() -> ModelCache:
     from explorer.limits import settings
 
-    return data_cache(settings().max_datasets_bytes)
+    s = settings()
+    return data_cache(s.max_datasets_bytes, s.session_timeout)
 
 
 def load_data(name: str, split: str) -> ImageSet:

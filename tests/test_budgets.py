@@ -485,7 +485,7 @@ def test_one_resize_at_a_time_and_the_servers_datasets_within_their_bytes(monkey
     for t in threads:
         t.join()
     assert peak[0] == 1, f"{peak[0]} resizes at once"
-    cache = loaders.data_cache(3 * MB)
+    cache = loaders.data_cache(3 * MB, Settings().session_timeout)
     assert 0 < cache.nbytes <= 3 * MB                                  # 4 sets and 4 resized ones: 5.8 MB
 
 
@@ -551,3 +551,17 @@ def test_the_widest_model_a_visitor_can_open_is_decided_by_its_work_per_image(mo
     monkeypatch.setattr(loaders.vae_core, "open_model", lambda *a, **k: (wider, None))
     with pytest.raises(VAEError, match="Choose a smaller model"):
         loaders.load_model("someone/wider", "", "cpu", 0.0)
+
+
+def test_what_no_session_has_asked_for_in_the_session_time_out_is_dropped():
+    """Four 470 MB models and four resized sets stayed after the visitor left: now they go once idle."""
+    from explorer.loaders import ModelCache
+
+    now = [0.0]
+    cache = ModelCache(max_bytes=10 ** 9, size=lambda v: 1, idle_s=120, clock=lambda: now[0])
+    cache.get("left", lambda: "a model of a visitor who left")
+    now[0] = 100.0
+    cache.get("here", lambda: "a model in use")
+    now[0] = 200.0                                           # "left" idle 200 s, "here" 100 s
+    assert cache.get("here", lambda: "reloaded") == "a model in use"
+    assert "left" not in cache and "here" in cache
