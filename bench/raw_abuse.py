@@ -1,7 +1,7 @@
 """The raw-websocket abuser of ``bench.load_test --abuse``: what a client without a browser can send to a
 Streamlit server, as fast as it can (issue 30's probes), beside the browser abuser and the ordinary sessions.
 
-    fast reruns     one session sends a rerun every RERUN_EVERY_S (of a link to the wide model), never waiting for the run
+    fast reruns     one session sends a rerun (of a link to the wide model) every RERUN_EVERY_S, never waiting
     upload flood    one session PUTs 1 MB files with new ids, straight to the upload endpoint
     closed tabs     sessions open a UMAP link on the latent map (a job on the server's queue), then close
     wide models     sessions open a link to the widest hostile Hub model the benchmark's cache holds
@@ -137,7 +137,8 @@ async def cheap_sessions(ws_url: str, until: asyncio.Event, counts: dict) -> Non
 async def run(url: str, until: asyncio.Event, counts: dict, wide_repo: str | None = None) -> None:
     """Every probe at once until ``until`` is set; ``counts`` is filled as they go."""
     ws_url = url.replace("http://", "ws://") + "/_stcore/stream"
-    probes = [fast_reruns(ws_url, until, counts, f"hub={wide_repo}" if wide_repo else ""), upload_flood(url, ws_url, until, counts),
+    probes = [fast_reruns(ws_url, until, counts, f"hub={wide_repo}" if wide_repo else ""),
+              upload_flood(url, ws_url, until, counts),
               open_and_close(ws_url, until, counts, "closed tabs with a UMAP job", "method=umap&points=5000",
                              "latent_map", 2.0),
               cheap_sessions(ws_url, until, counts)]

@@ -308,9 +308,9 @@ class Settings:
         """Work of ``flops`` for ``what``: within one request's budget, and within what this session may
         still use of the server's CPU over the window (its measured CPU-seconds so far plus this estimate)."""
         if flops > self.max_request_flops:
-            raise VAEError(f"{what[:1].upper() + what[1:]} would take about {flops / 1e9:,.0f} GFLOP of work on this server; "
-                           f"one request may take {self.max_request_flops / 1e9:,.0f} (VAE_EXPLORER_MAX_REQUEST_GFLOP). "
-                           "Ask for fewer images or samples.")
+            raise VAEError(f"{what[:1].upper() + what[1:]} would take about {flops / 1e9:,.0f} GFLOP of work on "
+                           f"this server; one request may take {self.max_request_flops / 1e9:,.0f} "
+                           "(VAE_EXPLORER_MAX_REQUEST_GFLOP). Ask for fewer images or samples.")
         session = live_session() if session is None else session
         if not session:
             return
