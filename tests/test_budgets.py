@@ -565,3 +565,13 @@ def test_what_no_session_has_asked_for_in_the_session_time_out_is_dropped():
     now[0] = 200.0                                           # "left" idle 200 s, "here" 100 s
     assert cache.get("here", lambda: "reloaded") == "a model in use"
     assert "left" not in cache and "here" in cache
+
+
+def test_the_most_images_a_request_may_take_is_bounded_by_their_work_too():
+    wide = build_model(MLPConfig(in_shape=(1, 28, 28), hidden_dims=(2048, 2048), latent_dim=16))
+    s = Settings(max_request_flops=10 ** 9)
+    most = s.max_images(wide)
+    assert most * max(limits_module.work_cost(wide)) <= 10 ** 9 < (most + 1) * max(limits_module.work_cost(wide))
+    s.check_images(wide, most)
+    with pytest.raises(VAEError, match="VAE_EXPLORER_MAX_REQUEST_GFLOP"):
+        s.check_images(wide, most + 1)
