@@ -42,7 +42,7 @@ import streamlit as st
 import vae_core
 from explorer.loaders import MAX_RESULTS, ResultCache
 from vae_core import memory
-from vae_core.live import TrainingSlots
+from vae_core.training.live import TrainingSlots
 
 MAX_WORKERS = 2
 WAIT_POLL_S = 0.5           # how often a page waiting for a map looks again

@@ -77,10 +77,11 @@ from typing import Mapping
 
 import streamlit as st
 
-from vae_core import VAEError, project
+from vae_core import VAEError
+from vae_core.latent import projections as project
 from vae_core.data import DATASETS, app_datasets
-from vae_core.disentanglement import images_needed
-from vae_core.live import TrainingLimits
+from vae_core.evaluation.disentanglement import images_needed
+from vae_core.training.live import TrainingLimits
 from vae_core.settings import LoadPolicy
 
 RUN_NAME = re.compile(r"[A-Za-z0-9][\w.-]{0,63}")
@@ -361,7 +362,7 @@ def _measure(model) -> WorkCost:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from vae_core import explore
+    from vae_core.latent import explore
 
     fallback = 2 * sum(p.numel() for p in model.parameters())
     y = 0 if getattr(model, "num_classes", 0) else None

@@ -220,7 +220,7 @@ def _classes(ctx) -> int:
 
 
 def _units(ctx) -> int:
-    from vae_core import explore
+    from vae_core.latent import explore
     return explore.num_units(ctx.model) if ctx.model is not None else 0
 
 
@@ -230,7 +230,7 @@ def _data_classes(ctx) -> int:
 
 def _layers(ctx) -> int:
     """Latent layers of a hierarchical VAE (0 for any other model)."""
-    from vae_core import layers
+    from vae_core.latent import hierarchy as layers
     return len(layers.layer_names(ctx.model)) if ctx.model is not None and layers.is_hierarchical(ctx.model) else 0
 
 
@@ -241,7 +241,7 @@ def _smallest_layer(ctx) -> int:
 
 def _style_rows(ctx) -> int:
     """The Class & style grid's most styles: its Styles slider's top for this model's classes."""
-    from vae_core import style
+    from vae_core.latent import class_style as style
     return max(1, min(12, style.MAX_GRID_IMAGES // max(1, ctx.model.num_classes or 1))) if ctx.model is not None else 1
 
 

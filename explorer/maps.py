@@ -9,7 +9,8 @@ import streamlit as st
 
 import vae_core
 from explorer.jobs import Job, in_turn, queue
-from vae_core import explore, memory, project
+from vae_core import memory
+from vae_core.latent import explore, projections as project
 
 
 def codes_for(ctx, n: int):

@@ -135,7 +135,7 @@ class WarmUp:
         time.sleep(WARM_UP_DELAY_S)            # the first page's images go out before the imports hold the GIL
         try:
             with imports_then_freeze():
-                from vae_core import project
+                from vae_core.latent import projections as project
                 self.timings = project.warm_up()
                 import openTSNE  # noqa: F401  -- t-SNE's library, so its first map need not import it
                 import plotly.graph_objects  # noqa: F401

@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 import vae_core
-from vae_core import ImageSet, VAEBase, explore, images
+from vae_core import ImageSet, VAEBase, images
+from vae_core.latent import explore
 
 from explorer import figures, handoff
 from explorer.session import Context

@@ -286,7 +286,7 @@ def test_the_servers_loaded_models_stay_within_their_budget_and_load_once():
 
 
 def test_the_library_refuses_a_disentanglement_run_above_its_limit_before_it_starts():
-    from vae_core.disentanglement import evaluate_disentanglement, images_needed
+    from vae_core.evaluation.disentanglement import evaluate_disentanglement, images_needed
 
     assert images_needed(scale=1.0) == 2_945_000                       # disentanglement_lib's defaults
     refused_cheaply(lambda: evaluate_disentanglement(meta_model(MLPConfig(in_shape=(1, 64, 64))), scale=1.0,
@@ -300,7 +300,7 @@ def test_the_library_refuses_a_disentanglement_run_above_its_limit_before_it_sta
 @pytest.fixture
 def decodes(monkeypatch):
     """Every batch the pages decode, by size."""
-    from vae_core import explore
+    from vae_core.latent import explore
 
     sizes, real = [], explore.decode
 
@@ -415,7 +415,7 @@ def test_a_visitors_address_is_the_proxys_entry_not_one_the_client_wrote():
 
 
 def test_one_visitors_tabs_share_its_slots_and_a_renewal_waits_for_those_refused_before():
-    from vae_core.live import TrainingSlots
+    from vae_core.training.live import TrainingSlots
 
     slots = TrainingSlots(max_jobs=2, max_per_owner=1)
     a = _Run()

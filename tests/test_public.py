@@ -18,7 +18,7 @@ from explorer.limits import Settings
 from explorer.private_runs import PrivateRuns
 from tests.app_conftest_helpers import ROOT, assert_clean, errors, open_app
 from tests.waiting import wait_for
-from vae_core import hub
+from vae_core.io import hub
 from vae_core.settings import LoadPolicy, checkpoints_dir
 
 
@@ -304,7 +304,7 @@ def test_hub_in_a_link_answers_the_same_whether_or_not_a_server_folder_has_that_
 
 def test_a_full_disk_in_public_mode_names_no_server_path(public, monkeypatch):
     """Saving a session's run when the disk is full: the message says so, without the private folder's path."""
-    from vae_core import checkpoint
+    from vae_core.io import run_folder as checkpoint
 
     def full(folder, write):
         raise OSError(28, "No space left on device", str(folder / "model.safetensors"))

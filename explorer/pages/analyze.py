@@ -7,8 +7,9 @@ import streamlit as st
 import torch
 
 from explorer import figures, inspector, jobs, limits, loaders, session, widgets
-from vae_core import analyze, anomaly, codebook, directions, explore, layers
-from vae_core.disentanglement import evaluate_disentanglement
+from vae_core.evaluation import analyze, anomaly
+from vae_core.latent import codebook, directions, explore, hierarchy as layers
+from vae_core.evaluation.disentanglement import evaluate_disentanglement
 
 st.title("Analyze")
 UNITS, FACTORS, ANOMALIES, RECON, DISENTANGLEMENT = ("Latent units", "Factors", "Anomalies", "Reconstructions",

@@ -4,7 +4,7 @@ from types import MappingProxyType
 import streamlit as st
 
 from explorer import figures, jobs, limits, links, maps, motion, raster, selection, session, spots, startup, widgets
-from vae_core import inverse, project
+from vae_core.latent import inverse, projections as project
 
 st.title("Latent map")
 METHODS = MappingProxyType({"PCA": "pca", "t-SNE": "tsne", "UMAP": "umap"})

@@ -6,7 +6,8 @@ import streamlit as st
 import torch
 
 from explorer import handoff, inspector, limits, links, loaders, session, widgets
-from vae_core import VAEError, directions, explore, layers
+from vae_core import VAEError
+from vae_core.latent import directions, explore, hierarchy as layers
 
 st.title("Traverse")
 RANGE = 4.0          # slider range, in prior standard deviations
