@@ -19,11 +19,15 @@ ENV HOME=/home/user \
     STREAMLIT_BROWSER_GATHER_USAGE_STATS=false \
     STREAMLIT_SERVER_ENABLE_XSRF_PROTECTION=false \
     STREAMLIT_SERVER_ENABLE_CORS=false \
+    STREAMLIT_RUNNER_FAST_RERUNS=false \
     VAE_EXPLORER_TORCH_THREADS=1 \
+    VAE_EXPLORER_PROXY_HOPS=1 \
     VAE_EXPLORER_PUBLIC=1
 # VAE_EXPLORER_PUBLIC=1: every visitor is an anonymous stranger. Models only from the shipped checkpoints
 # and Hub ids, no file of this container and no token of its owner reachable, runs private to their
 # session (a zip download, or a push with the visitor's own token), no error details (README: What the app promises).
+# VAE_EXPLORER_PROXY_HOPS=1: the Space's proxy appends the visitor's address to X-Forwarded-For, so one
+# browser's tabs count as one visitor for the training slots.
 # The two STREAMLIT_SERVER_ENABLE_* settings: a Space shows the app inside an iframe on huggingface.co,
 # where browsers drop the app's _xsrf cookie as a third-party cookie, so every upload would get a 403.
 WORKDIR /home/user/app

@@ -23,22 +23,23 @@ if __name__ == "__main__":
     from explorer.sidebar import sidebar
     from explorer.widgets import page_style
 
-    st.set_page_config(page_title="VAE Latent Explorer", page_icon=":material/blur_on:", layout="wide")
-    startup.configure_torch()
-    page_style()
-    limits.configure_streamlit(limits.settings())     # public mode: no error details in the browser
-    nav = st.navigation([st.Page(f"explorer/pages/{name}.py", title=title, icon=icon, default=i == 0)
-                         for i, (name, title, icon) in enumerate(PAGES)])
-    st.sidebar.title("VAE Latent Explorer")
-    page = nav.url_path or PAGES[0][0]                       # the default page's path is ""
-    links.first_run_restore(page, "sidebar")                 # a link's model and dataset, before their pickers
-    ctx = sidebar()
-    links.first_run_restore(page, "page", ctx)               # the page's settings, checked against them
-    left_out = links.copy_control(st.sidebar)
-    try:
-        nav.run()
-        links.show_left_out(left_out, links.publish(page))   # the address bar holds this view, or says what not
-    finally:
-        startup.warm_up()           # after the first page is drawn, so its imports do not delay that page
+    with startup.one_run():         # one script run at a time per session, whatever the client sends
+        st.set_page_config(page_title="VAE Latent Explorer", page_icon=":material/blur_on:", layout="wide")
+        startup.configure_torch()
+        page_style()
+        limits.configure_streamlit(limits.settings())     # public mode: no error details in the browser
+        nav = st.navigation([st.Page(f"explorer/pages/{name}.py", title=title, icon=icon, default=i == 0)
+                             for i, (name, title, icon) in enumerate(PAGES)])
+        st.sidebar.title("VAE Latent Explorer")
+        page = nav.url_path or PAGES[0][0]                       # the default page's path is ""
+        links.first_run_restore(page, "sidebar")                 # a link's model and dataset, before their pickers
+        ctx = sidebar()
+        links.first_run_restore(page, "page", ctx)               # the page's settings, checked against them
+        left_out = links.copy_control(st.sidebar)
+        try:
+            nav.run()
+            links.show_left_out(left_out, links.publish(page))   # the address bar holds this view, or says what not
+        finally:
+            startup.warm_up()           # after the first page is drawn, so its imports do not delay that page
 else:
     app = st.App(__file__, lifespan=startup.lifespan)

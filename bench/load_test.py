@@ -28,8 +28,10 @@ both side by side with their ratios. The abusive visitor tries hostile Hub model
 builds), asks for the largest sample grid and traversal, sweeps the t-SNE perplexity and UMAP
 neighbour sliders key press by key press, and runs Analyze with 5,000 images and the largest IWAE k,
 over and over until the ordinary sessions are done. Its browser is a Chromium of its own at nice 19,
-standing in for the abuser's own machine. ``--umap`` makes each ordinary session also ask
-for a UMAP map and wait for it (timed on its own: that map waits in the server's fair queue). The
+standing in for the abuser's own machine. Beside it a client without a browser (bench/raw_abuse.py) sends
+fast reruns, floods uploads, opens UMAP links and closes the tab, opens a wide Hub model, and holds many
+cheap sessions; the report says whether the server stayed up, and its peak and settled memory.
+``--umap`` makes each ordinary session also ask for a UMAP map and wait for it (timed on its own: that map waits in the server's fair queue). The
 machine's other load (CPU time used outside the server and the browsers, from /proc/stat) is
 printed too: on a shared machine it moves every number. Targets from the issue: the ordinary
 sessions' interaction p95 within 1.5x of the run without the abusive visitor, 100% success, and the
@@ -49,10 +51,11 @@ import threading
 import time
 from pathlib import Path
 
-from tests.browser_helpers import (ARM_INTERACTION, CHROMIUM_ARGS, INTERACTION_DONE, INTERACTION_SECONDS,
+from tests.browser_helpers import (ARM_INTERACTION, CHROMIUM_ARGS, INTERACTION_DONE, INTERACTION_SECONDS, _healthy,
                                   chromium_path, streamlit_server)
 
 MAX_SESSIONS = 50
+RSS_CEILING_MB = 2048       # the server's memory under the strongest abuser (the Space has 16 GB)
 MAX_SECONDS = 600
 MAIN = '[data-testid="stMain"]'
 IMG = f'{MAIN} [data-testid="stImage"] img'
@@ -316,6 +319,7 @@ async def explore_session(browser, url: str, i: int, deadline: float, timings: l
 # The abusive visitor
 
 HOSTILE_REPOS = ("abuser/deep-config", "abuser/huge-output")
+WIDE_REPO = "abuser/wide-mlp"       # passes every load-time check; each view costs real work (the raw abuser's)
 
 
 def hostile_hub_cache(root: Path) -> Path:
@@ -336,6 +340,11 @@ def hostile_hub_cache(root: Path) -> Path:
                                          "latent_dim": 2}), snap)
         (d / "refs").mkdir(parents=True, exist_ok=True)
         (d / "refs" / "main").write_text("0" * 40)
+    d = cache / f"models--{WIDE_REPO.replace('/', '--')}"
+    save_pretrained(build_model({"model_type": "mlp", "in_shape": [3, 64, 64], "hidden_dims": [1024, 1024],
+                                 "latent_dim": 32}), d / "snapshots" / ("0" * 40))
+    (d / "refs").mkdir(parents=True, exist_ok=True)
+    (d / "refs" / "main").write_text("0" * 40)
     return cache
 
 
@@ -458,13 +467,16 @@ async def drive(url: str, n: int, seconds: float, stagger: float, think: float =
                 return await explore_session(browser, url, i, deadline, timings, failures, think, umap)
 
             until = asyncio.Event()
-            abuser = own = None
+            abuser = own = raw = None
             if abusive is not None:                                   # there first, and on until the others end
                 # The abuser's browser would draw its 300-image grids and 5,000-point maps on its own machine:
                 # here it is a Chromium of its own at the lowest CPU priority (nice 19), so what the ordinary
                 # sessions feel is the server, not a neighbour's browser on their cores.
                 own = await pw.chromium.launch(executable_path=niced_chromium(), headless=True, args=CHROMIUM_ARGS)
                 abuser = asyncio.create_task(abusive_session(own, url, until, abusive))
+                from bench import raw_abuse                           # and a client without a browser beside it
+
+                raw = asyncio.create_task(raw_abuse.run(url, until, abusive.setdefault("raw", {}), WIDE_REPO))
                 await asyncio.sleep(stagger)
             try:
                 ok = await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(n))), seconds + 30)
@@ -479,6 +491,11 @@ async def drive(url: str, n: int, seconds: float, stagger: float, think: float =
                     except asyncio.TimeoutError:
                         abuser.cancel()
                     await own.close()
+                if raw is not None:
+                    try:
+                        await asyncio.wait_for(raw, 60)
+                    except asyncio.TimeoutError:
+                        raw.cancel()
         finally:
             await browser.close()
     return list(ok), timings, failures
@@ -504,10 +521,11 @@ def run_once(args, abuse: bool = False, public: bool = False) -> dict:
     scratch = Path(tempfile.mkdtemp(prefix="vae-load-"))
     if public:
         env.update({"VAE_EXPLORER_PUBLIC": "1", "HF_HUB_CACHE": str(hostile_hub_cache(scratch)),
-                    "HF_HUB_OFFLINE": "1"})
+                    "HF_HUB_OFFLINE": "1", "VAE_EXPLORER_PROXY_HOPS": "0",   # as the Dockerfile, but no proxy here
+                    "STREAMLIT_SERVER_ENABLE_XSRF_PROTECTION": "false", "STREAMLIT_SERVER_ENABLE_CORS": "false"})
     out = {"abuse": abuse, "load_before": load_average()}
     try:
-        with streamlit_server(max_seconds=20, extra_env=env) as url:
+        with streamlit_server(max_seconds=20, extra_env=env, port=args.port) as url:
             pid = server_pid(int(url.rsplit(":", 1)[1]))
             if pid is None:
                 raise RuntimeError("could not find the server process")
@@ -528,6 +546,7 @@ def run_once(args, abuse: bool = False, public: bool = False) -> dict:
                                                           args.umap, abusive))
             out["wall"] = time.monotonic() - t0
             out["peak"] = watch.peak
+            out["up"] = server_pid(int(url.rsplit(":", 1)[1])) == pid and _healthy(url)    # it stayed up
             time.sleep(args.settle)
             out["after"] = rss_mb(pid)
         runs = [float(w) + float(r) for w, r, *_ in (line.split() for line in run_log.read_text().splitlines() if line)]
@@ -624,6 +643,12 @@ def print_comparison(args, alone: dict, abused: dict) -> None:
           f"{a.get('exceptions', 0)} tracebacks shown, "
           f"{len(a.get('failed steps', []))} steps that did not complete"
           + (f" ({', '.join(sorted(set(a['failed steps'])))})" if a.get("failed steps") else "") + ".")
+    raw = a.get("raw") or {}
+    print("The raw-websocket abuser (bench/raw_abuse.py): " + ("; ".join(f"{k}: {v}" for k, v in sorted(raw.items()))
+                                                              or "nothing done") + ".")
+    print(f"The server stayed up: alone {'yes' if alone.get('up') else 'NO'}, with the abusers "
+          f"{'yes' if abused.get('up') else 'NO'}; its RSS peaked at {abused['peak']:,.0f} MB and was "
+          f"{abused['after']:,.0f} MB {args.settle:g} s after (ceiling: {RSS_CEILING_MB:,} MB).")
     s = Settings.from_env({"VAE_EXPLORER_PUBLIC": "1"})
     print(f"Budgets in force (defaults): {s.max_request_pixels:,} values a request, {s.max_output_pixels:,} values an "
           f"image, maps of {s.max_map_points:,} points ({s.max_tsne_points:,} for t-SNE), IWAE "
@@ -652,6 +677,7 @@ def main(argv=None) -> int:
     ap.add_argument("--abuse", action="store_true",
                     help="run twice on public-mode servers: the sessions alone, then beside one abusive visitor")
     ap.add_argument("--public", action="store_true", help="run the server in public mode (--abuse always does)")
+    ap.add_argument("--port", type=int, default=None, help="the server's port (default: a free one)")
     args = ap.parse_args(argv)
     if not 1 <= args.sessions <= MAX_SESSIONS:
         ap.error(f"--sessions must be between 1 and {MAX_SESSIONS}")

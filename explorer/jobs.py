@@ -11,7 +11,10 @@ its workers and its results:
 - workers take sessions in turns, the one served least recently first, and run at most one job
   of a session at a time, so a visitor sweeping a slider never delays another visitor's first
   map by more than the job already running;
-- a result is kept (``ResultCache``) for every session: the same map asked again is instant;
+- a result is kept (``loaders.ResultCache``) for every session: the same map asked again is instant;
+- every job belongs to a live session: a session that has gone (its tab closed) loses its waiting jobs
+  and its running ones are asked to stop, checked whenever a worker takes a job or a job reports progress
+  (at most every ``PRUNE_EVERY_S``), and by a page that waits for its own heavy work (``in_turn``);
 - workers are started when work arrives and end when none is left: no thread idles;
 - with ``threads_per_job`` (the server's VAE_EXPLORER_TORCH_THREADS, 1 on the Space) a job's
   OpenMP code (scikit-learn's t-SNE) uses that many threads, so one map never takes every core;
@@ -21,12 +24,10 @@ its workers and its results:
 - workers run at a lower CPU priority than the pages' own runs (a thread's nice value, on Linux),
   so heavy work in the background never slows another visitor's slider or resample.
 
-Also here: the cached codes of a dataset and the map of them, which the Latent map and Analyze
-pages share.
+The codes of a dataset and their maps, which run on this queue, are in explorer.maps.
 """
 from __future__ import annotations
 
-import collections
 import contextlib
 import dataclasses
 import functools
@@ -40,52 +41,15 @@ from typing import Any, Callable, Hashable
 import streamlit as st
 
 import vae_core
+from explorer.loaders import MAX_RESULTS, ResultCache
 from vae_core import memory
-from vae_core.latent import explore, projections as project
 from vae_core.training.live import TrainingSlots
 
 MAX_WORKERS = 2
-MAX_RESULTS = 64
 WAIT_POLL_S = 0.5           # how often a page waiting for a map looks again
 PROGRESS_POLL_S = 0.1       # how often a page waiting for its own heavy work draws its progress
 BACKGROUND_NICE = 10        # workers' nice value: the pages' own (interactive) runs come first
-
-
-class ResultCache:
-    """A small least-recently-used map of results; it owns its lock."""
-
-    def __init__(self, size: int = MAX_RESULTS):
-        self.size = size
-        self._items: collections.OrderedDict[Hashable, Any] = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable, default=None):
-        with self._lock:
-            if key not in self._items:
-                return default
-            self._items.move_to_end(key)
-            return self._items[key]
-
-    def put(self, key: Hashable, value):
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return value
-
-    def pop(self, key: Hashable) -> None:
-        with self._lock:
-            self._items.pop(key, None)
-
-    def __contains__(self, key: Hashable) -> bool:
-        with self._lock:
-            return key in self._items
-
-    def get_or_compute(self, key: Hashable, compute: Callable[[], Any]):
-        """The cached value, or ``compute()`` (run by the caller, outside the lock) stored under ``key``."""
-        hit = self.get(key, _MISSING)
-        return hit if hit is not _MISSING else self.put(key, compute())
+PRUNE_EVERY_S = 1.0         # how often running work asks whether the sessions that want it are still there
 
 
 _MISSING = object()
@@ -113,6 +77,7 @@ class Job:
     fraction: float = 0.0                       # of the work done, as the work itself reports it
     stage: str = ""                             # what it is doing, in a few words
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)   # nobody wants it now
+    check: Callable[[], None] | None = dataclasses.field(default=None, repr=False)  # the queue's session check
 
     @property
     def done(self) -> bool:
@@ -121,6 +86,12 @@ class Job:
     def report(self, fraction: float, stage: str = "") -> None:
         """The work's progress callback: records how far it has got, and stops it if nobody wants it."""
         self.fraction, self.stage = min(max(float(fraction), 0.0), 1.0), stage
+        self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Raise ``JobCancelled`` once nobody wants the result (its sessions asked for other work, or ended)."""
+        if self.check is not None:
+            self.check()
         if self.stop.is_set():
             raise JobCancelled(f"{self.key} is no longer wanted")
 
@@ -145,8 +116,10 @@ class Job:
 class JobQueue:
     """See the module's docstring. ``submit`` never blocks on the work itself."""
 
-    def __init__(self, workers: int = MAX_WORKERS, results: int = MAX_RESULTS, threads_per_job: int = 0):
-        self.max_workers = workers
+    def __init__(self, workers: int = MAX_WORKERS, results: int = MAX_RESULTS, threads_per_job: int = 0,
+                 gone: Callable[[str], bool] = lambda session: False,
+                 spent: Callable[[str, float], None] = lambda session, seconds: None):
+        self.max_workers, self.gone, self.spent = workers, gone, spent
         self.threads_per_job = threads_per_job
         self.results = ResultCache(results)
         self._lock = threading.Lock()
@@ -160,6 +133,7 @@ class JobQueue:
         self._turns = itertools.count(1)
         self._tickets = itertools.count(1)
         self._workers = 0
+        self._pruned = 0.0                          # when sessions were last checked
 
     # -- asking ---------------------------------------------------------------------------------
     def submit(self, session: str, key: Hashable, fn: Callable[..., Any], *args,
@@ -181,7 +155,7 @@ class JobQueue:
                 return failed
             job = self._active.get(key)
             if job is None:
-                job = self._active[key] = Job(key, fn, args, dict(kwargs), after=after, keep=keep)
+                job = self._active[key] = Job(key, fn, args, dict(kwargs), after=after, keep=keep, check=self.prune)
                 if progress:
                     job.kwargs["progress"] = job.report
             job.stop.clear()                           # wanted again (it may have been asked to stop)
@@ -200,6 +174,22 @@ class JobQueue:
         its waiting job is cancelled, and its running one stopped, unless another session wants it."""
         with self._lock:
             self._want(session, None)
+
+    def prune(self, every: float = PRUNE_EVERY_S) -> list[str]:
+        """Sessions that have ended (``gone``) lose what they asked for: their waiting jobs are cancelled and
+        their running ones stopped, unless another session wants them. At most once every ``every`` seconds."""
+        with self._lock:
+            return self._prune(every)
+
+    def _prune(self, every: float = 0.0) -> list[str]:
+        if time.monotonic() - self._pruned < every:
+            return []
+        self._pruned = time.monotonic()
+        gone = [s for s in {*self._wanted, *self._served} if self.gone(s)]
+        for session in gone:
+            self._want(session, None)
+            self._served.pop(session, None)
+        return gone
 
     def ahead_of(self, session: str) -> int:
         """How many jobs are running or wait their turn before this session's waiting job (0 if none waits)."""
@@ -261,6 +251,7 @@ class JobQueue:
 
     def _take(self) -> tuple[str, Job] | None:
         with self._lock:
+            self._prune()                               # no turn for a session that has gone
             session = self._next_session()
             if session is None:
                 self._workers -= 1
@@ -282,8 +273,12 @@ class JobQueue:
                     job.stage = "waiting for the server's warm-up"
                     job.after.wait()
                     job.started = time.monotonic()      # its own time starts now: the estimate is of the work
+                cpu = time.thread_time()
                 with self._thread_limit():
-                    job.result = job.fn(*job.args, **job.kwargs)
+                    try:
+                        job.result = job.fn(*job.args, **job.kwargs)
+                    finally:                    # its CPU-seconds count for the session it ran for
+                        self.spent(session, time.thread_time() - cpu)
                 job.state = "done"
             except JobCancelled:
                 job.state = "cancelled"
@@ -327,9 +322,16 @@ def background_priority(nice: int = BACKGROUND_NICE) -> None:
 @st.cache_resource
 def queue() -> JobQueue:
     """The server's one job queue."""
-    from explorer.limits import settings
+    from explorer.limits import cpu_ledger, settings
 
-    return JobQueue(threads_per_job=settings().torch_threads)
+    return JobQueue(threads_per_job=settings().torch_threads, gone=session_gone, spent=cpu_ledger().add)
+
+
+def session_gone(session: str) -> bool:
+    """Whether Streamlit's runtime says ``session`` has ended (False where it cannot tell: a script, AppTest)."""
+    from streamlit import runtime
+
+    return bool(session) and runtime.exists() and runtime.get_instance().is_active_session(session) is False
 
 
 @st.cache_resource
@@ -345,83 +347,29 @@ def in_turn(what: str, fn: Callable[..., Any], *args, progress: Callable | None 
     from explorer.session import session_id
 
     reports: list[tuple] = []                   # appended by the worker, drawn here
-    if progress is not None:
-        kwargs["progress"] = lambda *a: reports.append(a)
-    q = queue()
-    job = q.submit_turn(session_id(), fn, *args, **kwargs)
+    held: list[Job] = []
+    if progress is not None:                    # each report is also where the work stops once nobody wants it
+        kwargs["progress"] = lambda *a: reports.append(a) or (held and held[0].checkpoint())
+    q, session = queue(), session_id()
+    job = q.submit_turn(session, fn, *args, **kwargs)
+    held.append(job)
     note, told = st.empty(), False
-    while not job.wait(PROGRESS_POLL_S):
-        if job.state == "waiting" and not told:
-            ahead = q.ahead_of(session_id())
-            note.info(f"Waiting for a turn on this shared server: {ahead} job{'s' * (ahead != 1)} ahead of "
-                      f"this {what}.")
-            told = True
-        if reports and progress is not None:
-            progress(*reports[-1])
+    try:
+        while not job.wait(PROGRESS_POLL_S):
+            q.prune()                           # a closed tab's jobs go within seconds, this one's included
+            if job.state == "waiting" and not told:
+                ahead = q.ahead_of(session)
+                note.info(f"Waiting for a turn on this shared server: {ahead} job{'s' * (ahead != 1)} ahead of "
+                          f"this {what}.")
+                told = True
+            if reports and progress is not None:
+                progress(*reports[-1])
+    finally:
+        if not job.done:                        # the run was stopped or superseded: nobody waits for this job
+            q.forget(session)
     note.empty()
     if job.state == "cancelled":
         raise vae_core.VAEError(f"A newer request of yours replaced this {what}.")
     if job.state == "failed":
         raise job.error
     return job.result
-
-
-# ---------------------------------------------------------------------------------------------
-# The codes of a dataset and their maps, shared by the Latent map and Analyze pages
-
-
-def codes_for(ctx, n: int):
-    """The posterior means of ``n`` images of the dataset (a fixed random subset), and their indices."""
-    results = queue().results
-    key = ("codes", ctx.model_key, ctx.data_key, n)
-    hit = results.get(key)
-    if hit is not None:
-        return hit
-    sub, idx = ctx.data.seeded_subset(n, seed=0)
-    bar = st.progress(0.0, text=f"Encoding {len(sub):,} images...")
-
-    def tick(done, total):
-        bar.progress(done / total, text=f"Encoding {len(sub):,} images... {done:,}/{total:,}")
-
-    codes = in_turn("encoding", explore.encode_dataset, ctx.model, sub, progress=tick)
-    memory.release()
-    bar.empty()
-    return results.put(key, (codes, idx))
-
-
-def describe(job: Job, what: str, ahead: int = 0) -> str:
-    """A line about a slow job for its progress bar: waiting its turn, or how far it has got and
-    about how long it has left (extrapolated from its own progress so far)."""
-    if job.state == "waiting":
-        return f"{what} waits for {ahead} other map{'s' * (ahead != 1)} to finish" if ahead else f"{what} is starting"
-    eta = job.eta
-    left = f", about {eta:.0f} s left" if eta is not None else ""
-    return f"{what}: {job.stage or 'running'} ({job.elapsed:.0f} s{left})"
-
-
-def projection(ctx, session: str, codes, method: str, params: dict, after: threading.Event | None = None):
-    """2-D points for ``codes``, and the Job of a slow method still on its way (else None).
-
-    While t-SNE or UMAP runs (or waits its turn), the PCA map stands in for it. Results are kept
-    for every session, so a map already computed comes back at once. A newer request of the same
-    session replaces this one: waiting, it is cancelled; running, it stops at its next progress report.
-    """
-    base = ("map", ctx.model_key, ctx.data_key, len(codes))
-    pca = lambda: queue().results.get_or_compute(                    # noqa: E731 (the page checked its budget)
-        (*base, "pca"), lambda: project.pca(codes, max_points=len(codes)))
-    if method == "pca":
-        queue().forget(session)            # instant: a slow map this session asked for before is not wanted now
-        return pca(), None
-    key = (*base, method, tuple(sorted(params.items())))
-    job = queue().submit(session, key, project.project, codes, method, after=after, progress=True, **params)
-    if job.state == "cancelled":                       # stopped for another request a moment ago: ask again
-        job = queue().submit(session, key, project.project, codes, method, after=after, progress=True, **params)
-    if job.state == "failed":
-        err = job.error
-        if isinstance(err, vae_core.VAEError):
-            raise err
-        raise vae_core.VAEError(f"{project.METHODS[method]} failed ({type(err).__name__}: {err}); "
-                                "try other parameters or PCA.")
-    if job.state == "done":
-        return job.result, None
-    return pca(), job

@@ -7,13 +7,27 @@ server with a message that names it, never silently switches a limit off.
     VAE_EXPLORER_MAX_EPOCHS          most epochs one run in the app may ask for (default 50)
     VAE_EXPLORER_MAX_SECONDS         most seconds of training one run may take (default 300)
     VAE_EXPLORER_MAX_JOBS            most runs training at once on the server (default 2)
-    VAE_EXPLORER_MAX_JOBS_PER_SESSION  most runs training at once for one browser session (default 1)
+    VAE_EXPLORER_MAX_JOBS_PER_SESSION  most runs training at once for one visitor: all the tabs of one client
+                                     address count together (default 1)
+    VAE_EXPLORER_MAX_RUNS            script runs the server computes at once, all sessions together; the
+                                     others wait their turn (default 4)
+    VAE_EXPLORER_PROXY_HOPS          proxies in front of the server that append to X-Forwarded-For: the
+                                     visitor's address is that many entries from its right (earlier ones are
+                                     the client's own to write); 0 uses the connection's address (default 0;
+                                     the Docker Space sets 1)
     VAE_EXPLORER_RUNS_DIR            where "save as run folder" writes when not public (default ./runs)
     VAE_EXPLORER_TORCH_THREADS       torch's intra-op threads in the server (default 0: torch's own
                                      choice; the Docker Space sets 1 so sessions do not oversubscribe)
     VAE_EXPLORER_SESSION_TIMEOUT     seconds a run (and a public session's files) outlive the session (default 120)
 
 Budgets, each checked before anything is allocated (what a visitor's input can make the server do):
+
+    VAE_EXPLORER_MAX_REQUEST_GFLOP   work of one request, from the model's measured FLOPs per image (a forward
+                                     of one image under torch's FLOP counter, once per model) times the
+                                     images it encodes or decodes (default 1,000: 40-60 s of one core here)
+    VAE_EXPLORER_SESSION_CPU_SECONDS  CPU-seconds one session may use (its script runs and its background
+                                     jobs) over the last VAE_EXPLORER_CPU_WINDOW_S seconds; a request whose
+                                     estimated work would pass it is refused (default 300 over 600)
 
     VAE_EXPLORER_MAX_OUTPUT_PIXELS   values (C x H x W) of one decoded image; a larger model is refused
                                      at load (default 196,608: 3 x 256 x 256)
@@ -33,6 +47,8 @@ Budgets, each checked before anything is allocated (what a visitor's input can m
     VAE_EXPLORER_MAX_DISENTANGLEMENT_IMAGES  images the disentanglement metrics encode (default 150,000)
     VAE_EXPLORER_MAX_DATASET_MB      a dataset the server holds (the Train page's choices, the sidebar's,
                                      and a dataset resized to a model) (default 256)
+    VAE_EXPLORER_MAX_DATASETS_MB     all the datasets a server holds for its visitors, as loaded and as resized
+                                     to a model; the least recently used is dropped first (default 1024)
     VAE_EXPLORER_MAX_MODELS_MB       the weights of the models a server keeps loaded for its visitors; the
                                      least recently used is dropped first (default 2048)
     VAE_EXPLORER_MAX_DOWNLOAD_MB     the files of one Hub model (default 512)
@@ -40,6 +56,16 @@ Budgets, each checked before anything is allocated (what a visitor's input can m
                                      are removed to make room (default 4096)
     VAE_EXPLORER_HUB_TIMEOUT         seconds one Hub request may wait for the server (default 10)
     VAE_EXPLORER_HUB_FETCH_TIMEOUT   seconds a whole Hub fetch may take before it is given up (default 120)
+    VAE_EXPLORER_MAX_SESSION_RUNS    runs one public session keeps saved on the server's disk; saving one
+                                     more replaces the oldest (default 3)
+    VAE_EXPLORER_MAX_SESSION_DISK_MB  bytes of one public session's saved runs on the server (default 256)
+    VAE_EXPLORER_MAX_UPLOAD_FILES    files one session holds uploaded at once; one more is refused at its
+                                     upload (default 6: Interpolate's three inputs, twice)
+    VAE_EXPLORER_MAX_UPLOAD_MB       bytes of the files one session holds uploaded (default 15)
+    VAE_EXPLORER_MAX_UNIT_SLIDERS    sliders Traverse draws for single latent units: a model with more units
+                                     shows its most informative (by KL) and a picker for the rest (default 64)
+    VAE_EXPLORER_MAX_UPLOAD_PIXELS   pixels an uploaded image is decoded to: a larger one is reduced by a whole
+                                     factor, at decode where its format allows (default 1,048,576)
 """
 from __future__ import annotations
 
@@ -47,8 +73,11 @@ import dataclasses
 import math
 import os
 import re
+import threading
 from pathlib import Path
 from typing import Mapping
+
+import streamlit as st
 
 from vae_core import VAEError
 from vae_core.latent import projections as project
@@ -59,6 +88,7 @@ from vae_core.settings import LoadPolicy
 
 RUN_NAME = re.compile(r"[A-Za-z0-9][\w.-]{0,63}")
 MB = 2 ** 20
+MIN_GRID = 16               # images a model must fit in one request's work to be opened (a 4x4 sample grid)
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 
@@ -82,10 +112,22 @@ class Settings:
     max_disentanglement_images: int = 150_000
     max_dataset_bytes: int = 256 * MB
     max_models_bytes: int = 2048 * MB
+    max_datasets_bytes: int = 1024 * MB
     max_download_bytes: int = 512 * MB
     max_cache_bytes: int = 4096 * MB
     hub_timeout: float = 10.0
     hub_fetch_timeout: float = 120.0
+    max_session_runs: int = 3
+    max_session_disk_bytes: int = 256 * MB
+    max_upload_files: int = 6
+    max_upload_bytes: int = 15 * MB
+    max_upload_pixels: int = 1024 * 1024
+    max_unit_sliders: int = 64
+    proxy_hops: int = 0
+    max_runs: int = 4
+    max_request_flops: int = 1000 * 10 ** 9
+    session_cpu_seconds: float = 300.0
+    cpu_window: float = 600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -128,10 +170,27 @@ class Settings:
                                                     d.max_disentanglement_images, int),
                   max_dataset_bytes=number("VAE_EXPLORER_MAX_DATASET_MB", d.max_dataset_bytes, int, unit=MB),
                   max_models_bytes=number("VAE_EXPLORER_MAX_MODELS_MB", d.max_models_bytes, int, unit=MB),
+                  max_datasets_bytes=number("VAE_EXPLORER_MAX_DATASETS_MB", d.max_datasets_bytes, int, unit=MB),
                   max_download_bytes=number("VAE_EXPLORER_MAX_DOWNLOAD_MB", d.max_download_bytes, int, unit=MB),
                   max_cache_bytes=number("VAE_EXPLORER_MAX_CACHE_MB", d.max_cache_bytes, int, unit=MB),
                   hub_timeout=number("VAE_EXPLORER_HUB_TIMEOUT", d.hub_timeout, float),
-                  hub_fetch_timeout=number("VAE_EXPLORER_HUB_FETCH_TIMEOUT", d.hub_fetch_timeout, float))
+                  hub_fetch_timeout=number("VAE_EXPLORER_HUB_FETCH_TIMEOUT", d.hub_fetch_timeout, float),
+                  max_session_runs=number("VAE_EXPLORER_MAX_SESSION_RUNS", d.max_session_runs, int),
+                  max_session_disk_bytes=number("VAE_EXPLORER_MAX_SESSION_DISK_MB", d.max_session_disk_bytes, int,
+                                                unit=MB),
+                  max_upload_files=number("VAE_EXPLORER_MAX_UPLOAD_FILES", d.max_upload_files, int),
+                  max_upload_bytes=number("VAE_EXPLORER_MAX_UPLOAD_MB", d.max_upload_bytes, int, unit=MB),
+                  max_upload_pixels=number("VAE_EXPLORER_MAX_UPLOAD_PIXELS", d.max_upload_pixels, int),
+                  max_unit_sliders=number("VAE_EXPLORER_MAX_UNIT_SLIDERS", d.max_unit_sliders, int),
+                  proxy_hops=number("VAE_EXPLORER_PROXY_HOPS", d.proxy_hops, int, zero_ok=True),
+                  max_runs=number("VAE_EXPLORER_MAX_RUNS", d.max_runs, int),
+                  max_request_flops=number("VAE_EXPLORER_MAX_REQUEST_GFLOP", d.max_request_flops, int,
+                                           unit=10 ** 9),
+                  session_cpu_seconds=number("VAE_EXPLORER_SESSION_CPU_SECONDS", d.session_cpu_seconds, float),
+                  cpu_window=number("VAE_EXPLORER_CPU_WINDOW_S", d.cpu_window, float))
+        if out.max_dataset_bytes > out.max_datasets_bytes:
+            raise VAEError("VAE_EXPLORER_MAX_DATASET_MB is larger than VAE_EXPLORER_MAX_DATASETS_MB: one dataset "
+                           "could never be held; fix the server's environment.")
         for big, small in (("CACHE", out.max_cache_bytes), ("MODELS", out.max_models_bytes)):
             if out.max_download_bytes > small:
                 raise VAEError(f"VAE_EXPLORER_MAX_DOWNLOAD_MB is larger than VAE_EXPLORER_MAX_{big}_MB: one model "
@@ -179,8 +238,9 @@ class Settings:
                            "dataset or split, or a model for smaller images.")
 
     def max_images(self, model) -> int:
-        """The most images of ``model`` one request may decode or encode."""
-        return max(0, self.max_request_pixels // _cost(model))
+        """The most images of ``model`` one request may decode or encode: within its values and its work
+        (opening Traverse on a wide model encoded 1,000 images for its unit statistics: 79 s)."""
+        return max(0, min(self.max_request_pixels // _cost(model), self.max_request_flops // max(work_cost(model))))
 
     def check_images(self, model, n: int, what: str = "images") -> None:
         """``n`` images of ``model`` decoded (or encoded) in one request."""
@@ -189,6 +249,7 @@ class Settings:
             raise VAEError(f"{n:,} {what} of this model would be {n * cost:,} values ({cost:,} per image); this server "
                            f"allows {self.max_request_pixels:,} a request (VAE_EXPLORER_MAX_REQUEST_PIXELS), so at "
                            f"most {self.max_images(model):,} {what}. Ask for fewer.")
+        self.check_work(max(work_cost(model)) * n, f"{n:,} {what}")
 
     def check_animation(self, frames: int, shape, scale: int) -> None:
         """A GIF of ``frames`` frames of ``shape`` (C, H, W) images, each pixel drawn ``scale`` x ``scale``."""
@@ -229,6 +290,7 @@ class Settings:
             raise VAEError(f"Mapping {n:,} images of this model encodes {n * cost:,} values ({cost:,} per image); "
                            f"this server encodes at most {self.max_encode_values:,} for one map "
                            f"(VAE_EXPLORER_MAX_ENCODE_VALUES), so at most {most:,} points. Choose fewer points.")
+        self.check_work(work_cost(model).encode * n, f"encoding {n:,} images for a map")
 
     def check_iwae(self, model, n: int, k: int) -> None:
         """An IWAE estimate over ``n`` images with ``k`` importance samples each: n x k decodes."""
@@ -239,6 +301,35 @@ class Settings:
                            f"({n * k * cost:,} values); this server allows {self.max_iwae_values:,} "
                            f"(VAE_EXPLORER_MAX_IWAE_VALUES), so n x k at most {most:,} for this model. Lower k or "
                            "the number of images.")
+        flops = work_cost(model)
+        self.check_work(n * (flops.encode + k * flops.decode), f"an IWAE estimate over {n:,} images with k = {k:,}")
+
+    def check_model_work(self, model) -> None:
+        """A model is opened only if a small grid of it fits one request's work: the widest model a visitor can
+        load is decided by its cost per image, not only by its parameters."""
+        per_image = max(work_cost(model))
+        if per_image * MIN_GRID > self.max_request_flops:
+            raise VAEError(f"One image of this model takes about {per_image / 1e9:,.1f} GFLOP to decode or encode; "
+                           f"this server allows {self.max_request_flops / 1e9:,.0f} GFLOP a request "
+                           f"(VAE_EXPLORER_MAX_REQUEST_GFLOP), less than a grid of {MIN_GRID}. Choose a smaller model.")
+
+    def check_work(self, flops: int, what: str, session: str | None = None) -> None:
+        """Work of ``flops`` for ``what``: within one request's budget, and within what this session may
+        still use of the server's CPU over the window (its measured CPU-seconds so far plus this estimate)."""
+        if flops > self.max_request_flops:
+            raise VAEError(f"{what[:1].upper() + what[1:]} would take about {flops / 1e9:,.0f} GFLOP of work on "
+                           f"this server; one request may take {self.max_request_flops / 1e9:,.0f} "
+                           "(VAE_EXPLORER_MAX_REQUEST_GFLOP). Ask for fewer images or samples.")
+        session = live_session() if session is None else session
+        if not session:
+            return
+        used = cpu_ledger().used(session, self.cpu_window)
+        needs = flops / server_flops_per_second()
+        if used + needs > self.session_cpu_seconds:
+            raise VAEError(f"This session has used {used:,.0f} CPU-seconds of this shared server in the last "
+                           f"{self.cpu_window:,.0f} s, and {what} needs about {needs:,.0f} more; a session may use "
+                           f"{self.session_cpu_seconds:,.0f} (VAE_EXPLORER_SESSION_CPU_SECONDS). Wait a few minutes "
+                           "or ask for less.")
 
     def check_disentanglement(self, scale: float) -> None:
         needed = images_needed(scale=scale)
@@ -246,6 +337,122 @@ class Settings:
             raise VAEError(f"The disentanglement metrics at {scale:g} of the default sample counts encode {needed:,} "
                            f"images; this server allows {self.max_disentanglement_images:,} "
                            "(VAE_EXPLORER_MAX_DISENTANGLEMENT_IMAGES). Choose a smaller share.")
+
+
+SERVER_PATH = re.compile(r"(?<![\w:/.~-])/[\w.@+-]+(?:/[\w.@+-]*)*")
+
+
+def public_text(s: Settings, text: str) -> str:
+    """A message as a visitor of this server may read it: in public mode every absolute path on the
+    server (a private folder, a cache, a temporary file) is replaced by "a folder of the server"."""
+    return SERVER_PATH.sub("a folder of the server", text) if s.public else text
+
+
+class WorkCost(tuple):
+    """FLOPs of encoding and of decoding one image of a model: (encode, decode)."""
+
+    encode = property(lambda self: self[0])
+    decode = property(lambda self: self[1])
+
+
+def work_cost(model) -> WorkCost:
+    """``model``'s FLOPs per image, measured once (a forward of one image under torch's FLOP counter; loaders
+    measure it on load) and kept on the model. A model the counter cannot follow counts 2 per parameter."""
+    cost = getattr(model, "explorer_work_cost", None)
+    if cost is None:
+        cost = _measure(model)
+        object.__setattr__(model, "explorer_work_cost", cost)     # the same value whoever measures it first
+    return cost
+
+
+def _measure(model) -> WorkCost:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from vae_core.latent import explore
+
+    fallback = 2 * sum(p.numel() for p in model.parameters())
+    y = 0 if getattr(model, "num_classes", 0) else None
+    try:
+        x = torch.zeros(1, *model.config.in_shape)
+        with FlopCounterMode(display=False) as counter:
+            z = explore.encode(model, x, y)
+        encode = counter.get_total_flops()
+        with FlopCounterMode(display=False) as counter:
+            explore.decode(model, z, y)
+        decode = counter.get_total_flops()
+    except Exception:                   # a model the counter cannot run: its weights as the estimate
+        return WorkCost((fallback, fallback))
+    return WorkCost((max(encode, fallback // 2, 1), max(decode, fallback // 2, 1)))
+
+
+class CpuLedger:
+    """CPU-seconds each session has used (its script runs and its background jobs), kept for a sliding
+    window; owns its lock. Sessions with nothing in the window are forgotten."""
+
+    def __init__(self, clock=None):
+        import collections
+        import time
+
+        self.clock = clock or time.monotonic
+        self._lock = threading.Lock()
+        self._spent: dict[str, collections.deque] = {}
+        self._deque = collections.deque
+
+    def add(self, session: str, seconds: float) -> None:
+        if not session or seconds <= 0:
+            return
+        with self._lock:
+            self._spent.setdefault(session, self._deque()).append((self.clock(), seconds))
+
+    def used(self, session: str, window: float) -> float:
+        """CPU-seconds ``session`` used in the last ``window`` seconds."""
+        with self._lock:
+            since = self.clock() - window
+            for s in list(self._spent):
+                spent = self._spent[s]
+                while spent and spent[0][0] < since:
+                    spent.popleft()
+                if not spent:
+                    del self._spent[s]
+            return sum(seconds for _, seconds in self._spent.get(session, ()))
+
+
+@st.cache_resource
+def cpu_ledger() -> CpuLedger:
+    """The server's record of each session's CPU-seconds."""
+    return CpuLedger()
+
+
+@st.cache_resource
+def server_flops_per_second() -> float:
+    """What one core of this server computes, measured once (a few 512x512 matrix products on one thread)."""
+    import time
+
+    import torch
+
+    a = torch.randn(512, 512)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a @ a
+        t0 = time.perf_counter()
+        for _ in range(4):
+            a @ a
+        seconds = time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(threads)
+    return max(4 * 2 * 512 ** 3 / max(seconds, 1e-6), 1e8)
+
+
+def live_session() -> str:
+    """This script run's session where a real server runs it ("" elsewhere: a script, AppTest's stand-in)."""
+    from streamlit import runtime
+
+    from explorer.session import session_id
+
+    sid = session_id()
+    return sid if sid and runtime.exists() and runtime.get_instance().is_active_session(sid) is True else ""
 
 
 def _cost(model) -> int:
@@ -257,10 +464,41 @@ def configure_streamlit(s: Settings) -> None:
     """Public mode: Streamlit shows no error details at all, so nothing internal reaches a page even by
     mistake (every page's guard already turns errors into one line; this is the net under it)."""
     if s.public:
-        import streamlit as st
-
         if st.get_option("client.showErrorDetails") != "none":
             st.set_option("client.showErrorDetails", "none")
+
+
+def visitor_address(forwarded: str | None, address: str | None, hops: int) -> str | None:
+    """The visitor's address: with ``hops`` proxies in front, the entry of X-Forwarded-For each of them
+    wrote last (counted from the right, so a client cannot choose it by sending its own header);
+    without proxies, the connection's ``address``. None when it is unknown."""
+    if hops <= 0:
+        return address or None
+    entries = [e.strip() for e in (forwarded or "").split(",") if e.strip()]
+    return entries[-hops] if len(entries) >= hops else (address or None)
+
+
+def visitor(s: Settings) -> str:
+    """Who a per-visitor budget counts for in this script run: the client's address (all of one browser's
+    tabs together), or the session where the address is unknown (a script, AppTest)."""
+    from explorer.session import session_id
+
+    try:
+        address = visitor_address(st.context.headers.get("X-Forwarded-For"), st.context.ip_address, s.proxy_hops)
+    except Exception:                       # no browser context (outside a server)
+        address = None
+    return f"address {address}" if address else f"session {session_id()}"
+
+
+def upload_budget(s: Settings):
+    """The server's upload budget, installed once on its runtime's uploaded-file manager (None outside a server)."""
+    from streamlit import runtime
+
+    if not runtime.exists():
+        return None
+    from explorer.startup import UploadBudget
+
+    return UploadBudget.install(runtime.get_instance().uploaded_file_mgr, s.max_upload_files, s.max_upload_bytes)
 
 
 def settings() -> Settings:

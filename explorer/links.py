@@ -190,7 +190,8 @@ def _model_fields() -> tuple[Field, ...]:
             raise LinkError("hub must be a Hub repo id, org/name")
         # The model loader opens an existing local folder before it asks the Hub: a link's id must
         # not be one (nor inside one) on this server.
-        if Path(raw).exists() or Path(raw).parent.exists():
+        from explorer import limits                      # public mode's loader never looks: one answer for all
+        if not limits.settings().public and (Path(raw).exists() or Path(raw).parent.exists()):
             raise LinkError("hub must be a Hub repo id, and this one is also a path on the server")
         return {"model_kind": "Hub", "model_hub": raw}
 

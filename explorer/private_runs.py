@@ -5,6 +5,10 @@ A run trained on a public server is saved into its session's folder only (never 
 is made once per server (``private_runs()``, an ``st.cache_resource``) and owns its lock, its root
 folder (mode 0700, removed when the process exits) and a sweeper thread that runs only while some
 folder exists: a folder whose session has been gone for the session time-out is deleted.
+
+``save`` writes a run into a session's folder within that session's disk budget (a count of runs and
+their bytes, VAE_EXPLORER_MAX_SESSION_RUNS and VAE_EXPLORER_MAX_SESSION_DISK_MB): saving beyond the count
+replaces the oldest run, and its messages never name the folder.
 """
 from __future__ import annotations
 
@@ -87,6 +91,31 @@ class PrivateRuns:
                     gone.append(session)
         return gone
 
+    def save(self, session: str, name: str, write: Callable[[Path], Path], max_runs: int, max_bytes: int) -> Path:
+        """``write(folder)`` (e.g. ``TrainingJob.save``) into this session's folder as run ``name``, after the
+        oldest runs beyond ``max_runs`` - 1 others are removed; a run that leaves the session above
+        ``max_bytes`` is removed again and refused. Errors say what happened without the server's path."""
+        from vae_core import VAEError
+
+        home = self.folder(session)
+        others = sorted((p for p in home.iterdir() if p.is_dir() and p.name != name and not p.name.startswith(".")),
+                        key=lambda p: p.stat().st_mtime)
+        for old in others[:max(0, len(others) - (max_runs - 1))]:
+            shutil.rmtree(old, ignore_errors=True)              # runs replace, not accumulate
+        try:
+            folder = write(home / name)
+        except (VAEError, OSError) as e:
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            raise VAEError(f"This server could not save the run ({reason.replace(str(home), name)}); "
+                           "nothing of it was kept. Try again in a while.") from None
+        used = folder_bytes(home)
+        if used > max_bytes:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise VAEError(f"This run would take this session's saved runs to {used / 2 ** 20:,.1f} MB on the server; "
+                           f"a session keeps at most {max_bytes / 2 ** 20:,.0f} MB (VAE_EXPLORER_MAX_SESSION_DISK_MB). "
+                           "Push it to the Hub, or train a smaller model.")
+        return folder
+
     def _sweep_loop(self) -> None:
         while True:
             with self._lock:
@@ -96,6 +125,11 @@ class PrivateRuns:
                 if not self._folders:
                     self._sweeping = False           # no folder left: the thread ends; a new folder starts another
                     return
+
+
+def folder_bytes(folder: Path) -> int:
+    """Bytes of the files under ``folder``."""
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
 
 
 def _session_active(session: str) -> bool:

@@ -62,15 +62,17 @@ def guard(what: str = "This page"):
 
     A run that took more than HEAVY_RUN_S did heavy work (an analysis, an encoding): what it
     freed is given back to the operating system (vae_core.memory), so the server shrinks again."""
+    from explorer.limits import public_text, settings
+
     t0 = time.perf_counter()
     try:
         yield
     except vae_core.VAEError as e:
-        st.error(str(e))
+        st.error(public_text(settings(), str(e)))                # public mode: no path of the server
         st.stop()
     except Exception as e:   # streamlit's stop and rerun are BaseExceptions and pass through
         logging.getLogger(__name__).exception("%s failed unexpectedly (session %s)", what, session_id() or "-")
-        first = str(e).splitlines()[0] if str(e) else ""
+        first = public_text(settings(), str(e).splitlines()[0]) if str(e) else ""
         st.error(f"{what} hit an unexpected problem ({type(e).__name__}{': ' + first if first else ''}). "
                  "Try other settings or another model; the rest of the app keeps working.")
         st.stop()

@@ -57,9 +57,21 @@ def imports_then_freeze():
             gc.enable()
 
 
+def install_budgets() -> None:
+    """The upload budget, on the runtime's uploaded-file manager, before any script has run (uploads can be
+    PUT to a session that never ran one); each run installs it too, if this has not (explorer.limits)."""
+    from explorer import limits
+
+    for _ in range(100):                 # the runtime exists once the server has started: soon after this
+        if limits.upload_budget(limits.settings()) is not None:
+            return
+        time.sleep(0.05)
+
+
 def preload() -> None:
     """Import torch and every module a page run needs; a run that starts sooner waits on the import lock."""
     t0 = time.perf_counter()
+    install_budgets()
     with imports_then_freeze():
         from vae_core import memory
 
@@ -67,6 +79,10 @@ def preload() -> None:
         import explorer.jobs  # noqa: F401
         import explorer.sidebar  # noqa: F401
         import explorer.widgets  # noqa: F401
+        from torch.utils.flop_counter import FlopCounterMode   # its first use takes seconds (explorer.limits)
+
+        with FlopCounterMode(display=False):
+            pass
     log.info("preload: torch and the explorer imported in %.2f s; %d objects frozen",
              time.perf_counter() - t0, gc.get_freeze_count())
 
@@ -74,6 +90,7 @@ def preload() -> None:
 @contextlib.asynccontextmanager
 async def lifespan(_app):
     """The ASGI app's lifespan: start the preload and return at once (the server does not wait)."""
+    threading.Thread(target=guard_uploads, name="guard-uploads", daemon=True).start()
     if enabled():
         threading.Thread(target=preload, name="preload", daemon=True).start()
     yield
@@ -138,3 +155,172 @@ class WarmUp:
 def warm_up() -> WarmUp:
     """The server's warm-up, started once (app.py asks for it after the first page is drawn)."""
     return WarmUp(run=enabled())
+
+
+# ---------------------------------------------------------------------------------------------
+# Uploads counted per session from the server's start
+
+class UploadBudget:
+    """The files each session holds uploaded, counted as they arrive: Streamlit keeps every file a client
+    PUTs to its session until the session ends (300 files in 7 s: +1.5 GB), so this wraps the runtime's
+    uploaded-file manager and refuses a file beyond ``max_files`` or ``max_bytes`` for its session, before
+    it is stored. A file the visitor replaces or removes is deleted by the browser and stops counting."""
+
+    def __init__(self, manager, max_files: int, max_bytes: int):
+        self.manager, self.max_files, self.max_bytes = manager, max_files, max_bytes
+        self.refused = 0
+        self._lock = threading.Lock()
+        self._add = manager.add_file
+        manager.add_file = self.add_file
+
+    @classmethod
+    def install(cls, manager, max_files: int, max_bytes: int, only_if_missing: bool = False) -> "UploadBudget":
+        """The budget on ``manager``: installed on first use, its limits brought up to date after."""
+        with _install_lock():
+            budget = getattr(manager.add_file, "__self__", None)
+            if not isinstance(budget, cls):
+                return cls(manager, max_files, max_bytes)
+            if not only_if_missing:
+                budget.max_files, budget.max_bytes = max_files, max_bytes
+            return budget
+
+    def held(self, session: str) -> tuple[int, int]:
+        """(files, bytes) ``session`` holds uploaded now."""
+        files = dict(getattr(self.manager, "file_storage", {}).get(session) or {})
+        return len(files), sum(len(f.data) for f in files.values())
+
+    def add_file(self, session_id: str, file) -> None:
+        with self._lock:                             # check and store together: parallel uploads count too
+            others = dict(getattr(self.manager, "file_storage", {}).get(session_id) or {})
+            others.pop(file.file_id, None)
+            size = sum(len(f.data) for f in others.values()) + len(file.data)
+            why = None
+            if self.max_files == 0:
+                why = "the server is still starting; try again in a few seconds"
+            elif len(others) + 1 > self.max_files:
+                why = (f"this session holds {len(others)} uploaded files, the most a session may "
+                       f"(VAE_EXPLORER_MAX_UPLOAD_FILES = {self.max_files})")
+            elif size > self.max_bytes:
+                why = (f"this session's uploads would take {size / 2 ** 20:,.1f} MB; a session may hold "
+                       f"{self.max_bytes / 2 ** 20:,.0f} MB (VAE_EXPLORER_MAX_UPLOAD_MB)")
+            if why is not None:
+                self.refused += 1
+                from starlette.exceptions import HTTPException
+
+                raise HTTPException(status_code=413, detail=f"Upload refused: {why}. Remove an upload first.")
+            self._add(session_id=session_id, file=file)
+
+
+@st.cache_resource
+def _install_lock() -> threading.Lock:
+    """The lock under which the upload budget is installed (one per server process)."""
+    return threading.Lock()
+
+
+def guard_uploads() -> None:
+    """At the server's start, before any script has run: the upload budget is installed refusing every file,
+    until the preload (or the first run) sets its limits from explorer.limits (which imports torch: seconds
+    in which a client could otherwise PUT hundreds of MB into a session)."""
+    from streamlit import runtime
+
+    for _ in range(200):
+        if runtime.exists():
+            UploadBudget.install(runtime.get_instance().uploaded_file_mgr, 0, 0, only_if_missing=True)
+            return
+        time.sleep(0.05)
+
+
+# ---------------------------------------------------------------------------------------------
+# One script run at a time per session
+
+RUN_POLL_S = 0.05           # how often a run waiting for its session's previous run looks again
+
+
+class SessionGone(Exception):
+    """The session of a run waiting for its turn has ended."""
+
+
+class SessionRuns:
+    """Each session's script runs, one at a time, whatever the client sends.
+
+    With ``runner.fastReruns = false`` (.streamlit/config.toml) a session has one ScriptRunner, which takes
+    a new request at the previous run's next Streamlit call. A client can still get a second runner (a
+    stop message, then a rerun): the old one was asked to stop and ends at its next Streamlit call, and the
+    new one waits here for it, so a session never computes two views at once. With ``max_runs`` the
+    server runs at most that many scripts at once, all sessions together (40 sessions opened at once by a
+    client without a browser peaked at 1.9 GB). Sessions that have ended are forgotten on the next call.
+    Owns its locks."""
+
+    def __init__(self, max_runs: int = 0):
+        self._lock = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}     # session id -> held while one of its runs runs
+        self._server = threading.BoundedSemaphore(max_runs) if max_runs else None    # runs at once, all sessions
+
+    @contextlib.contextmanager
+    def hold(self, session: str, alive=None, gone=None):
+        """Wait until ``session`` has no other run in here (and, with ``max_runs``, for a turn among the
+        server's runs), then run the block as its one run. ``alive(session)`` says whether a session is still
+        connected (its lock is dropped if not); ``gone(session)`` that it has surely ended (a run waiting
+        for its turn then raises ``SessionGone``)."""
+        with self._lock:
+            if alive is not None:
+                for gone in [s for s in self._locks if s != session and not alive(s)]:
+                    if not self._locks[gone].locked():
+                        del self._locks[gone]
+            lock = self._locks.setdefault(session, threading.Lock())
+        while not lock.acquire(timeout=RUN_POLL_S):
+            pass                        # the run before this one was asked to stop: it ends at its next check
+        try:
+            while self._server is not None and not self._server.acquire(timeout=RUN_POLL_S):
+                if gone is not None and gone(session):
+                    raise SessionGone(session)      # its tab closed while it waited: nothing to draw
+            try:
+                yield
+            finally:
+                if self._server is not None:
+                    self._server.release()
+        finally:
+            lock.release()
+
+    def sessions(self) -> int:
+        """Sessions this guard holds a lock for."""
+        with self._lock:
+            return len(self._locks)
+
+
+@st.cache_resource
+def session_runs(max_runs: int = 0) -> SessionRuns:
+    """The server's guard of script runs (one for each cap on runs at once)."""
+    return SessionRuns(max_runs)
+
+
+def _alive(session: str) -> bool:
+    from streamlit import runtime
+
+    return runtime.exists() and runtime.get_instance().is_active_session(session) is True
+
+
+@contextlib.contextmanager
+def one_run():
+    """The block (app.py's whole script run) as this session's only run (``SessionRuns``)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    from explorer import limits
+
+    ctx = get_script_run_ctx()
+    if ctx is None:
+        yield
+        return
+    s = limits.settings()
+    limits.upload_budget(s)                         # installed by the server's first run (the budget counts PUTs)
+    from explorer.jobs import session_gone
+
+    try:
+        with session_runs(s.max_runs).hold(ctx.session_id, _alive, session_gone):
+            t0 = time.thread_time()
+            try:
+                yield
+            finally:                                # the run's CPU-seconds count against its session's budget
+                limits.cpu_ledger().add(limits.live_session(), time.thread_time() - t0)
+    except SessionGone:
+        st.stop()

@@ -3,10 +3,12 @@ upload, a drawing or a code chosen on the latent map."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 
 import streamlit as st
 import torch
+from PIL import Image
 
 import vae_core
 from vae_core import ImageSet, VAEBase, images
@@ -23,6 +25,7 @@ UPLOAD_LABEL = f"Image ({', '.join(_SHOWN[:-1])} or {_SHOWN[-1]})"
 CANVAS_SIDE = 168           # pixels of the drawing canvas: six times MNIST's 28
 CANVAS_STROKE = 14          # pen width on it, about an MNIST stroke at that scale
 PREVIEW_TILE = 168          # one image shown on its own (an input, a decoded code)
+UPLOADS_KEY = "_decoded_uploads"   # session state: sha256 of an upload -> its decoded image (or its refusal)
 
 
 def show_grid(x: torch.Tensor, nrow: int | None = None, caption: str | None = None, *, span: float = 1.0,
@@ -81,6 +84,54 @@ def canvas_available() -> bool:
     return True
 
 
+def parse_units(text: str, n: int, most: int) -> list[int]:
+    """Unit numbers typed as "3, 17, 200" (each below ``n``, at most ``most`` of them), in the order given."""
+    picked: list[int] = []
+    for part in text.replace(";", ",").split(","):
+        part = part.strip().removeprefix("z")
+        if not part:
+            continue
+        if not part.isdigit() or int(part) >= n:
+            raise vae_core.VAEError(f"{part[:20]!r} is not a unit of this model: type unit numbers from 0 to {n - 1}, "
+                                    "separated by commas.")
+        if int(part) not in picked:
+            picked.append(int(part))
+    if len(picked) > most:
+        raise vae_core.VAEError(f"{len(picked)} units picked; Traverse shows at most {most} sliders "
+                                "(VAE_EXPLORER_MAX_UNIT_SLIDERS). Pick fewer.")
+    return picked
+
+
+def units_shown(order, picked, most: int) -> list[int]:
+    """The units that get a slider: all of ``order`` (most informative first) when they fit in ``most``;
+    else the ``picked`` ones and then the most informative others, ``most`` in all."""
+    if len(order) <= most:
+        return list(order)
+    picked = list(picked)[:most]
+    chosen = set(picked)
+    return picked + [u for u in order[:most] if u not in chosen][:most - len(picked)]
+
+
+def unit_sliders_shown(stats, key: str) -> list[int]:
+    """Traverse's units with a slider: every unit of a model with at most VAE_EXPLORER_MAX_UNIT_SLIDERS, else
+    the most informative by KL and a box for more (a 16,384-unit model drew a slider per unit: 43 s of server
+    CPU, a browser that never settled)."""
+    from explorer.limits import settings
+
+    most, n = settings().max_unit_sliders, len(stats.order)
+    if n <= most:
+        return list(stats.order)
+    text = st.text_input(f"More units ({n:,} in all; {most} sliders are shown)", key=key, placeholder="e.g. 3, 250",
+                         help="Unit numbers, separated by commas: their sliders come first, and the most "
+                              "informative units (by KL) fill the rest.")
+    try:
+        picked = parse_units(text, n, most)
+    except vae_core.VAEError as e:
+        st.error(str(e))
+        picked = []
+    return units_shown(stats.order, picked, most)
+
+
 def _random_index(key: str, n: int) -> None:
     """on_click: a new random index from a per-session generator (seeded by the click count)."""
     clicks = st.session_state.get(f"{key}_clicks", 0) + 1
@@ -98,6 +149,30 @@ def _frame_count(data: bytes) -> int:
             return int(getattr(probe, "n_frames", 1))
     except Exception:             # counting frames is a courtesy: the image itself decoded
         return 1
+
+
+def decoded_upload(data: bytes, state=None) -> tuple[Image.Image, int]:
+    """An upload's image (reduced to VAE_EXPLORER_MAX_UPLOAD_PIXELS) and its frame count, decoded once per
+    session: kept in session state by the sha256 of its bytes (a refusal too), the most recent
+    VAE_EXPLORER_MAX_UPLOAD_FILES of them, so reruns and Interpolate's other inputs do not decode it again."""
+    from explorer.limits import settings
+
+    s = settings()
+    state = st.session_state if state is None else state
+    kept = state.setdefault(UPLOADS_KEY, {})
+    key = hashlib.sha256(data).hexdigest()
+    hit = kept.pop(key, None)
+    if hit is None:
+        try:
+            hit = (images.decode_image(data, reduce_to=s.max_upload_pixels), _frame_count(data))
+        except vae_core.VAEError as e:
+            hit = e
+    kept[key] = hit                                           # the most recent last
+    while len(kept) > s.max_upload_files:
+        kept.pop(next(iter(kept)))
+    if isinstance(hit, vae_core.VAEError):
+        raise hit
+    return hit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,9 +233,8 @@ def _picked(slot, source, ctx, model, default_index, chosen) -> Picked | None:
         if up is None:
             st.info("Upload an image: it is converted to the model's size and channels.")
             return None
-        img = images.decode_image(up.getvalue())
+        img, frames = decoded_upload(up.getvalue())
         caption = f"upload {up.name}"
-        frames = _frame_count(up.getvalue())
         if frames > 1:
             st.info(f"{up.name} is animated ({frames} frames); the first frame is used.")
     else:

@@ -403,3 +403,189 @@ def test_the_train_page_offers_only_datasets_within_the_budget(monkeypatch):
     options = at.selectbox(key="train_dataset").options
     assert "dsprites-full" not in options and "dsprites" not in options and "mnist-5k" in options
     assert limits_module.settings().datasets() == options
+
+
+# ---------------------------------------------------------------------------------------------
+# Training slots: per visitor, and in turn (issue 30: one visitor's two tabs held both slots, renewably)
+
+
+class _Run:
+    """A stand-in for a training job: TrainingSlots asks only whether it is alive."""
+
+    def __init__(self):
+        self.alive = True
+
+    def is_alive(self) -> bool:
+        return self.alive
+
+
+def test_a_visitors_address_is_the_proxys_entry_not_one_the_client_wrote():
+    assert limits_module.visitor_address("6.6.6.6, 1.2.3.4", "10.0.0.1", 1) == "1.2.3.4"
+    assert limits_module.visitor_address("1.2.3.4", "10.0.0.1", 1) == "1.2.3.4"
+    assert limits_module.visitor_address(None, "10.0.0.1", 0) == "10.0.0.1"
+    assert limits_module.visitor_address("6.6.6.6", "10.0.0.1", 0) == "10.0.0.1"
+    assert limits_module.visitor_address(None, None, 1) is None
+    assert Settings.from_env({"VAE_EXPLORER_PROXY_HOPS": "0"}).proxy_hops == 0
+
+
+def test_one_visitors_tabs_share_its_slots_and_a_renewal_waits_for_those_refused_before():
+    from vae_core.training.live import TrainingSlots
+
+    slots = TrainingSlots(max_jobs=2, max_per_owner=1)
+    a = _Run()
+    slots.acquire(a, "address 1.2.3.4")                                # tab 1
+    with pytest.raises(VAEError, match="VAE_EXPLORER_MAX_JOBS_PER_SESSION"):
+        slots.acquire(_Run(), "address 1.2.3.4")                       # tab 2 of the same visitor
+    slots.acquire(_Run(), "address 5.5.5.5")
+    with pytest.raises(VAEError, match="VAE_EXPLORER_MAX_JOBS"):
+        slots.acquire(_Run(), "address 7.7.7.7")                       # refused: now waits its turn
+    a.alive = False                                                    # the first visitor's run ends...
+    with pytest.raises(VAEError, match="1 visitor asked before you"):
+        slots.acquire(_Run(), "address 1.2.3.4")                       # ...and its renewal waits
+    slots.acquire(_Run(), "address 7.7.7.7")                           # the one who waited goes first
+    assert slots.running() == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory the server holds across sessions (issue 30: a resize took ~10x its budget, tabs resized in parallel,
+# and four resized sets and four 470 MB models stayed after the visitor left)
+
+
+def test_a_resize_peaks_at_its_result_plus_a_few_megabytes():
+    from vae_core.data import ImageSet, conform
+
+    if not _reset_peak():
+        pytest.skip("this system cannot reset the peak resident memory")
+    source = ImageSet(torch.randint(0, 256, (4000, 1, 28, 28), dtype=torch.uint8))
+    result_mb = 4000 * 3 * 64 * 64 / MB                                # 47 MB, grey to RGB and 28 -> 64
+    gc.collect()
+    _reset_peak()
+    rss0 = _status_kb("VmRSS")
+    out = conform(source, image_size=64, channels=3)
+    grown = (_status_kb("VmHWM") - rss0) / 1024
+    assert out.images.shape == (4000, 3, 64, 64)
+    assert grown < result_mb + 48, f"the resize peaked {grown:.0f} MB above the start for a {result_mb:.0f} MB result"
+
+
+def test_one_resize_at_a_time_and_the_servers_datasets_within_their_bytes(monkeypatch):
+    import threading
+
+    import vae_core.data
+    from explorer import loaders
+    from vae_core.data import ImageSet
+
+    monkeypatch.setenv("VAE_EXPLORER_MAX_DATASET_MB", "1")
+    monkeypatch.setenv("VAE_EXPLORER_MAX_DATASETS_MB", "3")           # room for three 0.8 MB sets
+    monkeypatch.setattr(loaders.vae_core, "load_dataset",
+                        lambda name, split: ImageSet(torch.zeros(800, 1, 32, 32, dtype=torch.uint8), name=name))
+    now, peak, lock = [0], [0], threading.Lock()
+    real = vae_core.data.conform
+
+    def counted(data, image_size=0, channels=0):
+        with lock:
+            now[0] += 1
+            peak[0] = max(peak[0], now[0])
+        try:
+            time.sleep(0.05)                 # (work standing in for a resize, not a wait for the test)
+            return real(data, image_size=image_size, channels=channels)
+        finally:
+            with lock:
+                now[0] -= 1
+
+    monkeypatch.setattr(vae_core.data, "conform", counted)
+    threads = [threading.Thread(target=loaders.resized_data, args=(f"set{i}", "train", 30, 1)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert peak[0] == 1, f"{peak[0]} resizes at once"
+    cache = loaders.data_cache(3 * MB, Settings().session_timeout)
+    assert 0 < cache.nbytes <= 3 * MB                                  # 4 sets and 4 resized ones: 5.8 MB
+
+
+# ---------------------------------------------------------------------------------------------
+# Budgets on work, not only on values (issue 30: IWAE n=1,000, k=500 on an MLP with wide layers passed its
+# budget and took ~13 min of one core)
+
+
+def test_a_wide_models_iwae_within_the_value_budget_is_refused_by_its_work():
+    model = build_model(MLPConfig(in_shape=(1, 28, 28), hidden_dims=(2048, 2048), latent_dim=16))
+    s = Settings()
+    assert 1000 * 500 * limits_module._cost(model) <= s.max_iwae_values          # the values pass, as before
+    cost = limits_module.work_cost(model)
+    assert cost.decode >= 2 * (2048 * 2048 + 2048 * 784)                           # measured: its layers' FLOPs
+    assert limits_module.work_cost(model) is cost                                 # once per model
+    with pytest.raises(VAEError, match="VAE_EXPLORER_MAX_REQUEST_GFLOP"):
+        s.check_iwae(model, 1000, 500)
+    s.check_iwae(model, 100, 50)                                                  # a modest estimate goes on
+
+
+def test_the_loader_measures_a_models_work_once_on_load():
+    from explorer import loaders
+
+    model, _ = loaders.load_model("mnist-mlp", "", "cpu", 0.0)
+    assert isinstance(model.explorer_work_cost, limits_module.WorkCost) and min(model.explorer_work_cost) > 0
+
+
+def test_a_sessions_cpu_seconds_over_a_sliding_window_stop_work_that_would_pass_them(monkeypatch):
+    now = [1000.0]
+    ledger = limits_module.CpuLedger(clock=lambda: now[0])
+    monkeypatch.setattr(limits_module, "cpu_ledger", lambda: ledger)
+    monkeypatch.setattr(limits_module, "server_flops_per_second", lambda: 1e9)   # 1 GFLOP a CPU-second
+    s = Settings(session_cpu_seconds=100, cpu_window=600)
+    ledger.add("heavy", 90.0)
+    ledger.add("light", 5.0)
+    with pytest.raises(VAEError, match="VAE_EXPLORER_SESSION_CPU_SECONDS"):
+        s.check_work(20 * 10 ** 9, "this view", session="heavy")                # 90 + 20 > 100
+    s.check_work(20 * 10 ** 9, "this view", session="light")                    # another session's own budget
+    now[0] += 601                                                                # the window slides past it
+    s.check_work(20 * 10 ** 9, "this view", session="heavy")
+    assert ledger.used("heavy", 600) == 0
+
+
+def test_a_background_jobs_cpu_seconds_count_for_its_session():
+    from explorer.jobs import JobQueue
+
+    spent = []
+    q = JobQueue(workers=1, spent=lambda session, seconds: spent.append((session, seconds)))
+    job = q.submit("alice", "busy", lambda: sum(i * i for i in range(200_000)))
+    assert job.wait(30) and job.state == "done"
+    assert q.wait_idle(5) and len(spent) == 1 and spent[0][0] == "alice" and spent[0][1] > 0
+
+
+def test_the_widest_model_a_visitor_can_open_is_decided_by_its_work_per_image(monkeypatch):
+    from explorer import loaders
+
+    monkeypatch.setenv("VAE_EXPLORER_MAX_REQUEST_GFLOP", "1")          # 1 GFLOP: 16 images of at most 62 MFLOP
+    wide = build_model(MLPConfig(in_shape=(1, 28, 28), hidden_dims=(4096, 4096), latent_dim=16))   # ~41 MFLOP
+    wider = meta_model(MLPConfig(in_shape=(1, 28, 28), hidden_dims=(8192, 8192), latent_dim=16))   # ~148 MFLOP
+    Settings.from_env().check_model_work(wide)
+    with pytest.raises(VAEError, match="VAE_EXPLORER_MAX_REQUEST_GFLOP"):
+        Settings.from_env().check_model_work(wider)
+    monkeypatch.setattr(loaders.vae_core, "open_model", lambda *a, **k: (wider, None))
+    with pytest.raises(VAEError, match="Choose a smaller model"):
+        loaders.load_model("someone/wider", "", "cpu", 0.0)
+
+
+def test_what_no_session_has_asked_for_in_the_session_time_out_is_dropped():
+    """Four 470 MB models and four resized sets stayed after the visitor left: now they go once idle."""
+    from explorer.loaders import ModelCache
+
+    now = [0.0]
+    cache = ModelCache(max_bytes=10 ** 9, size=lambda v: 1, idle_s=120, clock=lambda: now[0])
+    cache.get("left", lambda: "a model of a visitor who left")
+    now[0] = 100.0
+    cache.get("here", lambda: "a model in use")
+    now[0] = 200.0                                           # "left" idle 200 s, "here" 100 s
+    assert cache.get("here", lambda: "reloaded") == "a model in use"
+    assert "left" not in cache and "here" in cache
+
+
+def test_the_most_images_a_request_may_take_is_bounded_by_their_work_too():
+    wide = build_model(MLPConfig(in_shape=(1, 28, 28), hidden_dims=(2048, 2048), latent_dim=16))
+    s = Settings(max_request_flops=10 ** 9)
+    most = s.max_images(wide)
+    assert most * max(limits_module.work_cost(wide)) <= 10 ** 9 < (most + 1) * max(limits_module.work_cost(wide))
+    s.check_images(wide, most)
+    with pytest.raises(VAEError, match="VAE_EXPLORER_MAX_REQUEST_GFLOP"):
+        s.check_images(wide, most + 1)

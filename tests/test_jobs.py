@@ -1,9 +1,11 @@
 """explorer.jobs.JobQueue: background maps shared by every session, fairly."""
 import threading
+import time
 
 import pytest
 
-from explorer.jobs import JobQueue, ResultCache
+from explorer.jobs import JobQueue
+from explorer.loaders import ResultCache
 from tests.waiting import wait_for
 
 
@@ -246,3 +248,28 @@ def test_workers_run_below_the_pages_cpu_priority():
     q = JobQueue()
     nice = done(q.submit("s", "nice", lambda: os.getpriority(os.PRIO_PROCESS, 0))).result
     assert nice >= 10 > os.getpriority(os.PRIO_PROCESS, 0)                 # the caller's own priority is untouched
+
+
+def test_a_closed_tabs_waiting_and_running_jobs_are_cancelled_at_the_next_check():
+    """Two tabs started IWAE and left; a later visitor's map waited 240 s. Now a session that has ended loses
+    its waiting job at once and its running one at its next progress report (checked at most once a second)."""
+    ended: set[str] = set()
+    q = JobQueue(workers=1, gone=lambda s: s in ended)
+    reports = threading.Event()
+
+    def long_work(progress):
+        deadline = time.monotonic() + 60                                # ends by itself only if never stopped
+        while time.monotonic() < deadline:
+            progress(0.5)
+            reports.set()
+        return "ran to the end"
+
+    running = q.submit("left", "iwae", long_work, progress=True)
+    assert reports.wait(10)
+    waiting = q.submit_turn("also-left", lambda: "never")           # queued behind it
+    later = q.submit("visitor", "umap", lambda: "map")
+    ended.update({"left", "also-left"})                                 # both tabs close
+    assert done(running, 30).state == "cancelled"
+    assert waiting.state == "cancelled"
+    assert done(later).result == "map"
+    assert q.wait_idle(5) and q.prune(every=0) == []                    # nothing of theirs is left

@@ -286,3 +286,55 @@ def test_hostile_hub_repos_get_the_loaders_one_line_message_in_the_app(public, t
         msg = sidebar_message(at)
         assert match in msg and "\n" not in msg and "Traceback" not in msg, (repo, msg)
         assert str(cache) not in msg and str(tmp_path) not in msg, msg           # the repo is named, not the disk
+
+
+def test_hub_in_a_link_answers_the_same_whether_or_not_a_server_folder_has_that_name(public, monkeypatch):
+    """Public mode's loader never looks at the file system for a Hub id, so the link must not either:
+    'checkpoints/mnist-mlp' (a folder of the server) and 'explorer/x' (inside one) read like any other id."""
+    from explorer import links
+
+    monkeypatch.chdir(ROOT)
+    answers = []
+    for raw in ("checkpoints/mnist-mlp", "explorer/x", "nosuch-org/nosuch-model"):
+        state: dict = {}
+        problems = links.restore(links.common_fields(), query={"hub": raw}, state=state)
+        answers.append((problems, state.get("model_kind")))
+    assert answers == [([], "Hub")] * 3
+
+
+def test_a_full_disk_in_public_mode_names_no_server_path(public, monkeypatch):
+    """Saving a session's run when the disk is full: the message says so, without the private folder's path."""
+    from vae_core.io import run_folder as checkpoint
+
+    def full(folder, write):
+        raise OSError(28, "No space left on device", str(folder / "model.safetensors"))
+
+    monkeypatch.setattr(checkpoint, "atomic_folder", full)
+    runs = PrivateRuns(60)
+    model = vae_core.build_model({"model_type": "mlp", "in_shape": [1, 8, 8], "latent_dim": 2, "hidden_dims": [8]})
+    with pytest.raises(vae_core.VAEError) as e:
+        runs.save("s1", "run-1", lambda f: checkpoint.write_run_folder(f, model), 3, 2 ** 30)
+    assert "No space left on device" in str(e.value)
+    assert str(runs.root) not in str(e.value) and "/tmp" not in str(e.value)
+    # and any other message a page shows in public mode (session.guard runs them through public_text)
+    from explorer.limits import public_text
+    shown = public_text(Settings(public=True), f"[Errno 28] No space left on device: '{runs.root}/session-x/a'")
+    assert str(runs.root) not in shown and "No space left on device" in shown
+
+
+def test_a_sessions_saved_runs_replace_beyond_the_count_and_stop_at_the_byte_budget(public):
+    """Every run name saved another full copy (40 names filled 8 MB in 38 s): now the oldest is replaced."""
+    runs = PrivateRuns(60)
+
+    def write(folder: Path, size: int = 1000) -> Path:
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"x" * size)
+        return folder
+
+    for i in range(10):
+        runs.save("s1", f"run-{i}", write, 3, 10_000)
+    assert sorted(p.name for p in runs.folder("s1").iterdir()) == ["run-7", "run-8", "run-9"]
+    with pytest.raises(vae_core.VAEError, match="VAE_EXPLORER_MAX_SESSION_DISK_MB"):
+        runs.save("s1", "big", lambda f: write(f, 20_000), 3, 10_000)
+    assert not (runs.folder("s1") / "big").exists()
+    assert sorted(p.name for p in runs.folder("s1").iterdir()) == ["run-8", "run-9"]

@@ -57,13 +57,18 @@ def save_grid(images: torch.Tensor, path, nrow: int | None = None, scale: int = 
 ALLOWED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
 
 
-def decode_image(data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+def decode_image(data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_IMAGE_PIXELS,
+                 reduce_to: int | None = None) -> Image.Image:
     """Decode an uploaded image (PNG, JPEG, GIF, BMP or WEBP) into an upright RGB or L image.
 
     Refuses, with a VAEError that says what to do: empty, oversized or unknown files, images
     with more than ``max_pixels`` pixels (checked from the header, before decoding, so a
     decompression bomb never allocates), and truncated or corrupt data. The first frame of an
     animation is used; EXIF orientation is applied.
+
+    With ``reduce_to`` (a pixel budget) a larger image comes back reduced by a whole factor to fit it, at
+    decode where the format allows (JPEG's draft mode) and otherwise straight after, before any
+    conversion copies it (a 16-bit 4096x4096 PNG took ~450 MB through the conversions at full size).
     """
     import warnings
 
@@ -83,8 +88,12 @@ def decode_image(data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: 
             if img.width * img.height > max_pixels:
                 raise VAEError(f"The image is {img.width}x{img.height} pixels; the limit is {max_pixels:,} pixels. "
                                "Resize it first.")
+            factor = _reduction(img.width, img.height, reduce_to)
+            if factor > 1 and img.format == "JPEG":
+                img.draft(img.mode, (img.width // factor, img.height // factor))   # decoded at 1/2 .. 1/8 scale
             img.seek(0)
             img.load()
+            img = _reduce(img, _reduction(img.width, img.height, reduce_to))
             img = ImageOps.exif_transpose(img)
     except VAEError:
         raise
@@ -103,6 +112,25 @@ def decode_image(data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: 
     if img.mode.startswith("I") or img.mode == "F":
         return _deep_grey_to_l(img)
     return img.convert("L" if img.mode in ("1", "L") else "RGB")
+
+
+def _reduction(width: int, height: int, budget: int | None) -> int:
+    """The whole factor that brings width x height within ``budget`` pixels (1: it fits, or no budget)."""
+    if not budget or width * height <= budget:
+        return 1
+    return math.ceil(math.sqrt(width * height / budget))
+
+
+def _reduce(img: Image.Image, factor: int) -> Image.Image:
+    """``img`` reduced ``factor`` times each way: averaged where Pillow can, else every factor-th pixel."""
+    if factor <= 1:
+        return img
+    if img.mode in ("L", "LA", "I", "F", "RGB", "RGBA", "CMYK"):
+        return img.reduce(factor)
+    if img.mode == "P":
+        return img.resize((max(1, img.width // factor), max(1, img.height // factor)), Image.NEAREST)
+    arr = np.asarray(img)[::factor, ::factor]              # 16-bit greys (I;16): a view, copied small
+    return Image.fromarray(np.ascontiguousarray(arr))     # still I;16, so it is scaled as 16 bits
 
 
 def _deep_grey_to_l(img: Image.Image) -> Image.Image:

@@ -217,7 +217,8 @@ def directions_section(ctx, model, data, n, seed):
     res = jobs.queue().results.get(key)
     if res is None:
         bar, tick = progress_bar("Finding directions and aligning them with the factors")
-        res = jobs.queue().results.put(key, directions.dataset_alignment(model, data, n=n, seed=seed, progress=tick))
+        res = jobs.queue().results.put(key, jobs.in_turn("analysis", directions.dataset_alignment, model, data, n=n,
+                                                         seed=seed, progress=tick))
         bar.empty()
     rows = res["rows"]
     fig = figures.bars([f"{r['kind']}: {r['name']}" for r in rows], [r["cosine"] for r in rows], height=380,

@@ -3,7 +3,7 @@ from types import MappingProxyType
 
 import streamlit as st
 
-from explorer import figures, jobs, limits, links, motion, raster, selection, session, spots, startup, widgets
+from explorer import figures, jobs, limits, links, maps, motion, raster, selection, session, spots, startup, widgets
 from vae_core.latent import inverse, projections as project
 
 st.title("Latent map")
@@ -46,13 +46,13 @@ with session.guard("The latent map"):
 
     budget.check_points(model, n, METHODS.get(method, "pca"))
     dense = budget.raster(n)
-    codes, idx = jobs.codes_for(ctx, n)
+    codes, idx = maps.codes_for(ctx, n)
     sid = session.session_id()
     if method == CODES_2D:
         jobs.queue().forget(sid)              # an instant map: a slow one this session asked for is not wanted now
         points, pending, shown = codes.numpy(), None, "codes"
     else:
-        points, pending = jobs.projection(ctx, sid, codes, METHODS[method], params, after=startup.warm_up().done)
+        points, pending = maps.projection(ctx, sid, codes, METHODS[method], params, after=startup.warm_up().done)
         shown = "pca" if pending is not None else METHODS[method]
     if pending is not None:
         @st.fragment(run_every=jobs.WAIT_POLL_S)
@@ -60,7 +60,7 @@ with session.guard("The latent map"):
             if pending.done:
                 st.rerun()
             ahead = jobs.queue().ahead_of(sid)
-            st.progress(pending.fraction, text=jobs.describe(pending, method, ahead) + "; PCA is shown until it is ready.")
+            st.progress(pending.fraction, text=maps.describe(pending, method, ahead) + "; PCA is shown until it is ready.")
 
         wait_for_map()
     where = "posterior means" if method == CODES_2D else method if pending is None else "PCA"

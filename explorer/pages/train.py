@@ -7,7 +7,7 @@ import streamlit as st
 
 import vae_core
 from explorer import figures, jobs, loaders, motion, session, sidebar, widgets
-from explorer.limits import Settings
+from explorer.limits import Settings, visitor
 from explorer.private_runs import private_runs
 from vae_core import ModelInfo, VAEError, models
 from vae_core.io.files import zip_folder
@@ -83,7 +83,8 @@ def private_save(job: TrainingJob, name: str, limits: Settings) -> tuple[str, by
     folder_name = limits.run_folder(name).name                     # the same rules for the name
     kept = st.session_state.get("train_private")
     if kept is None or kept[0] is not job or kept[1] != folder_name or not kept[2].is_dir():
-        folder = job.save(private_runs(limits.session_timeout).folder(session.session_id()) / folder_name)
+        folder = private_runs(limits.session_timeout).save(session.session_id(), folder_name, job.save,
+                                                           limits.max_session_runs, limits.max_session_disk_bytes)
         kept = (job, folder_name, folder, zip_folder(folder))
         st.session_state["train_private"] = kept
     return str(kept[2]), kept[3]
@@ -120,7 +121,7 @@ with session.guard("Training"):
         config, data = run_config(dataset, family, int(latent), float(beta), anneal, int(epochs), float(lr))
         job = TrainingJob(config, data, loaders.load_data(dataset, "test"), limits=limits.training,
                           slots=jobs.training_slots(limits.max_jobs, limits.max_jobs_per_session),
-                          owner=session.session_id(), alive=session.session_alive(),
+                          owner=visitor(limits), alive=session.session_alive(),    # one visitor's tabs together
                           watched=True, tracking=Tracking(parse_tracks(track), run_name=f"app-{time.strftime('%Y%m%d-%H%M%S')}"),
                           ).start()     # ends with its session
         st.session_state["train_job"] = job

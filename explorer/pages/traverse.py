@@ -117,9 +117,10 @@ def sliders_and_grids(model, stats, base, original, where, mode, y, model_key: s
             unit = "channel shift (x its spread)" if spatial else "value"
             st.caption(f"One slider per latent {'channel' if spatial else 'dimension'} ({unit}), most informative "
                        f"first; base: {where}.")
-            cols, per_col = st.columns(4), -(-n // 4)           # read down each column, most informative first
-            values = [0.0] * n
-            for pos, u in enumerate(stats.order):
+            shown = widgets.unit_sliders_shown(stats, "traverse_more_units")    # bounded: top by KL and a picker
+            cols, per_col = st.columns(4), -(-len(shown) // 4)  # read down each column, most informative first
+            values = [st.session_state.get(k, min(max(v, -RANGE), RANGE)) for k, v in zip(keys, start)]  # no slider
+            for pos, u in enumerate(shown):
                 tag = f"KL {stats.kl[u]:.2f}" if any(stats.kl) else f"spread {stats.spread[u]:.2f}"
                 label = f"z{u} ({tag}{'' if stats.active[u] else ', inactive'})"
                 values[u] = cols[pos // per_col].slider(label, -RANGE, RANGE, step=0.05, key=keys[u],

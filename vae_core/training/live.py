@@ -6,8 +6,9 @@ in this module holds state:
 
 - ``TrainingLimits`` caps what one run may ask for (epochs, seconds) and how long it goes on
   once its browser session is gone;
-- ``TrainingSlots`` caps how many runs train at once, per server and per owner (a session); the
-  app makes one and passes it to every job, a script needs none.
+- ``TrainingSlots`` caps how many runs train at once, per server and per owner (the app's visitor),
+  and hands a free slot to those who waited first; the app makes one and passes it to every job,
+  a script needs none.
 
 A run started from the app is *watched*: between its events, the job's own thread asks its
 session whether it is still there (``alive()``, Streamlit's runtime; the page also calls
@@ -59,25 +60,41 @@ class TrainingLimits:
 
 
 class TrainingSlots:
-    """How many runs may train at once: in all (``max_jobs``) and for one owner (``max_per_owner``).
+    """How many runs may train at once: in all (``max_jobs``) and for one owner (``max_per_owner``; the app
+    counts one visitor's tabs as one owner).
 
-    One object is shared by every job it admits; it owns its lock and the set of running jobs."""
+    A slot is taken in turn: an owner refused for want of a slot waits (for ``hold_s`` seconds after its last
+    try), and a slot that comes free goes to the waiting owners first, in the order they asked, so an owner
+    whose run just ended cannot renew it ahead of them. One object is shared by every job it admits; it owns
+    its lock, the running jobs and the waiting owners."""
 
-    def __init__(self, max_jobs: int = 2, max_per_owner: int = 1):
-        self.max_jobs, self.max_per_owner = max_jobs, max_per_owner
+    def __init__(self, max_jobs: int = 2, max_per_owner: int = 1, hold_s: float = 120.0):
+        self.max_jobs, self.max_per_owner, self.hold_s = max_jobs, max_per_owner, hold_s
         self._lock = threading.Lock()
         self._running: dict[TrainingJob, Hashable] = {}
+        self._waiting: dict[Hashable, tuple[float, float]] = {}     # owner -> (first refused, last tried)
 
     def acquire(self, job: "TrainingJob", owner: Hashable) -> None:
         with self._lock:
+            now = time.monotonic()
             self._running = {j: o for j, o in self._running.items() if j.is_alive()}
-            if len(self._running) >= self.max_jobs:
-                raise VAEError(f"{len(self._running)} runs are already training on this server (the limit is "
-                               f"{self.max_jobs}, VAE_EXPLORER_MAX_JOBS); try again when one finishes.")
+            self._waiting = {o: t for o, t in self._waiting.items() if now - t[1] <= self.hold_s}
             mine = sum(o == owner for o in self._running.values())
             if mine >= self.max_per_owner:
                 raise VAEError(f"You already have {mine} run{'s' if mine > 1 else ''} training (the limit is "
-                               f"{self.max_per_owner} per session); stop it or wait until it finishes.")
+                               f"{self.max_per_owner} per visitor, VAE_EXPLORER_MAX_JOBS_PER_SESSION); stop it or "
+                               "wait until it finishes.")
+            first = self._waiting.get(owner, (now, now))[0]
+            ahead = sum(t[0] < first for o, t in self._waiting.items() if o != owner)
+            if len(self._running) + ahead >= self.max_jobs:
+                self._waiting[owner] = (first, now)
+                busy = (f"{len(self._running)} runs are already training on this server (the limit is "
+                        f"{self.max_jobs}, VAE_EXPLORER_MAX_JOBS)")
+                raise VAEError(busy + (f" and {ahead} visitor{'s' * (ahead != 1)} asked before you; press Start "
+                                       "again in a while: your turn is kept" if ahead else
+                                       "; press Start again when one finishes: your turn is kept") +
+                               f" for {self.hold_s:.0f} s after each try.")
+            self._waiting.pop(owner, None)
             self._running[job] = owner
 
     def release(self, job: "TrainingJob") -> None:
