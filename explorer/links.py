@@ -22,6 +22,8 @@ from typing import Callable, Mapping, Sequence
 
 import streamlit as st
 
+from explorer.text import literal
+
 RESTORED_KEY = "_links_restored"     # per session: the link was read (on the session's first run)
 MAP_SELECTION_KEY = "_links_map_selection"   # per session: the latent map's current selection
 LATE_KEY = "_links_late"             # per session: values a page applies after it sets its own defaults
@@ -340,7 +342,7 @@ def restore(fields: Sequence[Field], ctx=None, query: Mapping[str, str] | None =
         try:
             values = f.parse(raw, ctx)
         except LinkError as e:
-            problems.append(f"{e} (the link has {raw[:40]!r})")
+            problems.append(f"{e} (the link has \"{raw[:40]}\")")
             continue
         (late if f.late else state).update(values)
     return problems
@@ -392,7 +394,8 @@ def first_run_restore(page: str, phase: str, ctx=None) -> None:
         problems.append(f"this page has no setting called {', '.join(unknown[:5])}")
     st.session_state[RESTORED_KEY] = "done"
     if problems:
-        st.warning("Part of this link could not be used, so the defaults stand for it: " + "; ".join(problems) + ".")
+        # The link's names and values are a stranger's words: shown as plain text, never as markdown.
+        st.warning(literal("Part of this link could not be used, so the defaults stand for it: " + "; ".join(problems) + "."))
     st.session_state.pop("_links_problems", None)
 
 

@@ -11,6 +11,8 @@ import streamlit as st
 import vae_core
 from vae_core import ImageSet, ModelInfo, VAEBase, memory
 
+from explorer.text import literal
+
 CONTEXT_KEY = "_ctx"
 HEAVY_RUN_S = 0.3          # a page run longer than this did heavy work: its freed memory goes back (guard)
 
@@ -34,7 +36,7 @@ class Context:
 
     def require_model(self) -> VAEBase:
         if self.model is None:
-            st.info(f"{self.model_error or 'No model loaded.'} Choose a working model in the sidebar.")
+            st.info(f"{literal(self.model_error) or 'No model loaded.'} Choose a working model in the sidebar.")
             st.stop()
         return self.model
 

@@ -13,6 +13,7 @@ from vae_core import ImageSet, VAEBase, explore, images
 
 from explorer import figures, handoff
 from explorer.session import Context
+from explorer.text import literal
 
 IMAGE_SOURCES = ("Dataset", "Upload", "Draw")
 # What the uploader takes is what the decoder accepts (vae_core.images.ALLOWED_FORMATS), and its label names each.
@@ -161,7 +162,7 @@ def _picked(slot, source, ctx, model, default_index, chosen) -> Picked | None:
         caption = f"upload {up.name}"
         frames = _frame_count(up.getvalue())
         if frames > 1:
-            st.info(f"{up.name} is animated ({frames} frames); the first frame is used.")
+            st.info(f"{literal(up.name)} is animated ({frames} frames); the first frame is used.")
     else:
         from streamlit_drawable_canvas import st_canvas
 

@@ -265,3 +265,38 @@ def test_the_hierarchical_inspectors_controls_travel_in_links():
     at.slider(key="traverse_layer_rows").set_value(3).run()
     q = _round_trip(at, "traverse")
     assert (q["layer"], q["lrows"]) == ("1", "3")
+
+
+# ---------------------------------------------------------------------------------------------
+# A link is a stranger's text: its names and values are shown literally in the warning
+
+
+@pytest.mark.parametrize("query", [
+    {"**Your session expired.** [Log in again](https://evil.example/login)": "1"},
+    {"model": "[Fix it here](https://evil.example/x)"},
+    {"data": "![x](https://evil.example/pixel.png)"},
+    {"<img src=https://evil.example/p.png>": "`x`"},
+])
+def test_a_links_text_is_shown_literally_in_its_warning(query):
+    from tests.test_text import shown, unescaped_punctuation
+
+    at = _open_link("sample", query)
+    assert not at.exception and not at.error
+    assert len(at.warning) == 1
+    text = at.warning[0].value
+    for visitor in [*query, *query.values()]:
+        if len(visitor) > 3:
+            assert visitor[:40] in shown(text)          # shown, as its own characters
+    assert unescaped_punctuation(text) == []            # all of it plain text: no link, image, emphasis or HTML
+    assert "evil.example" in shown(text)
+
+
+def test_a_hub_id_typed_or_linked_is_shown_literally_in_the_sidebar():
+    from tests.test_text import unescaped_punctuation
+
+    at = open_app("sample")
+    at.sidebar.radio(key="model_kind").set_value("Hub").run()
+    at.sidebar.text_input(key="model_hub").set_value("**evil**/[x](https://evil.example)").run()
+    assert not at.exception
+    shown = [e.value for e in at.sidebar.error] + [i.value for i in at.info]
+    assert shown and all(unescaped_punctuation(v) == [] for v in shown), shown
