@@ -49,11 +49,11 @@ class Context:
 
 
 def context() -> Context:
-    """The sidebar's context for this run (drawing the sidebar if a page runs on its own)."""
+    """The sidebar's context for this run (app.py draws the sidebar before the page, explorer.sidebar)."""
     ctx = st.session_state.get(CONTEXT_KEY)
     if ctx is None:
-        from explorer.sidebar import sidebar
-        ctx = sidebar()
+        st.error("This page runs inside the app: start it with `streamlit run app.py`.")
+        st.stop()
     return ctx
 
 

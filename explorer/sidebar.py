@@ -10,17 +10,17 @@ from vae_core.data import DATASETS
 from explorer import loaders
 from explorer.limits import Settings, settings
 from explorer.private_runs import private_runs
-from explorer.text import literal
+from explorer.links import LINK_DATASET_KEY
+from explorer.page_settings import SPLITS
 from explorer.session import CONTEXT_KEY, Context, session_id
+from explorer.text import literal
 
 SESSION_RUN = "This session's run"
 MODEL_KINDS = ("Shipped", "Hub", "Folder")
 PUBLIC_MODEL_KINDS = ("Shipped", "Hub")       # a public server opens no folder of its own disk
-SPLITS = ("all", "train", "test")
 DEFAULT_MODEL = "mnist-mlp"
 FAILURES_KEY = "_model_failures"      # per session: sources that failed to load, not retried on every rerun
 MODEL_SEEN_KEY = "_sidebar_model"     # per session: the model the dataset picker last followed
-LINK_DATASET_KEY = "_link_dataset"    # set by a link that names a dataset: the first model does not replace it
 
 
 def device_choices() -> list[str]:

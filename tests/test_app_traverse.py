@@ -118,14 +118,14 @@ def test_local_directions_follow_the_code_and_new_directions_start_at_zero():
     assert [s.label for s in _direction_sliders(at)] != labels
 
 
-def test_coming_back_to_traverse_the_direction_sliders_start_at_zero_not_at_their_minimum():
+def test_coming_back_to_traverse_the_direction_sliders_keep_their_values_not_their_minimum():
     at = open_app("traverse")
     at.slider(key="traverse_dir0").set_value(1.5).run()
     at.switch_page("explorer/pages/sample.py").run()            # Streamlit forgets Traverse's sliders here
     at.switch_page("explorer/pages/traverse.py").run()
     assert_clean(at)
-    assert [s.value for s in _direction_sliders(at)] == [0.0] * 4
-    assert at.query_params["d"] == "0.0,0.0,0.0,0.0"
+    assert [s.value for s in _direction_sliders(at)] == [1.5, 0.0, 0.0, 0.0]     # the page kept them
+    assert at.query_params["d"] == "1.5,0,0,0"
 
 
 def test_a_class_contrast_and_its_message_when_both_classes_are_the_same():

@@ -1,12 +1,12 @@
 """Links that reopen a view (explorer/links.py): visitor input checked, every page's state round-trips."""
-import ast
 import types
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from explorer import links
+from explorer import controls, links
+from explorer.page_settings import PAGES
 from tests.app_conftest_helpers import APP, ROOT, assert_clean, image_urls, open_app
 
 
@@ -14,6 +14,7 @@ class _Data:
     def __init__(self, n, labels):
         import torch
         self.n, self.labels = n, (torch.arange(labels) if labels else None)
+        self.factors, self.factor_names, self.class_names = None, (), ()
 
     def __len__(self):
         return self.n
@@ -21,19 +22,20 @@ class _Data:
 
 def _ctx(n_data=100, units=20, classes=0, labels=10):
     model = types.SimpleNamespace(latent_shape=(units,), num_classes=classes)
-    return types.SimpleNamespace(model=model, data=_Data(n_data, labels), info=None)
+    return types.SimpleNamespace(model=model, data=_Data(n_data, labels), info=None, model_key="m")
 
 
-def test_valid_parameters_are_written_to_the_session():
+def test_valid_parameters_are_written_to_the_page_and_its_widgets():
     state = {}
-    problems = links.restore(links.page_fields("traverse"), _ctx(),
+    problems = links.restore(links.page("traverse"), _ctx(),
                              {"base": "Zero", "i": "99", "seed": "7", "z": ",".join(["0.5"] * 20), "dir": "Local",
                               "d": "1.0,-2.0", "rows": "3", "cols": "5"}, state)
     assert problems == []
     assert state["traverse_base"] == "Zero" and state["traverse_index"] == 99 and state["traverse_seed"] == 7
     assert state["traverse_rows"] == 3 and state["traverse_cols"] == 5 and state["traverse_dir_kind"] == "Local"
-    late = state[links.LATE_KEY]                         # the sliders' values wait for the page's defaults
-    assert late["traverse_z19"] == 0.5 and late["traverse_dir1"] == -2.0 and "traverse_z0" not in state
+    assert state["traverse_z19"] == 0.5 and state["traverse_dir1"] == -2.0
+    kept = controls.kept("traverse", state)
+    assert kept["traverse_z"] == [0.5] * 20 and kept["traverse_z_linked"]      # the page keeps them over its base
 
 
 @pytest.mark.parametrize("param, raw, says", [
@@ -41,64 +43,49 @@ def test_valid_parameters_are_written_to_the_session():
     ("seed", "abc", "whole number"), ("z", "0.1,0.2", "20 comma-separated"), ("z", ",".join(["nan"] * 20), "from -4"),
     ("z", ",".join(["1e400"] * 20), "from -4"), ("cols", "4", "multiple of 2"), ("base", "From the latent map", "one of"),
     ("dir", "<script>", "one of"), ("d", ",".join(["0"] * 65), "at most 64"), ("class", "0", "does not apply"),
-    ("i", "9" * 5000, "longer than"),
+    ("i", "9" * 5000, "longer than"), ("from", "1,2,100", "from 0 to 99"),
+    ("from", ",".join(["1"] * 201), "at most 200"),
 ])
 def test_a_bad_parameter_is_dropped_with_a_message_that_names_it(param, raw, says):
     state = {}
-    problems = links.restore(links.page_fields("traverse"), _ctx(), {param: raw}, state)
+    problems = links.restore(links.page("traverse"), _ctx(), {param: raw}, state)
     assert len(problems) == 1 and says in problems[0] and (param in problems[0] or "longer" in says), problems
-    assert not [k for k in state if k != links.LATE_KEY] and not state[links.LATE_KEY]
+    assert not [k for k in state if k != controls.KEPT] and not controls.kept("traverse", state)
 
 
 @pytest.mark.parametrize("raw", ["../../etc/passwd", "/etc", "~/runs/x", "tests/fixtures", "checkpoints/mnist-mlp",
                                  "C:\\x"])
 def test_a_link_never_names_a_file_on_the_server(raw):
     state = {}
-    problems = links.restore(links.common_fields(), None, {"model": raw, "hub": raw, "data": raw}, state)
-    assert len(problems) == 3 and not [k for k in state if k != links.LATE_KEY]
+    problems = links.restore(links.page("sidebar"), None, {"model": raw, "hub": raw, "data": raw}, state)
+    assert len(problems) == 3 and not [k for k in state if k != controls.KEPT]
     assert all("model_folder" not in k for k in state)
 
 
 def test_hub_models_and_revisions_are_checked():
     state = {}
-    assert links.restore(links.common_fields(), None, {"hub": "org/my.vae-1", "rev": "v1.0"}, state) == []
+    assert links.restore(links.page("sidebar"), None, {"hub": "org/my.vae-1", "rev": "v1.0"}, state) == []
     assert state["model_kind"] == "Hub" and state["model_hub"] == "org/my.vae-1" and state["model_revision"] == "v1.0"
-    assert len(links.restore(links.common_fields(), None, {"rev": "../x"}, {})) == 1
+    assert len(links.restore(links.page("sidebar"), None, {"rev": "../x"}, {})) == 1
 
 
-def test_state_round_trips_through_the_query():
+def test_state_round_trips_through_the_query_with_short_numbers():
     state = {"model_kind": "Shipped", "model_shipped": "mnist-mlp", "dataset": "mnist-5k", "split": "all",
              "traverse_base": "Random sample", "traverse_seed": 3, "traverse_z0": 0.1 + 0.2, "traverse_z1": -1.0,
              "traverse_dir_kind": "Principal", "traverse_dir0": 0.5}
-    fields = links.common_fields() + links.page_fields("traverse")
-    query = links.current(fields, state)
-    assert "hub" not in query and query["z"] == "0.30000000000000004,-1.0"      # exact: the same pixels
+    query = {**links.current(links.page("sidebar"), None, state), **links.current(links.page("traverse"), None, state)}
+    assert "hub" not in query and query["z"] == "0.3,-1" and query["d"] == "0.5"        # 4 significant digits
     back = {}
-    assert links.restore(fields, _ctx(units=2), query, back) == []
-    late = back.pop(links.LATE_KEY)
-    assert {**back, **late} == state
+    assert links.restore(links.page("sidebar"), None, query, back) == []
+    assert links.restore(links.page("traverse"), _ctx(units=2), query, back) == []
+    assert back["traverse_z0"] == 0.3 and back["traverse_seed"] == 3 and back["model_shipped"] == "mnist-mlp"
 
 
-def test_the_links_bounds_are_the_pages():
-    def constants(page):
-        tree = ast.parse(Path(ROOT, "explorer/pages", page).read_text())
-        return {t.id: n.value for n in tree.body if isinstance(n, ast.Assign) for t in n.targets
-                if isinstance(t, ast.Name)}
-
-    tr = constants("traverse.py")
-    assert ast.literal_eval(tr["BASES"]) == links.TRAVERSE_BASES
-    assert ast.literal_eval(tr["RANGE"]) == links.TRAVERSE_RANGE
-    assert ast.literal_eval(tr["MAX_STEPS"]) == links.TRAVERSE_STEPS
-    assert ast.literal_eval(tr["MAX_PLANE"]) == links.TRAVERSE_PLANE
-    assert tuple(k.value for k in tr["DIRECTION_KINDS"].args[0].keys) == links.DIRECTION_KINDS
-    assert ast.literal_eval(constants("interpolate.py")["MAX_STEPS"]) == links.INTERPOLATE_STEPS
-    au = constants("augment.py")
-    assert (ast.literal_eval(au["MAX_SPREAD"]), ast.literal_eval(au["MAX_IMAGES"]), ast.literal_eval(au["DRAW_FROM"])) \
-        == (links.AUGMENT_SPREAD, links.AUGMENT_IMAGES, links.AUGMENT_FROM)
-    assert ast.literal_eval(constants("classes.py")["GIVEN"]) == links.CLASSES_GIVEN
-    lm = constants("latent_map.py")
-    assert tuple(k.value for k in lm["METHODS"].args[0].keys) == links.MAP_METHODS
-    assert ast.literal_eval(lm["CODES_2D"]) == links.MAP_CODES_2D
+def test_links_know_no_page_keys():
+    """links.py is a mechanism over the declarations: no widget key of any page is spelled in it."""
+    source = Path(ROOT, "explorer/links.py").read_text()
+    keys = [s.key for p in PAGES.values() for s in p.settings]
+    assert keys and not [k for k in keys if f'"{k}' in source]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,7 +162,7 @@ def test_a_bad_link_gives_one_message_and_the_defaults():
     assert not at.exception and not at.error
     assert len(at.warning) == 1
     text = at.warning[0].value
-    assert "model must name a shipped checkpoint" in text and "i must be from 0 to" in text
+    assert "model must be one of" in text and "mnist-mlp" in text and "i must be from 0 to" in text
     assert "z must hold 20" in text and "no setting called secret" in text
     assert at.sidebar.selectbox(key="model_shipped").value == "mnist-mlp"       # the default
     assert at.radio(key="traverse_base").value == "Zero"                         # the valid part is used
@@ -189,18 +176,22 @@ def test_a_link_names_its_dataset_over_the_models_own():
 
 
 def test_a_latent_map_selection_travels_as_indices_up_to_a_limit():
-    fields = links.page_fields("latent_map")
-    assert links.current(fields, {"map_pick": "4 , 8"})["pick"] == "4,8"                    # typed
-    assert links.current(fields, {"map_pick": "", links.MAP_SELECTION_KEY: [5, 9, 40]})["pick"] == "5,9,40"
-    too_many = {links.MAP_SELECTION_KEY: list(range(links.MAX_INDICES + 1))}
-    assert "pick" not in links.current(fields, too_many)
+    page = links.page("latent_map")
+    assert links.current(page, None, {"map_pick": "4 , 8"})["pick"] == "4,8"                      # typed
+    chart = {controls.KEPT: {"latent_map": {"map_selected": [5, 9, 40]}}}                          # lassoed
+    assert links.current(page, None, chart)["sel"] == "5,9,40"
+    too_many = {controls.KEPT: {"latent_map": {"map_selected": list(range(controls.MAX_INDICES + 1))}}}
+    assert "sel" not in links.current(page, None, too_many)
+    assert links.left_out(page, too_many) == [f"the selection of {controls.MAX_INDICES + 1} images (a link carries "
+                                              "at most 200; select fewer to share them)"]
     back = {}
-    assert links.restore(fields, _ctx(), {"pick": "5,9,40"}, back) == [] and back["map_pick"] == "5, 9, 40"
+    assert links.restore(page, _ctx(), {"pick": "5,9,40", "sel": "1,2"}, back) == []
+    assert back["map_pick"] == "5, 9, 40" and controls.kept("latent_map", back)["map_selected"] == [1, 2]
 
 
 def test_a_selection_too_large_for_a_link_is_left_out_and_the_sidebar_says_so():
     at = open_app("latent_map")
-    n = links.MAX_INDICES + 50
+    n = controls.MAX_INDICES + 50
     at.text_input(key="map_pick").set_value(", ".join(map(str, range(n)))).run()
     assert_clean(at)
     assert "pick" not in at.query_params
@@ -251,7 +242,7 @@ def test_augment_link():
     at.number_input(key="aug_seed").set_value(4).run()
     at.radio(key="aug_mode").set_value("prior").run()
     q = _round_trip(at, "augment")
-    assert (q["i"], q["spread"], q["n"], q["seed"], q["from"]) == ("14", "2.0", "8", "4", "prior")
+    assert (q["i"], q["spread"], q["n"], q["seed"], q["from"]) == ("14", "2", "8", "4", "prior")
 
 
 def test_the_hierarchical_inspectors_controls_travel_in_links():
@@ -259,7 +250,7 @@ def test_the_hierarchical_inspectors_controls_travel_in_links():
     at.slider(key="sample_layer_temperature_0").set_value(0.0).run()
     at.slider(key="sample_resample_rows").set_value(2).run()
     q = _round_trip(at, "sample")
-    assert q["layers"].startswith("0.0,") and q["rr"] == "2"
+    assert q["layers"].startswith("0,") and q["rr"] == "2"
     at = open_app("traverse", model="mnist-hvae")
     at.radio(key="traverse_layer").set_value(1).run()
     at.slider(key="traverse_layer_rows").set_value(3).run()

@@ -1,12 +1,12 @@
 """Train: a run in the background, watched live; then explore, save (or download) or push it."""
 import time
 from pathlib import Path
-from types import MappingProxyType
 
 import streamlit as st
 
 import vae_core
-from explorer import figures, jobs, loaders, motion, session, sidebar, widgets
+from explorer import controls, figures, jobs, loaders, motion, session, sidebar, widgets
+from explorer.page_settings import TRAIN as PAGE, TRAIN_FAMILIES as FAMILIES
 from explorer.limits import Settings
 from explorer.private_runs import private_runs
 from vae_core import ModelInfo, VAEError, models
@@ -16,8 +16,6 @@ from vae_core.live import TrainingJob
 from vae_core.train import RunConfig
 
 st.title("Train")
-FAMILIES = MappingProxyType({"mlp": "MLP", "conv": "Convolutional", "cvae": "Conditional (MLP)", "vq": "VQ-VAE"})
-LEARNING_RATES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 SNAPSHOT_IMAGES = 1000      # training images whose codes every run here keeps each epoch (Training in motion)
 
 
@@ -92,18 +90,16 @@ with session.guard("Training"):
     job = st.session_state.get("train_job")
     running = job is not None and job.is_alive()
     c1, c2, c3, c4 = st.columns(4)
-    dataset = c1.selectbox("Dataset", limits.datasets(), key="train_dataset", disabled=running)
-    family = c2.selectbox("Model family", list(FAMILIES), format_func=FAMILIES.get, key="train_family",
-                          disabled=running)
-    latent = c3.number_input("Latent size", 1, 64, 8, key="train_latent", disabled=running,
-                             help="The code's dimension (a VQ-VAE: the size of each code vector).")
-    epochs = c4.number_input(f"Epochs (at most {limits.max_epochs})", 1, limits.max_epochs,
-                             min(10, limits.max_epochs), key="train_epochs", disabled=running)
+    ctx = session.context()
+    dataset = controls.draw(PAGE, "train_dataset", ctx, c1, disabled=running)
+    family = controls.draw(PAGE, "train_family", ctx, c2, format_func=FAMILIES.get, disabled=running)
+    latent = controls.draw(PAGE, "train_latent", ctx, c3, disabled=running)
+    epochs = controls.draw(PAGE, "train_epochs", ctx, c4, label=f"Epochs (at most {limits.max_epochs})",
+                           disabled=running)
     c5, c6, c7, c8 = st.columns(4)
-    beta = c5.number_input("Beta (KL weight)", 0.0, 20.0, 1.0, 0.1, key="train_beta", disabled=running)
-    anneal = c6.selectbox("KL annealing", ["none", "linear", "cyclical"], key="train_anneal", disabled=running)
-    lr = c7.select_slider("Learning rate", LEARNING_RATES, value=1e-3, format_func=lambda v: f"{v:g}",
-                          key="train_lr", disabled=running)
+    beta = controls.draw(PAGE, "train_beta", ctx, c5, disabled=running)
+    anneal = controls.draw(PAGE, "train_anneal", ctx, c6, disabled=running)
+    lr = controls.draw(PAGE, "train_lr", ctx, c7, format_func=lambda v: f"{v:g}", disabled=running)
     c8.caption(f"Runs stop after {limits.max_seconds:g} s on this server.")
 
     b1, b2, _ = st.columns([1, 1, 4])
