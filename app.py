@@ -39,8 +39,8 @@ if __name__ == "__main__":
     left_out = links.copy_control(st.sidebar)
     try:
         nav.run()
+    finally:                        # a page that stops early (st.stop) still has its view in the address bar
         links.show_left_out(left_out, links.publish(page, ctx))   # the address bar holds this view, or says what not
-    finally:
         startup.warm_up()           # after the first page is drawn, so its imports do not delay that page
 else:
     app = st.App(__file__, lifespan=startup.lifespan)

@@ -296,8 +296,14 @@ def reseed(page: Page, ctx, state=None) -> None:
 
 
 def draw(page: Page, key: str, ctx, where=None, **extra):
-    """Draw the setting's widget with its declared label, bounds and default; returns its value.
-    A value that no longer fits (another model, another dataset) goes back to the default."""
+    """Draw the setting's widget with its declared label, bounds and default; returns its value (a
+    number as a link writes it, so a link reopens the same pixels). A value that no longer fits
+    (another model, another dataset) goes back to the default."""
+    v = _draw(page, key, ctx, where, **extra)
+    return rounded(v) if page[key].kind == "float" and v is not None else v
+
+
+def _draw(page: Page, key: str, ctx, where=None, **extra):
     s, where = page[key], where if where is not None else st
     state = st.session_state
     current = values(page)

@@ -33,8 +33,8 @@ def layer_temperatures(model, page, key: str, ctx) -> list[float]:
         s = page[key]
         for i in range(len(names)):                  # a slider's value, where no link or earlier visit set it
             st.session_state.setdefault(f"{key}{i}", s.default)
-        return [cols[i % len(cols)].slider(name.capitalize(), s.lo, s.hi, step=s.step, key=f"{key}{i}")
-                for i, name in enumerate(names)]
+        return [controls.rounded(cols[i % len(cols)].slider(name.capitalize(), s.lo, s.hi, step=s.step,
+                                                            key=f"{key}{i}")) for i, name in enumerate(names)]
 
 
 def resample_layer_section(model, page, ctx, seed: int, temperature: float) -> None:

@@ -84,6 +84,50 @@ def private_save(job: TrainingJob, name: str, limits: Settings) -> tuple[str, by
     return str(kept[2]), kept[3]
 
 
+def live_progress(job, running: bool) -> None:
+    """The run's losses and samples, redrawn every second while it runs."""
+    @st.fragment(run_every=1.0 if running else None)
+    def live():
+        job.touch()
+        show_progress(job)
+        if running and not job.is_alive():
+            st.rerun()             # finished: redraw the whole page, with the buttons for what comes next
+
+    live()
+
+
+def what_next(job, limits) -> None:
+    """Once the run has ended well: explore it, save it, download it or push it to the Hub."""
+    if job.is_alive() or job.model is None or job.snapshot().status == "failed":
+        return
+    st.subheader("What next")
+    d1, d2, d3 = st.columns(3)
+    d1.button("Explore it", key="train_explore", on_click=explore_model, args=(job,),
+              help="Make this run the current model of every page (sidebar: This session's run).")
+    name = d2.text_input("Run folder name", value=f"run-{time.strftime('%Y%m%d-%H%M%S')}", key="train_save_name")
+    if limits.public:                      # the run stays private to this session: it leaves as a download
+        saved, archive = private_save(job, name, limits)
+        d2.download_button("Download the run (zip)", archive, file_name=f"{Path(saved).name}.zip",
+                           mime="application/zip", key="train_download",
+                           help="The run folder, zipped: unzip it and open it with vae_core.load_model('NAME'). "
+                                "This server deletes its copy when you close the tab.")
+    elif d2.button("Save as run folder", key="train_save"):
+        folder = job.save(limits.run_folder(name))
+        d2.success(f"Saved to {folder}; open it with Model source: Folder.")
+        st.session_state["train_saved"] = str(folder)
+    repo = d3.text_input("Hub repo id", key="train_repo", placeholder="org/name")
+    token = d3.text_input("Hub token (write access)", type="password", key="train_token",
+                          help="Used for this push only: never logged, kept or written anywhere. "
+                               "This server's own token is never used.")
+    if d3.button("Push to the Hub", key="train_push"):
+        if not token:
+            raise VAEError("Pushing needs your own Hugging Face token with write access: type it in the token "
+                           "box (huggingface.co/settings/tokens).")
+        saved = private_save(job, name, limits)[0] if limits.public else \
+            st.session_state.get("train_saved") or str(job.save(limits.run_folder(name)))
+        url = push_to_hub(Path(saved), repo.strip(), token)
+        d3.success(f"Pushed: {url}")
+
 
 with session.guard("Training"):
     limits = Settings.from_env()
@@ -115,44 +159,8 @@ with session.guard("Training"):
     if b2.button("Stop", key="train_stop", disabled=not running):
         job.stop()
 
-    if job is None:
+    if job is None:               # (no st.stop: the address bar still follows this page, app.py)
         st.info("Choose the settings and press Start: the run trains in the background while you use the app.")
-        st.stop()
-
-    @st.fragment(run_every=1.0 if running else None)
-    def live():
-        job.touch()
-        show_progress(job)
-        if running and not job.is_alive():
-            st.rerun()             # finished: redraw the whole page, with the buttons for what comes next
-
-    live()
-
-    if not job.is_alive() and job.model is not None and job.snapshot().status != "failed":
-        st.subheader("What next")
-        d1, d2, d3 = st.columns(3)
-        d1.button("Explore it", key="train_explore", on_click=explore_model, args=(job,),
-                  help="Make this run the current model of every page (sidebar: This session's run).")
-        name = d2.text_input("Run folder name", value=f"run-{time.strftime('%Y%m%d-%H%M%S')}", key="train_save_name")
-        if limits.public:                      # the run stays private to this session: it leaves as a download
-            saved, archive = private_save(job, name, limits)
-            d2.download_button("Download the run (zip)", archive, file_name=f"{Path(saved).name}.zip",
-                               mime="application/zip", key="train_download",
-                               help="The run folder, zipped: unzip it and open it with vae_core.load_model('NAME'). "
-                                    "This server deletes its copy when you close the tab.")
-        elif d2.button("Save as run folder", key="train_save"):
-            folder = job.save(limits.run_folder(name))
-            d2.success(f"Saved to {folder}; open it with Model source: Folder.")
-            st.session_state["train_saved"] = str(folder)
-        repo = d3.text_input("Hub repo id", key="train_repo", placeholder="org/name")
-        token = d3.text_input("Hub token (write access)", type="password", key="train_token",
-                              help="Used for this push only: never logged, kept or written anywhere. "
-                                   "This server's own token is never used.")
-        if d3.button("Push to the Hub", key="train_push"):
-            if not token:
-                raise VAEError("Pushing needs your own Hugging Face token with write access: type it in the token "
-                               "box (huggingface.co/settings/tokens).")
-            saved = private_save(job, name, limits)[0] if limits.public else \
-                st.session_state.get("train_saved") or str(job.save(limits.run_folder(name)))
-            url = push_to_hub(Path(saved), repo.strip(), token)
-            d3.success(f"Pushed: {url}")
+    else:
+        live_progress(job, running)
+        what_next(job, limits)

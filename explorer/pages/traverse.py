@@ -78,7 +78,8 @@ def direction_sliders(model, z, y, ctx) -> tuple[list, list[float]]:
     amounts = []
     for d, k in zip(found, controls.vector_keys(s, len(found))):
         stable = "" if d.stability is None else f", stability {d.stability:.2f}"
-        amounts.append(sliders.slider(f"{d.name} ({d.detail}{stable})", s.lo, s.hi, step=s.step, key=k))
+        amounts.append(controls.rounded(sliders.slider(f"{d.name} ({d.detail}{stable})", s.lo, s.hi, step=s.step,
+                                                       key=k)))
     chance = directions.chance_cosine(z[0].numel())
     pick.caption(how + "Each slider moves in the data's standard deviations along its direction. Stability: the "
                  "mean |cosine| between the direction and its re-estimates " +
@@ -99,10 +100,10 @@ def unit_sliders(model, stats, base, signature) -> list[float]:
     for pos, u in enumerate(stats.order):
         tag = f"KL {stats.kl[u]:.2f}" if any(stats.kl) else f"spread {stats.spread[u]:.2f}"
         label = f"z{u} ({tag}{'' if stats.active[u] else ', inactive'})"
-        values[u] = cols[pos // per_col].slider(label, s.lo, s.hi, step=s.step, key=keys[u],
+        values[u] = controls.rounded(cols[pos // per_col].slider(label, s.lo, s.hi, step=s.step, key=keys[u],
                                                 help=None if stats.active[u] else "Collapsed: the encoder ignores "
                                                 "this unit (its mean hardly varies over the data), so moving it "
-                                                "changes little.")
+                                                "changes little."))
     return values
 
 
