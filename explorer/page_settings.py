@@ -69,7 +69,7 @@ def image_settings(slot: str, param: str, what: str, default_index: int = 0) -> 
                     left_out=f"{what} (an upload, a drawing or a code from the latent map: only a dataset "
                              "image travels in a link)", in_use=image_source_in_use(slot)),
             Setting(f"{slot}_index", "int", param, lambda c, s: min(default_index, max(0, last_image(c))), 0,
-                    last_image, widget="number"))
+                    last_image, widget="number", in_use=lambda s: not image_source_in_use(slot)(s)))
 
 
 def seed(key: str, param: str = "seed", top: int = 2**31 - 1) -> Setting:

@@ -291,3 +291,88 @@ def test_a_hub_id_typed_or_linked_is_shown_literally_in_the_sidebar():
     assert not at.exception
     shown = [e.value for e in at.sidebar.error] + [i.value for i in at.info]
     assert shown and all(unescaped_punctuation(v) == [] for v in shown), shown
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 23's "What was seen", one test each (items 1 and 4: above, and tests/test_app_state.py)
+
+
+@pytest.mark.parametrize("model, own", [("mnist-hvae", "Layers"), ("mnist-vq", "Codebook")])
+def test_an_analyze_link_names_every_analysis_the_page_offers_for_the_model(model, own):
+    at = open_app("analyze", model=model)
+    at.select_slider(key="an_n").set_value(250).run()
+    assert own in at.multiselect(key="an_pick").value          # the page's default for this model
+    again = _open_link("analyze", dict(at.query_params))
+    assert_clean(again)
+    assert not [w.value for w in again.warning if "link" in w.value]     # (an analysis may warn about the model)
+    assert own in again.multiselect(key="an_pick").value
+
+
+def test_a_traverse_base_from_a_map_selection_travels_as_its_images():
+    at = open_app("latent_map")
+    at.text_input(key="map_pick").set_value("7, 8, 9").run()
+    at.button(key="map_to_traverse").click().run()
+    assert_clean(at)
+    q = dict(at.query_params)
+    assert q["base"] == "Latent map selection" and q["from"] == "7,8,9"
+    caption = [c.value for c in at.caption if "base:" in c.value]
+    again = _round_trip(at, "traverse")
+    assert again["from"] == "7,8,9"
+    fresh = _open_link("traverse", q)
+    assert fresh.radio(key="traverse_base").value == "Latent map selection"
+    assert [c.value for c in fresh.caption if "base:" in c.value] == caption      # not "base: image 0"
+    assert "the mean code of 3 selected images" in caption[0]
+
+
+def test_a_map_selection_too_large_for_a_link_leaves_the_traverse_base_out_and_says_so():
+    at = open_app("latent_map")
+    n = controls.MAX_INDICES + 1
+    at.slider(key="map_points").set_value(1000).run()
+    picked = ", ".join(map(str, at.session_state["_ctx"].data.seeded_subset(1000, seed=0)[1][:n].tolist()))
+    at.text_input(key="map_pick").set_value(picked).run()
+    at.button(key="map_to_traverse").click().run()
+    assert_clean(at)
+    assert at.radio(key="traverse_base").value == "Latent map selection"
+    assert "from" not in at.query_params
+    assert any(f"leaves out the base code's selection of {n} images" in c.value for c in at.sidebar.caption)
+
+
+@pytest.mark.parametrize("source", ["Upload", "Draw"])
+def test_an_interpolate_link_says_it_leaves_out_an_uploaded_or_drawn_image(source):
+    at = open_app("interpolate")
+    if source not in at.radio(key="interp_a_source").options:
+        pytest.skip("the drawing canvas is not installed")
+    at.radio(key="interp_a_source").set_value(source).run()
+    assert "a" not in at.query_params
+    assert any("leaves out image A (an upload, a drawing or a code from the latent map" in c.value
+               for c in at.sidebar.caption)
+    at.radio(key="interp_a_source").set_value("Dataset").run()
+    assert at.query_params["a"] == "0" and not any("leaves out" in c.value for c in at.sidebar.caption)
+
+
+def test_an_interpolate_link_says_it_leaves_out_a_code_from_the_map():
+    at = open_app("latent_map")
+    at.text_input(key="map_pick").set_value("7, 8, 9").run()
+    at.button(key="map_to_interp_b").click().run()
+    at.switch_page("explorer/pages/interpolate.py").run()
+    assert at.radio(key="interp_b_source").value == "Latent map selection"
+    assert any("leaves out image B" in c.value for c in at.sidebar.caption)
+
+
+def test_the_latent_maps_chart_selection_comes_back_after_another_page():
+    """AppTest cannot lasso: the page's own record of the chart's selection stands in for one, as it is
+    when the chart (whose state Streamlit forgets on another page) comes back without a selection."""
+    at = open_app("latent_map")
+    at.slider(key="map_points").set_value(100).run()
+    mapped = at.session_state["_ctx"].data.seeded_subset(100, seed=0)[1][:3].tolist()
+    at.switch_page("explorer/pages/sample.py").run()
+    kept = at.session_state[controls.KEPT]
+    kept["latent_map"]["map_selected"] = mapped
+    at.session_state[controls.KEPT] = kept
+    at.switch_page("explorer/pages/latent_map.py").run()
+    assert_clean(at)
+    assert at.slider(key="map_points").value == 100
+    assert any("3 images selected" in h.value for h in at.subheader)
+    assert at.query_params["sel"] == ",".join(map(str, mapped))
+    at.run()                                                   # a rerun keeps it too
+    assert any("3 images selected" in h.value for h in at.subheader)

@@ -103,9 +103,13 @@ with session.guard("The latent map"):
 
     typed = controls.draw(PAGE, "map_pick", ctx, placeholder="e.g. 3, 17, 42")
     wanted = selection.parse_indices(typed) if typed.strip() else []
-    if chart_alive:           # the chart's own selection; Streamlit forgets it on another page, the page keeps it
-        chosen = idx.numpy()[raster.in_box(points, event)].tolist() if dense else selection.selected_indices(event, fig)
-        controls.put(PAGE, "map_selected", chosen)
+    # The chart's selection is the page's to keep: Streamlit forgets the chart's state on another page,
+    # and the chart then comes back empty. Only a change of the chart's own selection replaces it.
+    now = idx.numpy()[raster.in_box(points, event)].tolist() if dense else selection.selected_indices(event, fig)
+    own = controls.kept(PAGE.name)
+    if chart_alive and own.get("map_chart_seen") != now:
+        controls.put(PAGE, "map_selected", now)
+    own["map_chart_seen"] = now
     on_map = set(idx.tolist())
     chosen = [i for i in controls.value(PAGE, "map_selected") or [] if i in on_map]
     picked, notes = selection.resolve(wanted, chosen, idx.numpy(), data)
