@@ -10,6 +10,10 @@ import re
 from pathlib import Path
 from types import MappingProxyType
 
+from vae_core import anomaly, codebook, explore, layers, project, style
+from vae_core.data import app_datasets
+
+from explorer import handoff, limits, loaders, spots
 from explorer.controls import LinkError, Page, Setting
 
 SOURCE = "Latent map selection"          # how the destination pages name a code chosen on the latent map
@@ -35,7 +39,6 @@ def last_class(ctx, s=None) -> int:
 
 
 def units(ctx, s=None) -> int:
-    from vae_core import explore
     return explore.num_units(ctx.model) if ctx is not None and ctx.model is not None else 0
 
 
@@ -46,13 +49,11 @@ def last_data_class(ctx, s=None) -> int:
 
 def layer_count(ctx, s=None) -> int:
     """Latent layers of a hierarchical VAE (0 for any other model)."""
-    from vae_core import layers
     m = ctx.model if ctx is not None else None
     return len(layers.layer_names(m)) if m is not None and layers.is_hierarchical(m) else 0
 
 
 def codebook_size(ctx, s=None) -> int:
-    from vae_core import codebook
     m = ctx.model if ctx is not None else None
     return m.config.codebook_size if m is not None and codebook.has_code_prior(m) else -1
 
@@ -81,12 +82,10 @@ def seed(key: str, param: str = "seed", top: int = 2**31 - 1) -> Setting:
 
 
 def _shipped(ctx, s):
-    from explorer import loaders
     return loaders.shipped_checkpoints()
 
 
 def _datasets(ctx, s):
-    from vae_core.data import app_datasets
     return app_datasets()
 
 
@@ -154,7 +153,6 @@ DIRECTION_KINDS = MappingProxyType({
 
 def traverse_bases(ctx, s) -> list[str]:
     """The base codes Traverse offers: a selection's, where it has one (its images, or a code sent here)."""
-    from explorer import handoff
     sent = ctx is not None and handoff.receive("traverse", ctx.model_key) is not None
     return list(TRAVERSE_BASES) + ([SOURCE] if s.get("traverse_from") or sent else [])
 
@@ -233,7 +231,6 @@ def map_colours(data) -> list[str]:
 
 def _map_points(ctx, s=None) -> int:
     """The Points slider's top: the dataset, or the server's budget of a PCA map (raster included)."""
-    from explorer import limits
     return min(data_len(ctx), limits.settings().max_points("pca"))
 
 
@@ -242,13 +239,11 @@ def _map_methods(ctx, s) -> list[str]:
 
 
 def _perplexity_top(ctx, s) -> float:
-    from vae_core import project
     n = s.get("map_points") or _map_points(ctx)
     return max(1.0, min(50.0, float(int(project.max_perplexity(int(n))))))
 
 
 def _tiles(i):
-    from explorer import spots
     return spots.FIELD_TILES[i]
 
 
@@ -287,7 +282,6 @@ ANALYSES = MappingProxyType({"units": "Latent units", "factors": "Factors", "ano
 
 def analyses(ctx, s=None) -> list[str]:
     """The analyses the Analyze page offers for this model and dataset."""
-    from vae_core import codebook, layers
     a, data, model = ANALYSES, ctx.data, ctx.model
     factors = data is not None and data.factors is not None
     own = [] if model is None else [a["layers"]] if layers.is_hierarchical(model) else \
@@ -302,7 +296,6 @@ def _default_analyses(ctx, s) -> list[str]:
 
 
 def _score_kinds(ctx, s):
-    from vae_core import anomaly
     return anomaly.score_kinds(ctx.model)[0] if ctx.model is not None else ()
 
 
@@ -336,7 +329,6 @@ CLASSES_GIVEN = ("the predicted class", "its label")
 
 def _style_rows(ctx, s=None) -> int:
     """The Class & style grid's most styles for this model's classes."""
-    from vae_core import style
     k = ctx.model.num_classes if ctx is not None and ctx.model is not None else 0
     return max(1, min(12, style.MAX_GRID_IMAGES // max(1, k or 1)))
 
@@ -366,12 +358,10 @@ LEARNING_RATES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 
 
 def _max_epochs(ctx, s) -> int:
-    from explorer import limits
     return limits.settings().max_epochs
 
 
 def _train_datasets(ctx, s):
-    from explorer import limits
     return limits.settings().datasets()
 
 
