@@ -178,6 +178,7 @@ def code_grid_editor(ctx, freq: np.ndarray) -> None:
                   args=("an_cb_source", None))
     original = codebook.image_codes(model, x)[0]
     edited = int((codes != original).sum())
+    st.session_state["an_cb_edited"] = edited            # a link carries the image, not these edits
     images = torch.cat([x, codebook.decode_codes(model, original), codebook.decode_codes(model, codes)])
     widgets.show_grid(images, nrow=3, span=0.6,
                       caption=f"the image, decoded from its own codes, and decoded from the grid above ({edited} "

@@ -272,6 +272,10 @@ LATENT_MAP = Page("latent_map", (
     # a shown image and its neighbours fit a row of readable tiles in 3/5 of the page: at most 5 neighbours
     Setting("map_k", "int", "k", 4, 1, 5, widget="slider", label="Nearest neighbours in latent space"),
     Setting("map_page", "int", None, 1, 1, None, widget="number"),
+    # the spot decoded on the map (explorer.spots draws it): kept across pages; a link does not carry it
+    Setting("map_spot_x", "float", None, widget="number", left_out="the spot decoded on the map",
+            in_use=lambda s: s.get("map_spot_x") is not None and s.get("map_spot_y") is not None),
+    Setting("map_spot_y", "float", None, widget="number"),
 ))
 
 ANALYZE_DSPRITES = ("shape", "scale", "orientation", "posX", "posY")
@@ -322,6 +326,7 @@ ANALYZE = Page("analyze", (
             widget="select_slider", label="Share of disentanglement_lib's sample counts",
             help="1.0 is the library's defaults (10,000 points; several minutes on a CPU)."),
     Setting("an_cb_index", "int", "cb", 0, 0, last_image, widget="number", label="Dataset image"),
+    Setting("an_cb_edited", "int", None, left_out="the code grid's edits", in_use=lambda s: bool(s.get("an_cb_edited"))),
 ))
 
 CLASSES_GIVEN = ("the predicted class", "its label")
