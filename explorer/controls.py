@@ -141,10 +141,10 @@ def check(s: Setting, value, ctx, state: Mapping):
         return list(value)
     if s.kind == "vector":
         n = s.resolve("count", ctx, state)
-        if n is not None and len(value) != n:
-            raise LinkError(f"{name} must hold {n} comma-separated numbers for this model, got {len(value)}")
         if len(value) > MAX_VECTOR:
             raise LinkError(f"{name} may hold at most {MAX_VECTOR} numbers")
+        if n is not None and len(value) != n:
+            raise LinkError(f"{name} must hold {n} comma-separated numbers for this model, got {len(value)}")
         return [float(_number(v, float, lo, hi, name)) for v in value]
     if s.kind == "indices":
         picked = parse_indices(value) if isinstance(value, str) else list(value)
@@ -180,16 +180,11 @@ def from_link(s: Setting, raw: str, ctx, state: Mapping):
         if not match:
             raise LinkError(f"{s.param} must be one of {_options_text(opts)}")
         return match[0]
-    if s.kind in ("choices", "vector"):
-        parts = [p for p in raw.split(",") if p] if s.kind == "choices" else raw.split(",")
-        if s.kind == "choices":
-            return check(s, parts, ctx, state)
-        if len(parts) > MAX_VECTOR:
-            raise LinkError(f"{s.param} may hold at most {MAX_VECTOR} numbers")
-        return check(s, parts, ctx, state)
-    if s.kind == "indices":
-        return check(s, raw, ctx, state)
-    return check(s, raw, ctx, state)
+    if s.kind == "choices":
+        return check(s, [p for p in raw.split(",") if p], ctx, state)
+    if s.kind == "vector":
+        return check(s, raw.split(","), ctx, state)
+    return check(s, raw, ctx, state)          # a number, image indices or text: checked as a value is
 
 
 def to_link(s: Setting, value) -> str | None:

@@ -8,7 +8,8 @@ Excluded, to keep the sweep quick (each is covered elsewhere): projections that 
 background (t-SNE, UMAP: tests/test_app_latent_map.py), analyses that take seconds (Factors,
 Directions and factors, Disentanglement: tests/test_app_analyze.py), Local directions (they
 differentiate the decoder: tests/test_app_traverse.py), and image sources other than the dataset
-(an upload or a drawing cannot travel in a link; tests/test_links.py checks the sidebar says so).
+(an upload or a drawing cannot travel in a link; tests/test_links.py checks the sidebar says so), and
+a spot decoded on the map (it starts empty; a link does not carry it, and the sidebar says so).
 """
 from __future__ import annotations
 
@@ -79,7 +80,7 @@ def _another(at, page: str, key: str, el):
 def _change_everything(at, page: str) -> None:
     done = set()
     for turn in range(3):           # widgets that appear after another's change (a class pair, a field's size)
-        todo = {k: el for k, el in _widgets(at, page).items() if k not in done
+        todo = {k: el for k, el in _widgets(at, page).items() if k not in done and el.value is not None
                 and (turn or _setting_of(page, k).kind != "indices")}     # images typed once the map is drawn
         if not todo:
             return

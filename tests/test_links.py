@@ -376,3 +376,15 @@ def test_the_latent_maps_chart_selection_comes_back_after_another_page():
     assert at.query_params["sel"] == ",".join(map(str, mapped))
     at.run()                                                   # a rerun keeps it too
     assert any("3 images selected" in h.value for h in at.subheader)
+
+
+def test_a_spot_decoded_on_the_map_is_kept_across_pages_and_named_as_left_out_of_the_link():
+    at = open_app("latent_map")
+    at.slider(key="map_points").set_value(100).run()
+    at.number_input(key="map_spot_x").set_value(0.5).run()
+    at.number_input(key="map_spot_y").set_value(-0.25).run()
+    assert_clean(at)
+    assert any("leaves out the spot decoded on the map" in c.value for c in at.sidebar.caption)
+    at.switch_page("explorer/pages/sample.py").run()
+    at.switch_page("explorer/pages/latent_map.py").run()
+    assert (at.number_input(key="map_spot_x").value, at.number_input(key="map_spot_y").value) == (0.5, -0.25)
