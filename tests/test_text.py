@@ -23,15 +23,16 @@ HOSTILE = [
 
 
 def shown(markdown: str) -> str:
-    """The text CommonMark displays for markdown made only of literal text and backslash escapes."""
-    return re.sub(r"\\(" + PUNCT + ")", r"\1", markdown)
+    """The text CommonMark displays for markdown made only of literal text and backslash escapes (the
+    zero-width spaces that keep autolinks from forming are invisible)."""
+    return re.sub(r"\\(" + PUNCT + ")", r"\1", markdown).replace("\u200b", "")
 
 
 def unescaped_punctuation(markdown: str) -> list[str]:
     """Markup characters that are not part of a backslash escape: where markdown, HTML or an autolink could start."""
     rest = re.sub(r"\\" + PUNCT, "", markdown)
     bare = [c for c in rest if c in SIGNIFICANT]
-    if re.search(r"(?i)www\.", rest) or re.match(r"\s*(-|\d+[.)])", markdown):
+    if re.search(r"(?i)www\.|https?:/|@\w", rest.replace("\\", "")) or re.match(r"\s*(-|\d+[.)])", markdown):
         bare.append("autolink or list")
     return bare
 
