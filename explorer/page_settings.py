@@ -14,10 +14,10 @@ from vae_core import anomaly, codebook, explore, layers, project, style
 from vae_core.data import app_datasets
 
 from explorer import handoff, limits, loaders, spots
+from explorer.handoff import SOURCE                # how the destination pages name a code chosen on the latent map
+from explorer.widgets import IMAGE_SOURCES         # where an image comes from: the dataset, an upload, a drawing
 from explorer.controls import LinkError, Page, Setting
 
-SOURCE = "Latent map selection"          # how the destination pages name a code chosen on the latent map
-IMAGE_SOURCES = ("Dataset", "Upload", "Draw")
 SPLITS = ("all", "train", "test")
 
 
