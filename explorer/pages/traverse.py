@@ -5,7 +5,7 @@ import streamlit as st
 import torch
 
 from explorer import controls, handoff, inspector, limits, links, loaders, selection, session, widgets
-from explorer.page_settings import DIRECTION_KINDS, SOURCE, TRAVERSE as PAGE, TRAVERSE_RANGE, direction_kinds
+from explorer.page_settings import DIRECTION_KINDS, SOURCE, TRAVERSE as PAGE, direction_kinds
 from vae_core import VAEError, directions, explore, layers
 
 st.title("Traverse")
