@@ -316,6 +316,11 @@ def test_a_traverse_base_from_a_map_selection_travels_as_its_images():
     q = dict(at.query_params)
     assert q["base"] == "Latent map selection" and q["from"] == "7,8,9"
     caption = [c.value for c in at.caption if "base:" in c.value]
+    images = image_urls(at)
+    at.switch_page("explorer/pages/latent_map.py").run()                     # and back: the same base, pixels
+    at.switch_page("explorer/pages/traverse.py").run()
+    assert at.radio(key="traverse_base").value == "Latent map selection"
+    assert [c.value for c in at.caption if "base:" in c.value] == caption and image_urls(at) == images
     again = _round_trip(at, "traverse")
     assert again["from"] == "7,8,9"
     fresh = _open_link("traverse", q)
