@@ -159,7 +159,7 @@ def _picked(slot, source, ctx, model, default_index, chosen) -> Picked | None:
             st.info("Upload an image: it is converted to the model's size and channels.")
             return None
         img = images.decode_image(up.getvalue())
-        caption = f"upload {up.name}"
+        caption = f"upload {literal(up.name)}"        # a visitor's file name: captions render markdown too
         frames = _frame_count(up.getvalue())
         if frames > 1:
             st.info(f"{literal(up.name)} is animated ({frames} frames); the first frame is used.")
