@@ -17,7 +17,8 @@ import streamlit as st
 import torch
 
 import vae_core
-from vae_core import ImageSet, explore, project
+from vae_core import ImageSet
+from vae_core.latent import explore, projections as project
 
 from explorer import controls, figures, handoff, widgets
 from explorer.page_settings import LATENT_MAP

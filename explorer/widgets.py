@@ -9,7 +9,8 @@ import streamlit as st
 import torch
 
 import vae_core
-from vae_core import ImageSet, VAEBase, explore, images
+from vae_core import ImageSet, VAEBase, images
+from vae_core.latent import explore
 
 from explorer import figures, handoff
 from explorer.session import Context

@@ -52,7 +52,7 @@ def test_two_dimensional_model_shows_the_manifold():
 
 
 def test_the_latent_planes_caption_names_the_units_as_the_sliders_do():
-    from vae_core import explore
+    from vae_core.latent import explore
 
     at = open_app("traverse", model="mnist-mlp-2d")
     units = sorted(s.label.split(" ")[0] for s in at.slider if s.key.startswith("traverse_z"))

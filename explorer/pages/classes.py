@@ -6,8 +6,9 @@ import torch
 
 from explorer import controls, limits, loaders, session, widgets
 from explorer.page_settings import CLASSES as PAGE, CLASSES_GIVEN as GIVEN
-from vae_core import images, style
-from vae_core.models.m2 import classifies
+from vae_core import images
+from vae_core.latent import class_style as style
+from vae_core.latent.class_style import classifies
 
 st.title("Class & style")
 M2_CHECKPOINT = "mnist-m2"

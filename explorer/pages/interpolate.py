@@ -4,7 +4,8 @@ import torch
 
 from explorer import controls, handoff, limits, loaders, session, widgets
 from explorer.page_settings import INTERPOLATE as PAGE
-from vae_core import explore, images
+from vae_core import images
+from vae_core.latent import explore
 
 st.title("Interpolate")
 GIF_SCALE = 4                   # each pixel of the animation drawn 4 x 4

@@ -3,7 +3,7 @@ import streamlit as st
 
 from explorer import controls, figures, jobs, limits, motion, raster, selection, session, spots, startup, widgets
 from explorer.page_settings import LATENT_MAP as PAGE, MAP_CODES_2D as CODES_2D, MAP_METHODS as METHODS
-from vae_core import inverse
+from vae_core.latent import inverse
 
 st.title("Latent map")
 
