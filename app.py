@@ -18,8 +18,8 @@ PAGES = (("sample", "Sample", ":material/grid_view:"), ("traverse", "Traverse", 
          ("classes", "Class & style", ":material/category:"), ("augment", "Augment", ":material/auto_awesome:"))
 
 if __name__ == "__main__":
-    from explorer import limits
-    from explorer import links
+    from explorer import controls, limits, links
+    from explorer.page_settings import PAGES as SETTINGS
     from explorer.sidebar import sidebar
     from explorer.widgets import page_style
 
@@ -32,14 +32,16 @@ if __name__ == "__main__":
                              for i, (name, title, icon) in enumerate(PAGES)])
         st.sidebar.title("VAE Latent Explorer")
         page = nav.url_path or PAGES[0][0]                       # the default page's path is ""
+        controls.remember(SETTINGS.values())                     # the last run's widget values: the pages' own state
         links.first_run_restore(page, "sidebar")                 # a link's model and dataset, before their pickers
         ctx = sidebar()
         links.first_run_restore(page, "page", ctx)               # the page's settings, checked against them
+        controls.reseed(links.page(page), ctx)                   # what Streamlit forgot while another page ran
         left_out = links.copy_control(st.sidebar)
         try:
             nav.run()
-            links.show_left_out(left_out, links.publish(page))   # the address bar holds this view, or says what not
-        finally:
+        finally:                        # a page that stops early (st.stop) still has its view in the address bar
+            links.show_left_out(left_out, links.publish(page, ctx))   # the address bar holds this view, or says what not
             startup.warm_up()           # after the first page is drawn, so its imports do not delay that page
 else:
     app = st.App(__file__, lifespan=startup.lifespan)

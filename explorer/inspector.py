@@ -10,7 +10,8 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from explorer import limits, selection, widgets
+from explorer import controls, limits, selection, widgets
+from explorer.page_settings import ANALYZE
 from vae_core.latent import codebook, explore, hierarchy as layers
 from vae_core.evaluation.metrics import AU_THRESHOLD
 
@@ -21,7 +22,7 @@ LAYER_COLOURS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2
 # Hierarchical VAE
 
 
-def layer_temperatures(model, key: str) -> list[float]:
+def layer_temperatures(model, page, key: str, ctx) -> list[float]:
     """One temperature slider per layer, top first (NVAE's per-layer temperature); 0 holds a layer at its
     prior mean given the layers above."""
     names = layers.layer_names(model)
@@ -29,20 +30,22 @@ def layer_temperatures(model, key: str) -> list[float]:
         st.caption("Each layer's temperature scales its prior's standard deviation (times the temperature above). "
                    "At 0 a layer takes its prior mean given the layers above it, so only the other layers vary.")
         cols = st.columns(min(len(names), 4))
-        return [cols[i % len(cols)].slider(name.capitalize(), 0.0, 2.0, 1.0, 0.05, key=f"{key}_{i}")
-                for i, name in enumerate(names)]
+        s = page[key]
+        for i in range(len(names)):                  # a slider's value, where no link or earlier visit set it
+            st.session_state.setdefault(f"{key}{i}", s.default)
+        return [controls.rounded(cols[i % len(cols)].slider(name.capitalize(), s.lo, s.hi, step=s.step,
+                                                            key=f"{key}{i}")) for i, name in enumerate(names)]
 
 
-def resample_layer_section(model, seed: int, temperature: float) -> None:
+def resample_layer_section(model, page, ctx, seed: int, temperature: float) -> None:
     """Keep the layers above one layer, draw it and every layer below afresh: what that layer controls."""
     st.subheader("Resample one layer")
     names = layers.layer_names(model)
     c1, c2, c3 = st.columns([2, 1, 1])
-    layer = c1.selectbox("Layer to draw afresh, with every layer below it", range(len(names)),
-                         index=len(names) - 1, format_func=lambda i: names[i].capitalize(),
-                         key="sample_resample_layer")
-    rows = c2.slider("Rows", 1, 8, 4, key="sample_resample_rows")
-    cols = c3.slider("Columns", 2, 10, 8, key="sample_resample_cols")
+    layer = controls.draw(page, "sample_resample_layer", ctx, c1, label="Layer to draw afresh, with every layer below it",
+                          format_func=lambda i: names[i].capitalize())
+    rows = controls.draw(page, "sample_resample_rows", ctx, c2)
+    cols = controls.draw(page, "sample_resample_cols", ctx, c3)
     limits.settings().check_images(model, rows * cols, "images in the resample grid")
     grid = layers.resample_layer(model, layer, rows, cols, seed=seed, temperature=temperature)
     above = "the layers above it" if layer else "nothing (the top layer has no layers above)"
@@ -52,15 +55,15 @@ def resample_layer_section(model, seed: int, temperature: float) -> None:
                               "is what those layers control.")
 
 
-def layer_traversal_section(model, stats: explore.UnitStats, base: torch.Tensor, y) -> None:
+def layer_traversal_section(model, page, ctx, stats: explore.UnitStats, base: torch.Tensor, y) -> None:
     """A traversal grid of one layer's units, most informative first, from the page's base code."""
     st.subheader("Traverse one layer")
     names = layers.layer_names(model)
     c1, c2 = st.columns([2, 1])
-    layer = c1.radio("Layer", range(len(names)), format_func=lambda i: names[i], key="traverse_layer",
-                     horizontal=True)
+    layer = controls.draw(page, "traverse_layer", ctx, c1, label="Layer", format_func=lambda i: names[i],
+                          horizontal=True)
     units = layers.layer_units(model, stats, layer)
-    rows = c2.slider("Rows (the layer's top units)", 1, len(units), min(6, len(units)), key="traverse_layer_rows")
+    rows = controls.draw(page, "traverse_layer_rows", ctx, c2)
     top = units[:rows]
     grid = explore.traversal_grid(model, base, top, stats, -3.0, 3.0, 9, y=y)
     widgets.show_grid(grid, nrow=9, wrap=False,
@@ -105,15 +108,16 @@ def layers_analysis(summary: list[dict]) -> None:
 # VQ-VAE
 
 
-def top_k_slider(model, key: str) -> int:
+def top_k_slider(model, page, key: str, ctx) -> int:
     k = model.config.codebook_size
-    return st.slider(f"Top-k codes at each draw (0: all {k})", 0, k, 0, key=key,
+    return controls.draw(page, key, ctx, label=f"Top-k codes at each draw (0: all {k})",
                      help="The code prior draws each code from only its k most likely codes; with the temperature "
                           "this trades variety for cleaner digits.")
 
 
-def codebook_analysis(model, data, usage: dict, model_key: str) -> None:
+def codebook_analysis(ctx, usage: dict) -> None:
     """Usage over the codebook, each code's decoded patch, and a code grid to edit and decode."""
+    model = ctx.model
     freq, K = usage["frequencies"], len(usage["frequencies"])
     c = st.columns(3)
     c[0].metric("Codes used", f"{usage['usage']:.0%}", help=f"of {K} codes, on {usage['n_images']} images")
@@ -129,16 +133,17 @@ def codebook_analysis(model, data, usage: dict, model_key: str) -> None:
     widgets.show_grid(patches, nrow=8, caption=f"What each code draws, codes 0 to {K - 1} left to right, top to "
                                                 f"bottom: a 3x3 block of code k in a grid of code "
                                                 f"{usage['most_used']} (the most used), decoded and cropped to it")
-    code_grid_editor(model, data, freq, model_key)
+    code_grid_editor(ctx, freq)
 
 
-def code_grid_editor(model, data, freq: np.ndarray, model_key: str) -> None:
+def code_grid_editor(ctx, freq: np.ndarray) -> None:
     """Click a cell of an image's code grid (or type its row and column), pick a code, and decode."""
+    model, data, model_key = ctx.model, ctx.data, ctx.model_key
     st.markdown("**Edit a code grid**")
     g, K = model.config.grid, model.config.codebook_size
     left, right = st.columns([3, 2])
     with right:
-        index = int(st.number_input("Dataset image", 0, len(data) - 1, 0, key="an_cb_index"))
+        index = int(controls.draw(ANALYZE, "an_cb_index", ctx))
         x = data.images[index:index + 1].float() / 255
         source = (model_key, index)
         if st.session_state.get("an_cb_source") != source:            # a new image: start from its own codes
@@ -173,6 +178,7 @@ def code_grid_editor(model, data, freq: np.ndarray, model_key: str) -> None:
                   args=("an_cb_source", None))
     original = codebook.image_codes(model, x)[0]
     edited = int((codes != original).sum())
+    st.session_state["an_cb_edited"] = edited            # a link carries the image, not these edits
     images = torch.cat([x, codebook.decode_codes(model, original), codebook.decode_codes(model, codes)])
     widgets.show_grid(images, nrow=3, span=0.6,
                       caption=f"the image, decoded from its own codes, and decoded from the grid above ({edited} "

@@ -20,11 +20,11 @@ import vae_core
 from vae_core import ImageSet
 from vae_core.latent import explore, projections as project
 
-from explorer import figures, handoff, widgets
+from explorer import controls, figures, handoff, widgets
+from explorer.page_settings import LATENT_MAP
 from explorer.session import Context
 
 PER_PAGE = 10                # images in a page of the gallery: a row of readable tiles
-MAX_NEIGHBOURS = 5           # a shown image and its neighbours fit a row of readable tiles in 3/5 of the page
 MAX_TYPED = 1000             # indices read from the text box
 
 
@@ -109,6 +109,24 @@ def mean_code(codes: torch.Tensor, positions: list[int], latent_shape) -> torch.
     return codes[torch.as_tensor(positions, dtype=torch.long)].float().mean(0).reshape(1, *latent_shape)
 
 
+def code_of(ctx: Context, indices: list[int]) -> handoff.ChosenCode:
+    """The mean posterior mean of some dataset images, as a code to traverse from (and their majority class)."""
+    model, data = ctx.model, ctx.data
+    codes = explore.encode_dataset(model, data.subset(indices))
+    y = majority_class(data, indices) if model.num_classes else None
+    return handoff.ChosenCode(mean_code(codes, list(range(len(indices))), model.latent_shape), ctx.model_key,
+                              f"the mean code of {figures.plural(len(indices), 'selected image')}", y, tuple(indices))
+
+
+def code_of(ctx: Context, indices: list[int]) -> handoff.ChosenCode:
+    """The mean posterior mean of some dataset images, as a code to traverse from (and their majority class)."""
+    model, data = ctx.model, ctx.data
+    codes = explore.encode_dataset(model, data.subset(indices))
+    y = majority_class(data, indices) if model.num_classes else None
+    return handoff.ChosenCode(mean_code(codes, list(range(len(indices))), model.latent_shape), ctx.model_key,
+                              f"the mean code of {figures.plural(len(indices), 'selected image')}", y, tuple(indices))
+
+
 def majority_class(data: ImageSet, indices: list[int]) -> int | None:
     if data.labels is None or not indices:
         return None
@@ -163,7 +181,7 @@ def show(ctx: Context, codes: torch.Tensor, mapped: torch.Tensor, indices: list[
                       caption="top: the originals (" + ", ".join(map(str, shown)) + "); bottom: their reconstructions")
     left, right = st.columns([3, 2])
     with left:
-        k = st.slider("Nearest neighbours in latent space", 1, MAX_NEIGHBOURS, 4, key="map_k")
+        k = controls.draw(LATENT_MAP, "map_k", ctx)
         near = project.nearest_neighbours(codes, [position[i] for i in shown], k)        # (shown, k) positions
         rows = [[i, *mapped[near[r]].tolist()] for r, i in enumerate(shown)]
         widgets.show_grid(data.images[sum(rows, [])].float() / 255, nrow=k + 1, span=0.6, wrap=False,

@@ -12,6 +12,8 @@ import streamlit as st
 import vae_core
 from vae_core import ImageSet, ModelInfo, VAEBase, memory
 
+from explorer.text import literal
+
 CONTEXT_KEY = "_ctx"
 HEAVY_RUN_S = 0.3          # a page run longer than this did heavy work: its freed memory goes back (guard)
 
@@ -35,7 +37,7 @@ class Context:
 
     def require_model(self) -> VAEBase:
         if self.model is None:
-            st.info(f"{self.model_error or 'No model loaded.'} Choose a working model in the sidebar.")
+            st.info(f"{literal(self.model_error) or 'No model loaded.'} Choose a working model in the sidebar.")
             st.stop()
         return self.model
 
@@ -48,11 +50,11 @@ class Context:
 
 
 def context() -> Context:
-    """The sidebar's context for this run (drawing the sidebar if a page runs on its own)."""
+    """The sidebar's context for this run (app.py draws the sidebar before the page, explorer.sidebar)."""
     ctx = st.session_state.get(CONTEXT_KEY)
     if ctx is None:
-        from explorer.sidebar import sidebar
-        ctx = sidebar()
+        st.error("This page runs inside the app: start it with `streamlit run app.py`.")
+        st.stop()
     return ctx
 
 

@@ -10,16 +10,17 @@ from vae_core.data import DATASETS
 from explorer import loaders
 from explorer.limits import Settings, settings
 from explorer.private_runs import private_runs
+from explorer.links import LINK_DATASET_KEY
+from explorer.page_settings import SPLITS
 from explorer.session import CONTEXT_KEY, Context, session_id
+from explorer.text import literal
 
 SESSION_RUN = "This session's run"
 MODEL_KINDS = ("Shipped", "Hub", "Folder")
 PUBLIC_MODEL_KINDS = ("Shipped", "Hub")       # a public server opens no folder of its own disk
-SPLITS = ("all", "train", "test")
 DEFAULT_MODEL = "mnist-mlp"
 FAILURES_KEY = "_model_failures"      # per session: sources that failed to load, not retried on every rerun
 MODEL_SEEN_KEY = "_sidebar_model"     # per session: the model the dataset picker last followed
-LINK_DATASET_KEY = "_link_dataset"    # set by a link that names a dataset: the first model does not replace it
 
 
 def device_choices() -> list[str]:
@@ -106,11 +107,11 @@ def _summary(sb, ctx: Context) -> None:
     if s["num_classes"]:
         lines.append(f"conditional on {s['num_classes']} classes")
     if s["trained_on"]:
-        lines.append(f"trained on {s['trained_on']}")
+        lines.append(f"trained on {literal(s['trained_on'])}")       # a model card's words
     sb.markdown(" · ".join(lines))
     if s["metrics"]:
         with sb.expander("Model card metrics"):
-            st.markdown("| metric | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in s["metrics"].items()))
+            st.markdown("| metric | value |\n|---|---|\n" + "\n".join(f"| {literal(k)} | {literal(v)} |" for k, v in s["metrics"].items()))
 
 
 def sidebar() -> Context:
@@ -126,7 +127,7 @@ def sidebar() -> Context:
         ctx.device = str(ctx.model.device)
         _summary(sb, ctx)
     elif ctx.model_error:
-        sb.error(ctx.model_error)
+        sb.error(literal(ctx.model_error))      # it may quote a visitor's Hub id or folder
     _follow_the_model(ctx.info, limits)
     try:
         ctx.data, ctx.data_key, ctx.data_error = _dataset_picker(sb, ctx.model, limits)

@@ -16,6 +16,7 @@ from vae_core.latent import explore
 
 from explorer import figures, handoff
 from explorer.session import Context
+from explorer.text import literal
 
 IMAGE_SOURCES = ("Dataset", "Upload", "Draw")
 # What the uploader takes is what the decoder accepts (vae_core.images.ALLOWED_FORMATS), and its label names each.
@@ -234,9 +235,9 @@ def _picked(slot, source, ctx, model, default_index, chosen) -> Picked | None:
             st.info("Upload an image: it is converted to the model's size and channels.")
             return None
         img, frames = decoded_upload(up.getvalue())
-        caption = f"upload {up.name}"
+        caption = f"upload {literal(up.name)}"        # a visitor's file name: captions render markdown too
         if frames > 1:
-            st.info(f"{up.name} is animated ({frames} frames); the first frame is used.")
+            st.info(f"{literal(up.name)} is animated ({frames} frames); the first frame is used.")
     else:
         from streamlit_drawable_canvas import st_canvas
 

@@ -49,3 +49,15 @@ def test_an_uploaded_image_is_augmented_once_it_is_given():
     at.file_uploader(key="aug_src_upload").set_value(("d.png", png((40, 30), "white"), "image/png")).run()
     assert_clean(at)
     assert any("of upload d.png" in c for img in at.image for c in img.captions)
+
+
+def test_an_uploads_file_name_is_shown_literally_in_the_captions():
+    from tests.test_text import shown, unescaped_punctuation
+
+    name = "![x](https://evil.example/p) **Log in** [here](https://evil.example).png"
+    at = open_app("augment")
+    at.radio(key="aug_src_source").set_value("Upload").run()
+    at.file_uploader(key="aug_src_upload").set_value((name, png((40, 30), "white"), "image/png")).run()
+    assert_clean(at)
+    captions = [c for img in at.image for c in img.captions if "upload" in c]
+    assert captions and all(name in shown(c) and not unescaped_punctuation(c) for c in captions), captions

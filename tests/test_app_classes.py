@@ -48,3 +48,14 @@ def test_cvae_style_transfer_uses_the_images_label():
     assert_clean(at)
     assert not at.get("plotly_chart")                             # a CVAE is told the class: nothing to predict
     assert len(image_urls(at)) == 3                               # the grid, the picked image, the transfer strip
+
+
+def test_the_style_is_read_as_the_images_class_and_the_caption_says_where_it_came_from():
+    at = open_app("classes", model="mnist-m2")
+    labels = at.session_state["_ctx"].data.labels
+    three = next(i for i in range(len(labels)) if int(labels[i]) == 3)
+    at.number_input(key="style_src_index").set_value(three).run()
+    captions = [c for img in at.image for c in img.captions]
+    assert any("read as class 3 (predicted from the image)" in c for c in captions), captions
+    at.radio(key="classes_given").set_value("its label").run()
+    assert any("read as class 3 (from the image's label)" in c for img in at.image for c in img.captions)

@@ -117,3 +117,18 @@ def test_the_conditional_models_decoded_class_is_the_one_its_box_shows():
     assert_clean(at)
     assert "decoded as class 0" in [c for img in at.image for c in img.captions if " steps" in c][0]
     assert image_urls(at) != before
+
+
+def test_the_decoded_class_follows_image_a_until_the_user_picks_one():
+    at = open_app("interpolate", model="mnist-cvae")
+    labels = at.session_state["_ctx"].data.labels
+    three, seven = (next(i for i in range(len(labels)) if int(labels[i]) == c) for c in (3, 7))
+    at.number_input(key="interp_a_index").set_value(three).run()
+    at.number_input(key="interp_b_index").set_value(seven).run()
+    assert_clean(at)
+    assert at.selectbox(key="interp_decode_class").value == 3            # not a 3-to-7 path drawn as 0s
+    assert any("decoded as class 3, from the image" in c for img in at.image for c in img.captions)
+    at.selectbox(key="interp_decode_class").set_value(7).run()
+    assert any("decoded as class 7, chosen" in c for img in at.image for c in img.captions)
+    at.number_input(key="interp_a_index").set_value(seven).run()
+    assert at.selectbox(key="interp_decode_class").value == 7

@@ -1,4 +1,6 @@
 """Traverse page: sliders by KL, live decoding, traversal and manifold grids."""
+import pytest
+
 from tests.app_conftest_helpers import assert_clean, errors, image_urls, open_app
 
 
@@ -118,14 +120,14 @@ def test_local_directions_follow_the_code_and_new_directions_start_at_zero():
     assert [s.label for s in _direction_sliders(at)] != labels
 
 
-def test_coming_back_to_traverse_the_direction_sliders_start_at_zero_not_at_their_minimum():
+def test_coming_back_to_traverse_the_direction_sliders_keep_their_values_not_their_minimum():
     at = open_app("traverse")
     at.slider(key="traverse_dir0").set_value(1.5).run()
     at.switch_page("explorer/pages/sample.py").run()            # Streamlit forgets Traverse's sliders here
     at.switch_page("explorer/pages/traverse.py").run()
     assert_clean(at)
-    assert [s.value for s in _direction_sliders(at)] == [0.0] * 4
-    assert at.query_params["d"] == "0.0,0.0,0.0,0.0"
+    assert [s.value for s in _direction_sliders(at)] == [1.5, 0.0, 0.0, 0.0]     # the page kept them
+    assert at.query_params["d"] == "1.5,0,0,0"
 
 
 def test_a_class_contrast_and_its_message_when_both_classes_are_the_same():
@@ -151,3 +153,23 @@ def test_dsprites_factor_directions():
     sliders = _direction_sliders(at)
     assert [s.label.split(" (")[0] for s in sliders] == ["shape", "scale", "orientation", "posX", "posY"]
     assert all("R2 " in s.label for s in sliders)
+
+
+def _first_with_label(at, label: int, after: int = 0) -> int:
+    labels = at.session_state["_ctx"].data.labels
+    return next(i for i in range(after, len(labels)) if int(labels[i]) == label)
+
+
+@pytest.mark.parametrize("model", ["mnist-cvae", "mnist-m2"])
+def test_a_conditional_models_class_follows_the_image_until_the_user_picks_one(model):
+    at = open_app("traverse", model=model)
+    three = _first_with_label(at, 3)
+    at.number_input(key="traverse_index").set_value(three).run()
+    assert_clean(at)
+    assert at.selectbox(key="traverse_class").value == 3                  # not 0 beside a 3
+    assert any("decoded as class 3, from the image" in c.value for c in at.caption)
+    at.selectbox(key="traverse_class").set_value(5).run()
+    assert any("decoded as class 5, chosen" in c.value for c in at.caption)
+    at.number_input(key="traverse_index").set_value(_first_with_label(at, 7)).run()
+    assert at.selectbox(key="traverse_class").value == 5                  # the user's pick stands
+    assert at.query_params["class"] == "5"

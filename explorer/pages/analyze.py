@@ -6,18 +6,17 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from explorer import figures, inspector, jobs, limits, loaders, session, widgets
+from explorer import controls, figures, inspector, jobs, limits, loaders, session, widgets
+from explorer.page_settings import ANALYSES, ANALYZE as PAGE
 from vae_core.evaluation import analyze, anomaly
 from vae_core.latent import codebook, directions, explore, hierarchy as layers
 from vae_core.evaluation.disentanglement import evaluate_disentanglement
 
 st.title("Analyze")
-UNITS, FACTORS, ANOMALIES, RECON, DISENTANGLEMENT = ("Latent units", "Factors", "Anomalies", "Reconstructions",
-                                                     "Disentanglement")
-DIRECTIONS = "Directions and factors"
+UNITS, FACTORS, ANOMALIES, RECON, DISENTANGLEMENT, DIRECTIONS, LAYERS, CODEBOOK = (
+    ANALYSES[k] for k in ("units", "factors", "anomalies", "recon", "disentanglement", "directions", "layers", "codebook"))
 KIND_COLOURS = MappingProxyType({"principal": figures.CLASS_COLOURS[0], "attribute": figures.CLASS_COLOURS[2],
                                  "local": figures.CLASS_COLOURS[6]})
-LAYERS, CODEBOOK = "Layers", "Codebook"       # a hierarchical VAE's layers; a VQ-VAE's codebook
 HEADLINE = MappingProxyType({"beta_vae": "beta-VAE", "factor_vae": "FactorVAE", "mig": "MIG", "sap": "SAP",
                              "dci_disentanglement": "DCI disentanglement", "dci_completeness": "DCI completeness",
                              "dci_informativeness": "DCI informativeness", "modularity": "modularity",
@@ -40,7 +39,7 @@ def units_section(ctx, model, data, n, seed):
     limits.settings().check_images(model, n, "images to analyse")
     kinds, why = anomaly.score_kinds(model)
     if "iwae" in kinds:
-        iwae_k = st.select_slider("IWAE samples for log p(x) (0: skip)", [0, 10, 50, 100, 500], 0, key="an_iwae_k")
+        iwae_k = controls.draw(PAGE, "an_iwae_k", ctx)
     else:
         iwae_k = 0
         st.caption(why)
@@ -101,13 +100,11 @@ def anomalies_section(ctx, model, data, n, seed):
     limits.settings().check_images(model, n, "images to score")
     c1, c2 = st.columns(2)
     kinds, why = anomaly.score_kinds(model)        # only the scores this model has; never one in another's name
-    if st.session_state.get("an_score_kind") not in kinds:
-        st.session_state["an_score_kind"] = kinds[0]
-    kind = c1.selectbox("Score", kinds, format_func=anomaly.SCORE_NAMES.get, key="an_score_kind", help=why or None)
+    kind = controls.draw(PAGE, "an_score_kind", ctx, c1, format_func=anomaly.SCORE_NAMES.get, help=why or None)
     if why:
         c1.caption(why)
     classes = list(data.class_names) if data.labels is not None and data.class_names else []
-    chosen = c2.selectbox("Class to treat as the anomaly", ["(none)"] + classes, key="an_anomaly_class")
+    chosen = controls.draw(PAGE, "an_anomaly_class", ctx, c2)
     anomalous = classes.index(chosen) if chosen in classes else None
     key = ("an-anomaly", ctx.model_key, ctx.data_key, n, seed, kind, anomalous)
     if kind == "iwae":
@@ -120,7 +117,7 @@ def anomalies_section(ctx, model, data, n, seed):
                                                          progress=tick))
         bar.empty()
     scores = res["scores"]
-    pct = st.slider("Threshold (percentile of the scores)", 50.0, 99.9, 95.0, 0.1, key="an_threshold")
+    pct = controls.draw(PAGE, "an_threshold", ctx)
     threshold = float(np.percentile(scores, pct))
     flagged = scores > threshold
     left, right = st.columns(2)
@@ -150,8 +147,8 @@ def anomalies_section(ctx, model, data, n, seed):
                       caption="The 20 most anomalous images, most unusual first (read left to right, row by row)")
 
 
-def recon_section(model, data, seed):
-    count = st.slider("Images", 4, 32, 16, 4, key="an_recon_count")
+def recon_section(ctx, model, data, seed):
+    count = controls.draw(PAGE, "an_recon_count", ctx)
     limits.settings().check_images(model, count, "reconstructions")
     _, idx = data.seeded_subset(count, seed)
     res = analyze.reconstructions(model, data, idx)
@@ -175,7 +172,7 @@ def codebook_section(ctx, model, data, n, seed):
     limits.settings().check_images(model, n, "images to analyse")
     usage = cached(("an-codebook", ctx.model_key, ctx.data_key, n, seed),
                    lambda: codebook.codebook_usage(model, data, n=n, seed=seed))
-    inspector.codebook_analysis(model, data, usage, ctx.model_key)
+    inspector.codebook_analysis(ctx, usage)
 
 
 def disentanglement_section(ctx, model, seed):
@@ -184,9 +181,7 @@ def disentanglement_section(ctx, model, seed):
                 "pick a dSprites model (e.g. dsprites-beta4) in the sidebar.")
         return
     c1, c2 = st.columns([3, 1])
-    scale = c1.select_slider("Share of disentanglement_lib's sample counts", [0.01, 0.02, 0.05, 0.1, 0.25, 1.0],
-                             0.02, key="an_dis_scale",
-                             help="1.0 is the library's defaults (10,000 points; several minutes on a CPU).")
+    scale = controls.draw(PAGE, "an_dis_scale", ctx, c1)
     key = ("an-dis", ctx.model_key, scale, seed)
     res = jobs.queue().results.get(key)
     if res is None:
@@ -242,14 +237,10 @@ with session.guard("Analysis"):
     ctx = session.context()
     model = ctx.require_model()
     data = ctx.require_data()
-    available = [UNITS, ANOMALIES, RECON] + ([FACTORS, DIRECTIONS] if data.factors is not None else []) + \
-                ([DISENTANGLEMENT] if data.factor_names == ("shape", "scale", "orientation", "posX", "posY") else [])
-    own = [LAYERS] if layers.is_hierarchical(model) else [CODEBOOK] if codebook.is_vq(model) else []
-    available += own
     c1, c2, c3 = st.columns([4, 2, 1])
-    picked = c1.multiselect("Analyses", available, [UNITS, *own, RECON], key="an_pick")
-    n = c2.select_slider("Images to analyse", [250, 500, 1000, 2000, 5000], 1000, key="an_n")
-    seed = int(c3.number_input("Seed", 0, 10_000, 0, key="an_seed"))
+    picked = controls.draw(PAGE, "an_pick", ctx, c1)            # the analyses offered: page_settings.analyses
+    n = controls.draw(PAGE, "an_n", ctx, c2)
+    seed = int(controls.draw(PAGE, "an_seed", ctx, c3))
     if not picked:
         st.info("Pick one or more analyses above.")
     for name in picked:
@@ -261,7 +252,7 @@ with session.guard("Analysis"):
         elif name == ANOMALIES:
             anomalies_section(ctx, model, data, n, seed)
         elif name == RECON:
-            recon_section(model, data, seed)
+            recon_section(ctx, model, data, seed)
         elif name == DISENTANGLEMENT:
             disentanglement_section(ctx, model, seed)
         elif name == DIRECTIONS:

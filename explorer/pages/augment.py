@@ -3,14 +3,12 @@ class), at a chosen spread; download them as a grid or as separate PNG files."""
 import streamlit as st
 import torch
 
-from explorer import limits, session, widgets
+from explorer import controls, limits, session, widgets
+from explorer.page_settings import AUGMENT as PAGE
 from vae_core import images
 from vae_core.latent import augment
 
 st.title("Augment")
-MAX_SPREAD = 3.0                        # the widgets' bounds, which a link is checked against (explorer/links.py)
-MAX_IMAGES = 64
-DRAW_FROM = ("posterior", "prior")
 st.caption("Data augmentation by the posterior: z = mu + spread x std x eps from the image's q(z | x), decoded. "
            "Spread 0 gives the reconstruction; 1 draws from the posterior itself; more reaches further. "
            "`python -m vae_core augment` does the same for a whole dataset and writes an image folder.")
@@ -22,14 +20,12 @@ with session.guard("Augmentation"):
     x, y, caption = picked.x, picked.y, picked.caption
     with right:
         c1, c2, c3 = st.columns(3)
-        scale = c1.slider("Spread (posterior std devs)", 0.0, MAX_SPREAD, 1.0, 0.1, key="aug_scale",
-                          help="How far from the posterior mean to draw: z = mu + spread x std x eps.")
-        count = c2.slider("Images", 1, MAX_IMAGES, 16, key="aug_count")
-        seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="aug_seed")
+        scale = controls.draw(PAGE, "aug_scale", ctx, c1)
+        count = controls.draw(PAGE, "aug_count", ctx, c2)
+        seed = controls.draw(PAGE, "aug_seed", ctx, c3)
         mode = "posterior"
         if model.num_classes:
-            mode = st.radio("Draw from", DRAW_FROM, key="aug_mode", horizontal=True,
-                            format_func={"posterior": "its posterior (near this image)",
+            mode = controls.draw(PAGE, "aug_mode", ctx, horizontal=True, format_func={"posterior": "its posterior (near this image)",
                                          "prior": "the prior, with its class (new styles of the class)"}.get)
         limits.settings().check_images(model, count, "augmented images")
         gen = torch.Generator(device=model.device).manual_seed(int(seed))

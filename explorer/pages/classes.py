@@ -4,14 +4,14 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from explorer import limits, loaders, session, widgets
+from explorer import controls, limits, loaders, session, widgets
+from explorer.page_settings import CLASSES as PAGE, CLASSES_GIVEN as GIVEN
 from vae_core import images
 from vae_core.latent import class_style as style
 from vae_core.latent.class_style import classifies
 
 st.title("Class & style")
 M2_CHECKPOINT = "mnist-m2"
-GIVEN = ("the predicted class", "its label")          # a link's choices (explorer/links.py)
 
 
 def open_m2() -> None:
@@ -45,10 +45,9 @@ with session.guard("Class and style"):
 
     with grid_tab:
         c1, c2, c3 = st.columns(3)
-        n_styles = c1.slider("Styles", 1, max(1, min(12, style.MAX_GRID_IMAGES // k)), min(6, max(1, 60 // k)),
-                             key="classes_styles")
-        temperature = c2.slider("Temperature (scale of z)", 0.1, 2.0, 1.0, 0.05, key="classes_temperature")
-        seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="classes_seed")
+        n_styles = controls.draw(PAGE, "classes_styles", ctx, c1)
+        temperature = controls.draw(PAGE, "classes_temperature", ctx, c2)
+        seed = controls.draw(PAGE, "classes_seed", ctx, c3)
         limits.settings().check_images(model, n_styles * k, "style images")
         grid = style.style_grid(model, n_styles, int(seed), temperature)
         img = widgets.show_grid(grid, nrow=k, wrap=False,
@@ -61,6 +60,7 @@ with session.guard("Class and style"):
         st.caption("Encode an image's style, then decode that style as every class (Kingma et al., 2014, figure 1).")
         picked, right = widgets.image_beside("style_src", "Image", ctx)
         x, y, caption = picked.x, picked.y, picked.caption
+        how = "from the image's label" if picked.caption.startswith("image ") else "chosen"
         with right:
             probs = style.class_probabilities(model, x)
             if probs is not None:
@@ -68,10 +68,10 @@ with session.guard("Class and style"):
                 st.markdown(f"**Predicted class: {names[predicted]}** ({probs[0, predicted]:.0%})" +
                             (f"; its label is {names[y]}" if y is not None else ""))
                 st.plotly_chart(probability_figure(probs[0].tolist(), names), key="classes_probs")
-                given = st.radio("Read the style given", GIVEN, horizontal=True,
-                                 key="classes_given") if y is not None else GIVEN[0]
+                given = controls.draw(PAGE, "classes_given", ctx, horizontal=True) if y is not None else GIVEN[0]
+                how = "predicted from the image" if given == GIVEN[0] else how
                 y = predicted if given == GIVEN[0] else y
             transferred, used = style.style_transfer(model, x, y)
             widgets.show_grid(torch.cat([x.float().cpu(), transferred]), nrow=k + 1, span=0.6, wrap=False,
-                              caption=f"{caption} (left), and its style, read as class {names[used]}, "
+                              caption=f"{caption} (left), and its style, read as class {names[used]} ({how}), "
                                       f"decoded as each class {names[0]} to {names[-1]}")

@@ -2,12 +2,12 @@
 import streamlit as st
 import torch
 
-from explorer import handoff, limits, loaders, session, widgets
+from explorer import controls, handoff, limits, loaders, session, widgets
+from explorer.page_settings import INTERPOLATE as PAGE
 from vae_core import images
 from vae_core.latent import explore
 
 st.title("Interpolate")
-MAX_STEPS = 24
 GIF_SCALE = 4                   # each pixel of the animation drawn 4 x 4
 ATTRIBUTE_IMAGES = 500          # images per class averaged for an attribute vector (explore.attribute_vector)
 
@@ -21,20 +21,20 @@ with session.guard("Interpolation"):
         a = widgets.image_input("interp_a", "Image A", ctx, 0, handoff.receive("interp_a", ctx.model_key))
     with col_b:
         b = widgets.image_input("interp_b", "Image B", ctx, 1, handoff.receive("interp_b", ctx.model_key))
-    # The decoded class starts at A's class; from then on the box alone decides it, and every
-    # strip below says which class it was decoded as.
-    y = widgets.class_picker(model, ctx.data, "interp_decode_class", "Decode as class",
-                             a.y if a is not None and a.y is not None else 0)
-    as_class = f", decoded as class {widgets.class_names(model, ctx.data)[y]}" if y is not None else ""
+    # The decoded class follows A's class until the user picks one; every strip below says which
+    # class it was decoded as, and whether it came from the image or was chosen.
+    y, which = controls.class_follows(PAGE, "interp_decode_class", ctx, a.y if a is not None else None,
+                                      widgets.class_names(model, ctx.data) if model.num_classes else [],
+                                      "Decode as class")
+    as_class = f", decoded as {which}" if y is not None else ""
     z_a = a.code(model) if a is not None else None
     missing = " and ".join(n for n, p in (("Image A", a), ("Image B", b)) if p is None)
 
     interp_tab, arith_tab, attr_tab = st.tabs(["Interpolation", "A - B + C", "Attribute vector"])
     with interp_tab:
         c1, c2 = st.columns(2)
-        steps = c1.slider("Steps", 2, MAX_STEPS, 10, key="interp_steps")
-        method = c2.radio("Path", ["linear", "spherical"], key="interp_method", horizontal=True,
-                          help="Spherical (slerp) keeps the norm of the code near that of a typical Gaussian draw.")
+        steps = controls.draw(PAGE, "interp_steps", ctx, c1)
+        method = controls.draw(PAGE, "interp_method", ctx, c2, horizontal=True)
         lim = limits.settings()
         lim.check_images(model, steps, "interpolation images")
         lim.check_animation(2 * steps - 2, model.config.in_shape, GIF_SCALE)
@@ -70,11 +70,9 @@ with session.guard("Interpolation"):
         else:
             names = list(data.class_names) or [str(i) for i in range(data.num_classes)]
             c1, c2, c3 = st.columns(3)
-            to_c = c1.selectbox("Towards class", range(len(names)), index=min(1, len(names) - 1),
-                                format_func=lambda i: names[i], key="interp_attr_to")
-            from_c = c2.selectbox("Away from class", range(len(names)), format_func=lambda i: names[i],
-                                  key="interp_attr_from")
-            alpha = c3.slider("Strength", -2.0, 2.0, 1.0, 0.1, key="interp_attr_alpha")
+            to_c = controls.draw(PAGE, "interp_attr_to", ctx, c1, format_func=lambda i: names[i])
+            from_c = controls.draw(PAGE, "interp_attr_from", ctx, c2, format_func=lambda i: names[i])
+            alpha = controls.draw(PAGE, "interp_attr_alpha", ctx, c3)
             limits.settings().check_images(model, ATTRIBUTE_IMAGES, "images to average")   # per class, in turn
             vec = loaders.attribute_vector(ctx.model_key, ctx.data_key, model, data, to_c, from_c)
             alphas = torch.linspace(0, alpha, 6) if alpha else torch.zeros(1)

@@ -1,14 +1,11 @@
 """Latent map: the dataset's codes in 2-D, coloured by label; select points to see them."""
-from types import MappingProxyType
-
 import streamlit as st
 
-from explorer import figures, jobs, limits, links, maps, motion, raster, selection, session, spots, startup, widgets
-from vae_core.latent import inverse, projections as project
+from explorer import controls, figures, jobs, limits, maps, motion, raster, selection, session, spots, startup, widgets
+from explorer.page_settings import LATENT_MAP as PAGE, MAP_CODES_2D as CODES_2D, MAP_METHODS as METHODS
+from vae_core.latent import inverse
 
 st.title("Latent map")
-METHODS = MappingProxyType({"PCA": "pca", "t-SNE": "tsne", "UMAP": "umap"})
-CODES_2D = "Codes (2-D latent)"
 
 
 def map_figure(points, idx, data, colour: str, method: str, codes, dense: bool):
@@ -29,20 +26,18 @@ with session.guard("The latent map"):
     data = ctx.require_data()
     c1, c2, c3 = st.columns([2, 3, 2])
     budget = limits.settings()
-    lo, hi = min(100, len(data)), min(len(data), budget.max_points("pca"))
-    n = c1.slider("Points", lo, hi, min(hi, 5000), step=max(1, min(100, hi - lo)), key="map_points") if hi > lo else hi
-    choices = ([CODES_2D] if model.latent_shape == (2,) else []) + list(METHODS)
-    method = c2.radio("Projection", choices, key="map_method", horizontal=True)
-    colours = links.map_colours(data)
-    colour = c3.selectbox("Colour by", colours, key="map_colour")
+    points_setting = PAGE["map_points"]
+    lo, hi = points_setting.resolve("lo", ctx, {}), points_setting.resolve("hi", ctx, {})
+    n = controls.draw(PAGE, "map_points", ctx, c1) if hi > lo else hi
+    method = controls.draw(PAGE, "map_method", ctx, c2, horizontal=True)
+    colour = controls.draw(PAGE, "map_colour", ctx, c3)
     params = {}
     if method == "t-SNE":
-        top = max(1.0, min(50.0, float(int(project.max_perplexity(n)))))
-        params["perplexity"] = st.slider("Perplexity", 1.0, top, min(30.0, top), 1.0, key="map_perplexity")
+        params["perplexity"] = controls.draw(PAGE, "map_perplexity", ctx)
     elif method == "UMAP":
         p1, p2 = st.columns(2)
-        params["n_neighbors"] = p1.slider("Neighbours", 5, 50, 15, key="map_neighbors")
-        params["min_dist"] = p2.slider("Minimum distance", 0.0, 0.99, 0.1, 0.01, key="map_min_dist")
+        params["n_neighbors"] = controls.draw(PAGE, "map_neighbors", ctx, p1)
+        params["min_dist"] = controls.draw(PAGE, "map_min_dist", ctx, p2)
 
     budget.check_points(model, n, METHODS.get(method, "pca"))
     dense = budget.raster(n)
@@ -81,10 +76,10 @@ with session.guard("The latent map"):
     map_col, spot_col = st.columns([3, 1])
     spot_image, spot_xy = spot_col.container(), spot_col.container()
     with spot_col:
-        y = widgets.class_picker(model, data, key="map_spot_class", label="Decode as class")
-        field_on = st.toggle("Decoded field", key="map_field", help="Images decoded on a grid of spots, over the "
-                             "prior's log-density at the codes the map's spots stand for.")
-        tiles = st.slider("Images a side", *spots.FIELD_TILES, key="map_field_tiles") if field_on else 0
+        y = controls.draw(PAGE, "map_spot_class", ctx, label="Decode as class",
+                          format_func=widgets.class_names(model, data).__getitem__) if model.num_classes else None
+        field_on = controls.draw(PAGE, "map_field", ctx)
+        tiles = controls.draw(PAGE, "map_field_tiles", ctx) if field_on else 0
         if tiles:
             limits.settings().check_images(model, tiles * tiles, "decoded field images")
 
@@ -99,17 +94,25 @@ with session.guard("The latent map"):
     fig = results.get_or_compute(("map figure", *signature, dense, colour, tiles, y if field_on else None), draw)
     spot = spots.spot_inputs(signature, st.session_state.get("map_chart"), spot_xy)
     modes = ("points", "box") if dense else ("points", "box", "lasso")     # the raster's selection is read from the box
+    chart_alive = "map_chart" in st.session_state       # False on the first run back from another page
     event = map_col.plotly_chart(fig, key="map_chart", on_select="rerun", selection_mode=modes)
     if spot is None:
         spot_image.info("Click anywhere on the map, between the clusters too, to decode the code that spot stands for.")
     else:
         spots.decoded_panel(model, inv, spot, y, shown, spot_image, typical)
 
-    typed = st.text_input("Or show images by index", key="map_pick", placeholder="e.g. 3, 17, 42")
+    typed = controls.draw(PAGE, "map_pick", ctx, placeholder="e.g. 3, 17, 42")
     wanted = selection.parse_indices(typed) if typed.strip() else []
-    chosen = idx.numpy()[raster.in_box(points, event)].tolist() if dense else selection.selected_indices(event, fig)
+    # The chart's selection is the page's to keep: Streamlit forgets the chart's state on another page,
+    # and the chart then comes back empty. Only a change of the chart's own selection replaces it.
+    now = idx.numpy()[raster.in_box(points, event)].tolist() if dense else selection.selected_indices(event, fig)
+    own = controls.kept(PAGE.name)
+    if chart_alive and own.get("map_chart_seen") != now:
+        controls.put(PAGE, "map_selected", now)
+    own["map_chart_seen"] = now
+    on_map = set(idx.tolist())
+    chosen = [i for i in controls.value(PAGE, "map_selected") or [] if i in on_map]
     picked, notes = selection.resolve(wanted, chosen, idx.numpy(), data)
-    links.remember_selection(picked)                 # a link carries it (as indices)
     for note in notes:
         st.warning(note)
     if picked:

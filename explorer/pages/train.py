@@ -1,12 +1,12 @@
 """Train: a run in the background, watched live; then explore, save (or download) or push it."""
 import time
 from pathlib import Path
-from types import MappingProxyType
 
 import streamlit as st
 
 import vae_core
-from explorer import figures, jobs, loaders, motion, session, sidebar, widgets
+from explorer import controls, figures, jobs, loaders, motion, session, sidebar, widgets
+from explorer.page_settings import TRAIN as PAGE, TRAIN_FAMILIES as FAMILIES
 from explorer.limits import Settings, visitor
 from explorer.private_runs import private_runs
 from vae_core import ModelInfo, VAEError, models
@@ -17,8 +17,6 @@ from vae_core.io.run_folder import RunConfig
 from vae_core.training.trackers import Tracking, parse_tracks
 
 st.title("Train")
-FAMILIES = MappingProxyType({"mlp": "MLP", "conv": "Convolutional", "cvae": "Conditional (MLP)", "vq": "VQ-VAE"})
-LEARNING_RATES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 SNAPSHOT_IMAGES = 1000      # training images whose codes every run here keeps each epoch (Training in motion)
 
 
@@ -90,24 +88,66 @@ def private_save(job: TrainingJob, name: str, limits: Settings) -> tuple[str, by
     return str(kept[2]), kept[3]
 
 
+def live_progress(job, running: bool) -> None:
+    """The run's losses and samples, redrawn every second while it runs."""
+    @st.fragment(run_every=1.0 if running else None)
+    def live():
+        job.touch()
+        show_progress(job)
+        if running and not job.is_alive():
+            st.rerun()             # finished: redraw the whole page, with the buttons for what comes next
+
+    live()
+
+
+def what_next(job, limits) -> None:
+    """Once the run has ended well: explore it, save it, download it or push it to the Hub."""
+    if job.is_alive() or job.model is None or job.snapshot().status == "failed":
+        return
+    st.subheader("What next")
+    d1, d2, d3 = st.columns(3)
+    d1.button("Explore it", key="train_explore", on_click=explore_model, args=(job,),
+              help="Make this run the current model of every page (sidebar: This session's run).")
+    name = d2.text_input("Run folder name", value=f"run-{time.strftime('%Y%m%d-%H%M%S')}", key="train_save_name")
+    if limits.public:                      # the run stays private to this session: it leaves as a download
+        saved, archive = private_save(job, name, limits)
+        d2.download_button("Download the run (zip)", archive, file_name=f"{Path(saved).name}.zip",
+                           mime="application/zip", key="train_download",
+                           help="The run folder, zipped: unzip it and open it with vae_core.load_model('NAME'). "
+                                "This server deletes its copy when you close the tab.")
+    elif d2.button("Save as run folder", key="train_save"):
+        folder = job.save(limits.run_folder(name))
+        d2.success(f"Saved to {folder}; open it with Model source: Folder.")
+        st.session_state["train_saved"] = str(folder)
+    repo = d3.text_input("Hub repo id", key="train_repo", placeholder="org/name")
+    token = d3.text_input("Hub token (write access)", type="password", key="train_token",
+                          help="Used for this push only: never logged, kept or written anywhere. "
+                               "This server's own token is never used.")
+    if d3.button("Push to the Hub", key="train_push"):
+        if not token:
+            raise VAEError("Pushing needs your own Hugging Face token with write access: type it in the token "
+                           "box (huggingface.co/settings/tokens).")
+        saved = private_save(job, name, limits)[0] if limits.public else \
+            st.session_state.get("train_saved") or str(job.save(limits.run_folder(name)))
+        url = push_to_hub(Path(saved), repo.strip(), token)
+        d3.success(f"Pushed: {url}")
+
 
 with session.guard("Training"):
     limits = Settings.from_env()
     job = st.session_state.get("train_job")
     running = job is not None and job.is_alive()
     c1, c2, c3, c4 = st.columns(4)
-    dataset = c1.selectbox("Dataset", limits.datasets(), key="train_dataset", disabled=running)
-    family = c2.selectbox("Model family", list(FAMILIES), format_func=FAMILIES.get, key="train_family",
-                          disabled=running)
-    latent = c3.number_input("Latent size", 1, 64, 8, key="train_latent", disabled=running,
-                             help="The code's dimension (a VQ-VAE: the size of each code vector).")
-    epochs = c4.number_input(f"Epochs (at most {limits.max_epochs})", 1, limits.max_epochs,
-                             min(10, limits.max_epochs), key="train_epochs", disabled=running)
+    ctx = session.context()
+    dataset = controls.draw(PAGE, "train_dataset", ctx, c1, disabled=running)
+    family = controls.draw(PAGE, "train_family", ctx, c2, format_func=FAMILIES.get, disabled=running)
+    latent = controls.draw(PAGE, "train_latent", ctx, c3, disabled=running)
+    epochs = controls.draw(PAGE, "train_epochs", ctx, c4, label=f"Epochs (at most {limits.max_epochs})",
+                           disabled=running)
     c5, c6, c7, c8 = st.columns(4)
-    beta = c5.number_input("Beta (KL weight)", 0.0, 20.0, 1.0, 0.1, key="train_beta", disabled=running)
-    anneal = c6.selectbox("KL annealing", ["none", "linear", "cyclical"], key="train_anneal", disabled=running)
-    lr = c7.select_slider("Learning rate", LEARNING_RATES, value=1e-3, format_func=lambda v: f"{v:g}",
-                          key="train_lr", disabled=running)
+    beta = controls.draw(PAGE, "train_beta", ctx, c5, disabled=running)
+    anneal = controls.draw(PAGE, "train_anneal", ctx, c6, disabled=running)
+    lr = controls.draw(PAGE, "train_lr", ctx, c7, format_func=lambda v: f"{v:g}", disabled=running)
     c8.caption(f"Runs stop after {limits.max_seconds:g} s on this server.")
     track = "" if limits.public else st.text_input(     # public mode: no writing to the server's disk for strangers
         "Track the run in (optional)", key="train_track", disabled=running,
@@ -129,44 +169,8 @@ with session.guard("Training"):
     if b2.button("Stop", key="train_stop", disabled=not running):
         job.stop()
 
-    if job is None:
+    if job is None:               # (no st.stop: the address bar still follows this page, app.py)
         st.info("Choose the settings and press Start: the run trains in the background while you use the app.")
-        st.stop()
-
-    @st.fragment(run_every=1.0 if running else None)
-    def live():
-        job.touch()
-        show_progress(job)
-        if running and not job.is_alive():
-            st.rerun()             # finished: redraw the whole page, with the buttons for what comes next
-
-    live()
-
-    if not job.is_alive() and job.model is not None and job.snapshot().status != "failed":
-        st.subheader("What next")
-        d1, d2, d3 = st.columns(3)
-        d1.button("Explore it", key="train_explore", on_click=explore_model, args=(job,),
-                  help="Make this run the current model of every page (sidebar: This session's run).")
-        name = d2.text_input("Run folder name", value=f"run-{time.strftime('%Y%m%d-%H%M%S')}", key="train_save_name")
-        if limits.public:                      # the run stays private to this session: it leaves as a download
-            saved, archive = private_save(job, name, limits)
-            d2.download_button("Download the run (zip)", archive, file_name=f"{Path(saved).name}.zip",
-                               mime="application/zip", key="train_download",
-                               help="The run folder, zipped: unzip it and open it with vae_core.load_model('NAME'). "
-                                    "This server deletes its copy when you close the tab.")
-        elif d2.button("Save as run folder", key="train_save"):
-            folder = job.save(limits.run_folder(name))
-            d2.success(f"Saved to {folder}; open it with Model source: Folder.")
-            st.session_state["train_saved"] = str(folder)
-        repo = d3.text_input("Hub repo id", key="train_repo", placeholder="org/name")
-        token = d3.text_input("Hub token (write access)", type="password", key="train_token",
-                              help="Used for this push only: never logged, kept or written anywhere. "
-                                   "This server's own token is never used.")
-        if d3.button("Push to the Hub", key="train_push"):
-            if not token:
-                raise VAEError("Pushing needs your own Hugging Face token with write access: type it in the token "
-                               "box (huggingface.co/settings/tokens).")
-            saved = private_save(job, name, limits)[0] if limits.public else \
-                st.session_state.get("train_saved") or str(job.save(limits.run_folder(name)))
-            url = push_to_hub(Path(saved), repo.strip(), token)
-            d3.success(f"Pushed: {url}")
+    else:
+        live_progress(job, running)
+        what_next(job, limits)
