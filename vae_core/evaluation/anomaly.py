@@ -27,11 +27,6 @@ SCORE_NAMES = MappingProxyType({"elbo": "Negative ELBO", "iwae": "Negative IWAE 
 SCORE_UNITS = MappingProxyType({"elbo": "nats", "iwae": "nats", "recon": "MSE"})
 
 
-def is_vq(model: VAEBase) -> bool:
-    """A codebook model: a deterministic encoder and a uniform prior over its K codes."""
-    return model.as_codebook() is not None
-
-
 @torch.inference_mode()
 def has_posterior_variance(model: VAEBase) -> bool:
     """Whether the encoder gives a distribution (a mean and a variance) rather than a point."""
@@ -46,7 +41,7 @@ def score_kinds(model: VAEBase) -> tuple[tuple[ScoreKind, ...], str]:
     needs a posterior to draw importance samples from, which a deterministic encoder does not give."""
     if has_posterior_variance(model):
         return ("elbo", "iwae", "recon"), ""
-    if is_vq(model):
+    if model.as_codebook() is not None:           # a deterministic encoder, a uniform prior over K codes
         return ("elbo", "recon"), ("There is no IWAE estimate of log p(x): a VQ-VAE's encoder is deterministic, "
                                    "so there is no posterior to draw importance samples from.")
     return ("recon",), ("There is no ELBO and no IWAE estimate of log p(x): this model's encoder is deterministic "
