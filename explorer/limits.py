@@ -445,11 +445,17 @@ def server_flops_per_second() -> float:
     return max(4 * 2 * 512 ** 3 / max(seconds, 1e-6), 1e8)
 
 
+def session_id() -> str:
+    """This browser session's id ("" outside a server, e.g. in a script): whom a session's budgets count for."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    run_ctx = get_script_run_ctx()
+    return run_ctx.session_id if run_ctx is not None else ""
+
+
 def live_session() -> str:
     """This script run's session where a real server runs it ("" elsewhere: a script, AppTest's stand-in)."""
     from streamlit import runtime
-
-    from explorer.session import session_id
 
     sid = session_id()
     return sid if sid and runtime.exists() and runtime.get_instance().is_active_session(sid) is True else ""
@@ -481,24 +487,11 @@ def visitor_address(forwarded: str | None, address: str | None, hops: int) -> st
 def visitor(s: Settings) -> str:
     """Who a per-visitor budget counts for in this script run: the client's address (all of one browser's
     tabs together), or the session where the address is unknown (a script, AppTest)."""
-    from explorer.session import session_id
-
     try:
         address = visitor_address(st.context.headers.get("X-Forwarded-For"), st.context.ip_address, s.proxy_hops)
     except Exception:                       # no browser context (outside a server)
         address = None
     return f"address {address}" if address else f"session {session_id()}"
-
-
-def upload_budget(s: Settings):
-    """The server's upload budget, installed once on its runtime's uploaded-file manager (None outside a server)."""
-    from streamlit import runtime
-
-    if not runtime.exists():
-        return None
-    from explorer.startup import UploadBudget
-
-    return UploadBudget.install(runtime.get_instance().uploaded_file_mgr, s.max_upload_files, s.max_upload_bytes)
 
 
 def settings() -> Settings:

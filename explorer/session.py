@@ -12,6 +12,7 @@ import streamlit as st
 import vae_core
 from vae_core import ImageSet, ModelInfo, VAEBase, memory
 
+from explorer.limits import public_text, session_id, settings
 from explorer.text import literal
 
 CONTEXT_KEY = "_ctx"
@@ -64,7 +65,6 @@ def guard(what: str = "This page"):
 
     A run that took more than HEAVY_RUN_S did heavy work (an analysis, an encoding): what it
     freed is given back to the operating system (vae_core.memory), so the server shrinks again."""
-    from explorer.limits import public_text, settings
 
     t0 = time.perf_counter()
     try:
@@ -81,14 +81,6 @@ def guard(what: str = "This page"):
     finally:
         if time.perf_counter() - t0 > HEAVY_RUN_S:
             memory.release()
-
-
-def session_id() -> str:
-    """This browser session's id ("" outside a server, e.g. in a script)."""
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
-    run_ctx = get_script_run_ctx()
-    return run_ctx.session_id if run_ctx is not None else ""
 
 
 def session_alive() -> Callable[[], bool] | None:

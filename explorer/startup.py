@@ -63,7 +63,7 @@ def install_budgets() -> None:
     from explorer import limits
 
     for _ in range(100):                 # the runtime exists once the server has started: soon after this
-        if limits.upload_budget(limits.settings()) is not None:
+        if upload_budget(limits.settings()) is not None:
             return
         time.sleep(0.05)
 
@@ -159,6 +159,16 @@ def warm_up() -> WarmUp:
 
 # ---------------------------------------------------------------------------------------------
 # Uploads counted per session from the server's start
+
+def upload_budget(s) -> "UploadBudget | None":
+    """The server's upload budget (``s``: explorer.limits.Settings), installed once on its runtime's
+    uploaded-file manager (None outside a server)."""
+    from streamlit import runtime
+
+    if not runtime.exists():
+        return None
+    return UploadBudget.install(runtime.get_instance().uploaded_file_mgr, s.max_upload_files, s.max_upload_bytes)
+
 
 class UploadBudget:
     """The files each session holds uploaded, counted as they arrive: Streamlit keeps every file a client
@@ -312,7 +322,7 @@ def one_run():
         yield
         return
     s = limits.settings()
-    limits.upload_budget(s)                         # installed by the server's first run (the budget counts PUTs)
+    upload_budget(s)                         # installed by the server's first run (the budget counts PUTs)
     from explorer.jobs import session_gone
 
     try:
