@@ -162,35 +162,3 @@ print("ok")
     out = subprocess.run([sys.executable, "-c", probe], cwd=root, env=env, capture_output=True, text=True,
                          timeout=180)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
-
-
-def test_explorer_modules_import_each_other_without_cycles():
-    """Every import counts, a function's too: a cycle hidden in a function (session <-> sidebar) is still one."""
-    import ast
-
-    from tests.app_conftest_helpers import ROOT
-
-    graph = {}
-    for f in (ROOT / "explorer").glob("*.py"):
-        deps = set()
-        for n in ast.walk(ast.parse(f.read_text())):
-            if isinstance(n, ast.ImportFrom) and n.module == "explorer":
-                deps |= {a.name for a in n.names}
-            elif isinstance(n, ast.ImportFrom) and (n.module or "").startswith("explorer."):
-                deps.add(n.module.split(".")[1])
-            elif isinstance(n, ast.Import):
-                deps |= {a.name.split(".")[1] for a in n.names if a.name.startswith("explorer.")}
-        graph[f.stem] = deps
-
-    def cycle_from(start):
-        todo = [(start, [start])]
-        while todo:
-            node, path = todo.pop()
-            for d in graph.get(node, ()):
-                if d == start:
-                    return path + [d]
-                if d not in path:
-                    todo.append((d, path + [d]))
-        return None
-
-    assert [c for m in graph if (c := cycle_from(m))] == []
