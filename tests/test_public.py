@@ -292,12 +292,13 @@ def test_hub_in_a_link_answers_the_same_whether_or_not_a_server_folder_has_that_
     """Public mode's loader never looks at the file system for a Hub id, so the link must not either:
     'checkpoints/mnist-mlp' (a folder of the server) and 'explorer/x' (inside one) read like any other id."""
     from explorer import links
+    from explorer.page_settings import SIDEBAR
 
     monkeypatch.chdir(ROOT)
     answers = []
     for raw in ("checkpoints/mnist-mlp", "explorer/x", "nosuch-org/nosuch-model"):
         state: dict = {}
-        problems = links.restore(links.common_fields(), query={"hub": raw}, state=state)
+        problems = links.restore(SIDEBAR, query={"hub": raw}, state=state)
         answers.append((problems, state.get("model_kind")))
     assert answers == [([], "Hub")] * 3
 
