@@ -1,6 +1,8 @@
 import dataclasses
 import importlib
 import json
+import sys
+import types
 
 import pytest
 import torch
@@ -171,7 +173,10 @@ def _ddp_worker(rank, world, init_file, cfg, out):
         dist.destroy_process_group()
 
 
-def test_two_process_ddp_matches_one_process_on_the_same_global_batch(tiny_run_config, tmp_path):
+def test_two_process_ddp_matches_one_process_on_the_same_global_batch(tiny_run_config, tmp_path, monkeypatch):
+    # Spawned workers re-run the parent's __main__ first; after an AppTest page script ran in this process,
+    # __main__ may be that script (Streamlit runs a page as __main__), which fails outside its runner.
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
     # The contract holds to fp32 rounding in fp32. In bf16 each process rounds its own gradients to bf16
     # before they are averaged, so there the two agree to bf16 precision only (train.py says so).
     cfg = dataclasses.replace(tiny_run_config, train=dataclasses.replace(
