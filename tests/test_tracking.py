@@ -216,3 +216,23 @@ def test_a_bad_sweep_is_one_line(extra, problem, capsys, tmp_path):
     assert main(["sweep", "--latent", "2", *[e for e in extra if e != "--no-track"], *track]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and problem in err[0]
+
+
+def test_a_sink_that_fails_on_its_images_is_told_once(tmp_path, tiny_run_config, digits_train, monkeypatch):
+    """Samples and reconstructions are two images an epoch: a sink whose first image fails is dropped there,
+    and neither the second image nor the later epochs tell it again."""
+    from vae_core.training import trackers
+
+    def broken(self, tag, image, step):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(trackers.TensorBoardSink, "image", broken)
+    told = []
+    tracking = Tracking([TrackSpec("tensorboard", str(tmp_path / "tb"))], run_name="r", say=told.append)
+    from vae_core.training.loop import init_model
+
+    model = init_model(tiny_run_config.model, tiny_run_config.train.seed)
+    events = list(tracking.follow(train(tiny_run_config, digits_train, model=model), tiny_run_config, model=model,
+                                  images=digits_train.images[:4]))
+    assert events[-1].kind == "done"
+    assert len(told) == 1 and "could not log samples to tensorboard:" in told[0], told

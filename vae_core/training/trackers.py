@@ -225,7 +225,10 @@ class MLflowSink:
         self.client.set_terminated(self.run_id, status)
 
     def close(self) -> None:
-        self.client.set_terminated(self.run_id, "FAILED")
+        """After a failure: the run marked FAILED in a local store; a server that just failed is not asked
+        again (its client would retry for minutes)."""
+        if not self.spec.target.startswith(("http://", "https://")):
+            self.client.set_terminated(self.run_id, "FAILED")
 
 
 def _check_server(uri: str) -> None:
@@ -262,6 +265,8 @@ class Tracking:
         return bool(self.specs)
 
     def _guard(self, sink, what: str, call: Callable[[], None]) -> None:
+        if sink not in self.sinks:     # dropped earlier in this event: told once already
+            return
         try:
             call()
         except Exception as e:         # any failure of a tracker's library: drop it, never the run
