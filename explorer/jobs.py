@@ -322,7 +322,8 @@ def background_priority(nice: int = BACKGROUND_NICE) -> None:
 @st.cache_resource
 def queue() -> JobQueue:
     """The server's one job queue."""
-    from explorer.limits import cpu_ledger, settings
+    from explorer.limits import settings
+    from explorer.usage import cpu_ledger
 
     return JobQueue(threads_per_job=settings().torch_threads, gone=session_gone, spent=cpu_ledger().add)
 

@@ -73,12 +73,12 @@ import dataclasses
 import math
 import os
 import re
-import threading
 from pathlib import Path
 from typing import Mapping
 
 import streamlit as st
 
+from explorer import usage
 from vae_core import VAEError
 from vae_core.latent import projections as project
 from vae_core.data import DATASETS, app_datasets
@@ -240,7 +240,7 @@ class Settings:
     def max_images(self, model) -> int:
         """The most images of ``model`` one request may decode or encode: within its values and its work
         (opening Traverse on a wide model encoded 1,000 images for its unit statistics: 79 s)."""
-        return max(0, min(self.max_request_pixels // _cost(model), self.max_request_flops // max(work_cost(model))))
+        return max(0, min(self.max_request_pixels // _cost(model), self.max_request_flops // max(usage.work_cost(model))))
 
     def check_images(self, model, n: int, what: str = "images") -> None:
         """``n`` images of ``model`` decoded (or encoded) in one request."""
@@ -249,7 +249,7 @@ class Settings:
             raise VAEError(f"{n:,} {what} of this model would be {n * cost:,} values ({cost:,} per image); this server "
                            f"allows {self.max_request_pixels:,} a request (VAE_EXPLORER_MAX_REQUEST_PIXELS), so at "
                            f"most {self.max_images(model):,} {what}. Ask for fewer.")
-        self.check_work(max(work_cost(model)) * n, f"{n:,} {what}")
+        self.check_work(max(usage.work_cost(model)) * n, f"{n:,} {what}")
 
     def check_animation(self, frames: int, shape, scale: int) -> None:
         """A GIF of ``frames`` frames of ``shape`` (C, H, W) images, each pixel drawn ``scale`` x ``scale``."""
@@ -290,7 +290,7 @@ class Settings:
             raise VAEError(f"Mapping {n:,} images of this model encodes {n * cost:,} values ({cost:,} per image); "
                            f"this server encodes at most {self.max_encode_values:,} for one map "
                            f"(VAE_EXPLORER_MAX_ENCODE_VALUES), so at most {most:,} points. Choose fewer points.")
-        self.check_work(work_cost(model).encode * n, f"encoding {n:,} images for a map")
+        self.check_work(usage.work_cost(model).encode * n, f"encoding {n:,} images for a map")
 
     def check_iwae(self, model, n: int, k: int) -> None:
         """An IWAE estimate over ``n`` images with ``k`` importance samples each: n x k decodes."""
@@ -301,13 +301,13 @@ class Settings:
                            f"({n * k * cost:,} values); this server allows {self.max_iwae_values:,} "
                            f"(VAE_EXPLORER_MAX_IWAE_VALUES), so n x k at most {most:,} for this model. Lower k or "
                            "the number of images.")
-        flops = work_cost(model)
+        flops = usage.work_cost(model)
         self.check_work(n * (flops.encode + k * flops.decode), f"an IWAE estimate over {n:,} images with k = {k:,}")
 
     def check_model_work(self, model) -> None:
         """A model is opened only if a small grid of it fits one request's work: the widest model a visitor can
         load is decided by its cost per image, not only by its parameters."""
-        per_image = max(work_cost(model))
+        per_image = max(usage.work_cost(model))
         if per_image * MIN_GRID > self.max_request_flops:
             raise VAEError(f"One image of this model takes about {per_image / 1e9:,.1f} GFLOP to decode or encode; "
                            f"this server allows {self.max_request_flops / 1e9:,.0f} GFLOP a request "
@@ -320,11 +320,11 @@ class Settings:
             raise VAEError(f"{what[:1].upper() + what[1:]} would take about {flops / 1e9:,.0f} GFLOP of work on "
                            f"this server; one request may take {self.max_request_flops / 1e9:,.0f} "
                            "(VAE_EXPLORER_MAX_REQUEST_GFLOP). Ask for fewer images or samples.")
-        session = live_session() if session is None else session
+        session = usage.live_session() if session is None else session
         if not session:
             return
-        used = cpu_ledger().used(session, self.cpu_window)
-        needs = flops / server_flops_per_second()
+        used = usage.cpu_ledger().used(session, self.cpu_window)
+        needs = flops / usage.server_flops_per_second()
         if used + needs > self.session_cpu_seconds:
             raise VAEError(f"This session has used {used:,.0f} CPU-seconds of this shared server in the last "
                            f"{self.cpu_window:,.0f} s, and {what} needs about {needs:,.0f} more; a session may use "
@@ -348,119 +348,6 @@ def public_text(s: Settings, text: str) -> str:
     return SERVER_PATH.sub("a folder of the server", text) if s.public else text
 
 
-class WorkCost(tuple):
-    """FLOPs of encoding and of decoding one image of a model: (encode, decode)."""
-
-    encode = property(lambda self: self[0])
-    decode = property(lambda self: self[1])
-
-
-def work_cost(model) -> WorkCost:
-    """``model``'s FLOPs per image, measured once (a forward of one image under torch's FLOP counter; loaders
-    measure it on load) and kept on the model. A model the counter cannot follow counts 2 per parameter."""
-    cost = getattr(model, "explorer_work_cost", None)
-    if cost is None:
-        cost = _measure(model)
-        object.__setattr__(model, "explorer_work_cost", cost)     # the same value whoever measures it first
-    return cost
-
-
-def _measure(model) -> WorkCost:
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from vae_core.latent import explore
-
-    fallback = 2 * sum(p.numel() for p in model.parameters())
-    y = 0 if getattr(model, "num_classes", 0) else None
-    try:
-        x = torch.zeros(1, *model.config.in_shape)
-        with FlopCounterMode(display=False) as counter:
-            z = explore.encode(model, x, y)
-        encode = counter.get_total_flops()
-        with FlopCounterMode(display=False) as counter:
-            explore.decode(model, z, y)
-        decode = counter.get_total_flops()
-    except Exception:                   # a model the counter cannot run: its weights as the estimate
-        return WorkCost((fallback, fallback))
-    return WorkCost((max(encode, fallback // 2, 1), max(decode, fallback // 2, 1)))
-
-
-class CpuLedger:
-    """CPU-seconds each session has used (its script runs and its background jobs), kept for a sliding
-    window; owns its lock. Sessions with nothing in the window are forgotten."""
-
-    def __init__(self, clock=None):
-        import collections
-        import time
-
-        self.clock = clock or time.monotonic
-        self._lock = threading.Lock()
-        self._spent: dict[str, collections.deque] = {}
-        self._deque = collections.deque
-
-    def add(self, session: str, seconds: float) -> None:
-        if not session or seconds <= 0:
-            return
-        with self._lock:
-            self._spent.setdefault(session, self._deque()).append((self.clock(), seconds))
-
-    def used(self, session: str, window: float) -> float:
-        """CPU-seconds ``session`` used in the last ``window`` seconds."""
-        with self._lock:
-            since = self.clock() - window
-            for s in list(self._spent):
-                spent = self._spent[s]
-                while spent and spent[0][0] < since:
-                    spent.popleft()
-                if not spent:
-                    del self._spent[s]
-            return sum(seconds for _, seconds in self._spent.get(session, ()))
-
-
-@st.cache_resource
-def cpu_ledger() -> CpuLedger:
-    """The server's record of each session's CPU-seconds."""
-    return CpuLedger()
-
-
-@st.cache_resource
-def server_flops_per_second() -> float:
-    """What one core of this server computes, measured once (a few 512x512 matrix products on one thread)."""
-    import time
-
-    import torch
-
-    a = torch.randn(512, 512)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        a @ a
-        t0 = time.perf_counter()
-        for _ in range(4):
-            a @ a
-        seconds = time.perf_counter() - t0
-    finally:
-        torch.set_num_threads(threads)
-    return max(4 * 2 * 512 ** 3 / max(seconds, 1e-6), 1e8)
-
-
-def session_id() -> str:
-    """This browser session's id ("" outside a server, e.g. in a script): whom a session's budgets count for."""
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
-    run_ctx = get_script_run_ctx()
-    return run_ctx.session_id if run_ctx is not None else ""
-
-
-def live_session() -> str:
-    """This script run's session where a real server runs it ("" elsewhere: a script, AppTest's stand-in)."""
-    from streamlit import runtime
-
-    sid = session_id()
-    return sid if sid and runtime.exists() and runtime.get_instance().is_active_session(sid) is True else ""
-
-
 def _cost(model) -> int:
     """Values one image of ``model`` holds while it is decoded (at least its pixels)."""
     return max(1, model.config.decode_values())
@@ -472,26 +359,6 @@ def configure_streamlit(s: Settings) -> None:
     if s.public:
         if st.get_option("client.showErrorDetails") != "none":
             st.set_option("client.showErrorDetails", "none")
-
-
-def visitor_address(forwarded: str | None, address: str | None, hops: int) -> str | None:
-    """The visitor's address: with ``hops`` proxies in front, the entry of X-Forwarded-For each of them
-    wrote last (counted from the right, so a client cannot choose it by sending its own header);
-    without proxies, the connection's ``address``. None when it is unknown."""
-    if hops <= 0:
-        return address or None
-    entries = [e.strip() for e in (forwarded or "").split(",") if e.strip()]
-    return entries[-hops] if len(entries) >= hops else (address or None)
-
-
-def visitor(s: Settings) -> str:
-    """Who a per-visitor budget counts for in this script run: the client's address (all of one browser's
-    tabs together), or the session where the address is unknown (a script, AppTest)."""
-    try:
-        address = visitor_address(st.context.headers.get("X-Forwarded-For"), st.context.ip_address, s.proxy_hops)
-    except Exception:                       # no browser context (outside a server)
-        address = None
-    return f"address {address}" if address else f"session {session_id()}"
 
 
 def settings() -> Settings:

@@ -12,7 +12,8 @@ import streamlit as st
 import vae_core
 from vae_core import ImageSet, ModelInfo, VAEBase, memory
 
-from explorer.limits import public_text, session_id, settings
+from explorer.limits import public_text, settings
+from explorer.usage import session_id
 from explorer.text import literal
 
 CONTEXT_KEY = "_ctx"

@@ -315,7 +315,7 @@ def one_run():
     """The block (app.py's whole script run) as this session's only run (``SessionRuns``)."""
     from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-    from explorer import limits
+    from explorer import limits, usage
 
     ctx = get_script_run_ctx()
     if ctx is None:
@@ -331,6 +331,6 @@ def one_run():
             try:
                 yield
             finally:                                # the run's CPU-seconds count against its session's budget
-                limits.cpu_ledger().add(limits.live_session(), time.thread_time() - t0)
+                usage.cpu_ledger().add(usage.live_session(), time.thread_time() - t0)
     except SessionGone:
         st.stop()

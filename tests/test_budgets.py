@@ -19,6 +19,7 @@ import torch
 
 import vae_core
 from explorer import limits as limits_module
+from explorer import usage as usage_module
 from explorer.limits import Settings
 from tests.app_conftest_helpers import assert_clean, errors, open_app
 from vae_core import VAEError
@@ -420,11 +421,11 @@ class _Run:
 
 
 def test_a_visitors_address_is_the_proxys_entry_not_one_the_client_wrote():
-    assert limits_module.visitor_address("6.6.6.6, 1.2.3.4", "10.0.0.1", 1) == "1.2.3.4"
-    assert limits_module.visitor_address("1.2.3.4", "10.0.0.1", 1) == "1.2.3.4"
-    assert limits_module.visitor_address(None, "10.0.0.1", 0) == "10.0.0.1"
-    assert limits_module.visitor_address("6.6.6.6", "10.0.0.1", 0) == "10.0.0.1"
-    assert limits_module.visitor_address(None, None, 1) is None
+    assert usage_module.visitor_address("6.6.6.6, 1.2.3.4", "10.0.0.1", 1) == "1.2.3.4"
+    assert usage_module.visitor_address("1.2.3.4", "10.0.0.1", 1) == "1.2.3.4"
+    assert usage_module.visitor_address(None, "10.0.0.1", 0) == "10.0.0.1"
+    assert usage_module.visitor_address("6.6.6.6", "10.0.0.1", 0) == "10.0.0.1"
+    assert usage_module.visitor_address(None, None, 1) is None
     assert Settings.from_env({"VAE_EXPLORER_PROXY_HOPS": "0"}).proxy_hops == 0
 
 
@@ -512,9 +513,9 @@ def test_a_wide_models_iwae_within_the_value_budget_is_refused_by_its_work():
     model = build_model(MLPConfig(in_shape=(1, 28, 28), hidden_dims=(2048, 2048), latent_dim=16))
     s = Settings()
     assert 1000 * 500 * limits_module._cost(model) <= s.max_iwae_values          # the values pass, as before
-    cost = limits_module.work_cost(model)
+    cost = usage_module.work_cost(model)
     assert cost.decode >= 2 * (2048 * 2048 + 2048 * 784)                           # measured: its layers' FLOPs
-    assert limits_module.work_cost(model) is cost                                 # once per model
+    assert usage_module.work_cost(model) is cost                                 # once per model
     with pytest.raises(VAEError, match="VAE_EXPLORER_MAX_REQUEST_GFLOP"):
         s.check_iwae(model, 1000, 500)
     s.check_iwae(model, 100, 50)                                                  # a modest estimate goes on
@@ -524,14 +525,14 @@ def test_the_loader_measures_a_models_work_once_on_load():
     from explorer import loaders
 
     model, _ = loaders.load_model("mnist-mlp", "", "cpu", 0.0)
-    assert isinstance(model.explorer_work_cost, limits_module.WorkCost) and min(model.explorer_work_cost) > 0
+    assert isinstance(model.explorer_work_cost, usage_module.WorkCost) and min(model.explorer_work_cost) > 0
 
 
 def test_a_sessions_cpu_seconds_over_a_sliding_window_stop_work_that_would_pass_them(monkeypatch):
     now = [1000.0]
-    ledger = limits_module.CpuLedger(clock=lambda: now[0])
-    monkeypatch.setattr(limits_module, "cpu_ledger", lambda: ledger)
-    monkeypatch.setattr(limits_module, "server_flops_per_second", lambda: 1e9)   # 1 GFLOP a CPU-second
+    ledger = usage_module.CpuLedger(clock=lambda: now[0])
+    monkeypatch.setattr(usage_module, "cpu_ledger", lambda: ledger)
+    monkeypatch.setattr(usage_module, "server_flops_per_second", lambda: 1e9)   # 1 GFLOP a CPU-second
     s = Settings(session_cpu_seconds=100, cpu_window=600)
     ledger.add("heavy", 90.0)
     ledger.add("light", 5.0)
@@ -585,7 +586,7 @@ def test_the_most_images_a_request_may_take_is_bounded_by_their_work_too():
     wide = build_model(MLPConfig(in_shape=(1, 28, 28), hidden_dims=(2048, 2048), latent_dim=16))
     s = Settings(max_request_flops=10 ** 9)
     most = s.max_images(wide)
-    assert most * max(limits_module.work_cost(wide)) <= 10 ** 9 < (most + 1) * max(limits_module.work_cost(wide))
+    assert most * max(usage_module.work_cost(wide)) <= 10 ** 9 < (most + 1) * max(usage_module.work_cost(wide))
     s.check_images(wide, most)
     with pytest.raises(VAEError, match="VAE_EXPLORER_MAX_REQUEST_GFLOP"):
         s.check_images(wide, most + 1)

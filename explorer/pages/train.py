@@ -7,7 +7,8 @@ import streamlit as st
 import vae_core
 from explorer import controls, figures, jobs, loaders, motion, session, sidebar, widgets
 from explorer.page_settings import TRAIN as PAGE, TRAIN_FAMILIES as FAMILIES
-from explorer.limits import Settings, visitor
+from explorer.limits import Settings
+from explorer.usage import visitor
 from explorer.private_runs import private_runs
 from vae_core import ModelInfo, VAEError, models
 from vae_core.io.files import zip_folder
