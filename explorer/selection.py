@@ -118,15 +118,6 @@ def code_of(ctx: Context, indices: list[int]) -> handoff.ChosenCode:
                               f"the mean code of {figures.plural(len(indices), 'selected image')}", y, tuple(indices))
 
 
-def code_of(ctx: Context, indices: list[int]) -> handoff.ChosenCode:
-    """The mean posterior mean of some dataset images, as a code to traverse from (and their majority class)."""
-    model, data = ctx.model, ctx.data
-    codes = explore.encode_dataset(model, data.subset(indices))
-    y = majority_class(data, indices) if model.num_classes else None
-    return handoff.ChosenCode(mean_code(codes, list(range(len(indices))), model.latent_shape), ctx.model_key,
-                              f"the mean code of {figures.plural(len(indices), 'selected image')}", y, tuple(indices))
-
-
 def majority_class(data: ImageSet, indices: list[int]) -> int | None:
     if data.labels is None or not indices:
         return None
