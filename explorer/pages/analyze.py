@@ -7,7 +7,7 @@ import streamlit as st
 import torch
 
 from explorer import controls, figures, inspector, jobs, limits, loaders, session, widgets
-from explorer.page_settings import ANALYSES, ANALYZE as PAGE
+from explorer.page_settings import ANALYSES, ANALYZE as PAGE, unit_sample
 from vae_core import analyze, anomaly, codebook, directions, explore, layers
 from vae_core.disentanglement import evaluate_disentanglement
 
@@ -86,8 +86,7 @@ def factors_section(ctx, model, data, n, seed):
                           x="latent unit", y="ground-truth factor", colour_title="I(unit; factor) / H(factor)",
                           title="Mutual information of each unit with each factor, divided by the factor's entropy")
     st.plotly_chart(fig, key="an_mi_heatmap")
-    stats = loaders.unit_stats(ctx.model_key, ctx.data_key, model, data,
-                               min(1000, limits.settings().max_images(model)))
+    stats = loaders.unit_stats(ctx.model_key, ctx.data_key, model, data, *unit_sample(model))
     base = torch.zeros((1, *model.latent_shape))
     grid = explore.traversal_grid(model, base, res["best_unit"], stats, steps=9)
     st.caption("Traversals of the most informative unit for each factor, from -3 to 3: " +
