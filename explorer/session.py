@@ -30,6 +30,13 @@ class Context:
     device: str = "cpu"
 
     @property
+    def data_words(self) -> str:
+        """The dataset and split in words, e.g. "mnist-5k (all splits)", for a number's caption."""
+        name, _, rest = self.data_key.partition(":")
+        split = rest.split(":")[0]
+        return f"{name} ({'all splits' if split == 'all' else split + ' split'})" if split else name
+
+    @property
     def model_key(self) -> str:
         """Names the model, on its device, in caches; never shared by other weights."""
         return f"{self.info.key}|{self.device}" if self.info is not None else ""

@@ -6,6 +6,7 @@ import streamlit as st
 import vae_core
 from vae_core import ImageSet, ModelInfo, VAEBase
 from vae_core.data import DATASETS
+from vae_core.metrics import metric_label
 
 from explorer import loaders
 from explorer.limits import Settings, settings
@@ -100,6 +101,12 @@ def _dataset_picker(sb, model: VAEBase | None, limits: Settings) -> tuple[ImageS
     return data, key, ""
 
 
+CARD_METRICS_NOTE = ("Written when the model was trained: on the held-out test split of the data it was trained on "
+                     "(up to 2,000 images), one posterior sample per image. Analyze measures the dataset and split "
+                     "chosen above, on its own seeded sample of images (its Images to analyse and Seed): its numbers "
+                     "differ from these by the split, the images and the sampling noise.")
+
+
 def _summary(sb, ctx: Context) -> None:
     s = loaders.model_summary(ctx.model_key, ctx.model, ctx.info)
     shape = "x".join(map(str, s["latent_shape"]))
@@ -111,7 +118,9 @@ def _summary(sb, ctx: Context) -> None:
     sb.markdown(" · ".join(lines))
     if s["metrics"]:
         with sb.expander("Model card metrics"):
-            st.markdown("| metric | value |\n|---|---|\n" + "\n".join(f"| {literal(k)} | {literal(v)} |" for k, v in s["metrics"].items()))
+            st.markdown("| metric | value |\n|---|---|\n" + "\n".join(
+                f"| {literal(metric_label(k))} | {literal(v)} |" for k, v in s["metrics"].items()))
+            st.caption(CARD_METRICS_NOTE)
 
 
 def sidebar() -> Context:

@@ -39,3 +39,34 @@ def test_traverse_and_analyze_show_the_same_kl_per_unit_and_active_units(seed):
     assert np.array_equal(t_kl, np.round(kl, 2)), (t_kl, kl)      # every unit, so the order too
     assert t_active == active
     assert any(f"over 500 images of the dataset drawn with seed {seed}" in c.value for c in at.caption)
+
+
+def test_analyze_numbers_name_their_split_image_count_estimator_and_units():
+    import vae_core
+    from vae_core.metrics import evaluate_model
+
+    at = open_app("analyze")
+    at.select_slider(key="an_n").set_value(250).run()
+    at.number_input(key="an_seed").set_value(3).run()
+    assert_clean(at)
+    elbo = next(m for m in at.metric if m.label == "ELBO (nats)")
+    assert "250 images of mnist-5k (all splits) drawn with seed 3" in elbo.help
+    assert "one posterior sample per image" in elbo.help
+    sub, _ = vae_core.load_dataset("mnist-5k", "all").seeded_subset(250, 3)      # the images it names
+    want = evaluate_model(vae_core.load_model("mnist-mlp", device="cpu"), sub, seed=3)["elbo"]
+    assert float(elbo.value) == pytest.approx(want, abs=0.006)
+    mi = next(m for m in at.metric if m.label == "I(x; z) (nats)")
+    assert float(mi.value) <= 5.52                                       # log 250: the ceiling it is shown beside
+    assert any("At most log N = log 250 = 5.52 nats with this estimator" in c.value and "near that ceiling" in c.value
+               for c in at.caption)
+    at.select_slider(key="an_iwae_k").set_value(10).run()
+    assert any(m.label == "log p(x) (nats), k=10" for m in at.metric)
+
+
+def test_the_model_cards_metrics_say_what_and_in_what_unit_and_on_which_split():
+    at = open_app()
+    table = next(m.value for m in at.sidebar.markdown if "| metric | value |" in m.value)
+    rows = [line.split("|")[1].strip() for line in table.splitlines()[2:]]
+    assert "ELBO (nats per image)" in rows and "KL to the prior (nats per image)" in rows
+    assert not {"elbo", "recon", "kl"} & set(rows)                       # never the raw keys
+    assert any("held-out test split" in c.value and "Analyze measures" in c.value for c in at.sidebar.caption)

@@ -147,8 +147,8 @@ def cmd_train(args) -> int:
                     codebook = (f"; codebook {ev.losses['codebook_usage']:.0%} used over the epoch (perplexity "
                                 f"{ev.losses['perplexity']:.1f})" + (f", {restarted} dead codes re-initialised"
                                                                      if restarted else ""))
-                tqdm.write(f"epoch {ev.epoch}: test ELBO {e['elbo']:.2f} (recon {e['recon']:.2f}, "
-                           f"KL {e['kl']:.2f}){units}{codebook}")
+                tqdm.write(f"epoch {ev.epoch}: test ELBO {e['elbo']:.2f} nats (recon {e['recon']:.2f}, "
+                           f"KL {e['kl']:.2f}; nats per image, {e['n_images']:,} images){units}{codebook}")
             elif ev.kind == "done":
                 if bar:
                     bar.close()
@@ -204,7 +204,7 @@ def cmd_evaluate(args) -> int:
 
     from .data import load_dataset
     from .loading import load_model
-    from .metrics import collapse_warnings, evaluate_model, mutual_information_estimate
+    from .metrics import collapse_warnings, evaluate_model, mutual_information_estimate, mutual_information_note
 
     model = load_model(args.model_source, device=args.device, revision=args.revision)
     c, h, w = model.config.in_shape
@@ -214,6 +214,7 @@ def cmd_evaluate(args) -> int:
                              progress=lambda done, n: bar.update(done - bar.n))
     if "kl_per_dim" in res:
         res["mutual_information"] = mutual_information_estimate(model, data, seed=args.seed)
+        res["mutual_information_images"] = min(len(data), 1000)       # the estimator's default n
     res["warnings"] = collapse_warnings(res)
     if args.quality:
         from .quality import reconstruction_quality, sample_quality
@@ -238,14 +239,15 @@ def cmd_evaluate(args) -> int:
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
-    print(f"{args.model_source} on {args.dataset} ({args.split}, {res['n_images']} images)")
+    print(f"{args.model_source} on {args.dataset} ({args.split} split, {res['n_images']:,} images, seed {args.seed})")
     rows = []
     if "code_prior" in res:
         rows += [("log p(x|codes) + log p(codes) (nats)", res["elbo"]),
                  ("  decoder log p(x|codes)", -res["recon"]), ("  code prior log p(codes)", -res["prior_code_nll"]),
                  ("  bits/dim", res["elbo_bits_per_dim"])]
     elif "elbo" in res:
-        rows += [("test ELBO (nats)", res["elbo"]), ("  reconstruction", res["recon"]), ("  KL", res["kl"])]
+        rows += [("ELBO, 1 sample per image (nats)", res["elbo"]),
+                 ("  reconstruction -log p(x|z) (nats)", res["recon"]), ("  KL (nats)", res["kl"])]
     else:
         rows.append(("reconstruction -log p(x|z) (nats)", res["recon"]))
     if "log_likelihood" in res:
@@ -255,6 +257,7 @@ def cmd_evaluate(args) -> int:
         rows.append(("active units", f"{res['active_units']}/{res['latent_units']}"))
     if "mutual_information" in res:
         rows.append(("I(x; z) estimate (nats)", res["mutual_information"]))
+        rows.append(("  " + mutual_information_note(res["mutual_information"], res["mutual_information_images"]), ""))
     rows.append(("reconstruction MSE", res["mse"]))
     for key, label in (("psnr", "PSNR (dB)"), ("ssim", "SSIM"), ("classifier_frechet_distance",
                        "classifier Frechet distance"), ("reference_frechet_distance", "  real-vs-real floor"),

@@ -304,8 +304,9 @@ def train(config: RunConfig, data: ImageSet | None = None, test_data: ImageSet |
             last = epoch + 1 == cfg.epochs
             if (test_data is not None and (epoch + 1) % cfg.eval_every == 0) or last:
                 # Without held-out data, the final epoch is still evaluated, on the training images.
-                ev.eval = evaluate_model(model, test_data if test_data is not None else data,
-                                         seed=cfg.seed, max_images=2000)
+                # A seeded random sample, never the first images (a dataset may be sorted by class).
+                held = (test_data if test_data is not None else data).seeded_subset(2000, cfg.seed)[0]
+                ev.eval = evaluate_model(model, held, seed=cfg.seed)
             if (cfg.sample_every and (epoch + 1) % cfg.sample_every == 0) or last or out is not None:
                 ev.samples = fixed_samples(model, cfg.seed)
             history.append({"epoch": epoch + 1, "step": step, **{k: round(v, 5) for k, v in means.items()},
