@@ -24,6 +24,7 @@ class Context:
     model: VAEBase | None = None
     info: ModelInfo | None = None       # the model's identity: its key names it in every cache
     model_error: str = ""
+    model_error_shown: bool = False     # the sidebar shows the error beside the model's picker
     data: ImageSet | None = None
     data_key: str = ""
     data_error: str = ""
@@ -43,7 +44,10 @@ class Context:
 
     def require_model(self) -> VAEBase:
         if self.model is None:
-            st.info(f"{literal(self.model_error) or 'No model loaded.'} Choose a working model in the sidebar.")
+            if self.model_error_shown:              # said once, in red, beside the picker
+                st.info("No model is loaded: the sidebar says why. Choose a working model there.")
+            else:
+                st.info(f"{literal(self.model_error) or 'No model loaded.'} Choose a working model in the sidebar.")
             st.stop()
         return self.model
 
