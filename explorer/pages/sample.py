@@ -3,7 +3,8 @@ import inspect
 
 import streamlit as st
 
-from explorer import controls, figures, inspector, limits, session, widgets
+from explorer import controls, figures, inspector, intro, limits, session, widgets
+from explorer.navigation import PAGES
 from explorer.page_settings import SAMPLE as PAGE
 from vae_core import codebook, explore, images, layers
 from vae_core.models import VAEBase
@@ -37,6 +38,7 @@ def how_drawn(model) -> str:
 
 with session.guard("Sampling"):
     ctx = session.context()
+    intro.show(ctx, PAGES)                  # the first visit's orientation, until the visitor hides it
     model = ctx.require_model()
     c1, c2, c3, c4 = st.columns(4)
     n = controls.draw(PAGE, "sample_count", ctx, c1)
