@@ -27,9 +27,6 @@ if __name__ == "__main__":
                          for i, (name, title, icon) in enumerate(PAGES)])
     st.sidebar.title("VAE Latent Explorer")
     page = nav.url_path or PAGES[0][0]                       # the default page's path is ""
-    wrong = links.unknown_page_note(links.requested_page(), [name for name, _, _ in PAGES], nav.title)
-    if wrong:                                                # an address that names no page: say so
-        st.warning(wrong)
     controls.remember(SETTINGS.values())                     # the last run's widget values: the pages' own state
     links.first_run_restore(page, "sidebar")                 # a link's model and dataset, before their pickers
     ctx = sidebar()

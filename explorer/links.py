@@ -207,22 +207,3 @@ def show_left_out(place, notes: list[str]) -> None:
         place.caption("This link leaves out " + "; ".join(notes) + ".")
     else:
         place.empty()
-
-
-def requested_page() -> str:
-    """The page path typed in the address bar on this run ('' when none was typed, or a page was chosen)."""
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
-    ctx = get_script_run_ctx()
-    pages = getattr(ctx, "pages_manager", None)
-    if pages is None or pages.intended_page_script_hash:
-        return ""
-    return pages.intended_page_name or ""
-
-
-def unknown_page_note(requested: str, known, shown: str) -> str:
-    """What to say when the address names no page of the app ('' when it names one, or none)."""
-    path = requested.strip("/")
-    if not path or path in known:
-        return ""
-    return f"There is no page called {literal(path)} here; this is the {shown} page. The pages are in the sidebar."

@@ -200,29 +200,3 @@ def test_explorer_modules_import_each_other_without_cycles():
         return None
 
     assert [c for m in graph if (c := cycle_from(m))] == []
-
-
-def test_an_address_that_names_no_page_says_so_then_shows_the_default_page(monkeypatch):
-    from explorer import links
-
-    monkeypatch.setattr(links, "requested_page", lambda: "nonexistent")     # what /nonexistent asks for
-    at = open_app()
-    assert not at.exception
-    assert any("There is no page called nonexistent here; this is the Sample page" in w.value for w in at.warning)
-    assert image_urls(at)                                                  # the default page is drawn
-    monkeypatch.setattr(links, "requested_page", lambda: "traverse")       # a real page: nothing to say
-    assert not any("no page called" in w.value for w in open_app().warning)
-
-
-def test_the_requested_page_is_read_from_streamlits_own_page_intent(monkeypatch):
-    import streamlit.runtime.scriptrunner as runner
-    from streamlit.runtime.pages_manager import PagesManager
-
-    from explorer import links
-
-    manager = PagesManager("app.py")
-    monkeypatch.setattr(runner, "get_script_run_ctx", lambda: type("Ctx", (), {"pages_manager": manager})())
-    manager.set_script_intent("", "nonexistent")                           # the address bar's /nonexistent
-    assert links.requested_page() == "nonexistent"
-    manager.set_script_intent("abc123", "")                                # a page chosen in the sidebar
-    assert links.requested_page() == ""
