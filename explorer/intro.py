@@ -24,11 +24,11 @@ PAGE_WORDS = MappingProxyType({       # what each page shows, by page file
 })
 # Three views to try: (button label, page file, the settings the view opens with).
 TRIES = (
-    ("Move the units of image 7, one at a time", "traverse", TRAVERSE,
+    ("Move image 7's units one by one", "traverse", TRAVERSE,
      MappingProxyType({"traverse_base": "Dataset image", "traverse_index": 7})),
-    ("Walk from one image to another on a spherical path", "interpolate", INTERPOLATE,
+    ("Walk between two images", "interpolate", INTERPOLATE,
      MappingProxyType({"interp_method": "spherical"})),
-    ("See where every image's code lies", "latent_map", LATENT_MAP, MappingProxyType({})),
+    ("Map every image's code", "latent_map", LATENT_MAP, MappingProxyType({})),
 )
 
 

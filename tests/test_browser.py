@@ -504,3 +504,31 @@ def test_an_animated_map_has_one_frame_per_saved_epoch(page, tmp_path):
     assert page.evaluate("() => window.__played") == ["0", "1", "2", "3"]           # every epoch, in order
     assert_clean(page)
     shot(page, "latent_map_training_in_motion")
+
+
+def test_an_address_that_names_no_page_says_so_then_shows_the_first_page(page, server):
+    url, _ = server
+    page.goto(f"{url}/nonexistent", wait_until="domcontentloaded")
+    expect(page.get_by_text("Page not found")).to_be_visible(timeout=LONG)          # Streamlit's own dialog
+    expect(page.get_by_text("does not seem to exist")).to_be_visible()
+    expect(page.locator(f"{bh.MAIN} h1")).to_have_text("Sample", timeout=LONG)
+    expect(page.get_by_text("There is no page called")).to_have_count(0)            # said once, not twice
+
+
+def test_the_orientation_opens_a_view_in_one_click_and_stays_hidden_once_hidden(page):
+    intro = page.get_by_text("New here?")
+    expect(intro).to_be_visible(timeout=LONG)
+    shot(page, "orientation")
+    page.get_by_role("button", name="Move image 7's units one by one").click()
+    expect(page.locator(f"{bh.MAIN} h1")).to_have_text("Traverse", timeout=LONG)
+    expect(page.get_by_role("spinbutton", name="Image index")).to_have_value("7", timeout=LONG)
+    bh.go_to(page, "Sample")
+    expect(intro).to_be_visible(timeout=LONG)
+    page.get_by_role("button", name="Hide this introduction").click()
+    expect(intro).to_have_count(0, timeout=LONG)
+    bh.go_to(page, "Traverse")
+    bh.go_to(page, "Sample")
+    expect(page.locator(f"{bh.MAIN} h1")).to_have_text("Sample", timeout=LONG)
+    bh.wait_idle(page)
+    expect(intro).to_have_count(0)
+    assert_clean(page)
