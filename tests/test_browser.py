@@ -532,3 +532,37 @@ def test_the_orientation_opens_a_view_in_one_click_and_stays_hidden_once_hidden(
     bh.wait_idle(page)
     expect(intro).to_have_count(0)
     assert_clean(page)
+
+
+def test_every_click_on_a_code_cell_moves_the_cell_the_first_time(page):
+    """mnist-vq on Analyze: after the first cell, each further click on a cell moves Row and Column at once
+    (the issue: every click after the first needed two)."""
+    pick_checkpoint(page, "mnist-vq")
+    main = page.locator(bh.MAIN)
+    bh.go_to(page, "Analyze", timeout=LONG)
+    expect(main.get_by_text("Edit a code grid")).to_be_visible(timeout=LONG)
+    bh.wait_idle(page, LONG)
+    row = main.get_by_role("spinbutton", name="Row")
+    col = main.get_by_role("spinbutton", name="Column")
+    grid = main.locator(".js-plotly-plot", has_text="Code grid")
+
+    def click_cell(r: int, c: int) -> bool:
+        page.mouse.move(0, 0)
+        try:
+            grid.locator("g.points path.point").nth(r * 7 + c).hover(force=True, timeout=10_000)
+            grid.locator(".hoverlayer .hovertext", has_text=f"row {r}, column {c}").wait_for(state="visible",
+                                                                                            timeout=5_000)
+        except PlaywrightError:
+            return False
+        page.mouse.down()
+        page.mouse.up()
+        bh.wait_idle(page, LONG)
+        return True
+
+    # The first click may come before Plotly has wired its handlers on a busy machine: repeated until it lands.
+    wait_for(lambda: click_cell(1, 5) and row.input_value() == "1", LONG / 1000, "a first click on a code cell")
+    for r, c in ((4, 2), (0, 6), (5, 5), (2, 0)):          # then each click once, never repeated
+        wait_for(lambda: click_cell(r, c), 30, f"the hover label of cell ({r}, {c})")
+        expect(row).to_have_value(str(r), timeout=15_000)
+        expect(col).to_have_value(str(c), timeout=15_000)
+    assert_clean(page)
