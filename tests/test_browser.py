@@ -566,3 +566,40 @@ def test_every_click_on_a_code_cell_moves_the_cell_the_first_time(page):
         expect(row).to_have_value(str(r), timeout=15_000)
         expect(col).to_have_value(str(c), timeout=15_000)
     assert_clean(page)
+
+
+def test_a_lasso_started_inside_an_earlier_lasso_draws_a_new_one(page):
+    """The issue: a drag that starts inside the last lasso put that lasso in edit mode (handles) and the count
+    stayed; it must draw a new lasso and select what is inside the new one."""
+    bh.go_to(page, "Latent map", timeout=LONG)
+    plot = page.locator(f"{bh.MAIN} .js-plotly-plot .nsewdrag").first
+    expect(plot).to_be_visible(timeout=LONG)
+    bh.wait_idle(page)
+    page.locator(f"{bh.MAIN} .js-plotly-plot").first.hover()
+    page.locator(f'{bh.MAIN} .modebar-btn[data-title="Lasso Select"]').first.click()
+    box = plot.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    ring = ((1, 0), (0.7, 0.7), (0, 1), (-0.7, 0.7), (-1, 0), (-0.7, -0.7), (0, -1), (0.7, -0.7))
+
+    def draw(rx, ry):
+        pts = [(cx + rx * c, cy + ry * s) for c, s in ring]
+        page.mouse.move(*pts[0])
+        page.mouse.down()
+        for p in pts[1:] + pts[:1]:
+            page.mouse.move(*p, steps=4)
+        page.mouse.up()
+
+    heading = page.locator(f"{bh.MAIN} h3", has_text="selected")
+    draw(box["width"] * 0.3, box["height"] * 0.35)
+    expect(heading).to_be_visible(timeout=LONG)
+    bh.wait_idle(page)
+    first = heading.inner_text()
+    page.locator(f"{bh.MAIN} .js-plotly-plot").first.hover()                   # the map is back on pan:
+    page.locator(f'{bh.MAIN} .modebar-btn[data-title="Lasso Select"]').first.click()   # the lasso again
+    draw(box["width"] * 0.08, box["height"] * 0.1)          # starts (and stays) inside the first lasso
+    expect(heading).not_to_have_text(first, timeout=30_000)
+    bh.wait_idle(page)
+    n_first = int(re.match(r"([\d,]+) images", first).group(1).replace(",", ""))
+    n_second = int(re.match(r"([\d,]+) images", heading.inner_text()).group(1).replace(",", ""))
+    assert 0 < n_second < n_first, (first, heading.inner_text())
+    assert_clean(page)
