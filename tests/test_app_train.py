@@ -162,6 +162,8 @@ def test_a_finished_run_shows_its_average_pace_not_its_last_steps(train_page):
     text = _progress_text(at)
     assert f"{snap.images:,} images in {snap.wall:.0f} s: {snap.images / snap.wall:,.0f} images/s on average" in text
     assert f"({snap.images_per_s:,.0f} images/s)" not in text
+    held_out = next(c.value for c in at.caption if c.value.startswith("held-out after epoch"))
+    assert "test images" in held_out and " nats, KL " in held_out and "nats per image" in held_out
 
 
 def test_a_second_run_asks_before_replacing_an_unsaved_one(train_page, tmp_path):

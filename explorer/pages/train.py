@@ -53,8 +53,9 @@ def show_progress(job: TrainingJob) -> None:
         left.plotly_chart(figures.loss_figure(s.history), key="train_losses")
     if s.evals:
         e = s.evals[-1]
-        left.caption(f"held-out after epoch {e['epoch']}: ELBO {e.get('elbo', float('nan')):.2f}, "
-                     f"KL {e.get('kl', float('nan')):.2f}" +
+        left.caption(f"held-out after epoch {e['epoch']} ({e['n_images']:,} test images, one posterior sample "
+                     f"each): ELBO {e.get('elbo', float('nan')):.2f} nats, KL {e.get('kl', float('nan')):.2f} nats "
+                     "per image" +
                      (f", active units {e['active_units']}/{e['latent_units']}" if "active_units" in e else ""))
     if s.samples is not None:
         with right:
