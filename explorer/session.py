@@ -45,7 +45,7 @@ class Context:
     def require_model(self) -> VAEBase:
         if self.model is None:
             if self.model_error_shown:              # said once, in red, beside the picker
-                st.info("No model is loaded: the sidebar says why. Choose a working model there.")
+                st.info(literal("No model is loaded: the sidebar says why. Choose a working model there."))
             else:
                 st.info(f"{literal(self.model_error) or 'No model loaded.'} Choose a working model in the sidebar.")
             st.stop()
