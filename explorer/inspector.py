@@ -1,6 +1,6 @@
 """The widgets of the hierarchical inspector and the codebook explorer: what the pages add for these models.
 
-Each function reads its widgets, calls vae_core.layers or vae_core.codebook, and draws; the pages
+Each function reads its widgets, calls vae_core.latent.hierarchy or vae_core.latent.codebook, and draws; the pages
 call them only for a model of the right kind (a hierarchical VAE, a VQ-VAE).
 """
 from __future__ import annotations
@@ -12,8 +12,8 @@ import torch
 
 from explorer import controls, limits, selection, widgets
 from explorer.page_settings import ANALYZE
-from vae_core import codebook, explore, layers
-from vae_core.metrics import AU_THRESHOLD
+from vae_core.latent import codebook, explore, hierarchy as layers
+from vae_core.evaluation.metrics import AU_THRESHOLD
 
 LAYER_COLOURS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#ff9da6", "#9d755d")
 

@@ -17,7 +17,8 @@ import streamlit as st
 import torch
 
 import vae_core
-from vae_core import ImageSet, ModelInfo, VAEBase, directions, explore
+from vae_core import ImageSet, ModelInfo, VAEBase
+from vae_core.latent import directions, explore
 from vae_core.settings import LoadPolicy
 
 MAX_MODELS = 16

@@ -10,7 +10,8 @@ import re
 from pathlib import Path
 from types import MappingProxyType
 
-from vae_core import anomaly, codebook, explore, layers, project, style
+from vae_core.evaluation import anomaly
+from vae_core.latent import class_style as style, codebook, explore, hierarchy as layers, projections as project
 from vae_core.data import app_datasets
 
 from explorer import controls, handoff, limits, loaders, spots

@@ -102,7 +102,7 @@ def session_alive() -> Callable[[], bool] | None:
     """A function that says whether this browser session is still connected (None outside a server).
 
     A training run started here is tied to it: once the tab is closed for longer than the session
-    time-out, the run stops itself and its thread ends (vae_core.live)."""
+    time-out, the run stops itself and its thread ends (vae_core.training.live)."""
     from streamlit import runtime
     from streamlit.runtime.scriptrunner import get_script_run_ctx
 

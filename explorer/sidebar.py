@@ -6,7 +6,7 @@ import streamlit as st
 import vae_core
 from vae_core import ImageSet, ModelInfo, VAEBase
 from vae_core.data import DATASETS
-from vae_core.metrics import metric_label
+from vae_core.evaluation.metrics import metric_label
 
 from explorer import loaders
 from explorer.limits import Settings, settings

@@ -43,7 +43,7 @@ def test_traverse_and_analyze_show_the_same_kl_per_unit_and_active_units(seed):
 
 def test_analyze_numbers_name_their_split_image_count_estimator_and_units():
     import vae_core
-    from vae_core.metrics import evaluate_model
+    from vae_core.evaluation.metrics import evaluate_model
 
     at = open_app("analyze")
     at.select_slider(key="an_n").set_value(250).run()

@@ -141,7 +141,7 @@ def test_a_run_plays_its_epochs_live_and_then_on_the_latent_map(train_page, tmp_
     assert motion_frames(at, "train_motion") == ["0", "1", "2"]                    # before training, then each epoch
     at.text_input(key="train_save_name").set_value("moving")
     at.button(key="train_save").click().run()
-    from vae_core import snapshots
+    from vae_core.training import snapshots
     assert snapshots.read(tmp_path / "moving").epochs == [0, 1, 2]
     at.button(key="train_explore").click().run()
     at.switch_page("explorer/pages/latent_map.py").run()

@@ -472,7 +472,7 @@ def test_t_sne_shows_its_progress_and_a_newer_request_replaces_it(page):
 
 def test_an_animated_map_has_one_frame_per_saved_epoch(page, tmp_path):
     from tests.test_snapshots import tiny_run
-    from vae_core.train import train
+    from vae_core.training.loop import train
 
     config, data = tiny_run(epochs=3)
     list(train(config, data, out_dir=tmp_path / "run"))

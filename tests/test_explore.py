@@ -1,14 +1,14 @@
-"""vae_core.explore: interpolation, traversals, manifold grids, arithmetic, unit ordering."""
+"""vae_core.latent.explore: interpolation, traversals, manifold grids, arithmetic, unit ordering."""
 import math
 
 import pytest
 import torch
 
 import vae_core
-from vae_core import explore
+from vae_core.latent import explore
 from vae_core.data import ImageSet
 from vae_core.models import MLPConfig, VQConfig
-from vae_core.train import init_model
+from vae_core.training.loop import init_model
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,13 @@ import numpy as np
 import torch
 from sklearn import metrics as skm
 
-from . import explore
-from .anomaly import ScoreKind, anomaly_scores
+from .latent import explore
+from .evaluation.anomaly import ScoreKind, anomaly_scores
 from .data import ImageSet
-from .disentanglement import factor_entropy, mutual_information_matrix
-from .metrics import collapse_warnings, evaluate_model, mutual_information_estimate
+from .evaluation.disentanglement import factor_entropy, mutual_information_matrix
+from .evaluation.metrics import collapse_warnings, evaluate_model, mutual_information_estimate
 from .models import VAEBase
-from .quality import psnr, ssim
+from .evaluation.quality import psnr, ssim
 
 Progress = Callable[[float, str], None]
 

@@ -21,7 +21,7 @@ from typing import Callable, Literal
 
 import torch
 
-from .checkpoint import atomic_folder, fsync_write
+from .io.files import atomic_folder, fsync_write
 from .data import ImageSet
 from .errors import VAEError
 from .images import to_pil

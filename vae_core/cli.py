@@ -67,7 +67,7 @@ def build_run_config(args: argparse.Namespace):
     """Defaults < config file < flags. Shapes and class counts default to the dataset's."""
     from .data import load_dataset
     from .models import MODEL_TYPES
-    from .train import RunConfig
+    from .io.run_folder import RunConfig
 
     file = _read_config_file(args.config) if args.config else {}
     extra = set(file) - {"model", "train"}
@@ -107,7 +107,8 @@ def cmd_train(args) -> int:
     import torch.distributed as dist
     from tqdm import tqdm
 
-    from .train import load_run_config, train
+    from .training.loop import train
+    from .io.run_folder import load_run_config
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
@@ -171,7 +172,7 @@ def _any_flags(args) -> bool:
 def cmd_train_prior(args) -> int:
     from tqdm import tqdm
 
-    from .train_prior import ARCH_FIELDS, PriorTrainConfig, train_prior
+    from .training.prior import ARCH_FIELDS, PriorTrainConfig, train_prior
 
     cfg = from_dict(PriorTrainConfig, {f.name: getattr(args, f.name) for f in dataclasses.fields(PriorTrainConfig)
                                        if getattr(args, f.name) is not None})
@@ -203,8 +204,8 @@ def cmd_evaluate(args) -> int:
     from tqdm import tqdm
 
     from .data import load_dataset
-    from .loading import load_model
-    from .metrics import collapse_warnings, evaluate_model, mutual_information_estimate, mutual_information_note
+    from .io.loading import load_model
+    from .evaluation.metrics import collapse_warnings, evaluate_model, mutual_information_estimate, mutual_information_note
 
     model = load_model(args.model_source, device=args.device, revision=args.revision)
     c, h, w = model.config.in_shape
@@ -217,20 +218,20 @@ def cmd_evaluate(args) -> int:
         res["mutual_information_images"] = min(len(data), 1000)       # the estimator's default n
     res["warnings"] = collapse_warnings(res)
     if args.quality:
-        from .quality import reconstruction_quality, sample_quality
+        from .evaluation.quality import reconstruction_quality, sample_quality
         res.update(reconstruction_quality(model, data))
         if data.labels is not None:
             train_data = load_dataset(args.dataset, "train", image_size=h, channels=c)
             res.update(sample_quality(model, train_data, data, seed=args.seed))
     if args.fid:
-        from .quality import inception_fid
+        from .evaluation.quality import inception_fid
         fid = inception_fid(model, data, n=args.fid_samples, seed=args.seed,
                             weights_path=args.fid_weights)
         res.update({"fid": fid["fid"], "fid_n": fid["n"]})
     if args.compare:
         res["compare"] = _compare(args, model, res, data)
     if args.disentanglement:
-        from .disentanglement import evaluate_disentanglement
+        from .evaluation.disentanglement import evaluate_disentanglement
         with tqdm(total=6, desc="disentanglement", disable=args.quiet or args.json) as bar:
             res["disentanglement"] = {k: v for k, v in evaluate_disentanglement(
                 model, seed=args.seed, scale=args.disentanglement_scale,
@@ -284,8 +285,8 @@ def cmd_evaluate(args) -> int:
 def _compare(args, model, res: dict, data) -> dict:
     """The same evaluation of ``args.compare`` on the same images, with the same seed and k, as a table
     beside the evaluated model: parameters, ELBO, IWAE log p(x) and its difference."""
-    from .loading import load_model
-    from .metrics import evaluate_model
+    from .io.loading import load_model
+    from .evaluation.metrics import evaluate_model
 
     other = load_model(args.compare, device=args.device)
     if tuple(other.config.in_shape) != tuple(model.config.in_shape):
@@ -314,7 +315,7 @@ def _compare(args, model, res: dict, data) -> dict:
 def cmd_sample(args) -> int:
     import torch
 
-    from .loading import load_model
+    from .io.loading import load_model
     from .images import save_grid
 
     model = load_model(args.model_source, device=args.device, revision=args.revision)
@@ -329,8 +330,8 @@ def cmd_sample(args) -> int:
 
 
 def cmd_directions(args) -> int:
-    from .directions import dataset_alignment
-    from .loading import load_model
+    from .latent.directions import dataset_alignment
+    from .io.loading import load_model
 
     model = load_model(args.model_source, device=args.device, revision=args.revision)
     c, h, w = model.config.in_shape
@@ -358,7 +359,7 @@ def load_dataset_for(args, image_size: int, channels: int):
 
 
 def cmd_push(args) -> int:
-    from .hub import push_to_hub
+    from .io.push import push_to_hub
 
     token = os.environ.get(args.token_env)
     if not token:
@@ -370,7 +371,7 @@ def cmd_push(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    from .convert import convert_pythae
+    from .io.convert import convert_pythae
 
     result = convert_pythae(args.source, args.out, i_trust_this_file=args.trust_pickle, revision=args.revision,
                             in_shape=tuple(args.in_shape) if args.in_shape else None)
@@ -385,7 +386,7 @@ def _command_model(args):
     """The model a command reads (``--threads`` applied first), from a shipped name, a folder or the Hub."""
     import torch
 
-    from .loading import load_model
+    from .io.loading import load_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -395,7 +396,7 @@ def _command_model(args):
 def cmd_augment(args) -> int:
     from tqdm import tqdm
 
-    from .augment import augment_dataset, check_request, with_originals, write_image_folder
+    from .latent.augment import augment_dataset, check_request, with_originals, write_image_folder
     from .data import load_dataset
 
     model = _command_model(args)
@@ -421,7 +422,7 @@ def cmd_augment(args) -> int:
 def cmd_experiment(args) -> int:
     import torch
 
-    from . import experiments as ex
+    from .evaluation import experiments as ex
 
     if args.from_json:
         saved = json.loads(Path(args.from_json).read_text()) if Path(args.from_json).is_file() else None
@@ -449,7 +450,7 @@ def cmd_experiment(args) -> int:
         rows = ex.augmentation_experiment(setup, log)
     print(ex.report(args.which, rows))
     if args.json:
-        from .checkpoint import atomic_file
+        from .io.files import atomic_file
 
         text = json.dumps({"setup": dataclasses.asdict(setup), "rows": rows}, indent=2)
         atomic_file(Path(args.json), lambda tmp: tmp.write_text(text))
@@ -459,7 +460,7 @@ def cmd_experiment(args) -> int:
 def cmd_map(args) -> int:
     from tqdm import tqdm
 
-    from .bigmap import map_dataset, open_stream, write_parquet
+    from .latent.bigmap import map_dataset, open_stream, write_parquet
 
     model = _command_model(args)
     c, h, _ = model.config.in_shape
@@ -509,7 +510,7 @@ def make_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     from .models.vq_prior import CodePriorConfig
-    from .train_prior import ARCH_FIELDS, PriorTrainConfig
+    from .training.prior import ARCH_FIELDS, PriorTrainConfig
     tp = sub.add_parser("train-prior", help="fit an autoregressive prior over a trained VQ-VAE's codes",
                         description="Train a causal transformer over the code grids of the VQ-VAE in RUN (its "
                                     "training split's codes) and add it to RUN (prior_config.json, "
@@ -637,7 +638,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     x = sub.add_parser("experiment", help="semi-supervised learning (M1, M2) and augmentation experiments",
                        description="Run an experiment and print its table of test accuracy (mean and standard "
-                                   "deviation over seeds). See vae_core/experiments.py for what each arm does.")
+                                   "deviation over seeds). See vae_core/evaluation/experiments.py for what each arm does.")
     x.add_argument("which", choices=["semi-supervised", "augmentation"])
     x.add_argument("--dataset", default="mnist-5k")
     x.add_argument("--labels-per-class", type=int, nargs="+", default=None,

@@ -17,7 +17,7 @@ import torch
 
 from .data import ImageSet
 from .errors import VAEError
-from .metrics import evaluate_model
+from .evaluation.metrics import evaluate_model
 from .models import VAEBase
 
 
@@ -47,7 +47,7 @@ def unit_stats(model: VAEBase, data: ImageSet, n: int = 1000, seed: int = 0) -> 
     """KL and spread per unit from ``evaluate_model`` over ``data.seeded_subset(n, seed)`` (the same images,
     and so the same numbers, as ``analyze.latent_units`` with that n and seed: a dataset may be sorted by
     class, so never its first n); units ordered by KL (by spread for a VQ-VAE)."""
-    from .metrics import AU_THRESHOLD
+    from .evaluation.metrics import AU_THRESHOLD
 
     sub, _ = data.seeded_subset(n, seed)
     m = evaluate_model(model, sub, seed=seed)

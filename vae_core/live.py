@@ -24,12 +24,15 @@ from typing import Callable, Hashable
 
 import torch
 
-from . import checkpoint, memory, snapshots
-from .snapshots import Snapshots
+from . import memory
+from .io import run_folder as checkpoint
+from .training import snapshots
+from .training.snapshots import Snapshots
 from .data import ImageSet
 from .errors import VAEError
 from .models import VAEBase
-from .train import RunConfig, fixed_samples, summarize_metrics, train
+from .training.loop import fixed_samples, train
+from .io.run_folder import RunConfig, summarize_metrics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +101,7 @@ class Snapshot:
     samples: torch.Tensor | None    # the latest fixed-noise sample grid (n, C, H, W)
     message: str
     error: str
-    motion: Snapshots | None = None  # the codes of a fixed subset at every epoch so far (vae_core.snapshots)
+    motion: Snapshots | None = None  # the codes of a fixed subset at every epoch so far (vae_core.training.snapshots)
     images: int = 0                  # training images seen so far in this run
     wall: float = 0.0                # seconds since the run started, evaluation and sampling included
 
@@ -188,7 +191,7 @@ class TrainingJob:
 
     # -- the thread ---------------------------------------------------------------------------
     def _run(self) -> None:
-        from .train import init_model
+        from .training.loop import init_model
 
         status, error, events = "finished", "", None
         try:

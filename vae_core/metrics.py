@@ -9,9 +9,9 @@ import torch
 
 from .data import ImageSet
 from .models import VAEBase
-from .models.m2 import classifies
+from .latent.class_style import classifies
 from .models.vq import codebook_perplexity
-from .objectives import iwae_bound, log_importance_weights, log_likelihood
+from .training.objectives import iwae_bound, log_importance_weights, log_likelihood
 
 AU_THRESHOLD = 0.01     # Burda et al. (2016): a unit is active if Cov_x(E_q[z_d|x]) > 0.01
 

@@ -30,18 +30,20 @@ import torch.distributed as dist
 import torch.nn as nn
 from safetensors.torch import load_file
 
-from . import checkpoint, kernels, snapshots
+from .io import run_folder as checkpoint
+from .models import kernels
+from .training import snapshots
 from .config import TrainConfig, from_dict, to_dict
 from .data import ImageSet, class_balanced_indices, load_dataset
 from .device import pick_device, resolve_precision
 from .errors import TrainingDiverged, VAEError
-from .metrics import evaluate_model
+from .evaluation.metrics import evaluate_model
 from .models import ModelConfig, VAEBase, build_model, config_from_dict
 from .models.hvae import HierarchyConfig
 from .models.vq import codebook_perplexity
-from .models.m2 import classifies
-from .objectives import loss_parts
-from .optim import FUSED_DEVICES, FusedAdam
+from .latent.class_style import classifies
+from .training.objectives import loss_parts
+from .training.optim import FUSED_DEVICES, FusedAdam
 
 SAMPLE_COUNT = 64
 RESTART_WINDOW = 10     # steps: a VQ-VAE code unused over this many batches is dead and is restarted
@@ -143,7 +145,7 @@ def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Genera
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device):
     """Adam. On CPU and CUDA the fused kernel updates all parameters in one pass, called without
-    torch.optim's wrappers, whose first call imports torch's compiler (vae_core/optim.py)."""
+    torch.optim's wrappers, whose first call imports torch's compiler (vae_core/training/optim.py)."""
     if device.type in FUSED_DEVICES:
         return FusedAdam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -8,9 +8,10 @@ import torch
 
 from explorer import controls, figures, inspector, jobs, limits, loaders, session, widgets
 from explorer.page_settings import ANALYSES, ANALYZE as PAGE, unit_sample
-from vae_core import analyze, anomaly, codebook, directions, explore, layers
-from vae_core.disentanglement import evaluate_disentanglement
-from vae_core.metrics import mutual_information_note
+from vae_core.evaluation import analyze, anomaly
+from vae_core.latent import codebook, directions, explore, hierarchy as layers
+from vae_core.evaluation.disentanglement import evaluate_disentanglement
+from vae_core.evaluation.metrics import mutual_information_note
 
 st.title("Analyze")
 UNITS, FACTORS, ANOMALIES, RECON, DISENTANGLEMENT, DIRECTIONS, LAYERS, CODEBOOK = (

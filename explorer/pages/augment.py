@@ -5,7 +5,8 @@ import torch
 
 from explorer import controls, limits, session, widgets
 from explorer.page_settings import AUGMENT as PAGE
-from vae_core import augment, images
+from vae_core import images
+from vae_core.latent import augment
 
 st.title("Augment")
 st.caption("Data augmentation by the posterior: z = mu + spread x std x eps from the image's q(z | x), decoded. "

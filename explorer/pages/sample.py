@@ -6,7 +6,8 @@ import streamlit as st
 from explorer import controls, figures, inspector, intro, limits, session, widgets
 from explorer.navigation import PAGES
 from explorer.page_settings import SAMPLE as PAGE
-from vae_core import codebook, explore, images, layers
+from vae_core import images
+from vae_core.latent import codebook, explore, hierarchy as layers
 from vae_core.models import VAEBase
 
 st.title("Sample")

@@ -10,10 +10,10 @@ from explorer.page_settings import TRAIN as PAGE, TRAIN_FAMILIES as FAMILIES
 from explorer.limits import Settings
 from explorer.private_runs import private_runs
 from vae_core import ModelInfo, VAEError, models
-from vae_core.checkpoint import zip_folder
-from vae_core.hub import push_to_hub
-from vae_core.live import TrainingJob
-from vae_core.train import RunConfig
+from vae_core.io.files import zip_folder
+from vae_core.io.push import push_to_hub
+from vae_core.training.live import TrainingJob
+from vae_core.io.run_folder import RunConfig
 
 st.title("Train")
 SNAPSHOT_IMAGES = 1000      # training images whose codes every run here keeps each epoch (Training in motion)

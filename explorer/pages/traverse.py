@@ -6,7 +6,8 @@ import torch
 
 from explorer import controls, handoff, inspector, limits, links, loaders, selection, session, widgets
 from explorer.page_settings import DIRECTION_KINDS, SOURCE, TRAVERSE as PAGE, direction_kinds, unit_sample
-from vae_core import VAEError, directions, explore, layers
+from vae_core import VAEError
+from vae_core.latent import directions, explore, hierarchy as layers
 
 st.title("Traverse")
 
