@@ -10,12 +10,8 @@ then every script run executes it as ``__main__``, which draws the frame.
 import streamlit as st
 
 from explorer import startup
+from explorer.navigation import PAGES
 
-PAGES = (("sample", "Sample", ":material/grid_view:"), ("traverse", "Traverse", ":material/tune:"),
-         ("interpolate", "Interpolate", ":material/linear_scale:"),
-         ("latent_map", "Latent map", ":material/scatter_plot:"), ("train", "Train", ":material/model_training:"),
-         ("analyze", "Analyze", ":material/analytics:"),
-         ("classes", "Class & style", ":material/category:"), ("augment", "Augment", ":material/auto_awesome:"))
 
 if __name__ == "__main__":
     from explorer import controls, limits, links

@@ -22,6 +22,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import streamlit as st
 
+from explorer.text import number
+
 KEPT = "_page_state"                  # page -> {setting key: value}: the pages' own state
 MAX_INDICES = 200                     # a selection in a link: at most this many image indices
 MAX_VECTOR = 64                       # numbers in one slider vector
@@ -108,9 +110,9 @@ def _number(raw, kind, lo, hi, what: str, step=None):
     except (TypeError, ValueError, OverflowError):
         raise LinkError(f"{what} must be {'a whole number' if kind is int else 'a number'}") from None
     if not (isinstance(v, int) or math.isfinite(v)) or (lo is not None and v < lo) or (hi is not None and v > hi):
-        raise LinkError(f"{what} must be from {lo:g} to {hi:g}")
+        raise LinkError(f"{what} must be from {number(lo)} to {number(hi)}")
     if kind is int and step and lo is not None and (v - lo) % step:
-        raise LinkError(f"{what} must be {lo} plus a multiple of {step}")
+        raise LinkError(f"{what} must be {number(lo)} plus a multiple of {number(step)}")
     return v
 
 

@@ -151,6 +151,9 @@ PAGE_STYLE = """<style>
 /* Image grids are upscaled by whole numbers on the server; the browser's own resizing (a grid
    stretched to its column) stays crisp too, instead of blurring small images. */
 [data-testid="stImage"] img { image-rendering: pixelated; }
+/* A drag that starts inside the last lasso or box draws a new one: the old outline takes no pointer
+   events, so it never goes into Plotly's edit mode (handles) and keeps the old selection. */
+.js-plotly-plot .selectionlayer path { pointer-events: none !important; }
 </style>"""
 
 

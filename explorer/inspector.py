@@ -155,12 +155,16 @@ def code_grid_editor(ctx, freq: np.ndarray) -> None:
                 st.session_state[k] = g // 2
         codes = torch.tensor(st.session_state["an_cb_codes"])
     with left:
+        # A chart holding a selection takes the next click as "deselect" (so each click after the first needed
+        # two): a click is read once, then the grid is drawn afresh under a new key, with nothing selected.
+        drawn = st.session_state.get("an_cb_grid_n", 0)
         event = st.plotly_chart(_grid_figure(codes, st.session_state["an_cb_row"], st.session_state["an_cb_col"]),
-                                key="an_cb_grid", on_select="rerun", selection_mode="points")
+                                key=f"an_cb_grid_{drawn}", on_select="rerun", selection_mode="points")
         picked = selection.selected_indices(event)
-        if picked and picked[-1] != st.session_state.get("an_cb_clicked"):
-            st.session_state["an_cb_clicked"] = picked[-1]              # a click moves the cell once
+        if picked:
             st.session_state["an_cb_row"], st.session_state["an_cb_col"] = divmod(picked[-1], g)
+            st.session_state["an_cb_grid_n"] = drawn + 1
+            st.rerun()
     with right:
         r1, r2 = st.columns(2)
         row = int(r1.number_input("Row", 0, g - 1, key="an_cb_row"))

@@ -232,12 +232,12 @@ def shipped_checkpoints() -> list[str]:
 
 
 @st.cache_resource(show_spinner="Measuring the latent units...", max_entries=32)
-def unit_stats(model_key: str, data_key: str, _model: VAEBase, _data: ImageSet | None,
-               max_images: int = 1000) -> explore.UnitStats:
-    """Measured on at most ``max_images`` images (the server's request budget lowers it for a large model)."""
-    if _data is None or (_model.num_classes and _data.labels is None) or max_images < 2:
+def unit_stats(model_key: str, data_key: str, _model: VAEBase, _data: ImageSet | None, n: int = 1000,
+               seed: int = 0) -> explore.UnitStats:
+    """Measured on ``n`` images drawn with ``seed`` (``unit_sample`` picks both, the same for every page)."""
+    if _data is None or (_model.num_classes and _data.labels is None) or n < 2:
         return explore.UnitStats.uniform(explore.num_units(_model))
-    return explore.unit_stats(_model, _data, max_images=max_images)
+    return explore.unit_stats(_model, _data, n=n, seed=seed)
 
 
 @st.cache_resource(show_spinner="Averaging codes per class...", max_entries=64)

@@ -14,7 +14,7 @@ from vae_core.evaluation import anomaly
 from vae_core.latent import class_style as style, codebook, explore, hierarchy as layers, projections as project
 from vae_core.data import app_datasets
 
-from explorer import handoff, limits, loaders, spots
+from explorer import controls, handoff, limits, loaders, spots
 from explorer.handoff import SOURCE                # how the destination pages name a code chosen on the latent map
 from explorer.widgets import IMAGE_SOURCES         # where an image comes from: the dataset, an upload, a drawing
 from explorer.controls import LinkError, Page, Setting
@@ -330,6 +330,20 @@ ANALYZE = Page("analyze", (
     Setting("an_cb_index", "int", "cb", 0, 0, last_image, widget="number", label="Dataset image"),
     Setting("an_cb_edited", "int", None, left_out="the code grid's edits", in_use=lambda s: bool(s.get("an_cb_edited"))),
 ))
+
+
+def unit_sample(model, state=None) -> tuple[int, int]:
+    """The images every page measures a statistic over "some images" on (Traverse's KL per unit and
+    its order, Analyze's units and factors): Analyze's "Images to analyse" and seed (their defaults until a
+    visitor changes them), within the server's image budget, so each page shows the same numbers; the
+    images themselves are ``ImageSet.seeded_subset(n, seed)``, a seeded random sample (never the first n of
+    a dataset sorted by class)."""
+    n = controls.value(ANALYZE, "an_n", state)
+    seed = controls.value(ANALYZE, "an_seed", state)
+    n = ANALYZE["an_n"].default if n is None else int(n)
+    seed = ANALYZE["an_seed"].default if seed is None else int(seed)
+    return min(n, limits.settings().max_images(model)), seed
+
 
 CLASSES_GIVEN = ("the predicted class", "its label")
 

@@ -27,10 +27,18 @@ class Context:
     model: VAEBase | None = None
     info: ModelInfo | None = None       # the model's identity: its key names it in every cache
     model_error: str = ""
+    model_error_shown: bool = False     # the sidebar shows the error beside the model's picker
     data: ImageSet | None = None
     data_key: str = ""
     data_error: str = ""
     device: str = "cpu"
+
+    @property
+    def data_words(self) -> str:
+        """The dataset and split in words, e.g. "mnist-5k (all splits)", for a number's caption."""
+        name, _, rest = self.data_key.partition(":")
+        split = rest.split(":")[0]
+        return f"{name} ({'all splits' if split == 'all' else split + ' split'})" if split else name
 
     @property
     def model_key(self) -> str:
@@ -39,7 +47,10 @@ class Context:
 
     def require_model(self) -> VAEBase:
         if self.model is None:
-            st.info(f"{literal(self.model_error) or 'No model loaded.'} Choose a working model in the sidebar.")
+            if self.model_error_shown:              # said once, in red, beside the picker
+                st.info(literal("No model is loaded: the sidebar says why. Choose a working model there."))
+            else:
+                st.info(f"{literal(self.model_error) or 'No model loaded.'} Choose a working model in the sidebar.")
             st.stop()
         return self.model
 

@@ -6,6 +6,7 @@ import streamlit as st
 import vae_core
 from vae_core import ImageSet, ModelInfo, VAEBase
 from vae_core.data import DATASETS
+from vae_core.evaluation.metrics import metric_label
 
 from explorer import loaders
 from explorer.limits import Settings, settings
@@ -28,17 +29,19 @@ def device_choices() -> list[str]:
     return out + [d for d in ("cpu",) if d not in out]
 
 
+def prompt(kind: str) -> str:
+    """What the sidebar asks for while a model source's box is empty (shown as a hint, never an error)."""
+    return f"Enter a {'Hub repo id (org/name)' if kind == 'Hub' else 'run folder path'}."
+
+
 def _model_picker(sb, limits: Settings) -> tuple[VAEBase | None, ModelInfo | None, str]:
     trained = st.session_state.get("trained_model")
     kinds = list(PUBLIC_MODEL_KINDS if limits.public else MODEL_KINDS) + ([SESSION_RUN] if trained is not None else [])
     kind = sb.radio("Model source", kinds, key="model_kind", horizontal=True)
-    device = sb.selectbox("Device", device_choices(), key="device",
-                          help="The best available is first: CUDA, then Apple MPS, then the CPU.")
+    revision = source = ""
     if kind == SESSION_RUN:
-        model, info = trained
-        return model.to(device), info, ""
-    revision = ""
-    if kind == "Shipped":
+        pass
+    elif kind == "Shipped":
         names = loaders.shipped_checkpoints()
         if not names:
             return None, None, "No shipped checkpoints were found in checkpoints/."
@@ -49,8 +52,13 @@ def _model_picker(sb, limits: Settings) -> tuple[VAEBase | None, ModelInfo | Non
         revision = sb.text_input("Revision (optional)", key="model_revision", placeholder="main").strip()
     else:
         source = sb.text_input("Run folder", key="model_folder", placeholder="runs/my-run").strip()
-    if not source:
-        return None, None, f"Enter a {'Hub repo id (org/name)' if kind == 'Hub' else 'run folder path'}."
+    device = sb.selectbox("Device", device_choices(), key="device",     # below the model it runs
+                          help="The best available is first: CUDA, then Apple MPS, then the CPU.")
+    if kind == SESSION_RUN:
+        model, info = trained
+        return model.to(device), info, ""
+    if not source:                           # nothing typed yet: a prompt, not an error
+        return None, None, prompt(kind)
     key = f"{kind}:{source}@{revision}:{device}"
     failures = st.session_state.setdefault(FAILURES_KEY, {})
     if key in failures:                      # do not hit the network again on every rerun
@@ -100,6 +108,12 @@ def _dataset_picker(sb, model: VAEBase | None, limits: Settings) -> tuple[ImageS
     return data, key, ""
 
 
+CARD_METRICS_NOTE = ("Written when the model was trained: on the held-out test split of the data it was trained on "
+                     "(up to 2,000 images), one posterior sample per image. Analyze measures the dataset and split "
+                     "chosen above, on its own seeded sample of images (its Images to analyse and Seed): its numbers "
+                     "differ from these by the split, the images and the sampling noise.")
+
+
 def _summary(sb, ctx: Context) -> None:
     s = loaders.model_summary(ctx.model_key, ctx.model, ctx.info)
     shape = "x".join(map(str, s["latent_shape"]))
@@ -111,7 +125,9 @@ def _summary(sb, ctx: Context) -> None:
     sb.markdown(" · ".join(lines))
     if s["metrics"]:
         with sb.expander("Model card metrics"):
-            st.markdown("| metric | value |\n|---|---|\n" + "\n".join(f"| {literal(k)} | {literal(v)} |" for k, v in s["metrics"].items()))
+            st.markdown("| metric | value |\n|---|---|\n" + "\n".join(
+                f"| {literal(metric_label(k))} | {literal(v)} |" for k, v in s["metrics"].items()))
+            st.caption(CARD_METRICS_NOTE)
 
 
 def sidebar() -> Context:
@@ -126,14 +142,16 @@ def sidebar() -> Context:
     if ctx.model is not None:
         ctx.device = str(ctx.model.device)
         _summary(sb, ctx)
+    elif ctx.model_error == prompt(st.session_state.get("model_kind", "")):
+        sb.caption(ctx.model_error)             # nothing typed yet: a hint, not an error
     elif ctx.model_error:
         sb.error(literal(ctx.model_error))      # it may quote a visitor's Hub id or folder
+        ctx.model_error_shown = True            # the page points here rather than saying it again
     _follow_the_model(ctx.info, limits)
     try:
         ctx.data, ctx.data_key, ctx.data_error = _dataset_picker(sb, ctx.model, limits)
     except vae_core.VAEError as e:
         ctx.data_error = str(e)
-    sb.caption(f"Device in use: {ctx.device}")
     job = st.session_state.get("train_job")
     if job is not None:
         job.touch()                          # this session is alive: its run goes on

@@ -41,3 +41,13 @@ def literal(text: object) -> str:
     if m:                                            # escape the list number's "." or ")"
         return f"{out[:m.end()]}\\{out[m.end():]}"
     return out
+
+
+def number(v) -> str:
+    """A number in a message: a whole number as one, with thousands separators (2,147,483,647, never
+    2.14748e+09); any other number in its shortest form (0.5, -4)."""
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, int) or (isinstance(v, float) and v.is_integer() and abs(v) < 1e15):
+        return f"{int(v):,}"
+    return f"{v:g}"

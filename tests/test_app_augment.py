@@ -61,3 +61,13 @@ def test_an_uploads_file_name_is_shown_literally_in_the_captions():
     assert_clean(at)
     captions = [c for img in at.image for c in img.captions if "upload" in c]
     assert captions and all(name in shown(c) and not unescaped_punctuation(c) for c in captions), captions
+
+
+def test_a_deterministic_encoder_says_so_instead_of_identical_draws():
+    at = open_app("augment", model="mnist-vq")
+    assert_clean(at)
+    assert any("encoder is deterministic" in i.value and "reconstruction" in i.value for i in at.info)
+    assert len(image_urls(at)) == 2                                 # the image and its reconstruction, once
+    assert not any("posterior draws" in c for img in at.image for c in img.captions)
+    at = open_app("augment")                                        # a Gaussian encoder: draws, no such note
+    assert not any("deterministic" in i.value for i in at.info)

@@ -16,8 +16,10 @@ def test_opens_with_a_shipped_mnist_model():
     assert at.sidebar.selectbox(key="model_shipped").value == "mnist-mlp"
     summary = " ".join(m.value for m in at.sidebar.markdown)
     assert "mlp" in summary and "latent 20" in summary and "parameters" in summary and "mnist-5k" in summary
-    assert "elbo" in summary                                     # the card's metrics table
-    assert any("Device in use: " in c.value for c in at.sidebar.caption)
+    assert "ELBO (nats per image)" in summary                    # the card's metrics table
+    assert not any("Device in use" in c.value for c in at.sidebar.caption)      # the Device box says it, once
+    boxes = [b.key for b in at.sidebar.selectbox]
+    assert boxes.index("model_shipped") < boxes.index("device")                # the model, then where it runs
     for key in ("device", "dataset", "split"):
         assert at.sidebar.selectbox(key=key).value
     assert image_urls(at)                                       # the default page (Sample) shows a grid
@@ -38,6 +40,8 @@ def test_unknown_hub_id_shows_an_error_and_the_sidebar_still_works():
     assert not at.exception
     assert any("no-such-model" in e.value for e in at.sidebar.error)
     assert any("Choose a working model" in i.value for i in at.info)
+    said = [e.value for e in at.error] + [i.value for i in at.info] + [c.value for c in at.caption]
+    assert sum("no-such-model" in t for t in said) == 1                         # said once, beside the picker
     at.run()                                                     # a rerun does not hit the network again
     assert any("Retry" == b.label for b in at.sidebar.button)
     at.sidebar.radio(key="model_kind").set_value("Shipped").run()
@@ -49,6 +53,8 @@ def test_a_folder_that_is_not_a_checkpoint(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     at = open_app()
     at.sidebar.radio(key="model_kind").set_value("Folder").run()
+    assert not at.exception and not at.error                      # nothing typed yet: no red message
+    assert any("Enter a run folder path" in c.value for c in at.sidebar.caption)
     at.sidebar.text_input(key="model_folder").set_value(str(tmp_path)).run()
     assert not at.exception
     assert any("config.json" in e.value for e in at.sidebar.error)

@@ -46,7 +46,7 @@ def test_conditional_model_has_a_class_choice(model):
 def test_vq_model_says_how_it_samples():
     at = open_app("sample", model="mnist-vq")
     assert_clean(at)
-    assert any("training code frequencies" in i.value or "frequencies" in i.value for i in at.info)
+    assert any("code grid is drawn from it one code at a time" in i.value for i in at.info)
 
 
 def test_the_caption_counts_right_and_names_a_conditional_models_class():
@@ -58,3 +58,14 @@ def test_the_caption_counts_right_and_names_a_conditional_models_class():
     at.selectbox(key="sample_class").set_value(3).run()
     assert_clean(at)
     assert at.image[0].captions[0].startswith("36 samples, class 3, temperature")
+
+
+def test_the_info_box_says_which_way_of_sampling_applies_to_this_model():
+    at = open_app("sample", model="mnist-vq")                      # shipped with a learned code prior
+    text = " ".join(i.value for i in at.info)
+    assert "this model has a learned code prior" in text and "no learned code prior" not in text
+    assert "Without one" not in text
+    at = open_app("sample", model="mnist-hvae")
+    text = " ".join(i.value for i in at.info)
+    assert "hierarchical VAE" in text and "smoother" in text
+    assert "layer_temperatures" not in text and "``" not in text and "temperature``" not in text

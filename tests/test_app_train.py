@@ -147,3 +147,56 @@ def test_a_run_plays_its_epochs_live_and_then_on_the_latent_map(train_page, tmp_
     at.switch_page("explorer/pages/latent_map.py").run()
     assert_clean(at)
     assert motion_frames(at, "map_motion") == ["0", "1", "2"]
+
+
+def _progress_text(at):
+    return at.get("progress")[0].proto.text
+
+
+def test_a_finished_run_shows_its_average_pace_not_its_last_steps(train_page):
+    at = train_page
+    at.button(key="train_start").click().run()
+    job = wait_done(at)
+    snap = job.snapshot()
+    assert snap.images == snap.step * job.config.train.batch_size                   # every image it trained on
+    text = _progress_text(at)
+    assert f"{snap.images:,} images in {snap.wall:.0f} s: {snap.images / snap.wall:,.0f} images/s on average" in text
+    assert f"({snap.images_per_s:,.0f} images/s)" not in text
+    held_out = next(c.value for c in at.caption if c.value.startswith("held-out after epoch"))
+    assert "test images" in held_out and " nats, KL " in held_out and "nats per image" in held_out
+
+
+def test_a_second_run_asks_before_replacing_an_unsaved_one(train_page, tmp_path):
+    at = train_page
+    at.button(key="train_start").click().run()
+    first = wait_done(at)
+    at.button(key="train_start").click().run()
+    assert at.session_state["train_job"] is first                        # not thrown away unasked
+    assert any("not saved" in w.value for w in at.warning)
+    at.button(key="train_keep_last").click().run()
+    assert at.session_state["train_job"] is first and not any("not saved" in w.value for w in at.warning)
+    at.button(key="train_start").click().run()
+    at.button(key="train_discard").click().run()
+    second = at.session_state["train_job"]
+    assert second is not first
+    wait_done(at)
+    at.text_input(key="train_save_name").set_value("kept-run")
+    at.button(key="train_save").click().run()
+    at.button(key="train_start").click().run()                          # saved: a new run starts at once
+    assert at.session_state["train_job"] is not second
+    wait_done(at)
+    assert_clean(at)
+
+
+def test_a_run_stopped_in_its_first_epoch_offers_no_animation(train_page, monkeypatch):
+    monkeypatch.setenv("VAE_EXPLORER_MAX_EPOCHS", "50")
+    at = train_page
+    at.selectbox(key="train_dataset").set_value("mnist-5k")
+    at.number_input(key="train_epochs").set_value(50)
+    at.button(key="train_start").click().run()
+    at.button(key="train_stop").click().run()
+    job = wait_done(at, limit=30)
+    assert len(job.snapshot().motion.epochs) == 1                         # only epoch 0: before training
+    assert not any(h.value == "Training in motion" for h in at.subheader)
+    assert not any("drag the slider" in c.value for c in at.caption)
+    assert any("before its first epoch" in c.value for c in at.caption)

@@ -504,3 +504,102 @@ def test_an_animated_map_has_one_frame_per_saved_epoch(page, tmp_path):
     assert page.evaluate("() => window.__played") == ["0", "1", "2", "3"]           # every epoch, in order
     assert_clean(page)
     shot(page, "latent_map_training_in_motion")
+
+
+def test_an_address_that_names_no_page_says_so_then_shows_the_first_page(page, server):
+    url, _ = server
+    page.goto(f"{url}/nonexistent", wait_until="domcontentloaded")
+    expect(page.get_by_text("Page not found")).to_be_visible(timeout=LONG)          # Streamlit's own dialog
+    expect(page.get_by_text("does not seem to exist")).to_be_visible()
+    expect(page.locator(f"{bh.MAIN} h1")).to_have_text("Sample", timeout=LONG)
+    expect(page.get_by_text("There is no page called")).to_have_count(0)            # said once, not twice
+
+
+def test_the_orientation_opens_a_view_in_one_click_and_stays_hidden_once_hidden(page):
+    intro = page.get_by_text("New here?")
+    expect(intro).to_be_visible(timeout=LONG)
+    shot(page, "orientation")
+    page.get_by_role("button", name="Move image 7's units one by one").click()
+    expect(page.locator(f"{bh.MAIN} h1")).to_have_text("Traverse", timeout=LONG)
+    expect(page.get_by_role("spinbutton", name="Image index")).to_have_value("7", timeout=LONG)
+    bh.go_to(page, "Sample")
+    expect(intro).to_be_visible(timeout=LONG)
+    page.get_by_role("button", name="Hide this introduction").click()
+    expect(intro).to_have_count(0, timeout=LONG)
+    bh.go_to(page, "Traverse")
+    bh.go_to(page, "Sample")
+    expect(page.locator(f"{bh.MAIN} h1")).to_have_text("Sample", timeout=LONG)
+    bh.wait_idle(page)
+    expect(intro).to_have_count(0)
+    assert_clean(page)
+
+
+def test_every_click_on_a_code_cell_moves_the_cell_the_first_time(page):
+    """mnist-vq on Analyze: after the first cell, each further click on a cell moves Row and Column at once
+    (the issue: every click after the first needed two)."""
+    pick_checkpoint(page, "mnist-vq")
+    main = page.locator(bh.MAIN)
+    bh.go_to(page, "Analyze", timeout=LONG)
+    expect(main.get_by_text("Edit a code grid")).to_be_visible(timeout=LONG)
+    bh.wait_idle(page, LONG)
+    row = main.get_by_role("spinbutton", name="Row")
+    col = main.get_by_role("spinbutton", name="Column")
+    grid = main.locator(".js-plotly-plot", has_text="Code grid")
+
+    def click_cell(r: int, c: int) -> bool:
+        page.mouse.move(0, 0)
+        try:
+            grid.locator("g.points path.point").nth(r * 7 + c).hover(force=True, timeout=10_000)
+            grid.locator(".hoverlayer .hovertext", has_text=f"row {r}, column {c}").wait_for(state="visible",
+                                                                                            timeout=5_000)
+        except PlaywrightError:
+            return False
+        page.mouse.down()
+        page.mouse.up()
+        bh.wait_idle(page, LONG)
+        return True
+
+    # The first click may come before Plotly has wired its handlers on a busy machine: repeated until it lands.
+    wait_for(lambda: click_cell(1, 5) and row.input_value() == "1", LONG / 1000, "a first click on a code cell")
+    for r, c in ((4, 2), (0, 6), (5, 5), (2, 0)):          # then each click once, never repeated
+        wait_for(lambda: click_cell(r, c), 30, f"the hover label of cell ({r}, {c})")
+        expect(row).to_have_value(str(r), timeout=15_000)
+        expect(col).to_have_value(str(c), timeout=15_000)
+    assert_clean(page)
+
+
+def test_a_lasso_started_inside_an_earlier_lasso_draws_a_new_one(page):
+    """The issue: a drag that starts inside the last lasso put that lasso in edit mode (handles) and the count
+    stayed; it must draw a new lasso and select what is inside the new one."""
+    bh.go_to(page, "Latent map", timeout=LONG)
+    plot = page.locator(f"{bh.MAIN} .js-plotly-plot .nsewdrag").first
+    expect(plot).to_be_visible(timeout=LONG)
+    bh.wait_idle(page)
+    page.locator(f"{bh.MAIN} .js-plotly-plot").first.hover()
+    page.locator(f'{bh.MAIN} .modebar-btn[data-title="Lasso Select"]').first.click()
+    box = plot.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    ring = ((1, 0), (0.7, 0.7), (0, 1), (-0.7, 0.7), (-1, 0), (-0.7, -0.7), (0, -1), (0.7, -0.7))
+
+    def draw(rx, ry):
+        pts = [(cx + rx * c, cy + ry * s) for c, s in ring]
+        page.mouse.move(*pts[0])
+        page.mouse.down()
+        for p in pts[1:] + pts[:1]:
+            page.mouse.move(*p, steps=4)
+        page.mouse.up()
+
+    heading = page.locator(f"{bh.MAIN} h3", has_text="selected")
+    draw(box["width"] * 0.3, box["height"] * 0.35)
+    expect(heading).to_be_visible(timeout=LONG)
+    bh.wait_idle(page)
+    first = heading.inner_text()
+    page.locator(f"{bh.MAIN} .js-plotly-plot").first.hover()                   # the map is back on pan:
+    page.locator(f'{bh.MAIN} .modebar-btn[data-title="Lasso Select"]').first.click()   # the lasso again
+    draw(box["width"] * 0.08, box["height"] * 0.1)          # starts (and stays) inside the first lasso
+    expect(heading).not_to_have_text(first, timeout=30_000)
+    bh.wait_idle(page)
+    n_first = int(re.match(r"([\d,]+) images", first).group(1).replace(",", ""))
+    n_second = int(re.match(r"([\d,]+) images", heading.inner_text()).group(1).replace(",", ""))
+    assert 0 < n_second < n_first, (first, heading.inner_text())
+    assert_clean(page)

@@ -94,7 +94,11 @@ def test_help_for_every_command():
 def test_evaluate_and_sample(tmp_path, capsys):
     assert main(["evaluate", "mnist-mlp", "--iwae-k", "20", "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "test ELBO" in out and "IWAE log p(x), k=20" in out and "active units" in out and "bits/dim" in out
+    assert "IWAE log p(x), k=20" in out and "active units" in out and "bits/dim" in out
+    assert "(test split, 1,000 images, seed 0)" in out              # each number's split, image count and seed
+    for name in ("ELBO", "reconstruction -log p(x|z)", "KL", "IWAE log p(x)", "I(x; z)"):   # every one in nats
+        assert any(line.strip().startswith(name) and "(nats)" in line for line in out.splitlines()), name
+    assert "at most log N = log 1,000 = 6.91 nats with this estimator" in out
     assert main(["evaluate", "mnist-mlp", "--iwae-k", "5", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["log_likelihood"] >= res["elbo"] - 1.0

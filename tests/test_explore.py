@@ -121,7 +121,7 @@ def test_shared_model_is_not_modified():
     model = vae_core.load_model("mnist-mlp", device="cpu")
     before = {k: v.clone() for k, v in model.state_dict().items()}
     data = vae_core.load_dataset("mnist-5k", "test")
-    explore.unit_stats(model, data, max_images=100)
+    explore.unit_stats(model, data, n=100)
     explore.interpolate(model, torch.zeros(1, 20), torch.ones(1, 20), 4)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert not model.training

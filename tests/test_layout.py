@@ -78,11 +78,12 @@ def test_pages_live_in_the_explorer_package():
     assert not (ROOT / "pages").exists()
     pages = {p.stem for p in (ROOT / "explorer" / "pages").glob("*.py")}
     assert {"sample", "traverse", "interpolate", "latent_map", "train", "analyze"} <= pages
-    assert registered_pages(ROOT / "app.py") == pages                   # each page registered, none missing
+    assert registered_pages(ROOT / "explorer" / "navigation.py") == pages   # each page registered, none missing
+    assert "from explorer.navigation import PAGES" in (ROOT / "app.py").read_text()   # and app.py navigates over them
 
 
 def registered_pages(app: Path) -> set[str]:
-    """The page names app.py's PAGES table gives st.navigation (its entries' first fields)."""
+    """The page names a PAGES table gives st.navigation (its entries' first fields; explorer/navigation.py's)."""
     for node in ast.parse(app.read_text()).body:
         if isinstance(node, ast.Assign) and [names(t) for t in node.targets] == ["PAGES"]:
             return {ast.literal_eval(entry)[0] for entry in node.value.elts}
@@ -90,10 +91,10 @@ def registered_pages(app: Path) -> set[str]:
 
 
 def test_an_unregistered_page_is_caught(tmp_path):
-    app = (ROOT / "app.py").read_text()
-    assert '("augment", "Augment"' in app
-    (tmp_path / "app.py").write_text(app.replace('("augment", "Augment", ":material/auto_awesome:")', ""))
-    assert "augment" not in registered_pages(tmp_path / "app.py")
+    table = (ROOT / "explorer" / "navigation.py").read_text()
+    assert '("augment", "Augment"' in table
+    (tmp_path / "navigation.py").write_text(table.replace('("augment", "Augment", ":material/auto_awesome:")', ""))
+    assert "augment" not in registered_pages(tmp_path / "navigation.py")
 
 
 def test_every_vae_core_package_ships_in_the_wheel():

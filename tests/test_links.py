@@ -45,6 +45,7 @@ def test_valid_parameters_are_written_to_the_page_and_its_widgets():
     ("dir", "<script>", "one of"), ("d", ",".join(["0"] * 65), "at most 64"), ("class", "0", "does not apply"),
     ("i", "9" * 5000, "longer than"), ("from", "1,2,100", "from 0 to 99"),
     ("from", ",".join(["1"] * 201), "at most 200"),
+    ("seed", "99999999999", "must be from 0 to 2,147,483,647"),          # an integer written as one
 ])
 def test_a_bad_parameter_is_dropped_with_a_message_that_names_it(param, raw, says):
     state = {}

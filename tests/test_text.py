@@ -63,3 +63,10 @@ def test_streamlit_elements_receive_the_text_escaped(text):
     for v in values:
         assert text.replace("\n", " ") in shown(v)
         assert not re.search(r"(?<!\\)!(?<!\\)\[|(?<!\\)\]\(|(?<!\\)<[a-z]|(?<!\\)\*\*", v), v
+
+
+def test_numbers_in_messages_are_whole_numbers_written_as_such():
+    from explorer.text import number
+
+    assert number(2**31 - 1) == "2,147,483,647" and number(2147483647.0) == "2,147,483,647"
+    assert number(-4.0) == "-4" and number(0.5) == "0.5" and number(0) == "0"

@@ -7,10 +7,11 @@ import streamlit as st
 import torch
 
 from explorer import controls, figures, inspector, jobs, limits, loaders, session, widgets
-from explorer.page_settings import ANALYSES, ANALYZE as PAGE
+from explorer.page_settings import ANALYSES, ANALYZE as PAGE, unit_sample
 from vae_core.evaluation import analyze, anomaly
 from vae_core.latent import codebook, directions, explore, hierarchy as layers
 from vae_core.evaluation.disentanglement import evaluate_disentanglement
+from vae_core.evaluation.metrics import mutual_information_note
 
 st.title("Analyze")
 UNITS, FACTORS, ANOMALIES, RECON, DISENTANGLEMENT, DIRECTIONS, LAYERS, CODEBOOK = (
@@ -54,16 +55,26 @@ def units_section(ctx, model, data, n, seed):
         bar.empty()
     for w in res["warnings"]:
         st.warning(w)
+    where = f"{res['n_images']:,} images of {ctx.data_words} drawn with seed {seed}"
     cols = st.columns(4)
     if "elbo" in res:
-        cols[0].metric("ELBO (nats)", f"{res['elbo']:.2f}")
+        cols[0].metric("ELBO (nats)", f"{res['elbo']:.2f}",
+                       help=f"Nats per image, on {where}; one posterior sample per image (the single-sample "
+                            "ELBO). The model card's ELBO (sidebar) is from the test split when it was trained.")
     if "active_units" in res:
-        cols[1].metric("Active units", f"{res['active_units']} / {res['latent_units']}")
+        cols[1].metric("Active units", f"{res['active_units']} / {res['latent_units']}",
+                       help=f"Units whose posterior mean varies over {where} (Cov_x E[z|x] > 0.01).")
     if "mutual_information" in res:
-        cols[2].metric("I(x; z) (nats)", f"{res['mutual_information']:.2f}")
+        n_mi = res["mutual_information_images"]
+        cols[2].metric("I(x; z) (nats)", f"{res['mutual_information']:.2f}",
+                       help=f"On {n_mi:,} of these images: the encoder's aggregate posterior as a mixture of them "
+                            "(He et al., 2019).")
+        note = mutual_information_note(res["mutual_information"], n_mi)
+        cols[2].caption(note[0].upper() + note[1:] + ".")
     if "log_likelihood" in res:
-        cols[3].metric(f"log p(x), k={res['iwae_k']}", f"{res['log_likelihood']:.2f}",
-                       help=f"{res['bits_per_dim']:.4f} bits/dim; {res['binarisation']}")
+        cols[3].metric(f"log p(x) (nats), k={res['iwae_k']}", f"{res['log_likelihood']:.2f}",
+                       help=f"The IWAE estimate with k={res['iwae_k']} importance samples per image, on {where}; "
+                            f"{res['bits_per_dim']:.4f} bits/dim; {res['binarisation']}")
     if "kl_per_dim" in res:
         kl = np.array(res["kl_per_dim"])
         active = np.array(res["latent_variance"]) > 0.01
@@ -87,8 +98,7 @@ def factors_section(ctx, model, data, n, seed):
                           x="latent unit", y="ground-truth factor", colour_title="I(unit; factor) / H(factor)",
                           title="Mutual information of each unit with each factor, divided by the factor's entropy")
     st.plotly_chart(fig, key="an_mi_heatmap")
-    stats = loaders.unit_stats(ctx.model_key, ctx.data_key, model, data,
-                               min(1000, limits.settings().max_images(model)))
+    stats = loaders.unit_stats(ctx.model_key, ctx.data_key, model, data, *unit_sample(model))
     base = torch.zeros((1, *model.latent_shape))
     grid = explore.traversal_grid(model, base, res["best_unit"], stats, steps=9)
     st.caption("Traversals of the most informative unit for each factor, from -3 to 3: " +

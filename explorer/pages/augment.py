@@ -27,14 +27,21 @@ with session.guard("Augmentation"):
         if model.num_classes:
             mode = controls.draw(PAGE, "aug_mode", ctx, horizontal=True, format_func={"posterior": "its posterior (near this image)",
                                          "prior": "the prior, with its class (new styles of the class)"}.get)
+        labels = torch.tensor([y]) if model.num_classes else None
+        if mode == "posterior" and augment.deterministic_encoder(model, x, labels):
+            st.info("This model's encoder is deterministic: it maps an image to one code (a VQ-VAE picks one "
+                    "codebook entry per position), so its posterior is a single point and every draw, at any "
+                    "spread, is the same image: its reconstruction, shown once below. A model with a Gaussian "
+                    "encoder (e.g. mnist-mlp) draws varied images here.")
+            count, scale = 1, 0.0
         limits.settings().check_images(model, count, "augmented images")
         gen = torch.Generator(device=model.device).manual_seed(int(seed))
-        labels = torch.tensor([y]) if model.num_classes else None
         drawn = augment.augment_images(model, x, labels, count, scale, mode, gen)
         what = "reconstructions" if scale == 0 and mode == "posterior" else f"{mode} draws at spread {scale:g}"
         if model.num_classes:
             what += f", class {widgets.class_names(model, ctx.data)[y]}"
-        img = widgets.show_grid(drawn, caption=f"{count} {what} of {caption}", span=0.6)
+        img = widgets.show_grid(drawn, caption=f"{count} {what} of {caption}" if count > 1 else
+                                f"the {what[:-1]} of {caption}", span=0.6)
         d1, d2 = st.columns(2)
         d1.download_button("Download the grid (PNG)", images.png_bytes(img), file_name="augmentations.png",
                            mime="image/png", key="aug_download_png")

@@ -3,7 +3,8 @@ import inspect
 
 import streamlit as st
 
-from explorer import controls, figures, inspector, limits, session, widgets
+from explorer import controls, figures, inspector, intro, limits, session, widgets
+from explorer.navigation import PAGES
 from explorer.page_settings import SAMPLE as PAGE
 from vae_core import images
 from vae_core.latent import codebook, explore, hierarchy as layers
@@ -11,8 +12,34 @@ from vae_core.models import VAEBase
 
 st.title("Sample")
 
+
+def how_drawn(model) -> str:
+    """How this model's samples are drawn, where it is not simply z ~ N(0, I) scaled by the temperature:
+    what applies to this model, in what the controls do (never code names)."""
+    if codebook.has_code_prior(model):
+        return ("How these samples are drawn: this model has a learned code prior, so each sample's code grid is "
+                "drawn from it one code at a time, in reading order, each given the codes before it: the samples "
+                "are coherent images. Temperature flattens (above 1: more varied) or sharpens (below 1: more "
+                "typical) each draw; top-k keeps only the k most likely codes at each draw (0: all of them).")
+    if codebook.is_vq(model):
+        return ("How these samples are drawn: this model has no learned code prior, so each position's code is "
+                "drawn on its own, from how often the codes were used in training: the samples show the code "
+                "vocabulary, textures rather than coherent images (`python -m vae_core train-prior` trains a "
+                "prior that draws whole images). Temperature flattens (above 1) or sharpens (below 1) those "
+                "frequencies.")
+    if layers.is_hierarchical(model):
+        return ("How these samples are drawn: this hierarchical VAE draws its top layer from N(0, I) and each "
+                "lower layer given the layers above it. Temperature scales every layer's spread at once (below 1: "
+                "smoother, more typical images; above 1: more varied, noisier ones); each layer's own temperature "
+                "scales that layer's spread alone, top layer first: the top layers tend to set the overall shape, "
+                "the lower ones the details.")
+    if type(model).prior_sample is not VAEBase.prior_sample:
+        return f"How these samples are drawn: {inspect.getdoc(type(model).prior_sample)}"
+    return ""
+
 with session.guard("Sampling"):
     ctx = session.context()
+    intro.show(ctx, PAGES)                  # the first visit's orientation, until the visitor hides it
     model = ctx.require_model()
     c1, c2, c3, c4 = st.columns(4)
     n = controls.draw(PAGE, "sample_count", ctx, c1)
@@ -24,9 +51,9 @@ with session.guard("Sampling"):
     if model.num_classes:
         names = widgets.class_names(model, ctx.data)
         y = controls.draw(PAGE, "sample_class", ctx, label="Class", format_func=names.__getitem__)
-    if type(model).prior_sample is not VAEBase.prior_sample:
-        # This model has no N(0, I) prior of its own (a VQ-VAE): say how its samples are drawn.
-        st.info(f"How these samples are drawn: {inspect.getdoc(type(model).prior_sample)}")
+    how = how_drawn(model)
+    if how:
+        st.info(how)
     options = {}                            # the model's own sampling options
     if layers.is_hierarchical(model):
         options["layer_temperatures"] = inspector.layer_temperatures(model, PAGE, "sample_layer_temperature_", ctx)

@@ -39,8 +39,13 @@ def run_config(dataset: str, family: str, latent: int, beta: float, anneal: str,
 def show_progress(job: TrainingJob) -> None:
     s = job.snapshot()
     eta = f", about {s.eta:.0f} s left" if s.eta is not None and not s.done else ""
+    if s.done:              # the run's own average, never its last steps' pace
+        pace = (f"{s.images:,} images in {s.wall:.0f} s: {s.average_images_per_s:,.0f} images/s on average"
+                if s.images else "no training step")
+    else:
+        pace = f"{s.images_per_s:,.0f} images/s now, {s.average_images_per_s:,.0f} on average"
     st.progress(s.progress, text=f"{s.status}: step {s.step:,}/{s.total_steps:,}, epoch {s.epoch}/{s.epochs}{eta}"
-                                 f" ({s.images_per_s:,.0f} images/s)")
+                                 f" ({pace})")
     for line in job.tracking.problems if job.tracking else ():
         st.warning(line)
     if s.error:
@@ -52,19 +57,42 @@ def show_progress(job: TrainingJob) -> None:
         left.plotly_chart(figures.loss_figure(s.history), key="train_losses")
     if s.evals:
         e = s.evals[-1]
-        left.caption(f"held-out after epoch {e['epoch']}: ELBO {e.get('elbo', float('nan')):.2f}, "
-                     f"KL {e.get('kl', float('nan')):.2f}" +
+        left.caption(f"held-out after epoch {e['epoch']} ({e['n_images']:,} test images, one posterior sample "
+                     f"each): ELBO {e.get('elbo', float('nan')):.2f} nats, KL {e.get('kl', float('nan')):.2f} nats "
+                     "per image" +
                      (f", active units {e['active_units']}/{e['latent_units']}" if "active_units" in e else ""))
     if s.samples is not None:
         with right:
             widgets.show_grid(s.samples[:16], nrow=4, span=0.4, caption=f"samples after epoch {s.epoch} (fixed noise)")
-    if s.motion is not None:
+    if s.motion is not None and len(s.motion.epochs) < 2 and s.done:
+        st.caption("Training in motion needs the codes after at least one finished epoch; this run ended before "
+                   "its first epoch did.")
+    elif s.motion is not None and len(s.motion.epochs) >= 2:
         st.subheader("Training in motion")
         motion.show(s.motion, job.data, key="train_motion", height=460)
 
 
+def keep(job: TrainingJob) -> None:
+    """The run has left the page (explored, saved, downloaded or pushed): a new run may replace it unasked."""
+    st.session_state["train_kept"] = job
+
+
+def unsaved(job: TrainingJob | None) -> bool:
+    """A finished run that would be lost if a new one replaced it."""
+    return (job is not None and not job.is_alive() and job.model is not None and job.snapshot().status != "failed"
+            and st.session_state.get("train_kept") is not job)
+
+
+def confirm_replace(start_now: bool) -> None:
+    """on_click of the question before a new run replaces an unsaved one: answer it."""
+    st.session_state.pop("train_confirm", None)
+    if start_now:
+        st.session_state["train_start_now"] = True
+
+
 def explore_model(job: TrainingJob) -> None:
     """on_click: make the finished run the current model (runs before the sidebar is drawn)."""
+    keep(job)
     model = job.model
     for p in model.parameters():
         p.requires_grad_(False)
@@ -113,11 +141,12 @@ def what_next(job, limits) -> None:
     if limits.public:                      # the run stays private to this session: it leaves as a download
         saved, archive = private_save(job, name, limits)
         d2.download_button("Download the run (zip)", archive, file_name=f"{Path(saved).name}.zip",
-                           mime="application/zip", key="train_download",
+                           mime="application/zip", key="train_download", on_click=keep, args=(job,),
                            help="The run folder, zipped: unzip it and open it with vae_core.load_model('NAME'). "
                                 "This server deletes its copy when you close the tab.")
     elif d2.button("Save as run folder", key="train_save"):
         folder = job.save(limits.run_folder(name))
+        keep(job)
         d2.success(f"Saved to {folder}; open it with Model source: Folder.")
         st.session_state["train_saved"] = str(folder)
     repo = d3.text_input("Hub repo id", key="train_repo", placeholder="org/name")
@@ -131,6 +160,7 @@ def what_next(job, limits) -> None:
         saved = private_save(job, name, limits)[0] if limits.public else \
             st.session_state.get("train_saved") or str(job.save(limits.run_folder(name)))
         url = push_to_hub(Path(saved), repo.strip(), token)
+        keep(job)
         d3.success(f"Pushed: {url}")
 
 
@@ -157,7 +187,17 @@ with session.guard("Training"):
              "comma-separated; the same sinks as `python -m vae_core train --track`.")
 
     b1, b2, _ = st.columns([1, 1, 4])
-    if b1.button("Start", key="train_start", type="primary", disabled=running):
+    start = b1.button("Start", key="train_start", type="primary", disabled=running)
+    if start and unsaved(job):       # never throw a finished run away unasked
+        st.session_state["train_confirm"] = True
+        start = False
+    if st.session_state.get("train_confirm") and unsaved(job):
+        st.warning("The last run is not saved, downloaded, pushed or explored yet: a new run replaces it. Keep it "
+                   "(then save it under What next), or discard it and start the new run.")
+        w1, w2, _ = st.columns([1, 1, 2])
+        w1.button("Keep the last run", key="train_keep_last", on_click=confirm_replace, args=(False,))
+        w2.button("Discard it and start", key="train_discard", on_click=confirm_replace, args=(True,))
+    if start or st.session_state.pop("train_start_now", False):
         limits.check_dataset(dataset)
         config, data = run_config(dataset, family, int(latent), float(beta), anneal, int(epochs), float(lr))
         job = TrainingJob(config, data, loaders.load_data(dataset, "test"), limits=limits.training,

@@ -5,7 +5,7 @@ import streamlit as st
 import torch
 
 from explorer import controls, handoff, inspector, limits, links, loaders, selection, session, widgets
-from explorer.page_settings import DIRECTION_KINDS, SOURCE, TRAVERSE as PAGE, direction_kinds
+from explorer.page_settings import DIRECTION_KINDS, SOURCE, TRAVERSE as PAGE, direction_kinds, unit_sample
 from vae_core import VAEError
 from vae_core.latent import directions, explore, hierarchy as layers
 
@@ -161,8 +161,8 @@ def traversal_grid(ctx, stats, z, y, spatial) -> None:
 with session.guard("Traversal"):
     ctx = session.context()
     model = ctx.require_model()
-    stats = loaders.unit_stats(ctx.model_key, ctx.data_key, model, ctx.data,
-                               min(1000, limits.settings().max_images(model)))
+    sample_n, sample_seed = unit_sample(model)     # the images Analyze measures its units on
+    stats = loaders.unit_stats(ctx.model_key, ctx.data_key, model, ctx.data, sample_n, sample_seed)
     chosen = chosen_code(ctx)
     top_left, _ = st.columns([1, 2])
     with top_left:
@@ -176,6 +176,10 @@ with session.guard("Traversal"):
         y, which = controls.class_follows(PAGE, "traverse_class", ctx, image_class, names)
     if ctx.data is None:
         st.caption("Units are in their natural order: choose a matching dataset to order them by KL.")
+    else:
+        st.caption(f"KL per unit in nats per image, over {min(sample_n, len(ctx.data)):,} images of the dataset drawn "
+                   f"with seed {sample_seed}: the images Analyze's Latent units measure (its Images to analyse and "
+                   "Seed), so both pages show the same numbers.")
 
 sliders_and_grids(ctx, stats, base, original, where, mode, y, which)
 

@@ -110,6 +110,8 @@ def run(args) -> int:
                              progress=lambda done, n: bar.update(done - bar.n))
     if "kl_per_dim" in res:
         res["mutual_information"] = mutual_information_estimate(model, data, seed=args.seed)
+        res["mutual_information_images"] = min(len(data), 1000)       # the estimator's default n
+    res["seed"] = args.seed
     res["warnings"] = collapse_warnings(res)
     _extras(args, model, data, res, h, c)
     if args.json:

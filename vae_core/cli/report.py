@@ -6,6 +6,7 @@ import errno
 from types import MappingProxyType
 
 from vae_core.errors import VAEError
+from vae_core.evaluation.metrics import mutual_information_note
 
 
 def step_postfix(ev) -> dict[str, str]:
@@ -25,8 +26,8 @@ def epoch_line(ev) -> str:
         codebook = (f"; codebook {ev.losses['codebook_usage']:.0%} used over the epoch (perplexity "
                     f"{ev.losses['perplexity']:.1f})" + (f", {restarted} dead codes re-initialised"
                                                          if restarted else ""))
-    return (f"epoch {ev.epoch}: test ELBO {e['elbo']:.2f} (recon {e['recon']:.2f}, "
-            f"KL {e['kl']:.2f}){units}{codebook}")
+    return (f"epoch {ev.epoch}: test ELBO {e['elbo']:.2f} nats (recon {e['recon']:.2f}, "
+            f"KL {e['kl']:.2f}; nats per image, {e['n_images']:,} images){units}{codebook}")
 
 
 def prior_epoch_line(ev) -> str:
@@ -47,7 +48,8 @@ def _evaluation_rows(res: dict) -> list[tuple[str, object]]:
                  ("  decoder log p(x|codes)", -res["recon"]), ("  code prior log p(codes)", -res["prior_code_nll"]),
                  ("  bits/dim", res["elbo_bits_per_dim"])]
     elif "elbo" in res:
-        rows += [("test ELBO (nats)", res["elbo"]), ("  reconstruction", res["recon"]), ("  KL", res["kl"])]
+        rows += [("ELBO, 1 sample per image (nats)", res["elbo"]),
+                 ("  reconstruction -log p(x|z) (nats)", res["recon"]), ("  KL (nats)", res["kl"])]
     else:
         rows.append(("reconstruction -log p(x|z) (nats)", res["recon"]))
     if "log_likelihood" in res:
@@ -57,6 +59,7 @@ def _evaluation_rows(res: dict) -> list[tuple[str, object]]:
         rows.append(("active units", f"{res['active_units']}/{res['latent_units']}"))
     if "mutual_information" in res:
         rows.append(("I(x; z) estimate (nats)", res["mutual_information"]))
+        rows.append(("  " + mutual_information_note(res["mutual_information"], res["mutual_information_images"]), ""))
     rows.append(("reconstruction MSE", res["mse"]))
     rows += [(label, res[key]) for key, label in (*_QUALITY_ROWS, ("fid", f"FID (Inception, n={res.get('fid_n')})"))
              if key in res]
@@ -66,7 +69,7 @@ def _evaluation_rows(res: dict) -> list[tuple[str, object]]:
 
 def evaluation(source: str, dataset: str, split: str, res: dict) -> str:
     """evaluate's table: one metric a line, then what binarisation and the code prior mean, then warnings."""
-    lines = [f"{source} on {dataset} ({split}, {res['n_images']} images)"]
+    lines = [f"{source} on {dataset} ({split} split, {res['n_images']:,} images, seed {res['seed']})"]
     lines += [f"  {k:<36} {v:.4f}" if isinstance(v, float) else f"  {k:<36} {v}" for k, v in _evaluation_rows(res)]
     lines.append(f"  binarisation: {res['binarisation']}")
     if "code_prior" in res:

@@ -32,6 +32,7 @@ def latent_units(model: VAEBase, data: ImageSet, n: int = 1000, iwae_k: int = 0,
         if progress:
             progress(0.9, "estimating I(x; z)")
         res["mutual_information"] = mutual_information_estimate(model, sub, n=min(n, 1000), seed=seed)
+        res["mutual_information_images"] = min(len(sub), n, 1000)
     res["warnings"] = collapse_warnings(res)
     return res
 

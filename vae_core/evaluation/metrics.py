@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from types import MappingProxyType
 from typing import Callable
 
 import torch
@@ -12,6 +13,38 @@ from ..models.vq import codebook_perplexity
 from ..training.objectives import iwae_bound, log_importance_weights, log_likelihood
 
 AU_THRESHOLD = 0.01     # Burda et al. (2016): a unit is active if Cov_x(E_q[z_d|x]) > 0.01
+
+# What each evaluation key means, in words and units: one home for the model card table, the app and the CLI.
+METRIC_LABELS = MappingProxyType({
+    "elbo": "ELBO (nats per image)",
+    "recon": "reconstruction -log-likelihood (nats per image)",
+    "kl": "KL to the prior (nats per image)",
+    "mse": "reconstruction MSE (per pixel, images in [0, 1])",
+    "active_units": "active units",
+    "log_likelihood": "IWAE log p(x) (nats per image)",
+    "bits_per_dim": "IWAE log p(x) (bits/dim)",
+    "elbo_bits_per_dim": "ELBO (bits/dim)",
+    "prior_code_nll": "code prior -log p(codes) (nats per image)",
+    "codebook_usage": "codebook usage (share of codes used)",
+    "perplexity": "codebook perplexity (codes in effective use)",
+    "accuracy": "classifier accuracy (share correct)",
+})
+MI_NEAR_CEILING = 0.95      # an I(x; z) estimate above this share of its ceiling log N cannot tell models apart
+
+
+def metric_label(key: str) -> str:
+    """A metric's name in words with its unit (the key itself when it is not one of ours)."""
+    return METRIC_LABELS.get(key, key)
+
+
+def mutual_information_note(mi: float, n_images: int) -> str:
+    """Beside an I(x; z) estimate from ``n_images`` images: its ceiling log N, and whether it is near it."""
+    ceiling = math.log(max(n_images, 1))
+    note = f"at most log N = log {n_images:,} = {ceiling:.2f} nats with this estimator"
+    if mi >= MI_NEAR_CEILING * ceiling:
+        note += ("; this estimate is near that ceiling, so it says only that the codes tell these images apart, "
+                 "not how much more one model's codes carry than another's (more images raise the ceiling)")
+    return note
 
 
 @torch.inference_mode()

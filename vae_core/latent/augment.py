@@ -51,6 +51,14 @@ def check_request(n_images: int, per_image: int, scale: float, mode: str, model:
 
 
 @torch.inference_mode()
+@torch.inference_mode()
+def deterministic_encoder(model: VAEBase, x: torch.Tensor, y: torch.Tensor | None = None) -> bool:
+    """The model's posterior is one point (a VQ-VAE's code grid, TAESD's latent): every posterior draw of
+    ``x`` is its reconstruction, whatever the spread."""
+    y = model.class_labels(y, x.shape[0]) if model.num_classes else None
+    return model.encode(x.to(model.device, torch.float32), y).logvar is None
+
+
 def augment_images(model: VAEBase, x: torch.Tensor, y: torch.Tensor | None, per_image: int, scale: float = 1.0,
                    mode: Mode = "posterior", generator: torch.Generator | None = None) -> torch.Tensor:
     """``per_image`` new images for each of x (B, C, H, W) in [0, 1], image-major: (B * per_image, C, H, W) on the CPU.

@@ -43,15 +43,18 @@ def num_units(model: VAEBase) -> int:
 
 
 @torch.inference_mode()
-def unit_stats(model: VAEBase, data: ImageSet, max_images: int = 1000) -> UnitStats:
-    """KL and spread per unit from ``evaluate_model``; units ordered by KL (by spread for a VQ-VAE)."""
+def unit_stats(model: VAEBase, data: ImageSet, n: int = 1000, seed: int = 0) -> UnitStats:
+    """KL and spread per unit from ``evaluate_model`` over ``data.seeded_subset(n, seed)`` (the same images,
+    and so the same numbers, as ``analyze.latent_units`` with that n and seed: a dataset may be sorted by
+    class, so never its first n); units ordered by KL (by spread for a VQ-VAE)."""
     from ..evaluation.metrics import AU_THRESHOLD
 
-    m = evaluate_model(model, data, max_images=max_images)
+    sub, _ = data.seeded_subset(n, seed)
+    m = evaluate_model(model, sub, seed=seed)
     if "latent_variance" in m:
         var = torch.tensor(m["latent_variance"]).view(model.latent_shape)
     else:                                       # a VQ-VAE: measure the spread of z_e ourselves
-        var = encode_dataset(model, data.subset(range(min(len(data), max_images)))).var(0, unbiased=False)
+        var = encode_dataset(model, sub).var(0, unbiased=False)
     kl = torch.tensor(m["kl_per_dim"]).view(model.latent_shape) if "kl_per_dim" in m else torch.zeros_like(var)
     if is_spatial(model):                       # a channel summed (KL) or averaged (variance) over positions
         kl, var = kl.flatten(1).sum(1), var.flatten(1).mean(1)

@@ -124,6 +124,13 @@ class Snapshot:
     message: str
     error: str
     motion: Snapshots | None = None  # the codes of a fixed subset at every epoch so far (vae_core.training.snapshots)
+    images: int = 0                  # training images seen so far in this run
+    wall: float = 0.0                # seconds since the run started, evaluation and sampling included
+
+    @property
+    def average_images_per_s(self) -> float:
+        """The run's own pace: its images over its wall-clock time (``images_per_s`` is the last steps')."""
+        return self.images / self.wall if self.wall > 0 else 0.0
 
     @property
     def progress(self) -> float:
@@ -159,6 +166,7 @@ class TrainingJob:
         self.alive = alive
         self.watched = alive is not None if watched is None else watched
         self.last_seen = time.monotonic()
+        self._started: float | None = None        # when the run's "start" event came (wall-clock pace)
         self._state = Snapshot("starting", 0, 0, 0, self.config.train.epochs, 0.0, None, 0.0, [], [], None, "", "")
 
     # -- control ----------------------------------------------------------------------------
@@ -261,6 +269,11 @@ class TrainingJob:
     def _record(self, ev) -> None:
         with self._lock:
             s = self._state
+            if ev.kind == "start":
+                self._started = time.monotonic()
+            if ev.kind == "step":      # images since the last step event: its rate times its training seconds
+                s.images += round(ev.images_per_s * max(0.0, ev.elapsed - s.elapsed))
+            s.wall = time.monotonic() - self._started if self._started is not None else 0.0
             s.step, s.total_steps, s.elapsed = ev.step, ev.total_steps, ev.elapsed
             if ev.snapshots is not None:
                 s.motion = ev.snapshots

@@ -333,8 +333,9 @@ def _end_epoch(run: _Run, epoch: int) -> Event:
     last = epoch + 1 == cfg.epochs
     if (run.test_data is not None and (epoch + 1) % cfg.eval_every == 0) or last:
         # Without held-out data, the final epoch is still evaluated, on the training images.
-        ev.eval = evaluate_model(model, run.test_data if run.test_data is not None else run.data,
-                                 seed=cfg.seed, max_images=2000)
+        # A seeded random sample, never the first images (a dataset may be sorted by class).
+        held = (run.test_data if run.test_data is not None else run.data).seeded_subset(2000, cfg.seed)[0]
+        ev.eval = evaluate_model(model, held, seed=cfg.seed)
     if (cfg.sample_every and (epoch + 1) % cfg.sample_every == 0) or last or run.out is not None:
         ev.samples = fixed_samples(model, cfg.seed)
     run.history.append({"epoch": epoch + 1, "step": run.step, **{k: round(v, 5) for k, v in run.means.items()},
