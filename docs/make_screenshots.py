@@ -57,6 +57,8 @@ def shoot(out: Path) -> list[Path]:
         print(f"wrote {path} ({path.stat().st_size // 1024} KB)")
 
     with app_page() as (page, titles):
+        snap(page, "intro")                       # the first visit's orientation
+        page.get_by_role("button", name="Hide this introduction").click()
         snap(page, "sample")
 
         bh.go_to(page, "Traverse", LONG)
