@@ -74,6 +74,7 @@ import math
 import os
 import re
 from pathlib import Path
+from types import MappingProxyType
 from typing import Mapping
 
 import streamlit as st
@@ -90,6 +91,61 @@ RUN_NAME = re.compile(r"[A-Za-z0-9][\w.-]{0,63}")
 MB = 2 ** 20
 MIN_GRID = 16               # images a model must fit in one request's work to be opened (a 4x4 sample grid)
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+# Each number the environment may set: field -> (variable, type, unit); the field's default stands when it is unset.
+ENV_NUMBERS = MappingProxyType({
+    "max_epochs": ("VAE_EXPLORER_MAX_EPOCHS", int, 1),
+    "max_seconds": ("VAE_EXPLORER_MAX_SECONDS", float, 1),
+    "max_jobs": ("VAE_EXPLORER_MAX_JOBS", int, 1),
+    "max_jobs_per_session": ("VAE_EXPLORER_MAX_JOBS_PER_SESSION", int, 1),
+    "torch_threads": ("VAE_EXPLORER_TORCH_THREADS", int, 1),
+    "session_timeout": ("VAE_EXPLORER_SESSION_TIMEOUT", float, 1),
+    "max_output_pixels": ("VAE_EXPLORER_MAX_OUTPUT_PIXELS", int, 1),
+    "max_request_pixels": ("VAE_EXPLORER_MAX_REQUEST_PIXELS", int, 1),
+    "max_encode_values": ("VAE_EXPLORER_MAX_ENCODE_VALUES", int, 1),
+    "max_map_points": ("VAE_EXPLORER_MAX_MAP_POINTS", int, 1),
+    "max_raster_points": ("VAE_EXPLORER_MAX_RASTER_POINTS", int, 1),
+    "max_tsne_points": ("VAE_EXPLORER_MAX_TSNE_POINTS", int, 1),
+    "max_iwae_values": ("VAE_EXPLORER_MAX_IWAE_VALUES", int, 1),
+    "max_disentanglement_images": ("VAE_EXPLORER_MAX_DISENTANGLEMENT_IMAGES", int, 1),
+    "max_dataset_bytes": ("VAE_EXPLORER_MAX_DATASET_MB", int, MB),
+    "max_models_bytes": ("VAE_EXPLORER_MAX_MODELS_MB", int, MB),
+    "max_datasets_bytes": ("VAE_EXPLORER_MAX_DATASETS_MB", int, MB),
+    "max_download_bytes": ("VAE_EXPLORER_MAX_DOWNLOAD_MB", int, MB),
+    "max_cache_bytes": ("VAE_EXPLORER_MAX_CACHE_MB", int, MB),
+    "hub_timeout": ("VAE_EXPLORER_HUB_TIMEOUT", float, 1),
+    "hub_fetch_timeout": ("VAE_EXPLORER_HUB_FETCH_TIMEOUT", float, 1),
+    "max_session_runs": ("VAE_EXPLORER_MAX_SESSION_RUNS", int, 1),
+    "max_session_disk_bytes": ("VAE_EXPLORER_MAX_SESSION_DISK_MB", int, MB),
+    "max_upload_files": ("VAE_EXPLORER_MAX_UPLOAD_FILES", int, 1),
+    "max_upload_bytes": ("VAE_EXPLORER_MAX_UPLOAD_MB", int, MB),
+    "max_upload_pixels": ("VAE_EXPLORER_MAX_UPLOAD_PIXELS", int, 1),
+    "max_unit_sliders": ("VAE_EXPLORER_MAX_UNIT_SLIDERS", int, 1),
+    "proxy_hops": ("VAE_EXPLORER_PROXY_HOPS", int, 1),
+    "max_runs": ("VAE_EXPLORER_MAX_RUNS", int, 1),
+    "max_request_flops": ("VAE_EXPLORER_MAX_REQUEST_GFLOP", int, 10 ** 9),
+    "session_cpu_seconds": ("VAE_EXPLORER_SESSION_CPU_SECONDS", float, 1),
+    "cpu_window": ("VAE_EXPLORER_CPU_WINDOW_S", float, 1),
+})
+ZERO_OK = frozenset({"torch_threads", "proxy_hops"})     # 0 means "torch's own choice" / "no proxy"
+
+
+def _env_number(env: Mapping[str, str], name: str, kind, unit: int, zero_ok: bool):
+    """``name``'s value in ``env`` times ``unit`` (None when unset), refused unless finite and above zero (or zero
+    where ``zero_ok``): a ``nan`` or ``inf`` cannot switch a budget off."""
+    raw = env.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise VAEError(f"{name}={raw!r} is not {'a whole number' if kind is int else 'a number'}; "
+                       "fix the server's environment.") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        raise VAEError(f"{name} must be a finite number {'of zero or more' if zero_ok else 'above zero'}, "
+                       f"got {raw!r}; fix the server's environment.")
+    return value * unit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,61 +189,13 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env
 
-        def number(name: str, default, kind, zero_ok: bool = False, unit: int = 1):
-            raw = env.get(name)
-            if raw in (None, ""):
-                return default
-            try:
-                value = kind(raw)
-            except ValueError:
-                raise VAEError(f"{name}={raw!r} is not {'a whole number' if kind is int else 'a number'}; "
-                               "fix the server's environment.") from None
-            if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
-                raise VAEError(f"{name} must be a finite number {'of zero or more' if zero_ok else 'above zero'}, "
-                               f"got {raw!r}; fix the server's environment.")
-            return value * unit
-
         public = env.get("VAE_EXPLORER_PUBLIC", "").strip().lower()
         if public not in TRUE + FALSE:
             raise VAEError(f"VAE_EXPLORER_PUBLIC={public!r} is neither 1 nor 0; fix the server's environment.")
-        d = cls()
-        out = cls(max_epochs=number("VAE_EXPLORER_MAX_EPOCHS", d.max_epochs, int),
-                  max_seconds=number("VAE_EXPLORER_MAX_SECONDS", d.max_seconds, float),
-                  max_jobs=number("VAE_EXPLORER_MAX_JOBS", d.max_jobs, int),
-                  max_jobs_per_session=number("VAE_EXPLORER_MAX_JOBS_PER_SESSION", d.max_jobs_per_session, int),
-                  runs_dir=Path(env.get("VAE_EXPLORER_RUNS_DIR") or d.runs_dir),
-                  torch_threads=number("VAE_EXPLORER_TORCH_THREADS", d.torch_threads, int, zero_ok=True),
-                  session_timeout=number("VAE_EXPLORER_SESSION_TIMEOUT", d.session_timeout, float),
-                  public=public in TRUE,
-                  max_output_pixels=number("VAE_EXPLORER_MAX_OUTPUT_PIXELS", d.max_output_pixels, int),
-                  max_request_pixels=number("VAE_EXPLORER_MAX_REQUEST_PIXELS", d.max_request_pixels, int),
-                  max_encode_values=number("VAE_EXPLORER_MAX_ENCODE_VALUES", d.max_encode_values, int),
-                  max_map_points=number("VAE_EXPLORER_MAX_MAP_POINTS", d.max_map_points, int),
-                  max_raster_points=number("VAE_EXPLORER_MAX_RASTER_POINTS", d.max_raster_points, int),
-                  max_tsne_points=number("VAE_EXPLORER_MAX_TSNE_POINTS", d.max_tsne_points, int),
-                  max_iwae_values=number("VAE_EXPLORER_MAX_IWAE_VALUES", d.max_iwae_values, int),
-                  max_disentanglement_images=number("VAE_EXPLORER_MAX_DISENTANGLEMENT_IMAGES",
-                                                    d.max_disentanglement_images, int),
-                  max_dataset_bytes=number("VAE_EXPLORER_MAX_DATASET_MB", d.max_dataset_bytes, int, unit=MB),
-                  max_models_bytes=number("VAE_EXPLORER_MAX_MODELS_MB", d.max_models_bytes, int, unit=MB),
-                  max_datasets_bytes=number("VAE_EXPLORER_MAX_DATASETS_MB", d.max_datasets_bytes, int, unit=MB),
-                  max_download_bytes=number("VAE_EXPLORER_MAX_DOWNLOAD_MB", d.max_download_bytes, int, unit=MB),
-                  max_cache_bytes=number("VAE_EXPLORER_MAX_CACHE_MB", d.max_cache_bytes, int, unit=MB),
-                  hub_timeout=number("VAE_EXPLORER_HUB_TIMEOUT", d.hub_timeout, float),
-                  hub_fetch_timeout=number("VAE_EXPLORER_HUB_FETCH_TIMEOUT", d.hub_fetch_timeout, float),
-                  max_session_runs=number("VAE_EXPLORER_MAX_SESSION_RUNS", d.max_session_runs, int),
-                  max_session_disk_bytes=number("VAE_EXPLORER_MAX_SESSION_DISK_MB", d.max_session_disk_bytes, int,
-                                                unit=MB),
-                  max_upload_files=number("VAE_EXPLORER_MAX_UPLOAD_FILES", d.max_upload_files, int),
-                  max_upload_bytes=number("VAE_EXPLORER_MAX_UPLOAD_MB", d.max_upload_bytes, int, unit=MB),
-                  max_upload_pixels=number("VAE_EXPLORER_MAX_UPLOAD_PIXELS", d.max_upload_pixels, int),
-                  max_unit_sliders=number("VAE_EXPLORER_MAX_UNIT_SLIDERS", d.max_unit_sliders, int),
-                  proxy_hops=number("VAE_EXPLORER_PROXY_HOPS", d.proxy_hops, int, zero_ok=True),
-                  max_runs=number("VAE_EXPLORER_MAX_RUNS", d.max_runs, int),
-                  max_request_flops=number("VAE_EXPLORER_MAX_REQUEST_GFLOP", d.max_request_flops, int,
-                                           unit=10 ** 9),
-                  session_cpu_seconds=number("VAE_EXPLORER_SESSION_CPU_SECONDS", d.session_cpu_seconds, float),
-                  cpu_window=number("VAE_EXPLORER_CPU_WINDOW_S", d.cpu_window, float))
+        values = {f: _env_number(env, name, kind, unit, f in ZERO_OK)
+                  for f, (name, kind, unit) in ENV_NUMBERS.items()}
+        out = cls(runs_dir=Path(env.get("VAE_EXPLORER_RUNS_DIR") or cls.runs_dir), public=public in TRUE,
+                  **{f: v for f, v in values.items() if v is not None})
         if out.max_dataset_bytes > out.max_datasets_bytes:
             raise VAEError("VAE_EXPLORER_MAX_DATASET_MB is larger than VAE_EXPLORER_MAX_DATASETS_MB: one dataset "
                            "could never be held; fix the server's environment.")

@@ -333,15 +333,10 @@ ANALYZE = Page("analyze", (
 
 
 def unit_sample(model, state=None) -> tuple[int, int]:
-    """The images every page measures a statistic over "some images" on (Traverse's KL per unit and
-    its order, Analyze's units and factors): Analyze's "Images to analyse" and seed (their defaults until a
-    visitor changes them), within the server's image budget, so each page shows the same numbers; the
-    images themselves are ``ImageSet.seeded_subset(n, seed)``, a seeded random sample (never the first n of
-    a dataset sorted by class)."""
-    n = controls.value(ANALYZE, "an_n", state)
-    seed = controls.value(ANALYZE, "an_seed", state)
-    n = ANALYZE["an_n"].default if n is None else int(n)
-    seed = ANALYZE["an_seed"].default if seed is None else int(seed)
+    """(n, seed) of the images every page measures "some images" on (Traverse's KL per unit, Analyze's units):
+    Analyze's "Images to analyse" and seed, within the image budget; the images are ``data.seeded_subset(n, seed)``."""
+    n, seed = (controls.value(ANALYZE, key, state) for key in ("an_n", "an_seed"))
+    n, seed = (ANALYZE[k].default if v is None else int(v) for k, v in (("an_n", n), ("an_seed", seed)))
     return min(n, limits.settings().max_images(model)), seed
 
 
