@@ -121,6 +121,24 @@ def test_a_trained_prior_beats_independent_codes_and_is_saved_and_loaded(vq_run,
     assert load_model(folder, device="cpu").code_prior is None
 
 
+def test_train_prior_runs_on_the_training_loop_seeded_and_leaves_the_callers_rng(vq_run):
+    cfg = PriorTrainConfig(epochs=1, batch_size=400, lr=1e-2)
+    runs = []
+    for caller_seed in (1, 2):                                        # whatever the caller's generator holds
+        torch.manual_seed(caller_seed)
+        rng = torch.get_rng_state()
+        runs.append(list(train_prior(vq_run, {**TINY_PRIOR, "dropout": 0.1}, cfg, log_every=4, save=False)))
+        assert torch.equal(torch.get_rng_state(), rng)
+    first = runs[0]
+    # 4000 code grids, 400 a step: a step event every log_every steps and at the epoch's end, as train's loop does.
+    assert [(e.kind, e.step) for e in first] == [("start", 0), ("step", 4), ("step", 8), ("step", 10),
+                                                 ("epoch", 10), ("done", 10)]
+    assert all(set(e.losses) == {"nll"} and e.images_per_s > 0 for e in first if e.kind == "step")
+    assert first[4].eval["train_nll"] == first[3].losses["nll"]
+    assert [e.losses for e in runs[1]] == [e.losses for e in first]     # the same folder and config: the same prior
+    assert not set(PRIOR_FILES) & {p.name for p in vq_run.iterdir()}     # save=False writes nothing
+
+
 def test_a_prior_travels_with_its_model_and_a_wrong_one_is_refused(vq_run, tmp_path):
     model = load_model(vq_run, device="cpu")
     prior = _prior(grid=model.config.grid)

@@ -59,77 +59,104 @@ def evaluate_model(model: VAEBase, data: ImageSet, *, batch_size: int = 500, iwa
     """
     was_training = model.training
     model.eval()
-    dev = model.device
-    gen = torch.Generator(device=dev).manual_seed(seed)
     n = len(data) if max_images is None else min(len(data), max_images)
-    vq = model.as_codebook()                        # a codebook: KL is log K per position
-    is_vq = vq is not None
-    classifier = model.as_classifier()              # an M2: its accuracy too
-    batches = data.batches(batch_size, dev, with_labels=bool(model.num_classes), limit=n)
-    x0, y0 = next(data.batches(1, dev, with_labels=bool(model.num_classes), limit=1))
-    point_mass = model.encode(x0, y0).logvar is None   # e.g. TAESD: no posterior variance, no ELBO
-    sums = {"recon": 0.0, "kl": 0.0, "mse": 0.0, "iwae_ll": 0.0, "correct": 0.0}
-    code_prior = model.learned_prior()               # a VQ-VAE's learned prior over its code grids
-    kl_dim = mu_sum = mu_sq = None
-    pixels = math.prod(model.config.in_shape)
-    counts = torch.zeros(vq.config.codebook_size if is_vq else 1, device=dev)
+    x0, y0 = next(data.batches(1, model.device, with_labels=bool(model.num_classes), limit=1))
+    tally = _Tally(model, torch.Generator(device=model.device).manual_seed(seed), iwae_k,
+                   point_mass=model.encode(x0, y0).logvar is None)     # e.g. TAESD: no posterior variance, no ELBO
     done = 0
-    for x, y in batches:
+    try:
+        for x, y in data.batches(batch_size, model.device, with_labels=bool(model.num_classes), limit=n):
+            tally.add(x, y)
+            done += len(x)
+            if progress:
+                progress(done, n)
+    finally:
+        model.train(was_training)
+    return tally.results(n)
+
+
+class _Tally:
+    """What ``evaluate_model`` adds up over the batches, image by image, and the metrics it makes of the sums."""
+
+    def __init__(self, model: VAEBase, gen: torch.Generator, iwae_k: int, point_mass: bool):
+        self.model, self.gen, self.iwae_k, self.point_mass = model, gen, iwae_k, point_mass
+        self.vq = model.as_codebook()                        # a codebook: KL is log K per position
+        self.classifier = model.as_classifier()              # an M2: its accuracy too
+        self.code_prior = model.learned_prior()              # a VQ-VAE's learned prior over its code grids
+        self.sums = {"recon": 0.0, "kl": 0.0, "mse": 0.0, "iwae_ll": 0.0, "correct": 0.0}
+        self.kl_dim = self.mu_sum = self.mu_sq = None
+        self.counts = torch.zeros(self.vq.config.codebook_size if self.vq is not None else 1, device=model.device)
+
+    def add(self, x: torch.Tensor, y: torch.Tensor | None) -> None:
+        """One batch: its reconstruction terms, KL (or code use), IWAE, accuracy and posterior-mean moments."""
+        model, sums = self.model, self.sums
         post = model.encode(x, y)
         mu = post.mu.flatten(1)
-        eps = None if point_mass else torch.randn(post.mu.shape, generator=gen, device=dev)
+        eps = None if self.point_mass else torch.randn(post.mu.shape, generator=self.gen, device=model.device)
         d = model.draw(x, y, eps, post)
         sums["recon"] += -log_likelihood(model, d.out, x).sum().item()
         sums["mse"] += (model.decode(post.mode(), y) - x).pow(2).flatten(1).mean(1).sum().item()
-        if is_vq:
-            codes = vq.codes(post.mu)
-            counts += torch.bincount(codes.flatten(), minlength=counts.numel()).float()
-            if code_prior is not None:
-                sums["kl"] -= code_prior.log_prob(codes).sum().item()
-        elif not point_mass:
+        if self.vq is not None:
+            self._add_codes(self.vq.codes(post.mu))
+        elif not self.point_mass:
             kl = d.kl_per_dim.flatten(1)
             sums["kl"] += kl.sum().item()
-            kl_dim = kl.sum(0) if kl_dim is None else kl_dim + kl.sum(0)
-            if iwae_k:
-                sums["iwae_ll"] += iwae_log_likelihood(model, x, y, post, iwae_k, gen).sum().item()
-        if classifier is not None:
-            sums["correct"] += (classifier.predict(x) == y).sum().item()
-        mu_sum = mu.sum(0) if mu_sum is None else mu_sum + mu.sum(0)
-        mu_sq = mu.pow(2).sum(0) if mu_sq is None else mu_sq + mu.pow(2).sum(0)
-        done += len(x)
-        if progress:
-            progress(done, n)
-    model.train(was_training)
-    var = (mu_sq / n - (mu_sum / n).pow(2)).clamp_min(0)
-    if is_vq and code_prior is None:
-        sums["kl"] = n * vq_kl(model)
-    out = {"n_images": n, "recon": sums["recon"] / n, "mse": sums["mse"] / n}
-    if is_vq or not point_mass:
-        out.update(kl=sums["kl"] / n, elbo=-(sums["recon"] + sums["kl"]) / n)
-    if not is_vq:
-        out.update(active_units=int((var > AU_THRESHOLD).sum()), latent_units=int(var.numel()),
-                   latent_variance=var.tolist())
-    if classifier is not None:
-        out["accuracy"] = sums["correct"] / n
-    if model.config.likelihood == "bernoulli":
-        out["binarisation"] = "none: grey levels in [0, 1] are used as Bernoulli targets"
-    else:
-        out["binarisation"] = f"none: continuous {model.config.likelihood} density on [0, 1] pixel values"
-    if is_vq:
-        if code_prior is not None:
+            self.kl_dim = kl.sum(0) if self.kl_dim is None else self.kl_dim + kl.sum(0)
+            if self.iwae_k:
+                sums["iwae_ll"] += iwae_log_likelihood(model, x, y, post, self.iwae_k, self.gen).sum().item()
+        if self.classifier is not None:
+            sums["correct"] += (self.classifier.predict(x) == y).sum().item()
+        self.mu_sum = mu.sum(0) if self.mu_sum is None else self.mu_sum + mu.sum(0)
+        self.mu_sq = mu.pow(2).sum(0) if self.mu_sq is None else self.mu_sq + mu.pow(2).sum(0)
+
+    def _add_codes(self, codes: torch.Tensor) -> None:
+        """A VQ-VAE's batch: how often each code is used, and -log p(codes) under its learned prior."""
+        self.counts += torch.bincount(codes.flatten(), minlength=self.counts.numel()).float()
+        if self.code_prior is not None:
+            self.sums["kl"] -= self.code_prior.log_prob(codes).sum().item()
+
+    def results(self, n: int) -> dict:
+        """The metrics, per image, of the ``n`` images added."""
+        sums, is_vq, point_mass = self.sums, self.vq is not None, self.point_mass
+        if is_vq and self.code_prior is None:
+            sums["kl"] = n * vq_kl(self.model)
+        out = {"n_images": n, "recon": sums["recon"] / n, "mse": sums["mse"] / n}
+        if is_vq or not point_mass:
+            out.update(kl=sums["kl"] / n, elbo=-(sums["recon"] + sums["kl"]) / n)
+        if not is_vq:
+            var = (self.mu_sq / n - (self.mu_sum / n).pow(2)).clamp_min(0)
+            out.update(active_units=int((var > AU_THRESHOLD).sum()), latent_units=int(var.numel()),
+                       latent_variance=var.tolist())
+        if self.classifier is not None:
+            out["accuracy"] = sums["correct"] / n
+        likelihood = self.model.config.likelihood
+        out["binarisation"] = ("none: grey levels in [0, 1] are used as Bernoulli targets" if likelihood == "bernoulli"
+                               else f"none: continuous {likelihood} density on [0, 1] pixel values")
+        if is_vq:
+            out.update(self._code_results(out))
+        elif not point_mass:
+            out["kl_per_dim"] = (self.kl_dim / n).tolist()
+        if self.iwae_k and not point_mass:
+            ll = sums["iwae_ll"] / n
+            out.update(iwae_k=self.iwae_k, log_likelihood=ll, bits_per_dim=-ll / (self._pixels * math.log(2)))
+        return out
+
+    def _code_results(self, out: dict) -> dict:
+        """A VQ-VAE's own metrics: its code prior's NLL and bits per dim (with a learned prior) and its code use."""
+        res = {}
+        if self.code_prior is not None:
             # The posterior is one code grid, so KL(q || p) = -log p(codes) under the learned prior, and
             # the ELBO log p(x | codes) + log p(codes) is a lower bound on log p(x).
-            out.update(code_prior="autoregressive transformer", prior_code_nll=out["kl"],
-                       elbo_bits_per_dim=-out["elbo"] / (pixels * math.log(2)))
-        out["codebook_usage"] = float((counts > 0).float().mean())
-        out["perplexity"] = float(codebook_perplexity(counts))
-        out["code_frequencies"] = (counts / counts.sum()).tolist()
-    elif not point_mass:
-        out["kl_per_dim"] = (kl_dim / n).tolist()
-    if iwae_k and not point_mass:
-        ll = sums["iwae_ll"] / n
-        out.update(iwae_k=iwae_k, log_likelihood=ll, bits_per_dim=-ll / (pixels * math.log(2)))
-    return out
+            res.update(code_prior="autoregressive transformer", prior_code_nll=out["kl"],
+                       elbo_bits_per_dim=-out["elbo"] / (self._pixels * math.log(2)))
+        res["codebook_usage"] = float((self.counts > 0).float().mean())
+        res["perplexity"] = float(codebook_perplexity(self.counts))
+        res["code_frequencies"] = (self.counts / self.counts.sum()).tolist()
+        return res
+
+    @property
+    def _pixels(self) -> int:
+        return math.prod(self.model.config.in_shape)
 
 
 def vq_kl(model: VAEBase) -> float:

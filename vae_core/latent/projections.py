@@ -111,49 +111,64 @@ def tsne(codes, perplexity: float = 30.0, seed: int = 0, progress: Progress | No
     the trustworthiness against the classic schedule). ``progress(fraction, what)`` is called every
     few iterations; an exception it raises stops the map and propagates.
     """
-    from openTSNE import TSNEEmbedding
-    from openTSNE.affinity import PrecomputedAffinities, joint_probabilities_nn
-    from openTSNE.callbacks import Callback
-
     x = _as_matrix(codes)
     n = len(x)
     if not 1 <= perplexity <= max_perplexity(n):
         raise VAEError(f"t-SNE's perplexity must be between 1 and a third of the other points "
                        f"({max_perplexity(n):g} for {n} points), got {perplexity:g}.")
-    total = TSNE_EARLY_ITERATIONS + TSNE_ITERATIONS
-    if progress:
-        progress(0.0, "finding each point's neighbours")
-    k = min(n - 1, max(1, int(3 * perplexity)))
-    idx, dist = neighbours(x, k + 1)
-    if progress:
-        progress(TSNE_AFFINITY_SHARE / 2, "computing affinities")     # a point where a stop can come
     threads = max(1, torch.get_num_threads())
-    P = joint_probabilities_nn(idx[:, 1:].astype(np.int64), dist[:, 1:].astype(np.float64), [perplexity],
-                               symmetrize=True, n_jobs=threads)
-    init = pca(x).astype(np.float64)
-    init = init / np.std(init[:, 0]) * 1e-4
-
-    class Report(Callback):
-        def __init__(self, offset: int):
-            self.offset = offset
-
-        def __call__(self, iteration, error, embedding):
-            done = min(self.offset + iteration, total)
-            progress(TSNE_AFFINITY_SHARE + (1 - TSNE_AFFINITY_SHARE) * done / total, f"iteration {done} of {total}")
-            return False
-
-    report = (lambda offset: [Report(offset)]) if progress else (lambda offset: None)
-    gradient = dict(negative_gradient_method="bh", theta=TSNE_THETA) if n < TSNE_BH_BELOW else \
-        dict(negative_gradient_method="fft")
-    emb = TSNEEmbedding(init, PrecomputedAffinities(P, normalize=False), n_jobs=threads, random_state=seed,
-                        callbacks_every_iters=TSNE_CALLBACK_EVERY, **gradient)
-    emb = emb.optimize(TSNE_EARLY_ITERATIONS, exaggeration=12, momentum=0.5, callbacks=report(0),
-                       propagate_exception=True)
-    emb = emb.optimize(TSNE_ITERATIONS, momentum=0.8, callbacks=report(TSNE_EARLY_ITERATIONS),
-                       propagate_exception=True)
+    emb = _tsne_layout(x, _tsne_affinities(x, perplexity, threads, progress), seed, threads, progress)
     if progress:
         progress(1.0, "done")
     return np.asarray(emb, dtype=np.float32)
+
+
+def _tsne_affinities(x: np.ndarray, perplexity: float, threads: int, progress: Progress | None):
+    """t-SNE's joint probabilities P from the exact k = 3 x perplexity nearest neighbours of each point."""
+    from openTSNE.affinity import PrecomputedAffinities, joint_probabilities_nn
+
+    if progress:
+        progress(0.0, "finding each point's neighbours")
+    k = min(len(x) - 1, max(1, int(3 * perplexity)))
+    idx, dist = neighbours(x, k + 1)
+    if progress:
+        progress(TSNE_AFFINITY_SHARE / 2, "computing affinities")     # a point where a stop can come
+    P = joint_probabilities_nn(idx[:, 1:].astype(np.int64), dist[:, 1:].astype(np.float64), [perplexity],
+                               symmetrize=True, n_jobs=threads)
+    return PrecomputedAffinities(P, normalize=False)
+
+
+def _tsne_layout(x: np.ndarray, affinities, seed: int, threads: int, progress: Progress | None):
+    """The embedding: from PCA scaled to std 1e-4, early exaggeration, then the free iterations."""
+    from openTSNE import TSNEEmbedding
+
+    init = pca(x).astype(np.float64)
+    init = init / np.std(init[:, 0]) * 1e-4
+    gradient = dict(negative_gradient_method="bh", theta=TSNE_THETA) if len(x) < TSNE_BH_BELOW else \
+        dict(negative_gradient_method="fft")
+    emb = TSNEEmbedding(init, affinities, n_jobs=threads, random_state=seed,
+                        callbacks_every_iters=TSNE_CALLBACK_EVERY, **gradient)
+    emb = emb.optimize(TSNE_EARLY_ITERATIONS, exaggeration=12, momentum=0.5,
+                       callbacks=_tsne_callbacks(progress, 0), propagate_exception=True)
+    return emb.optimize(TSNE_ITERATIONS, momentum=0.8, callbacks=_tsne_callbacks(progress, TSNE_EARLY_ITERATIONS),
+                        propagate_exception=True)
+
+
+def _tsne_callbacks(progress: Progress | None, offset: int) -> list | None:
+    """openTSNE callbacks that report iterations (counted from ``offset``) as progress after the affinities."""
+    if not progress:
+        return None
+    from openTSNE.callbacks import Callback
+
+    total = TSNE_EARLY_ITERATIONS + TSNE_ITERATIONS
+
+    class Report(Callback):
+        def __call__(self, iteration, error, embedding):
+            done = min(offset + iteration, total)
+            progress(TSNE_AFFINITY_SHARE + (1 - TSNE_AFFINITY_SHARE) * done / total, f"iteration {done} of {total}")
+            return False
+
+    return [Report()]
 
 
 def neighbours(codes, k: int, max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:

@@ -1,6 +1,7 @@
-"""train(config, data): one training loop for the CLI, the app's live page and the tests.
+"""train(config, data): training a VAE, for the CLI, the app's live page and the tests.
 
-The loop is a generator of Events. The dataset lives on the device as a uint8 tensor and is
+A run is a Task of the one training loop (engine.py, which ``train_prior`` shares), so ``train`` is a
+generator of Events. The dataset lives on the device as a uint8 tensor and is
 shuffled by index each epoch, so there is no per-sample Python work. Every random draw comes
 from a generator seeded by (seed, epoch), which makes runs deterministic on CPU and lets
 ``resume`` continue to exactly the weights an uninterrupted run reaches. Under torchrun every
@@ -21,9 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import time
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Iterator
 
 import torch
 import torch.distributed as dist
@@ -37,25 +37,11 @@ from ..io.run_folder import PRIOR_FILES, RunConfig, resume_run, save_run
 from ..models import ModelConfig, VAEBase, build_model, kernels
 from . import snapshots
 from .code_use import CodeUse
+from .engine import Event, run_epochs
 from .objectives import StepResult, training_step
 from .optim import FusedAdam, make_optimizer
 
 SAMPLE_COUNT = 64
-
-
-@dataclasses.dataclass
-class Event:
-    kind: Literal["start", "step", "epoch", "done"]
-    step: int
-    epoch: int                      # completed epochs (for "step": the epoch in progress, from 0)
-    total_steps: int
-    losses: dict[str, float] = dataclasses.field(default_factory=dict)
-    images_per_s: float = 0.0
-    elapsed: float = 0.0            # seconds of training so far (evaluation excluded)
-    eval: dict | None = None        # held-out metrics, on "epoch" events
-    samples: torch.Tensor | None = None   # (n, C, H, W) floats in [0, 1] on CPU
-    message: str = ""
-    snapshots: snapshots.Snapshots | None = None   # with config.train.snapshots: every epoch's codes so far
 
 
 def check_compatible(config: RunConfig, data: ImageSet) -> None:
@@ -104,8 +90,8 @@ def init_model(config: ModelConfig, seed: int) -> VAEBase:
 
 @dataclasses.dataclass
 class _Run:
-    """What one call of ``train`` holds between its steps: set up by ``_prepare``, advanced by ``_epoch_steps``
-    and ``_end_epoch``. It lives as long as the generator and is nobody else's."""
+    """What one call of ``train`` holds between its steps, set up by ``_prepare``: the engine's Task for a VAE
+    (``engine.run_epochs`` advances it). It lives as long as the generator and is nobody else's."""
 
     config: RunConfig
     data: ImageSet
@@ -132,6 +118,11 @@ class _Run:
     snaps: snapshots.Snapshots | None = None
     part_names: list[str] | None = None
     means: dict = dataclasses.field(default_factory=dict)
+    message: str = ""                     # the start event's
+    gen: torch.Generator | None = None    # the epoch in progress: its seeded draws, and its code use
+    perm: torch.Tensor | None = None
+    randn: object = None
+    codes: CodeUse | None = None
 
     @property
     def n(self) -> int:
@@ -149,6 +140,57 @@ class _Run:
     def total_steps(self) -> int:
         return self.steps_per_epoch * self.config.train.epochs
 
+    @property
+    def epochs(self) -> int:
+        return self.config.train.epochs
+
+    @property
+    def images_per_step(self) -> int:
+        return self.config.train.batch_size
+
+    @property
+    def grad_clip(self) -> float:
+        return self.config.train.grad_clip
+
+    @property
+    def max_seconds(self) -> float:
+        return self.config.train.max_seconds
+
+    def parameters(self):
+        return self.model.parameters()
+
+    def start(self) -> Event:
+        return Event("start", self.step, self.start_epoch, self.total_steps, elapsed=self.elapsed,
+                     snapshots=self.snaps and self.snaps.copy(), message=self.message)
+
+    def begin_epoch(self, epoch: int) -> None:
+        self.gen = epoch_generator(self.config.train.seed, epoch, self.device)
+        self.perm = torch.randperm(self.n, generator=self.gen, device=self.device)
+        self.randn = _noise(self, self.gen)
+        self.codes = CodeUse(self.config.train.restart_dead_codes)
+
+    def loss(self, i: int) -> StepResult:
+        x, y = _batch(self, self.perm, i, self.gen)
+        with self.amp:
+            return self.objective(x, y, self.config.train, self.step, self.total_steps, self.randn, self.n,
+                                  self.labelled_share)
+
+    def after_step(self, result: StepResult) -> None:
+        self.codes.add(self.step, self.model, result, self.gen, self.world)
+
+    def diverged(self, step: int, parts: list[str]) -> None:
+        kept = f"; the last good checkpoint in {self.out} is kept" if self.out is not None and self.out.exists() else ""
+        raise TrainingDiverged(f"The loss became NaN or Inf at step {step} ({', '.join(parts)}){kept}. Try a lower "
+                               "learning rate (--lr), gradient clipping (--grad-clip 1.0) or KL annealing.", step=step)
+
+    def end_epoch(self, epoch: int) -> Event:
+        self.means = {**self.means, **self.codes.summary(self.model, self.world)}
+        return _end_epoch(self, epoch)
+
+    def finish(self) -> Event:
+        return Event("done", self.step, self.epochs, self.total_steps, self.means, elapsed=self.elapsed,
+                     message="finished")
+
 
 def train(config: RunConfig, data: ImageSet | None = None, test_data: ImageSet | None = None, *,
           out_dir: str | Path | None = None, resume: bool = False, model: VAEBase | None = None,
@@ -160,15 +202,8 @@ def train(config: RunConfig, data: ImageSet | None = None, test_data: ImageSet |
     Closing the generator stops the run; the last checkpoint stays as it was.
     """
     run = _prepare(config, data, test_data, Path(out_dir) if out_dir else None, resume, model, log_every)
-    message = _choose_route(run)
-    yield Event("start", run.step, run.start_epoch, run.total_steps, elapsed=run.elapsed,
-                snapshots=run.snaps and run.snaps.copy(), message=message + _stale_prior_note(run.out, resume))
-    for epoch in range(run.start_epoch, config.train.epochs):
-        if not (yield from _epoch_steps(run, epoch)):
-            return                                               # stopped at the time limit
-        yield _end_epoch(run, epoch)
-    yield Event("done", run.step, config.train.epochs, run.total_steps, run.means, elapsed=run.elapsed,
-                message="finished")
+    run.message = _choose_route(run) + _stale_prior_note(run.out, resume)
+    yield from run_epochs(run)
 
 
 def _checked_data(config: RunConfig, data: ImageSet | None, test_data: ImageSet | None,
@@ -279,51 +314,6 @@ def _noise(run: _Run, gen: torch.Generator):
     return randn
 
 
-def _optimise(run: _Run, x: torch.Tensor, y: torch.Tensor | None, randn) -> StepResult:
-    """One step: the objective, its gradient (clipped if asked) and the optimizer's update."""
-    cfg = run.config.train
-    with run.amp:
-        result = run.objective(x, y, cfg, run.step, run.total_steps, randn, run.n, run.labelled_share)
-    run.opt.zero_grad(set_to_none=True)
-    result.parts["loss"].backward()
-    if cfg.grad_clip:
-        torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
-    run.opt.step()
-    run.step += 1
-    return result
-
-
-def _epoch_steps(run: _Run, epoch: int):
-    """The steps of one epoch, yielding a "step" event every ``log_every`` of them; returns False when the run
-    stopped at its time limit (after a "done" event), True at the epoch's end."""
-    cfg = run.config.train
-    gen = epoch_generator(cfg.seed, epoch, run.device)
-    perm = torch.randperm(run.n, generator=gen, device=run.device)
-    randn = _noise(run, gen)
-    codes = CodeUse(cfg.restart_dead_codes)
-    acc, t0 = [], time.perf_counter()
-    for i in range(run.steps_per_epoch):
-        result = _optimise(run, *_batch(run, perm, i, gen), randn)
-        codes.add(run.step, run.model, result, gen, run.world)
-        run.part_names = run.part_names or list(result.parts)
-        acc.append(torch.stack([result.parts[k].detach().float() for k in run.part_names]))
-        if len(acc) == run.log_every or i == run.steps_per_epoch - 1:
-            rows = torch.stack(acc)                               # (steps, parts): one sync per log
-            _check_finite(rows, run.part_names, run.step - len(acc) + 1, run.out)
-            dt = time.perf_counter() - t0
-            run.elapsed += dt
-            run.means = dict(zip(run.part_names, rows.mean(0).tolist()))
-            yield Event("step", run.step, epoch, run.total_steps, run.means, len(acc) * cfg.batch_size / max(dt, 1e-9),
-                        run.elapsed)
-            if cfg.max_seconds and run.elapsed >= cfg.max_seconds:
-                yield Event("done", run.step, epoch, run.total_steps, run.means, elapsed=run.elapsed,
-                            message=f"stopped at the time limit of {cfg.max_seconds:g} s")
-                return False
-            acc, t0 = [], time.perf_counter()
-    run.means = {**run.means, **codes.summary(run.model, run.world)}
-    return True
-
-
 def _end_epoch(run: _Run, epoch: int) -> Event:
     """The "epoch" event: on rank 0, held-out metrics when due, samples, history, snapshots, the saved run."""
     cfg, model = run.config.train, run.model
@@ -369,18 +359,6 @@ def _scratch_randn(device: torch.device):
     return lambda shape, batch_axis=0: torch.randn(shape, generator=gen, device=device)
 
 
-def _check_finite(rows: torch.Tensor, names: list[str], first_step: int, out: Path | None) -> None:
-    """Raise TrainingDiverged naming the first step, and its loss parts, that are not finite; rows (steps, parts)."""
-    bad = ~torch.isfinite(rows).all(1)
-    if bad.any():
-        row = int(bad.nonzero()[0])
-        at = first_step + row
-        parts = [n for n, ok in zip(names, torch.isfinite(rows[row]).tolist()) if not ok]
-        kept = f"; the last good checkpoint in {out} is kept" if out is not None and out.exists() else ""
-        raise TrainingDiverged(f"The loss became NaN or Inf at step {at} ({', '.join(parts)}){kept}. Try a lower "
-                               "learning rate (--lr), gradient clipping (--grad-clip 1.0) or KL annealing.", step=at)
-
-
 @torch.inference_mode()
 def fixed_samples(model: VAEBase, seed: int, n: int = SAMPLE_COUNT) -> torch.Tensor:
     """The same prior draws every epoch, so the grid shows the model changing, not the noise."""
@@ -392,8 +370,3 @@ def fixed_samples(model: VAEBase, seed: int, n: int = SAMPLE_COUNT) -> torch.Ten
     x = model.decode(z, y).float().clamp(0, 1).cpu()
     model.train(was)
     return x
-
-
-# ---------------------------------------------------------------------------------------------
-# Run folders
-

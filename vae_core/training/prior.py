@@ -6,9 +6,10 @@ held-out split's codes against the independent-frequency baseline that the VQ-VA
 without a prior. The result goes into the same run folder (prior_config.json + prior.safetensors,
 written atomically with a new model card and sample grid), and ``load_model`` attaches it.
 
-Like ``train``, this is a generator of Events, seeded throughout: the same folder and config give
-the same prior on a CPU. Dropout draws from torch's global generator, so the loop runs inside a
-forked, seeded RNG state and leaves the caller's untouched.
+It runs on the same loop as ``train`` (engine.run_epochs, this module's _PriorRun being the task), so
+like ``train`` it is a generator of Events, seeded throughout: the same folder and config give
+the same prior on a CPU. Opening the model and dropout draw from torch's global generator, so the
+whole call runs inside a forked, seeded RNG state and leaves the caller's untouched.
 """
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ import dataclasses
 import math
 import re
 import shlex
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -30,11 +30,12 @@ from ..errors import TrainingDiverged, VAEError
 from ..evaluation.metrics import evaluate_model
 from ..io.card import model_card
 from ..io.loading import open_model
-from ..io.run_folder import add_code_prior
-from ..io.run_folder import load_run_config, summarize_metrics
+from ..io.run_folder import RunConfig, add_code_prior, load_run_config, summarize_metrics
 from ..models.vq import VQVAE
 from ..models.vq_prior import CodePriorConfig, CodeTransformer, frequency_log_prob
-from .loop import Event, epoch_generator, fixed_samples
+from .engine import Event, run_epochs
+from .loop import epoch_generator, fixed_samples
+from .objectives import StepResult
 
 ARCH_FIELDS = ("width", "layers", "heads", "dropout")
 
@@ -105,7 +106,7 @@ def train_prior(folder: str | Path, arch: dict | None = None, cfg: PriorTrainCon
 
     ``arch`` overrides CodePriorConfig's width, layers, heads and dropout (the codebook size and the
     grid come from the VQ-VAE). The "done" event's ``eval`` holds the held-out NLLs and the model's
-    metrics with the prior.
+    metrics with the prior. The steps run on the same loop as ``train`` (engine.run_epochs).
     """
     cfg = cfg or PriorTrainConfig()
     cfg.validate()
@@ -113,6 +114,23 @@ def train_prior(folder: str | Path, arch: dict | None = None, cfg: PriorTrainCon
     device = pick_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    # Opening the model draws from torch's global generator, and dropout does: all of it runs in a forked state.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        model, prior_cfg = _open_vq(folder, arch, device)
+        run = load_run_config(folder)
+        test_data = load_dataset(run.train.dataset, "test", image_size=run.train.image_size)
+        model.attach_prior(None)                       # codes come from the VQ-VAE alone
+        codes = encode_codes(model, load_dataset(run.train.dataset, "train", image_size=run.train.image_size))
+        test_codes = encode_codes(model, test_data).flatten(1)                   # (N_test, T)
+        torch.manual_seed(cfg.seed)
+        prior = CodeTransformer(prior_cfg).to(device).train()
+        task = _PriorRun(cfg, prior, _optimizer(prior, cfg), codes.flatten(1), test_codes, device, log_every,
+                         model, run, test_data, folder, save)
+        yield from run_epochs(task)
+
+
+def _open_vq(folder: Path, arch: dict | None, device: torch.device) -> tuple[VQVAE, CodePriorConfig]:
+    """The VQ-VAE in ``folder`` and its prior's architecture (``arch`` over the defaults), or a clear error."""
     model, _ = open_model(folder, device=device)
     if model.as_codebook() is None:
         raise VAEError(f"train-prior fits a prior over a VQ-VAE's codes; {folder} holds a {model.config.model_type} "
@@ -120,71 +138,113 @@ def train_prior(folder: str | Path, arch: dict | None = None, cfg: PriorTrainCon
     unknown = sorted(set(arch or {}) - set(ARCH_FIELDS))
     if unknown:
         raise VAEError(f"Unknown code prior setting(s) {unknown}; choose from {list(ARCH_FIELDS)}.")
-    prior_cfg = from_dict(CodePriorConfig, {"codebook_size": model.config.codebook_size, "grid": model.config.grid,
-                                            **(arch or {})})
-    run = load_run_config(folder)
-    train_data = load_dataset(run.train.dataset, "train", image_size=run.train.image_size)
-    test_data = load_dataset(run.train.dataset, "test", image_size=run.train.image_size)
-    model.attach_prior(None)                       # codes come from the VQ-VAE alone
-    codes = encode_codes(model, train_data).flatten(1)                       # (N, T)
-    test_codes = encode_codes(model, test_data).flatten(1)
-    counts = torch.bincount(codes.flatten(), minlength=prior_cfg.codebook_size)
-    baseline = float(-frequency_log_prob(test_codes, counts).mean())
-    n, B = len(codes), min(cfg.batch_size, len(codes))
-    steps_per_epoch = max(1, n // B)
-    total, warmup = steps_per_epoch * cfg.epochs, steps_per_epoch
+    return model, from_dict(CodePriorConfig, {"codebook_size": model.config.codebook_size,
+                                              "grid": model.config.grid, **(arch or {})})
 
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(cfg.seed)
-        prior = CodeTransformer(prior_cfg).to(device).train()
-        decay = [p for p in prior.parameters() if p.dim() >= 2]
-        rest = [p for p in prior.parameters() if p.dim() < 2]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                 {"params": rest, "weight_decay": 0.0}], lr=cfg.lr)
-        yield Event("start", 0, 0, total, message=f"training a code prior on {n} code grids of {prior_cfg.positions} "
-                                                  f"codes on {device}; independent-frequency baseline on the test "
-                                                  f"split: {baseline:.2f} nats per grid")
-        step, elapsed, history = 0, 0.0, []
-        for epoch in range(cfg.epochs):
-            perm = torch.randperm(n, generator=epoch_generator(cfg.seed, epoch, device), device=device)
-            acc, t0 = [], time.perf_counter()
-            for i in range(steps_per_epoch):
-                batch = codes.index_select(0, perm[i * B:(i + 1) * B])
-                for group in opt.param_groups:
-                    group["lr"] = _lr_at(cfg, step, warmup, total)
-                logits = prior(batch)
-                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), batch.reshape(-1))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
-                opt.step()
-                step += 1
-                acc.append(loss.detach())
-                if len(acc) == log_every or i == steps_per_epoch - 1:
-                    nll = torch.stack(acc).mean().item() * prior_cfg.positions      # nats per grid
-                    if not math.isfinite(nll):
-                        raise TrainingDiverged(f"The code prior's loss became NaN or Inf at step {step}; try a lower "
-                                               "--lr.", step=step)
-                    dt = time.perf_counter() - t0
-                    elapsed += dt
-                    yield Event("step", step, epoch, total, {"nll": nll}, len(acc) * B / max(dt, 1e-9), elapsed)
-                    acc, t0 = [], time.perf_counter()
-            ev = {"train_nll": nll, "test_nll": code_nll(prior, test_codes), "frequency_nll": baseline}
-            history.append({"epoch": epoch + 1, **{k: round(v, 3) for k, v in ev.items()}})
-            yield Event("epoch", step, epoch + 1, total, {"nll": nll}, elapsed=elapsed, eval=ev)
 
-    prior.eval()
-    model.attach_prior(prior)
-    metrics = evaluate_model(model, test_data, seed=run.train.seed, max_images=2000)
-    result = {"test_nll": history[-1]["test_nll"], "frequency_nll": baseline, "train_nll": code_nll(prior, codes),
-              "metrics": metrics}
-    if save:
-        samples = fixed_samples(model, run.train.seed)
-        card = prior_card(folder, model, run, prior_cfg, cfg, metrics, result)
-        add_code_prior(folder, model, card=card, samples=samples)
-    yield Event("done", step, cfg.epochs, total, {"nll": history[-1]["train_nll"]}, elapsed=elapsed, eval=result,
-                message=f"finished; held-out code NLL {result['test_nll']:.2f} nats per grid against "
-                        f"{baseline:.2f} for independent code frequencies")
+def _optimizer(prior: CodeTransformer, cfg: PriorTrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on the weight matrices only."""
+    decay = [p for p in prior.parameters() if p.dim() >= 2]
+    rest = [p for p in prior.parameters() if p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": rest, "weight_decay": 0.0}], lr=cfg.lr)
+
+
+@dataclasses.dataclass
+class _PriorRun:
+    """What one call of ``train_prior`` holds: the engine's Task for a code prior over the frozen VQ-VAE's codes.
+    Its steps minimise the codes' cross-entropy per position and report ``nll`` in nats per grid."""
+
+    cfg: PriorTrainConfig
+    prior: CodeTransformer
+    opt: torch.optim.Optimizer
+    codes: torch.Tensor                   # (N, T) the training split's code grids, flattened
+    test_codes: torch.Tensor              # (N_test, T)
+    device: torch.device
+    log_every: int
+    model: VQVAE                          # frozen; the prior is attached to it at the end
+    run: RunConfig                        # the VQ-VAE's run, for its seed and its card
+    test_data: ImageSet
+    folder: Path
+    save: bool
+    step: int = 0
+    elapsed: float = 0.0
+    means: dict = dataclasses.field(default_factory=dict)
+    part_names: list[str] | None = dataclasses.field(default_factory=lambda: ["nll"])
+    history: list = dataclasses.field(default_factory=list)
+    perm: torch.Tensor | None = None      # the epoch in progress's order of the code grids
+    start_epoch: int = 0
+    grad_clip: float = 1.0
+    max_seconds: float = 0.0
+
+    def __post_init__(self):
+        counts = torch.bincount(self.codes.flatten(), minlength=self.prior.config.codebook_size)
+        self.baseline = float(-frequency_log_prob(self.test_codes, counts).mean())   # nats per grid
+
+    @property
+    def epochs(self) -> int:
+        return self.cfg.epochs
+
+    @property
+    def images_per_step(self) -> int:
+        return min(self.cfg.batch_size, len(self.codes))
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, len(self.codes) // self.images_per_step)
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.cfg.epochs
+
+    def parameters(self):
+        return self.prior.parameters()
+
+    def start(self) -> Event:
+        return Event("start", 0, 0, self.total_steps,
+                     message=f"training a code prior on {len(self.codes)} code grids of {self.codes.shape[1]} codes "
+                             f"on {self.device}; independent-frequency baseline on the test split: "
+                             f"{self.baseline:.2f} nats per grid")
+
+    def begin_epoch(self, epoch: int) -> None:
+        self.perm = torch.randperm(len(self.codes), generator=epoch_generator(self.cfg.seed, epoch, self.device),
+                                   device=self.device)
+
+    def loss(self, i: int) -> StepResult:
+        B = self.images_per_step
+        batch = self.codes.index_select(0, self.perm[i * B:(i + 1) * B])
+        for group in self.opt.param_groups:                  # warm-up, then cosine decay, step by step
+            group["lr"] = _lr_at(self.cfg, self.step, self.steps_per_epoch, self.total_steps)
+        logits = self.prior(batch)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), batch.reshape(-1))
+        return StepResult({"loss": loss, "nll": loss.detach() * batch.shape[1]})
+
+    def after_step(self, result: StepResult) -> None:
+        pass                                                 # nothing to keep up between steps
+
+    def diverged(self, step: int, parts: list[str]) -> None:
+        raise TrainingDiverged(f"The code prior's loss became NaN or Inf at step {step}; try a lower --lr.", step=step)
+
+    def end_epoch(self, epoch: int) -> Event:
+        nll = self.means["nll"]
+        ev = {"train_nll": nll, "test_nll": code_nll(self.prior, self.test_codes), "frequency_nll": self.baseline}
+        self.history.append({"epoch": epoch + 1, **{k: round(v, 3) for k, v in ev.items()}})
+        return Event("epoch", self.step, epoch + 1, self.total_steps, {"nll": nll}, elapsed=self.elapsed, eval=ev)
+
+    def finish(self) -> Event:
+        """Attach the prior, measure the model with it, and (with ``save``) add it to the run folder."""
+        self.prior.eval()
+        self.model.attach_prior(self.prior)
+        metrics = evaluate_model(self.model, self.test_data, seed=self.run.train.seed, max_images=2000)
+        result = {"test_nll": self.history[-1]["test_nll"], "frequency_nll": self.baseline,
+                  "train_nll": code_nll(self.prior, self.codes), "metrics": metrics}
+        if self.save:
+            card = prior_card(self.folder, self.model, self.run, self.prior.config, self.cfg, metrics, result)
+            add_code_prior(self.folder, self.model, card=card, samples=fixed_samples(self.model, self.run.train.seed))
+        return Event("done", self.step, self.cfg.epochs, self.total_steps, {"nll": self.history[-1]["train_nll"]},
+                     elapsed=self.elapsed, eval=result,
+                     message=f"finished; held-out code NLL {result['test_nll']:.2f} nats per grid against "
+                             f"{self.baseline:.2f} for independent code frequencies")
 
 
 def prior_card(folder: Path, model: VQVAE, run, prior_cfg: CodePriorConfig, cfg: PriorTrainConfig, metrics: dict,
