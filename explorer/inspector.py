@@ -155,16 +155,13 @@ def code_grid_editor(ctx, freq: np.ndarray) -> None:
                 st.session_state[k] = g // 2
         codes = torch.tensor(st.session_state["an_cb_codes"])
     with left:
-        # A chart holding a selection takes the next click as "deselect" (so each click after the first needed
-        # two): a click is read once, then the grid is drawn afresh under a new key, with nothing selected.
-        drawn = st.session_state.get("an_cb_grid_n", 0)
-        event = st.plotly_chart(_grid_figure(codes, st.session_state["an_cb_row"], st.session_state["an_cb_col"]),
-                                key=f"an_cb_grid_{drawn}", on_select="rerun", selection_mode="points")
-        picked = selection.selected_indices(event)
-        if picked:
-            st.session_state["an_cb_row"], st.session_state["an_cb_col"] = divmod(picked[-1], g)
-            st.session_state["an_cb_grid_n"] = drawn + 1
-            st.rerun()
+        # A click is read by the chart's callback, before this run draws anything, so the grid is drawn with the
+        # clicked cell outlined and the Row and Column inputs at the cell, in one run. A chart holding a selection
+        # takes the next click as "deselect" (each click after the first needed two): each click draws the figure
+        # anew (its click count in the layout's meta), and a new figure is a fresh chart, holding no selection.
+        figure = _grid_figure(codes, st.session_state["an_cb_row"], st.session_state["an_cb_col"])
+        figure.update_layout(meta={"clicks": st.session_state.get("an_cb_clicks", 0)})
+        st.plotly_chart(figure, key="an_cb_grid", on_select=_cell_clicked, selection_mode="points")
     with right:
         r1, r2 = st.columns(2)
         row = int(r1.number_input("Row", 0, g - 1, key="an_cb_row"))
@@ -187,6 +184,15 @@ def code_grid_editor(ctx, freq: np.ndarray) -> None:
     widgets.show_grid(images, nrow=3, span=0.6,
                       caption=f"the image, decoded from its own codes, and decoded from the grid above ({edited} "
                               f"cell{'s' if edited != 1 else ''} edited)")
+
+
+def _cell_clicked() -> None:
+    """The code grid's click: its cell becomes the chosen one (a click that only deselected changes nothing)."""
+    state = st.session_state
+    state["an_cb_clicks"] = state.get("an_cb_clicks", 0) + 1
+    picked = selection.selected_indices(state.get("an_cb_grid"))
+    if picked:
+        state["an_cb_row"], state["an_cb_col"] = divmod(picked[-1], len(state["an_cb_codes"]))   # a g x g grid
 
 
 def _set_cell(codebook_size: int) -> None:
