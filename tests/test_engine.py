@@ -65,6 +65,10 @@ class _LineFit:
         self.calls.append(f"end {epoch}")
         return Event("epoch", self.step, epoch + 1, self.total_steps, self.means)
 
+    def stopped(self, epoch, reason):
+        self.calls.append(f"stopped {epoch}")
+        return Event("done", self.step, epoch, self.total_steps, self.means, message=reason)
+
     def finish(self):
         self.calls.append("finish")
         return Event("done", self.step, self.epochs, self.total_steps, self.means)
@@ -90,11 +94,12 @@ def test_a_resumed_task_starts_at_its_epoch():
     assert events[-1].step == 10
 
 
-def test_the_time_limit_ends_the_run_with_a_done_event_and_no_epoch_end():
+def test_the_time_limit_ends_the_run_with_the_tasks_stopped_event_and_no_epoch_end():
     task = _LineFit(max_seconds=1e-12)
     events = list(run_epochs(task))
     assert [e.kind for e in events] == ["start", "step", "done"]
     assert "time limit" in events[-1].message and events[-1].step == 2
+    assert task.calls[-1] == "stopped 0"                               # the task keeps what it has
     assert "end 0" not in task.calls and "finish" not in task.calls
 
 

@@ -155,6 +155,26 @@ def test_time_limit_stops_the_run(tiny_run_config):
     assert events[-1].kind == "done" and "time limit" in events[-1].message
 
 
+def test_a_run_stopped_by_its_time_limit_saves_the_weights_after_its_last_step(tiny_run_config, tmp_path):
+    """The issue: a run stopped mid-epoch kept the last epoch's checkpoint and dropped the steps after it."""
+    import json
+
+    from vae_core import load_model
+
+    from vae_core import load_dataset
+
+    train_cfg = dataclasses.replace(tiny_run_config.train, epochs=100_000, batch_size=8, max_seconds=0.5)
+    model = init_model(tiny_run_config.model, 0)
+    data = load_dataset("digits", "train").subset(range(64))                 # 8 steps an epoch, a log every 3
+    events = _run(dataclasses.replace(tiny_run_config, train=train_cfg), data=data, model=model,
+                  out_dir=tmp_path / "run", log_every=3)
+    done = events[-1]
+    assert done.kind == "done" and f"the weights after step {done.step} are saved" in done.message
+    assert json.loads((tmp_path / "run" / "trainer_state.json").read_text())["step"] == done.step
+    saved = load_model(tmp_path / "run").state_dict()
+    assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())    # the weights it had, not older
+
+
 def _ddp_worker(rank, world, init_file, cfg, out):
     import torch.distributed as dist
     torch.set_num_threads(1)

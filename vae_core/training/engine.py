@@ -3,7 +3,8 @@
 ``train`` (a VAE, loop.py) and ``train_prior`` (a VQ-VAE's code prior over its frozen codes, prior.py)
 are both Tasks. A task says what step ``i`` of an epoch minimises, what an epoch's start draws (its
 seeded permutation and noise) and what its end does (held-out evaluation, samples, the saved
-checkpoint); this loop does the rest the same way for both: epochs and steps, the optimizer's update
+checkpoint) and what a run stopped mid-epoch keeps (the weights it has, not the last epoch's); this loop does
+the rest the same way for both: epochs and steps, the optimizer's update
 with the gradient clipped to ``grad_clip``, a "step" event every ``log_every`` steps with the mean of
 each reported loss part (checked for NaN/Inf in one device sync per log), the time limit, and the
 "start", "step", "epoch", "done" events in that order.
@@ -61,6 +62,7 @@ class Task(Protocol):
     def after_step(self, result: StepResult) -> None: ...              # after the optimizer's update
     def diverged(self, step: int, parts: list[str]) -> None: ...       # raise for a NaN/Inf at ``step``
     def end_epoch(self, epoch: int) -> Event: ...                      # evaluation, saving: the "epoch" event
+    def stopped(self, epoch: int, reason: str) -> Event: ...           # stopped mid-epoch: keeps what it has; "done"
     def finish(self) -> Event: ...                                     # the "done" event
 
 
@@ -106,8 +108,7 @@ def _epoch_steps(task: Task, epoch: int):
             yield Event("step", task.step, epoch, task.total_steps, task.means,
                         len(acc) * task.images_per_step / max(dt, 1e-9), task.elapsed)
             if task.max_seconds and task.elapsed >= task.max_seconds:
-                yield Event("done", task.step, epoch, task.total_steps, task.means, elapsed=task.elapsed,
-                            message=f"stopped at the time limit of {task.max_seconds:g} s")
+                yield task.stopped(epoch, f"stopped at the time limit of {task.max_seconds:g} s")
                 return False
             acc, t0 = [], time.perf_counter()
     return True

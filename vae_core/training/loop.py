@@ -187,6 +187,9 @@ class _Run:
         self.means = {**self.means, **self.codes.summary(self.model, self.world)}
         return _end_epoch(self, epoch)
 
+    def stopped(self, epoch: int, reason: str) -> Event:
+        return _stopped(self, epoch, reason)
+
     def finish(self) -> Event:
         return Event("done", self.step, self.epochs, self.total_steps, self.means, elapsed=self.elapsed,
                      message="finished")
@@ -199,7 +202,8 @@ def train(config: RunConfig, data: ImageSet | None = None, test_data: ImageSet |
 
     With ``out_dir`` a checkpoint (Hub layout plus optimizer and trainer state) is written
     atomically after each epoch. ``resume`` continues from the checkpoint in ``out_dir``.
-    Closing the generator stops the run; the last checkpoint stays as it was.
+    A run stopped by its time limit saves the weights it has (the "done" event says after which step). Closing
+    the generator stops the run; the last checkpoint stays as it was.
     """
     run = _prepare(config, data, test_data, Path(out_dir) if out_dir else None, resume, model, log_every)
     run.message = _choose_route(run) + _stale_prior_note(run.out, resume)
@@ -316,28 +320,50 @@ def _noise(run: _Run, gen: torch.Generator):
 
 def _end_epoch(run: _Run, epoch: int) -> Event:
     """The "epoch" event: on rank 0, held-out metrics when due, samples, history, snapshots, the saved run."""
-    cfg, model = run.config.train, run.model
+    cfg = run.config.train
     ev = Event("epoch", run.step, epoch + 1, run.total_steps, run.means, elapsed=run.elapsed)
     if run.rank != 0:
         return ev
     last = epoch + 1 == cfg.epochs
-    if (run.test_data is not None and (epoch + 1) % cfg.eval_every == 0) or last:
-        # Without held-out data, the final epoch is still evaluated, on the training images.
-        # A seeded random sample, never the first images (a dataset may be sorted by class).
-        held = (run.test_data if run.test_data is not None else run.data).seeded_subset(2000, cfg.seed)[0]
-        ev.eval = evaluate_model(model, held, seed=cfg.seed)
-    if (cfg.sample_every and (epoch + 1) % cfg.sample_every == 0) or last or run.out is not None:
-        ev.samples = fixed_samples(model, cfg.seed)
-    run.history.append({"epoch": epoch + 1, "step": run.step, **{k: round(v, 5) for k, v in run.means.items()},
-                        **({"test_elbo": round(ev.eval["elbo"], 4)} if ev.eval else {})})
-    if run.snaps is not None:
-        run.snaps.add(epoch + 1, snapshots.encode(model, run.data, run.snaps))
-        ev.snapshots = run.snaps.copy()
-    if run.out is not None:
-        save_run(run.out, run.config, model, run.opt, epoch=epoch + 1, step=run.step, history=run.history,
-                 elapsed=run.elapsed, metrics=ev.eval, samples=ev.samples, setup=run.setup,
-                 extra_files={snapshots.FILE: run.snaps.to_bytes()} if run.snaps is not None else None)
+    due = (run.test_data is not None and (epoch + 1) % cfg.eval_every == 0) or last
+    drawn = bool(cfg.sample_every and (epoch + 1) % cfg.sample_every == 0) or last or run.out is not None
+    ev.eval, ev.samples = _keep(run, epoch + 1, evaluate=due, sample=drawn, snapshot=True)
+    ev.snapshots = run.snaps.copy() if run.snaps is not None else None
     return ev
+
+
+def _stopped(run: _Run, epoch: int, reason: str) -> Event:
+    """The "done" event of a run stopped mid-epoch (its time limit): with a run folder, rank 0 evaluates and saves
+    the weights it has, after its last step, not the last epoch's. ``--resume`` goes on from the start of the
+    interrupted epoch."""
+    ev = Event("done", run.step, epoch, run.total_steps, run.means, elapsed=run.elapsed, message=reason)
+    if run.rank == 0 and run.out is not None:
+        ev.eval, ev.samples = _keep(run, epoch, evaluate=True, sample=True, snapshot=False, stopped=True)
+        ev.message += f"; the weights after step {run.step} are saved"
+    return ev
+
+
+def _keep(run: _Run, epochs_done: int, *, evaluate: bool, sample: bool, snapshot: bool,
+          **note) -> tuple[dict | None, torch.Tensor | None]:
+    """Rank 0's record of the run so far: held-out metrics (``evaluate``), the fixed samples (``sample``), a history
+    row (with ``note``), this epoch's codes (``snapshot``), and the saved run folder; returns (metrics, samples)."""
+    cfg, model = run.config.train, run.model
+    metrics = None
+    if evaluate:
+        # Without held-out data the training images stand in. A seeded random sample, never the first images
+        # (a dataset may be sorted by class).
+        held = (run.test_data if run.test_data is not None else run.data).seeded_subset(2000, cfg.seed)[0]
+        metrics = evaluate_model(model, held, seed=cfg.seed)
+    samples = fixed_samples(model, cfg.seed) if sample else None
+    run.history.append({"epoch": epochs_done, "step": run.step, **{k: round(v, 5) for k, v in run.means.items()},
+                        **note, **({"test_elbo": round(metrics["elbo"], 4)} if metrics else {})})
+    if run.snaps is not None and snapshot:
+        run.snaps.add(epochs_done, snapshots.encode(model, run.data, run.snaps))
+    if run.out is not None:
+        save_run(run.out, run.config, model, run.opt, epoch=epochs_done, step=run.step, history=run.history,
+                 elapsed=run.elapsed, metrics=metrics, samples=samples, setup=run.setup,
+                 extra_files={snapshots.FILE: run.snaps.to_bytes()} if run.snaps is not None else None)
+    return metrics, samples
 
 
 def _measure_batch(images: torch.Tensor, labels: torch.Tensor | None, labelled: torch.Tensor | None, local_B: int,

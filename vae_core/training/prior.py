@@ -231,6 +231,13 @@ class _PriorRun:
         self.history.append({"epoch": epoch + 1, **{k: round(v, 3) for k, v in ev.items()}})
         return Event("epoch", self.step, epoch + 1, self.total_steps, {"nll": nll}, elapsed=self.elapsed, eval=ev)
 
+    def stopped(self, epoch: int, reason: str) -> Event:
+        """Stopped mid-epoch (its time limit): the prior it has is measured, attached and saved like a finished one."""
+        self.end_epoch(epoch)
+        done = self.finish()
+        done.message = f"{reason}; the prior after step {self.step} is kept" + done.message.removeprefix("finished")
+        return done
+
     def finish(self) -> Event:
         """Attach the prior, measure the model with it, and (with ``save``) add it to the run folder."""
         self.prior.eval()
