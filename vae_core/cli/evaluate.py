@@ -12,7 +12,6 @@ from vae_core.cli import report
 from vae_core.cli import cost
 from vae_core.cli.args import BIGGEST, add_cost_flags, add_model_source, existing_file, name, real, whole
 from vae_core.data import load_dataset
-from vae_core.evaluation.disentanglement import evaluate_disentanglement, images_needed
 from vae_core.errors import VAEError
 from vae_core.io.loading import load_model
 from vae_core.evaluation.metrics import collapse_warnings, evaluate_model, iwae_log_likelihood, mutual_information_estimate
@@ -48,6 +47,8 @@ def add_parser(sub, parents=()) -> None:
 
 
 def _extras(args, model, data, res: dict, h: int, c: int) -> None:
+    # Imported here: scipy.stats and sklearn cost every command ~1 s of start-up (a `train` too) for this one use.
+    from vae_core.evaluation.disentanglement import evaluate_disentanglement
     """--quality, --fid, --compare and --disentanglement, added to ``res``."""
     if args.quality:
         res.update(reconstruction_quality(model, data))
@@ -96,6 +97,7 @@ def estimate(args, model, data) -> cost.Estimate:
         seconds += math.ceil(n / b) * math.ceil(k / chunk) * one_chunk
     seconds *= 2 if args.compare else 1
     if args.disentanglement:
+        from vae_core.evaluation.disentanglement import images_needed
         seconds += images_needed(scale=args.disentanglement_scale) * batch / b
     return dataclasses.replace(est, seconds=seconds)
 
