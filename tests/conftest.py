@@ -17,8 +17,8 @@ def digits_train():
 
 @pytest.fixture
 def tiny_run_config():
-    """A run that takes well under a second: an MLP on 8x8 digits."""
+    """A run that takes well under a second: an MLP on 8x8 digits, evaluated and saved at every epoch."""
     from vae_core import RunConfig, TrainConfig
     from vae_core.models import MLPConfig
     return RunConfig(MLPConfig(in_shape=(1, 8, 8), hidden_dims=(32,), latent_dim=4),
-                     TrainConfig(dataset="digits", epochs=2, batch_size=64, sample_every=1))
+                     TrainConfig(dataset="digits", epochs=2, batch_size=64, sample_every=1, checkpoint_seconds=0))

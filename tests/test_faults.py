@@ -96,7 +96,7 @@ FULL_DISK_SCRIPT = r"""
 set -u
 mount -t tmpfs -o size={size} tmpfs {mnt} || exit 97
 {python} -m vae_core train --model mlp --dataset digits --hidden-dims 64 --latent-dim 2 --batch-size 256 \
-    --epochs 3 --eval-every 1000 --out {mnt}/run --quiet 2>{mnt}/../stderr.txt
+    --epochs 3 --eval-every 1000 --checkpoint-seconds 0 --out {mnt}/run --quiet 2>{mnt}/../stderr.txt
 echo "train_rc=$?"
 {python} - <<'PY'
 import pathlib, sys

@@ -155,6 +155,25 @@ def test_time_limit_stops_the_run(tiny_run_config):
     assert events[-1].kind == "done" and "time limit" in events[-1].message
 
 
+def test_short_epochs_are_evaluated_and_saved_at_most_every_checkpoint_seconds(tiny_run_config, tmp_path,
+                                                                                monkeypatch):
+    """Saving and evaluating a ~0.15 s epoch cost as much again as training it: an epoch's end keeps the run only
+    once checkpoint_seconds of training have passed since the last time (and always at the last epoch)."""
+    from vae_core.io import run_folder
+
+    saved = []
+    real = run_folder.save_run
+    monkeypatch.setattr("vae_core.training.loop.save_run", lambda *a, **kw: (saved.append(kw["epoch"]), real(*a, **kw)))
+    rare = dataclasses.replace(tiny_run_config.train, epochs=4, checkpoint_seconds=3600)
+    events = _run(dataclasses.replace(tiny_run_config, train=rare), out_dir=tmp_path / "rare")
+    assert [e.eval is not None for e in events if e.kind == "epoch"] == [False, False, False, True]
+    assert saved == [4]
+    saved.clear()
+    every = dataclasses.replace(rare, checkpoint_seconds=0)
+    events = _run(dataclasses.replace(tiny_run_config, train=every), out_dir=tmp_path / "every")
+    assert all(e.eval is not None for e in events if e.kind == "epoch") and saved == [1, 2, 3, 4]
+
+
 def test_a_run_stopped_by_its_time_limit_saves_the_weights_after_its_last_step(tiny_run_config, tmp_path):
     """The issue: a run stopped mid-epoch kept the last epoch's checkpoint and dropped the steps after it."""
     import json

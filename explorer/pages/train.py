@@ -19,6 +19,7 @@ from vae_core.training.trackers import Tracking, parse_tracks
 
 st.title("Train")
 SNAPSHOT_IMAGES = 1000      # training images whose codes every run here keeps each epoch (Training in motion)
+REFRESH_SECONDS = 1.0       # the live view's held-out ELBO and samples: after an epoch, at most every second
 
 
 def run_config(dataset: str, family: str, latent: int, beta: float, anneal: str, epochs: int, lr: float):
@@ -31,7 +32,8 @@ def run_config(dataset: str, family: str, latent: int, beta: float, anneal: str,
     model_cfg.validate()
     models.check_param_budget(model_cfg)
     train_cfg = vae_core.TrainConfig(dataset=dataset, epochs=epochs, beta=beta, kl_anneal=anneal, lr=lr,
-                                     batch_size=min(128, len(data)), snapshots=min(SNAPSHOT_IMAGES, len(data)))
+                                     batch_size=min(128, len(data)), snapshots=min(SNAPSHOT_IMAGES, len(data)),
+                                     checkpoint_seconds=REFRESH_SECONDS)
     train_cfg.validate()
     return RunConfig(model_cfg, train_cfg), data
 
@@ -63,7 +65,7 @@ def show_progress(job: TrainingJob) -> None:
                      (f", active units {e['active_units']}/{e['latent_units']}" if "active_units" in e else ""))
     if s.samples is not None:
         with right:
-            widgets.show_grid(s.samples[:16], nrow=4, span=0.4, caption=f"samples after epoch {s.epoch} (fixed noise)")
+            widgets.show_grid(s.samples[:16], nrow=4, span=0.4, caption=f"samples after epoch {s.samples_epoch} (fixed noise)")
     if s.motion is not None and len(s.motion.epochs) < 2 and s.done:
         st.caption("Training in motion needs the codes after at least one finished epoch; this run ended before "
                    "its first epoch did.")

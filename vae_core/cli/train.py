@@ -28,7 +28,7 @@ from vae_core.cli.track import add_tracking_flags, tracking_from_args
 def add_parser(sub, parents=()) -> None:
     t = sub.add_parser("train", help="train a model (every config field is a flag)", parents=list(parents),
                        description="Train a VAE. Flags override --config; the run folder gets a Hub-layout "
-                                   "checkpoint after every epoch.")
+                                   "checkpoint at an epoch's end at most every --checkpoint-seconds, and at the end.")
     t.add_argument("--config", type=existing_file, help="YAML or JSON file with 'model' and 'train' sections")
     t.add_argument("--model", choices=sorted(MODEL_TYPES), help="model family (default: mlp)")
     t.add_argument("--out", type=folder, help="run folder to write (Hub layout)")

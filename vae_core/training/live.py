@@ -119,13 +119,14 @@ class Snapshot:
     eta: float | None               # seconds left, from the recent pace and the time limit
     images_per_s: float
     history: list[dict]             # {"step", "epoch", loss parts...} every log
-    evals: list[dict]               # {"epoch", held-out metrics...} every epoch
-    samples: torch.Tensor | None    # the latest fixed-noise sample grid (n, C, H, W)
+    evals: list[dict]               # {"epoch", held-out metrics...} each epoch evaluated (checkpoint_seconds)
+    samples: torch.Tensor | None    # the latest fixed-noise sample grid (n, C, H, W), drawn after samples_epoch
     message: str
     error: str
     motion: Snapshots | None = None  # the codes of a fixed subset at every epoch so far (vae_core.training.snapshots)
     images: int = 0                  # training images seen so far in this run
     wall: float = 0.0                # seconds since the run started, evaluation and sampling included
+    samples_epoch: int = 0           # the epoch after which ``samples`` were drawn
 
     @property
     def average_images_per_s(self) -> float:
@@ -290,7 +291,7 @@ class TrainingJob:
                     s.evals.append({"epoch": ev.epoch, **{k: v for k, v in ev.eval.items()
                                                          if isinstance(v, (int, float))}})
                 if ev.samples is not None:
-                    s.samples = ev.samples
+                    s.samples, s.samples_epoch = ev.samples, ev.epoch
             elif ev.kind == "done":
                 s.message = ev.message
 

@@ -10,13 +10,12 @@ same update as one process on the same global batch: to fp32 rounding in fp32, a
 precision under bf16 autocast, where each process rounds its own weight gradients to bf16 before
 they are averaged.
 
-Precision: ``precision="auto"`` (the default) trains in bf16 autocast where the device has native
-bf16 (``device.native_bf16``) and in fp32 elsewhere; a run records what it used in
-trainer_state.json, so ``--resume`` continues the same way on any machine. In fp32 on a CPU, each
-dense and convolution layer runs on the kernel measured fastest for its shape (``kernels.py``),
-also recorded. Saving a run after each epoch and resuming it is the run-folder format's
-(``vae_core.io.run_folder``). Determinism holds for a given precision and route: the same run in one process
-gives the same bits, and a resumed run the bits of an uninterrupted one.
+Precision: fp32 by default; ``precision="auto"`` trains in bf16 autocast where the device has native bf16.
+In fp32 on a CPU, each dense and convolution layer runs on the kernel measured fastest for its shape
+(``kernels.py``); a run records both in trainer_state.json, so ``--resume`` continues the same way. The run
+folder (``vae_core.io.run_folder``) is saved at an epoch's end at most every ``checkpoint_seconds``, at the
+last epoch, and at a stop at the time limit. The same run in one process gives the same bits, and a resumed
+run the bits of an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -123,6 +122,7 @@ class _Run:
     perm: torch.Tensor | None = None
     randn: object = None
     codes: CodeUse | None = None
+    kept_at: float = 0.0                  # the training seconds at the last saved checkpoint (checkpoint_seconds)
 
     @property
     def n(self) -> int:
@@ -320,33 +320,33 @@ def _noise(run: _Run, gen: torch.Generator):
 
 def _end_epoch(run: _Run, epoch: int) -> Event:
     """The "epoch" event: on rank 0, held-out metrics when due, samples, history, snapshots, the saved run."""
-    cfg = run.config.train
+    cfg, last = run.config.train, epoch + 1 == run.config.train.epochs
     ev = Event("epoch", run.step, epoch + 1, run.total_steps, run.means, elapsed=run.elapsed)
     if run.rank != 0:
         return ev
-    last = epoch + 1 == cfg.epochs
-    due = (run.test_data is not None and (epoch + 1) % cfg.eval_every == 0) or last
-    drawn = bool(cfg.sample_every and (epoch + 1) % cfg.sample_every == 0) or last or run.out is not None
-    ev.eval, ev.samples = _keep(run, epoch + 1, evaluate=due, sample=drawn, snapshot=True)
+    timely = last or run.elapsed - run.kept_at >= cfg.checkpoint_seconds      # not every short epoch
+    due = timely and (run.test_data is not None and (epoch + 1) % cfg.eval_every == 0 or last)
+    drawn = timely and (bool(cfg.sample_every and (epoch + 1) % cfg.sample_every == 0) or last or run.out is not None)
+    ev.eval, ev.samples = _keep(run, epoch + 1, evaluate=due, sample=drawn, snapshot=True, save=timely)
     ev.snapshots = run.snaps.copy() if run.snaps is not None else None
     return ev
 
 
 def _stopped(run: _Run, epoch: int, reason: str) -> Event:
     """The "done" event of a run stopped mid-epoch (its time limit): with a run folder, rank 0 evaluates and saves
-    the weights it has, after its last step, not the last epoch's. ``--resume`` goes on from the start of the
-    interrupted epoch."""
+    the weights after its last step, not the last epoch's; ``--resume`` redoes the interrupted epoch."""
     ev = Event("done", run.step, epoch, run.total_steps, run.means, elapsed=run.elapsed, message=reason)
     if run.rank == 0 and run.out is not None:
-        ev.eval, ev.samples = _keep(run, epoch, evaluate=True, sample=True, snapshot=False, stopped=True)
+        ev.eval, ev.samples = _keep(run, epoch, evaluate=True, sample=True, snapshot=False, save=True, stopped=True)
         ev.message += f"; the weights after step {run.step} are saved"
     return ev
 
 
-def _keep(run: _Run, epochs_done: int, *, evaluate: bool, sample: bool, snapshot: bool,
+def _keep(run: _Run, epochs_done: int, *, evaluate: bool, sample: bool, snapshot: bool, save: bool,
           **note) -> tuple[dict | None, torch.Tensor | None]:
     """Rank 0's record of the run so far: held-out metrics (``evaluate``), the fixed samples (``sample``), a history
-    row (with ``note``), this epoch's codes (``snapshot``), and the saved run folder; returns (metrics, samples)."""
+    row (with ``note``), this epoch's codes (``snapshot``), and the saved run folder (``save``); returns
+    (metrics, samples)."""
     cfg, model = run.config.train, run.model
     metrics = None
     if evaluate:
@@ -359,7 +359,8 @@ def _keep(run: _Run, epochs_done: int, *, evaluate: bool, sample: bool, snapshot
                         **note, **({"test_elbo": round(metrics["elbo"], 4)} if metrics else {})})
     if run.snaps is not None and snapshot:
         run.snaps.add(epochs_done, snapshots.encode(model, run.data, run.snaps))
-    if run.out is not None:
+    run.kept_at = run.elapsed if save else run.kept_at
+    if save and run.out is not None:
         save_run(run.out, run.config, model, run.opt, epoch=epochs_done, step=run.step, history=run.history,
                  elapsed=run.elapsed, metrics=metrics, samples=samples, setup=run.setup,
                  extra_files={snapshots.FILE: run.snaps.to_bytes()} if run.snaps is not None else None)

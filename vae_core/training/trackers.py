@@ -299,8 +299,8 @@ class Tracking:
         for sink in list(self.sinks):
             if values:
                 self._guard(sink, "log to", lambda: sink.metrics(values, ev.step))
-        if ev.kind != "epoch" or not self.sinks:
-            return
+        if ev.kind != "epoch" or not self.sinks or (ev.eval is None and ev.samples is None):
+            return                           # pictures at the checkpoints' pace (checkpoint_seconds), not every epoch
         pictures = {}
         if ev.samples is not None:
             pictures["samples"] = grid(ev.samples, nrow=8)
