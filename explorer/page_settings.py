@@ -12,6 +12,7 @@ from types import MappingProxyType
 
 from vae_core.evaluation import anomaly
 from vae_core.latent import class_style as style, codebook, explore, hierarchy as layers, projections as project
+from vae_core.config import TrainConfig
 from vae_core.data import app_datasets
 
 from explorer import controls, handoff, limits, loaders, spots
@@ -391,7 +392,8 @@ TRAIN = Page("train", (
     Setting("train_beta", "float", None, 1.0, 0.0, 20.0, 0.1, widget="number", label="Beta (KL weight)"),
     Setting("train_anneal", "choice", None, "none", options=("none", "linear", "cyclical"), widget="select",
             label="KL annealing"),
-    Setting("train_lr", "choice", None, 1e-3, options=LEARNING_RATES, widget="select_slider", label="Learning rate"),
+    Setting("train_lr", "choice", None, TrainConfig.lr, options=LEARNING_RATES, widget="select_slider",
+            label="Learning rate"),
 ), note="the training settings and the run (a link opens Train with its defaults; a run stays in its session)")
 
 PAGES = MappingProxyType({p.name: p for p in (SAMPLE, TRAVERSE, INTERPOLATE, LATENT_MAP, TRAIN, ANALYZE, CLASSES,

@@ -94,7 +94,10 @@ class TrainConfig:
     image_size: int = 0                 # resize the dataset to this square size (0: keep its own)
     epochs: int = 10
     batch_size: int = 128
-    lr: float = 1e-3
+    # 3e-3: on mnist-5k the 784-400-20 MLP reaches a test ELBO of -150 nats in 16k training images at 3e-3 against
+    # 28k at 1e-3 (-120: 63k against 107k) and ends better (-114.4 against -118.2 after 120k); the 32-64 conv
+    # net: 28k against 36k to -150 (one seed, steps counted, not seconds: README "Time to a good model").
+    lr: float = 3e-3
     weight_decay: float = 0.0
     seed: int = 0
     objective: Literal["elbo", "tcvae", "iwae", "wae-mmd"] = "elbo"
