@@ -67,13 +67,14 @@ class MNISTImages(Dataset):
 
 
 class ExamplesVAE(nn.Module):
-    def __init__(self):
+    def __init__(self, D: int = 784):
         super().__init__()
-        self.fc1 = nn.Linear(784, 400)
+        self.D = D
+        self.fc1 = nn.Linear(D, 400)
         self.fc21 = nn.Linear(400, 20)
         self.fc22 = nn.Linear(400, 20)
         self.fc3 = nn.Linear(20, 400)
-        self.fc4 = nn.Linear(400, 784)
+        self.fc4 = nn.Linear(400, D)
 
     def encode(self, x):
         h1 = F.relu(self.fc1(x))
@@ -87,13 +88,13 @@ class ExamplesVAE(nn.Module):
         return torch.sigmoid(self.fc4(F.relu(self.fc3(z))))
 
     def forward(self, x):
-        mu, logvar = self.encode(x.view(-1, 784))
+        mu, logvar = self.encode(x.view(-1, self.D))
         z = self.reparameterize(mu, logvar)
         return self.decode(z), mu, logvar
 
 
 def examples_loss(recon_x, x, mu, logvar):
-    bce = F.binary_cross_entropy(recon_x, x.view(-1, 784), reduction="sum")
+    bce = F.binary_cross_entropy(recon_x, x.view(len(recon_x), -1), reduction="sum")
     kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
     return bce + kld
 
@@ -143,18 +144,26 @@ def run_baseline(epochs: int, device: torch.device, out: Path, compiled: bool = 
 
 def run_pythae(epochs: int, device: torch.device, out: Path, batch: int = 128) -> tuple[float, float]:
     """pythae's own trainer on a pythae VAE with the same 784-400-20 networks; its train_step timed."""
-    from pythae.data.preprocessors import DataProcessor
+    t_start = time.perf_counter()
+    tr, te = load_dataset("mnist-5k", "train"), load_dataset("mnist-5k", "test")
+    trainer = pythae_trainer(pythae_model(784, (1, 28, 28)), tr, te, out, epochs=epochs, batch=batch,
+                             device=device)
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        trainer.train()                               # its progress bars and logs still run, as for its users
+    steps = -(-len(tr) // batch)                      # pythae keeps the last partial batch
+    return epochs * len(tr) / trainer.train_time if steps else 0.0, time.perf_counter() - t_start
+
+
+def pythae_model(D: int, shape: tuple[int, ...]):
+    """A pythae VAE with pytorch/examples' D-400-20 networks (Bernoulli likelihood on the grey levels)."""
     from pythae.models import VAE, VAEConfig
     from pythae.models.base.base_utils import ModelOutput
     from pythae.models.nn import BaseDecoder, BaseEncoder
-    from pythae.trainers import BaseTrainer, BaseTrainerConfig
-
-    t_start = time.perf_counter()
 
     class Encoder(BaseEncoder):
         def __init__(self):
             super().__init__()
-            self.fc1, self.fc21, self.fc22 = nn.Linear(784, 400), nn.Linear(400, 20), nn.Linear(400, 20)
+            self.fc1, self.fc21, self.fc22 = nn.Linear(D, 400), nn.Linear(400, 20), nn.Linear(400, 20)
 
         def forward(self, x):
             h = F.relu(self.fc1(x.reshape(len(x), -1)))
@@ -163,10 +172,24 @@ def run_pythae(epochs: int, device: torch.device, out: Path, batch: int = 128) -
     class Decoder(BaseDecoder):
         def __init__(self):
             super().__init__()
-            self.fc3, self.fc4 = nn.Linear(20, 400), nn.Linear(400, 784)
+            self.fc3, self.fc4 = nn.Linear(20, 400), nn.Linear(400, D)
+
+        def logits(self, z):
+            return self.fc4(F.relu(self.fc3(z)))
 
         def forward(self, z):
-            return ModelOutput(reconstruction=torch.sigmoid(self.fc4(F.relu(self.fc3(z)))).view(-1, 1, 28, 28))
+            return ModelOutput(reconstruction=torch.sigmoid(self.logits(z)).view(-1, *shape))
+
+    return VAE(VAEConfig(input_dim=tuple(shape), latent_dim=20, reconstruction_loss="bce"),
+               encoder=Encoder(), decoder=Decoder())
+
+
+def pythae_trainer(model, tr, te, out: Path, *, epochs: int, batch: int = 128, device: torch.device | None = None,
+                   after_step=None):
+    """pythae's BaseTrainer at its defaults but the batch, learning rate and optimizer of the other loops; its
+    train_step (one epoch) timed, and ``after_step(trainer)`` called after each of its optimizer steps."""
+    from pythae.data.preprocessors import DataProcessor
+    from pythae.trainers import BaseTrainer, BaseTrainerConfig
 
     class Timed(BaseTrainer):
         train_time = 0.0
@@ -177,19 +200,18 @@ def run_pythae(epochs: int, device: torch.device, out: Path, batch: int = 128) -
             self.train_time += time.perf_counter() - t0
             return loss
 
-    tr, te = load_dataset("mnist-5k", "train"), load_dataset("mnist-5k", "test")
-    model = VAE(VAEConfig(input_dim=(1, 28, 28), latent_dim=20, reconstruction_loss="bce"),
-                encoder=Encoder(), decoder=Decoder())
+        def _optimizers_step(self, model_output=None):
+            super()._optimizers_step(model_output)
+            if after_step is not None:
+                after_step(self)
+
     config = BaseTrainerConfig(output_dir=str(out / "pythae"), num_epochs=epochs, learning_rate=1e-3,
                                per_device_train_batch_size=batch, per_device_eval_batch_size=batch,
-                               optimizer_cls="Adam", no_cuda=device.type != "cuda")
+                               optimizer_cls="Adam", no_cuda=device is None or device.type != "cuda")
     dp = DataProcessor()                              # what pythae's TrainingPipeline does with arrays
     trainer = Timed(model, train_dataset=dp.to_dataset(dp.process_data(tr.float_images())),
                     eval_dataset=dp.to_dataset(dp.process_data(te.float_images())), training_config=config)
-    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-        trainer.train()                               # its progress bars and logs still run, as for its users
-    steps = -(-len(tr) // batch)                      # pythae keeps the last partial batch
-    return epochs * len(tr) / trainer.train_time if steps else 0.0, time.perf_counter() - t_start
+    return trainer
 
 
 def sync(device: torch.device) -> None:
