@@ -1,7 +1,8 @@
 """Latent map: the dataset's codes in 2-D, coloured by label; select points to see them."""
 import streamlit as st
 
-from explorer import controls, figures, jobs, limits, maps, motion, raster, selection, session, spots, startup, widgets
+from explorer import (controls, figures, jobs, limits, maps, motion, raster, selection, session, spots, startup, thumbs,
+                      widgets)
 from explorer.page_settings import LATENT_MAP as PAGE, MAP_CODES_2D as CODES_2D, MAP_METHODS as METHODS
 from vae_core.latent import inverse
 
@@ -67,8 +68,9 @@ with session.guard("The latent map"):
                    f"than this server sends as points, {budget.max_map_points:,}): {pixel}. Draw a box (the box tool "
                    "in the chart's toolbar) to see the images inside it; click anywhere to decode that spot.")
     else:
-        st.caption(f"{figures.plural(len(codes), 'image')} of {data.name}, {where}"
-                   " - select points (click, box or lasso) to see them; click anywhere to decode that spot.")
+        hover = thumbs.show(ctx, data, idx, "map_chart")
+        st.caption(f"{figures.plural(len(codes), 'image')} of {data.name}, {where} - {hover}; select points (click, "
+                   "box or lasso) to see them; click anywhere to decode that spot.")
     signature = (ctx.model_key, ctx.data_key, len(codes), shown, tuple(sorted(params.items())) if pending is None else ())
     results = jobs.queue().results
     inv, typical = results.get_or_compute(("inverse", *signature), lambda: (
