@@ -639,18 +639,9 @@ HOVERED_ID = """() => {
 }"""
 
 
-def test_hovering_a_map_point_shows_its_image_and_leaving_it_hides_it(page):
-    """The issue: the hover label named the image ("class 0, image 264") but did not show it."""
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    import vae_core
-
-    bh.go_to(page, "Latent map", timeout=LONG)
-    expect(page.locator(f"{bh.MAIN} .js-plotly-plot .nsewdrag").first).to_be_visible(timeout=LONG)
-    bh.wait_idle(page)
+def hover_lonely_point(page):
+    """Put the pointer on the map's most isolated point; wait for Plotly's hover on it and the thumbnail.
+    Returns the point (its dataset index "id"), its page pixels (x, y) and the plot's box."""
     box = page.locator(f"{bh.MAIN} .js-plotly-plot .main-svg").first.bounding_box()
     point = page.evaluate(LONELY_POINT)
     assert point and point["near"] > 6, point
@@ -664,6 +655,23 @@ def test_hovering_a_map_point_shows_its_image_and_leaving_it_hides_it(page):
 
     wait_for(on_point, 30, f"the hover on image {point['id']} and its thumbnail")
     expect(tip).to_have_attribute("data-index", str(point["id"]))
+    return point, x, y, box
+
+
+def test_hovering_a_map_point_shows_its_image_and_leaving_it_hides_it(page):
+    """The issue: the hover label named the image ("class 0, image 264") but did not show it."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    import vae_core
+
+    bh.go_to(page, "Latent map", timeout=LONG)
+    expect(page.locator(f"{bh.MAIN} .js-plotly-plot .nsewdrag").first).to_be_visible(timeout=LONG)
+    bh.wait_idle(page)
+    tip = page.locator("#vae-map-thumb")
+    point, x, y, box = hover_lonely_point(page)
     # The thumbnail's pixels are that image's: the tile drawn whole-pixel large, back to the image's size.
     images = vae_core.load_dataset("mnist-5k", "all").images[:, 0].numpy().astype(float)
     image = images[point["id"]]
@@ -675,4 +683,8 @@ def test_hovering_a_map_point_shows_its_image_and_leaving_it_hides_it(page):
     shot(page, "latent_map_hover")
     page.mouse.move(box["x"] + 5, box["y"] + 5)       # off the plot: the thumbnail goes
     expect(tip).to_be_hidden(timeout=10_000)
+    # A rerun draws another figure (one trace, not one a class): the thumbnails follow the chart.
+    _choose(page, "Colour by", "none")
+    expect(page.locator(f"{bh.MAIN} .js-plotly-plot .legend")).to_have_count(0, timeout=LONG)
+    hover_lonely_point(page)
     assert_clean(page)
