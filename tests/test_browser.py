@@ -667,6 +667,9 @@ def test_hovering_a_map_point_shows_its_image_and_leaving_it_hides_it(page):
 
     import vae_core
 
+    logged = []                                       # errors of the page and its frames (our script's srcdoc)
+    page.on("console", lambda m: m.type == "error" and logged.append((m.location.get("url") or "", m.text)))
+    page.on("pageerror", lambda e: logged.append(("page", str(e))))
     bh.go_to(page, "Latent map", timeout=LONG)
     expect(page.locator(f"{bh.MAIN} .js-plotly-plot .nsewdrag").first).to_be_visible(timeout=LONG)
     bh.wait_idle(page)
@@ -687,4 +690,7 @@ def test_hovering_a_map_point_shows_its_image_and_leaving_it_hides_it(page):
     _choose(page, "Colour by", "none")
     expect(page.locator(f"{bh.MAIN} .js-plotly-plot .legend")).to_have_count(0, timeout=LONG)
     hover_lonely_point(page)
+    bh.go_to(page, "Sample")                          # off the page: the thumbnail's element goes with its iframe
+    expect(tip).to_have_count(0, timeout=LONG)
+    assert not [(where, text) for where, text in logged if not where.startswith("http")], logged    # (fonts: offline)
     assert_clean(page)
