@@ -3,7 +3,7 @@
 Streamlit's chart sends no hover events, and a round trip to the server on every hover would slow
 the map, so it all happens in the browser. ``sheet`` lays the images of the map's points into one
 sprite (vae_core.latent.projector.sprite_image, the TensorBoard Projector's sheet), tiles at most
-``TILE_PX`` a side, as a PNG data URI; ``show`` sends it with our script (map_thumbs.js) in a
+``TILE_PX`` a side, as a PNG (or a colour JPEG) data URI; ``show`` sends it with our script (map_thumbs.js) in a
 zero-height iframe of the page's own origin. The script finds the map's Plotly chart in the page,
 listens to its hover and unhover events, and shows the hovered point's tile (found by the point's
 customdata, its dataset index) in a small box beside the point. The sheet is built once per
@@ -26,6 +26,8 @@ from explorer import jobs, limits
 from vae_core.latent.projector import sprite_image
 
 TILE_PX = 28                   # the largest side of a tile in the sheet
+SHEET_MAX_SIDE = 2048          # pixels of the sheet's side: 10,000 points get tiles of 20 px (about 1.3 MB sent)
+JPEG_QUALITY = 80              # of a colour sheet
 SHOWN_PX = 84                  # about the side of the thumbnail on the page (a tile drawn at a whole multiple)
 SCRIPT = Path(__file__).with_name("map_thumbs.js")
 TIP_ID = "vae-map-thumb"       # the thumbnail's element in the page
@@ -46,13 +48,16 @@ class Sheet:
 
 
 def sheet(images: np.ndarray, ids: np.ndarray, tile_px: int = TILE_PX) -> Sheet:
-    """The sheet of ``images`` (uint8 (n, C, H, W), the map's points in the order of ``ids``)."""
-    n, _, h, w = images.shape
+    """The sheet of ``images`` (uint8 (n, C, H, W), the map's points in the order of ``ids``): tiles of at most
+    ``tile_px`` a side, smaller where the sheet would pass ``SHEET_MAX_SIDE``; grey images as a PNG (sharp
+    strokes, small), colour ones as a JPEG (a PNG of 5,000 colour thumbnails is several MB)."""
+    n, c, h, w = images.shape
     per_row = max(1, math.ceil(math.sqrt(n)))
-    sprite, tile, per_row = sprite_image(images, max_side=per_row * min(tile_px, max(h, w)))
+    sprite, tile, per_row = sprite_image(images, max_side=min(SHEET_MAX_SIDE, per_row * min(tile_px, max(h, w))))
     buf = io.BytesIO()
-    sprite.save(buf, format="PNG")
-    uri = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    fmt = "png" if c == 1 else "jpeg"
+    sprite.save(buf, format=fmt, **({} if c == 1 else {"quality": JPEG_QUALITY}))
+    uri = f"data:image/{fmt};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
     return Sheet(uri, tuple(int(i) for i in ids), tile, per_row, sprite.size)
 
 

@@ -16,7 +16,7 @@ from tests.app_conftest_helpers import assert_clean, open_app
 
 
 def sprite_of(sheet: thumbs.Sheet) -> np.ndarray:
-    assert sheet.uri.startswith("data:image/png;base64,")
+    assert re.match(r"data:image/(png|jpeg);base64,", sheet.uri)
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(sheet.uri.split(",", 1)[1]))))
 
 
@@ -34,11 +34,19 @@ def test_each_points_tile_is_its_own_image_found_by_its_dataset_index():
         assert np.array_equal(sprite[row * 8:(row + 1) * 8, col * 8:(col + 1) * 8], images[k, 0])
 
 
-def test_tiles_are_shrunk_to_at_most_tile_px():
+def test_tiles_are_shrunk_to_at_most_tile_px_and_a_colour_sheet_is_a_jpeg():
     images = np.zeros((5, 3, 64, 48), dtype=np.uint8)
     sheet = thumbs.sheet(images, np.arange(5))
     assert max(sheet.tile) <= thumbs.TILE_PX and sheet.tile[0] > sheet.tile[1]      # the images' shape kept
+    assert sheet.uri.startswith("data:image/jpeg;base64,")
     assert sprite_of(sheet).shape == (sheet.size[1], sheet.size[0], 3)
+    assert thumbs.sheet(images[:, :1], np.arange(5)).uri.startswith("data:image/png;base64,")   # grey: a PNG
+
+
+def test_many_points_get_smaller_tiles_within_the_sheets_side(monkeypatch):
+    monkeypatch.setattr(thumbs, "SHEET_MAX_SIDE", 40)
+    sheet = thumbs.sheet(np.zeros((25, 1, 28, 28), dtype=np.uint8), np.arange(25))      # 5 a row: 140 px at 28
+    assert sheet.per_row == 5 and sheet.tile == (8, 8) and max(sheet.size) <= 40
 
 
 def test_the_script_reads_its_data_from_a_json_block_that_no_text_can_end():
