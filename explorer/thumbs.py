@@ -8,7 +8,7 @@ zero-height iframe of the page's own origin. The script finds the map's Plotly c
 listens to its hover and unhover events, and shows the hovered point's tile (found by the point's
 customdata, its dataset index) in a small box beside the point. The sheet is built once per
 (model, dataset, points) and kept in the job queue's result cache; a map of more points than
-VAE_EXPLORER_MAX_THUMB_POINTS gets no sheet (its caption says so).
+VAE_EXPLORER_MAX_THUMB_POINTS gets no sheet (a caption beside it says so).
 """
 from __future__ import annotations
 
@@ -72,17 +72,16 @@ def page_html(s: Sheet, chart_key: str) -> str:
             f"<script>{SCRIPT.read_text(encoding='utf-8')}</script>")
 
 
-def show(ctx, data, idx, chart_key: str) -> str:
+def show(ctx, data, idx, chart_key: str) -> None:
     """Send the hover thumbnails of the map of ``data``'s images ``idx`` (drawn as points, not as a raster)
-    by the chart ``chart_key``; a caption's phrase on them: how to see them, or why there are none."""
+    by the chart ``chart_key``; above the server's budget, a caption saying why there are none."""
     cap = limits.settings().max_thumb_points
     if len(idx) > cap:
-        return (f"no thumbnails on hover for more than {cap:,} points (VAE_EXPLORER_MAX_THUMB_POINTS): "
-                "choose fewer points to see them")
+        st.caption(f"No thumbnails on hover: this map has more than {cap:,} points (VAE_EXPLORER_MAX_THUMB_POINTS); "
+                   "choose fewer points to see them.")
+        return
     key = ("hover thumbnails", ctx.model_key, ctx.data_key, len(idx))
     ids = np.asarray(idx)
     built = jobs.queue().results.get_or_compute(key, lambda: page_html(
         sheet(data.images[ids].numpy(), ids), chart_key))
     st.iframe(built, height=1, alt="thumbnails shown on hover over the latent map")
-    return "hover a point to see its image"
-

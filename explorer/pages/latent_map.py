@@ -68,9 +68,8 @@ with session.guard("The latent map"):
                    f"than this server sends as points, {budget.max_map_points:,}): {pixel}. Draw a box (the box tool "
                    "in the chart's toolbar) to see the images inside it; click anywhere to decode that spot.")
     else:
-        hover = thumbs.show(ctx, data, idx, "map_chart")
-        st.caption(f"{figures.plural(len(codes), 'image')} of {data.name}, {where} - {hover}; select points (click, "
-                   "box or lasso) to see them; click anywhere to decode that spot.")
+        st.caption(f"{figures.plural(len(codes), 'image')} of {data.name}, {where}"
+                   " - select points (click, box or lasso) to see them; click anywhere to decode that spot.")
     signature = (ctx.model_key, ctx.data_key, len(codes), shown, tuple(sorted(params.items())) if pending is None else ())
     results = jobs.queue().results
     inv, typical = results.get_or_compute(("inverse", *signature), lambda: (
@@ -84,6 +83,8 @@ with session.guard("The latent map"):
         tiles = controls.draw(PAGE, "map_field_tiles", ctx) if field_on else 0
         if tiles:
             limits.settings().check_images(model, tiles * tiles, "decoded field images")
+        if not dense:                     # beside the map, not above it: the map keeps its place on the page
+            thumbs.show(ctx, data, idx, "map_chart")
 
     def draw():
         fig = spots.add_click_grid(map_figure(points, idx, data, colour, shown, codes, dense), points)
