@@ -1,6 +1,7 @@
-// The latent map's hover thumbnails (explorer/thumbs.py sends this script in a zero-height iframe of the
-// app's own origin). It finds the map's Plotly chart in the page, listens to its hover and unhover events,
-// and shows the hovered point's tile of the sprite beside the point: all in the browser, no server trip.
+// The latent map's hover thumbnails (explorer/thumbs.py sends this script in a one-pixel-high iframe of the
+// app's own origin). It finds the map's Plotly chart in the page (Streamlit gives the chart's element the
+// class st-key-<key>), listens to its hover and unhover events, and shows the hovered point's tile beside
+// the point: all in the browser, no server trip.
 // Streamlit may replace the chart's element on a rerun, so the script looks for it again every
 // CHECK_MS and moves its listeners to the new one. It reads its data from the JSON block "config".
 (function () {

@@ -4,7 +4,7 @@ Streamlit's chart sends no hover events, and a round trip to the server on every
 the map, so it all happens in the browser. ``sheet`` lays the images of the map's points into one
 sprite (vae_core.latent.projector.sprite_image, the TensorBoard Projector's sheet), tiles at most
 ``TILE_PX`` a side, as a PNG (or a colour JPEG) data URI; ``show`` sends it with our script (map_thumbs.js) in a
-zero-height iframe of the page's own origin. The script finds the map's Plotly chart in the page,
+one-pixel-high iframe of the page's own origin. The script finds the map's Plotly chart in the page,
 listens to its hover and unhover events, and shows the hovered point's tile (found by the point's
 customdata, its dataset index) in a small box beside the point. The sheet is built once per
 (model, dataset, points) and kept in the job queue's result cache; a map of more points than
@@ -66,7 +66,7 @@ def page_html(s: Sheet, chart_key: str) -> str:
     scale = max(1, round(SHOWN_PX / max(s.tile)))
     config = {"chart": f".st-key-{chart_key} .js-plotly-plot", "tip": TIP_ID, "sprite": s.uri, "ids": s.ids,
               "tile": s.tile, "per_row": s.per_row, "size": s.size, "scale": scale}
-    # json.dumps escapes nothing HTML cares about, so '<', '>' and '&' go as \\u escapes: no "</script>" can end the block
+    # json.dumps leaves '<', '>' and '&' as they are: as \\u escapes no "</script>" in the data can end the block
     data = json.dumps(config).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return (f'<script type="application/json" id="config">{data}</script>\n'
             f"<script>{SCRIPT.read_text(encoding='utf-8')}</script>")
