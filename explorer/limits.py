@@ -42,6 +42,8 @@ Budgets, each checked before anything is allocated (what a visitor's input can m
     VAE_EXPLORER_MAX_RASTER_POINTS   points of a PCA map drawn on the server as a density raster, above
                                      the WebGL budget (default 200,000)
     VAE_EXPLORER_MAX_TSNE_POINTS     points of a t-SNE map, the slowest method (default 5,000)
+    VAE_EXPLORER_MAX_THUMB_POINTS    points of a map whose images are sent as one sheet of thumbnails for its
+                                     hover tooltip; a larger map shows none (default 10,000)
     VAE_EXPLORER_MAX_IWAE_VALUES     images x importance samples x values per image of an IWAE estimate
                                      (default 1,073,741,824)
     VAE_EXPLORER_MAX_DISENTANGLEMENT_IMAGES  images the disentanglement metrics encode (default 150,000)
@@ -107,6 +109,7 @@ ENV_NUMBERS = MappingProxyType({
     "max_map_points": ("VAE_EXPLORER_MAX_MAP_POINTS", int, 1),
     "max_raster_points": ("VAE_EXPLORER_MAX_RASTER_POINTS", int, 1),
     "max_tsne_points": ("VAE_EXPLORER_MAX_TSNE_POINTS", int, 1),
+    "max_thumb_points": ("VAE_EXPLORER_MAX_THUMB_POINTS", int, 1),
     "max_iwae_values": ("VAE_EXPLORER_MAX_IWAE_VALUES", int, 1),
     "max_disentanglement_images": ("VAE_EXPLORER_MAX_DISENTANGLEMENT_IMAGES", int, 1),
     "max_dataset_bytes": ("VAE_EXPLORER_MAX_DATASET_MB", int, MB),
@@ -164,6 +167,7 @@ class Settings:
     max_map_points: int = 20_000
     max_raster_points: int = 200_000
     max_tsne_points: int = 5_000
+    max_thumb_points: int = 10_000
     max_iwae_values: int = 2 ** 30
     max_disentanglement_images: int = 150_000
     max_dataset_bytes: int = 256 * MB

@@ -614,3 +614,83 @@ def test_a_lasso_started_inside_an_earlier_lasso_draws_a_new_one(page):
     n_second = int(re.match(r"([\d,]+) images", heading.inner_text()).group(1).replace(",", ""))
     assert 0 < n_second < n_first, (first, heading.inner_text())
     assert_clean(page)
+
+
+# The map's most isolated image point (page-relative pixels and its dataset index), clear of the plot's edges,
+# so the pointer on it hovers that point and no other.
+LONELY_POINT = """() => {
+    const gd = document.querySelector('[data-testid="stMain"] .js-plotly-plot');
+    const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+    const pts = gd._fullData.filter(t => t.type === 'scattergl' && t.customdata)
+        .flatMap(t => Array.from(t.x).map((x, i) => ({id: t.customdata[i], px: xa.l2p(x), py: ya.l2p(t.y[i])})));
+    let best = null;
+    for (const p of pts) {
+        if (p.px < 100 || p.py < 100 || p.px > xa._length - 40 || p.py > ya._length - 40) continue;
+        let near = Infinity;
+        for (const q of pts) if (q !== p) near = Math.min(near, Math.hypot(q.px - p.px, q.py - p.py));
+        if (!best || near > best.near) best = {...p, near, px: p.px + xa._offset, py: p.py + ya._offset};
+    }
+    return best;
+}"""
+HOVERED_ID = """() => {
+    const gd = document.querySelector('[data-testid="stMain"] .js-plotly-plot');
+    const p = (gd._hoverdata || []).find(p => p.customdata !== undefined);
+    return p === undefined ? null : p.customdata;
+}"""
+
+
+def hover_lonely_point(page):
+    """Put the pointer on the map's most isolated point; wait for Plotly's hover on it and the thumbnail.
+    Returns the point (its dataset index "id"), its page pixels (x, y) and the plot's box."""
+    box = page.locator(f"{bh.MAIN} .js-plotly-plot .main-svg").first.bounding_box()
+    point = page.evaluate(LONELY_POINT)
+    assert point and point["near"] > 6, point
+    x, y = box["x"] + point["px"], box["y"] + point["py"]
+    tip = page.locator("#vae-map-thumb")
+
+    def on_point():                                   # Plotly picks the point under the pointer on a move
+        page.mouse.move(x - 2, y)
+        page.mouse.move(x, y)
+        return page.evaluate(HOVERED_ID) == point["id"] and tip.is_visible()
+
+    wait_for(on_point, 30, f"the hover on image {point['id']} and its thumbnail")
+    expect(tip).to_have_attribute("data-index", str(point["id"]))
+    return point, x, y, box
+
+
+def test_hovering_a_map_point_shows_its_image_and_leaving_it_hides_it(page):
+    """The issue: the hover label named the image ("class 0, image 264") but did not show it."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    import vae_core
+
+    logged = []                                       # errors of the page and its frames (our script's srcdoc)
+    page.on("console", lambda m: m.type == "error" and logged.append((m.location.get("url") or "", m.text)))
+    page.on("pageerror", lambda e: logged.append(("page", str(e))))
+    bh.go_to(page, "Latent map", timeout=LONG)
+    expect(page.locator(f"{bh.MAIN} .js-plotly-plot .nsewdrag").first).to_be_visible(timeout=LONG)
+    bh.wait_idle(page)
+    tip = page.locator("#vae-map-thumb")
+    point, x, y, box = hover_lonely_point(page)
+    # The thumbnail's pixels are that image's: the tile drawn whole-pixel large, back to the image's size.
+    images = vae_core.load_dataset("mnist-5k", "all").images[:, 0].numpy().astype(float)
+    image = images[point["id"]]
+    shown = Image.open(io.BytesIO(tip.screenshot())).convert("L").resize(image.shape[::-1], Image.BOX)
+    off = np.abs(np.asarray(shown, dtype=float) - images).mean((1, 2))     # from every image of the dataset
+    assert off[point["id"]] < 12 and off.argmin() == point["id"], (off[point["id"]], off.argmin(), off.min())
+    t = tip.bounding_box()                            # beside the point, not over it
+    assert not (t["x"] <= x <= t["x"] + t["width"] and t["y"] <= y <= t["y"] + t["height"]), (t, x, y)
+    shot(page, "latent_map_hover")
+    page.mouse.move(box["x"] + 5, box["y"] + 5)       # off the plot: the thumbnail goes
+    expect(tip).to_be_hidden(timeout=10_000)
+    # A rerun draws another figure (one trace, not one a class): the thumbnails follow the chart.
+    _choose(page, "Colour by", "none")
+    expect(page.locator(f"{bh.MAIN} .js-plotly-plot .legend")).to_have_count(0, timeout=LONG)
+    hover_lonely_point(page)
+    bh.go_to(page, "Sample")                          # off the page: the thumbnail's element goes with its iframe
+    expect(tip).to_have_count(0, timeout=LONG)
+    assert not [(where, text) for where, text in logged if not where.startswith("http")], logged    # (fonts: offline)
+    assert_clean(page)

@@ -1,7 +1,8 @@
 """Latent map: the dataset's codes in 2-D, coloured by label; select points to see them."""
 import streamlit as st
 
-from explorer import controls, figures, jobs, limits, maps, motion, raster, selection, session, spots, startup, widgets
+from explorer import (controls, figures, jobs, limits, maps, motion, raster, selection, session, spots, startup, thumbs,
+                      widgets)
 from explorer.page_settings import LATENT_MAP as PAGE, MAP_CODES_2D as CODES_2D, MAP_METHODS as METHODS
 from vae_core.latent import inverse
 
@@ -82,6 +83,8 @@ with session.guard("The latent map"):
         tiles = controls.draw(PAGE, "map_field_tiles", ctx) if field_on else 0
         if tiles:
             limits.settings().check_images(model, tiles * tiles, "decoded field images")
+        if not dense:                     # beside the map, not above it: the map keeps its place on the page
+            thumbs.show(ctx, data, idx, "map_chart")
 
     def draw():
         fig = spots.add_click_grid(map_figure(points, idx, data, colour, shown, codes, dense), points)
