@@ -13,6 +13,7 @@ VAE_EXPLORER_MAX_THUMB_POINTS gets no sheet (a caption beside it says so).
 from __future__ import annotations
 
 import base64
+import hashlib
 import dataclasses
 import io
 import json
@@ -80,8 +81,8 @@ def show(ctx, data, idx, chart_key: str) -> None:
         st.caption(f"No thumbnails on hover: this map has more than {cap:,} points (VAE_EXPLORER_MAX_THUMB_POINTS); "
                    "choose fewer points to see them.")
         return
-    key = ("hover thumbnails", ctx.model_key, ctx.data_key, len(idx))
     ids = np.asarray(idx)
+    key = ("hover thumbnails", ctx.model_key, ctx.data_key, hashlib.sha256(ids.tobytes()).hexdigest())  # these points
     built = jobs.queue().results.get_or_compute(key, lambda: page_html(
         sheet(data.images[ids].numpy(), ids), chart_key))
     st.iframe(built, height=1, alt="thumbnails shown on hover over the latent map")
