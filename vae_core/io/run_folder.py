@@ -46,6 +46,9 @@ class RunConfig:
     model: ModelConfig
     train: TrainConfig
 
+    def __post_init__(self):
+        self.model.check_targets(self.train)       # before any data is loaded: what the likelihood can score
+
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
         if not isinstance(d, dict) or set(d) - {"model", "train"}:
@@ -299,7 +302,7 @@ def precision_note(used: str | None, asked: str) -> str:
 
 
 def summarize_metrics(m: dict) -> dict:
-    keys = ("elbo", "recon", "kl", "mse", "active_units", "log_likelihood", "bits_per_dim",
+    keys = ("scored_as", "elbo", "recon", "kl", "mse", "active_units", "log_likelihood", "bits_per_dim",
             "codebook_usage", "perplexity", "accuracy")
     return {k: (round(m[k], 4) if isinstance(m[k], float) else m[k]) for k in keys if k in m}
 

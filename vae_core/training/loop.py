@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from ..data import ImageSet, class_balanced_indices, load_dataset
+from ..data import TEST_BINARIZATION_SEED, ImageSet, bernoulli_draw, binarized_set, class_balanced_indices, load_dataset
 from ..device import pick_device, resolve_precision
 from ..errors import TrainingDiverged, VAEError
 from ..evaluation.metrics import evaluate_model
@@ -235,6 +235,8 @@ def _prepare(config: RunConfig, data: ImageSet | None, test_data: ImageSet | Non
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     data, test_data = _checked_data(config, data, test_data, world)
+    if cfg.binarize != "none" and test_data is not None and test_data.binarization is None:
+        test_data = binarized_set(test_data, TEST_BINARIZATION_SEED)   # held out as evaluate --binarized scores it
     model = (model if model is not None else init_model(config.model, cfg.seed)).to(device).train()
     opt = make_optimizer(model, cfg, device)
     start_epoch, history, elapsed, saved = 0, [], 0.0, {}
@@ -292,7 +294,7 @@ def _choose_route(run: _Run) -> str:
 
 def _batch(run: _Run, perm: torch.Tensor, i: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Step ``i``'s images (b, C, H, W) in [0, 1] and labels on this rank; with a labelled subset (M2), its
-    images join the batch, whose own labels are hidden (-1)."""
+    images join the batch, whose own labels are hidden (-1); with --binarize dynamic, Bernoulli draws of them."""
     B, b, r = run.config.train.batch_size, run.local_batch, run.rank
     idx = perm[i * B + r * b: i * B + (r + 1) * b]
     x = run.images.index_select(0, idx).float().div_(255.0)
@@ -301,6 +303,10 @@ def _batch(run: _Run, perm: torch.Tensor, i: int, gen: torch.Generator) -> tuple
         pick = run.labelled[torch.randperm(len(run.labelled), generator=gen, device=run.device)[:B]]
         x = torch.cat([x, run.images.index_select(0, pick).float().div_(255.0)])     # (b + l, C, H, W)
         y = torch.cat([torch.full_like(y, -1), run.labels.index_select(0, pick)])
+    if run.config.train.binarize == "dynamic":
+        # A new Bernoulli draw of the grey levels every step, from the epoch's seeded generator: the same
+        # seed gives the same draws, and each rank keeps its slice of the global batch's draw.
+        x = bernoulli_draw(x, gen, rows=(r * len(x), run.world * len(x)))
     return x, y
 
 
@@ -325,6 +331,8 @@ def _end_epoch(run: _Run, epoch: int) -> Event:
         # Without held-out data, the final epoch is still evaluated, on the training images.
         # A seeded random sample, never the first images (a dataset may be sorted by class).
         held = (run.test_data if run.test_data is not None else run.data).seeded_subset(2000, cfg.seed)[0]
+        if cfg.binarize != "none" and held.binarization is None:
+            held = binarized_set(held, TEST_BINARIZATION_SEED)     # scored on the binary images it models
         ev.eval = evaluate_model(model, held, seed=cfg.seed)
     if (cfg.sample_every and (epoch + 1) % cfg.sample_every == 0) or last or run.out is not None:
         ev.samples = fixed_samples(model, cfg.seed)
