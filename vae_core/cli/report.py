@@ -45,7 +45,7 @@ _QUALITY_ROWS = (("psnr", "PSNR (dB)"), ("ssim", "SSIM"), ("classifier_frechet_d
 def _evaluation_rows(res: dict) -> list[tuple[str, object]]:
     rows = []
     if "code_prior" in res:
-        rows += [("log p(x|codes) + log p(codes) (nats)", res["elbo"]),
+        rows += [(f"log p(x|codes) + log p(codes) (nats){_kind(res)}", res["elbo"]),
                  ("  decoder log p(x|codes)", -res["recon"]), ("  code prior log p(codes)", -res["prior_code_nll"]),
                  ("  bits/dim", res["elbo_bits_per_dim"])]
     elif "elbo" in res:

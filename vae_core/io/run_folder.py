@@ -277,6 +277,7 @@ def save_run(out: Path, config: RunConfig, model: VAEBase, opt: torch.optim.Opti
     setup = setup or {}
     card_metrics = summarize_metrics(metrics) if metrics else None
     card = model_card(model, training=config.to_dict()["train"], metrics=card_metrics,
+                      scored_as=(metrics or {}).get("scored_as"), metrics_note=(metrics or {}).get("binarisation", ""),
                       command=config.command(), sample_image="samples.png",
                       extra=f"Trained for {epoch} epochs ({step} steps, {elapsed:.1f} s)"
                             f"{precision_note(setup.get('precision'), config.train.precision)}")
@@ -302,7 +303,7 @@ def precision_note(used: str | None, asked: str) -> str:
 
 
 def summarize_metrics(m: dict) -> dict:
-    keys = ("scored_as", "elbo", "recon", "kl", "mse", "active_units", "log_likelihood", "bits_per_dim",
+    keys = ("elbo", "recon", "kl", "mse", "active_units", "log_likelihood", "bits_per_dim",
             "codebook_usage", "perplexity", "accuracy")
     return {k: (round(m[k], 4) if isinstance(m[k], float) else m[k]) for k in keys if k in m}
 
