@@ -53,7 +53,7 @@ def test_a_dynamically_binarized_run_repeats_exactly_and_differs_from_grey_train
     assert not torch.equal(dyn, weights(tiny_run_config))
 
 
-def test_binarize_is_refused_for_a_likelihood_that_is_not_bernoulli():
+def test_binarize_is_refused_for_a_likelihood_that_is_not_bernoulli(tmp_path, capsys):
     train = {"dataset": "digits", "binarize": "dynamic"}
     with pytest.raises(VAEError) as e:
         RunConfig.from_dict({"model": {"model_type": "mlp", "likelihood": "gaussian"}, "train": train})
@@ -62,6 +62,10 @@ def test_binarize_is_refused_for_a_likelihood_that_is_not_bernoulli():
     assert RunConfig.from_dict({"model": {"model_type": "mlp"}, "train": train}).train.binarize == "dynamic"
     with pytest.raises(VAEError, match="must be one of"):
         RunConfig.from_dict({"train": {"binarize": "static"}})
+    assert main(["train", "--model", "mlp", "--dataset", "digits", "--likelihood", "laplace", "--binarize", "dynamic",
+                 "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'laplace'" in err and not (tmp_path / "run").exists()
 
 
 def test_the_test_binarization_is_one_fixed_draw(monkeypatch):
