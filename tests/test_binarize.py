@@ -161,3 +161,12 @@ def test_evaluate_binarized_refuses_a_density_model(tmp_path, capsys):
     assert main(["evaluate", str(run), "--dataset", "digits", "--binarized", "--iwae-k", "4", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "--binarized scores binary images with a Bernoulli likelihood" in err and "'gaussian'" in err
+
+
+def test_a_dynamically_binarized_run_scores_its_held_out_images_binarized(tiny_run_config, digits_train):
+    test = load_dataset("digits", "test")
+    evals = [ev.eval for ev in loop.train(_dynamic(tiny_run_config), digits_train, test) if ev.kind == "epoch"]
+    assert [e["scored_as"] for e in evals] == ["binarized log p(x)"] * 2
+    assert evals[-1]["binarization_seed"] == binarize.TEST_BINARIZATION_SEED
+    grey = [ev.eval for ev in loop.train(tiny_run_config, digits_train, test) if ev.kind == "epoch"]
+    assert grey[-1]["scored_as"] == GREY_LEVEL
