@@ -31,6 +31,7 @@ NUMBERS = [
     (["evaluate", "RUN", "--dataset", "digits"], "--disentanglement-scale", ()),
     (["evaluate", "RUN", "--dataset", "digits"], "--fid-samples", ()),
     (["evaluate", "RUN", "--dataset", "digits"], "--max-seconds", ()),
+    (["evaluate", "RUN", "--dataset", "digits", "--binarized"], "--binarize-seed", ("zero", "huge")),
     (["sample", "RUN", "--out", "NEW.png"], "--n", ()),
     (["sample", "RUN", "--out", "NEW.png"], "--nrow", ()),
     (["sample", "RUN", "--out", "NEW.png"], "--temperature", ("zero",)),

@@ -130,6 +130,9 @@ class TrainConfig:
     device: str = "auto"                # auto: cuda, then mps, then cpu
     threads: int = 0                    # torch intra-op threads on CPU (0: torch's default)
     snapshots: int = 0                  # keep the codes of this many training images every epoch (0: off)
+    # dynamic: each batch's grey levels p become Bernoulli(p) draws, redrawn every step from the run's seeded
+    # generator (binarized-MNIST training); only a Bernoulli likelihood may use it (ModelConfig.check_targets)
+    binarize: Literal["none", "dynamic"] = "none"
 
     def validate(self) -> None:
         def bad(msg):

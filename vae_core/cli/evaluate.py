@@ -11,7 +11,8 @@ from tqdm import tqdm
 from vae_core.cli import report
 from vae_core.cli import cost
 from vae_core.cli.args import BIGGEST, add_cost_flags, add_model_source, existing_file, name, real, whole
-from vae_core.data import load_dataset
+from vae_core.data import TEST_BINARIZATION_SEED, binarized_set, load_dataset
+from vae_core.data.binarize import CHUNK_IMAGES_VALUES
 from vae_core.errors import VAEError
 from vae_core.io.loading import load_model
 from vae_core.evaluation.metrics import collapse_warnings, evaluate_model, iwae_log_likelihood, mutual_information_estimate
@@ -26,6 +27,12 @@ def add_parser(sub, parents=()) -> None:
     e.add_argument("--split", default="test", choices=["train", "test", "all"])
     e.add_argument("--iwae-k", type=whole(0, BIGGEST), default=5000,
                    help="importance samples for the IWAE log-likelihood (0: skip it; the app uses fewer)")
+    e.add_argument("--binarized", action="store_true",
+                   help="score one fixed stochastic binarization of the images (each pixel 1 with probability its "
+                        "grey level; --binarize-seed): log p(x) of binary images, as binarized-MNIST papers report")
+    e.add_argument("--binarize-seed", type=whole(0, 2 ** 63 - 1), default=TEST_BINARIZATION_SEED,
+                   help=f"the seed of that binarization (default {TEST_BINARIZATION_SEED}: every model scored on the "
+                        "same binary images)")
     e.add_argument("--batch-size", type=whole(1, 65_536), default=250)
     e.add_argument("--quality", action="store_true",
                    help="add PSNR/SSIM and sample quality in a small classifier's feature space")
@@ -69,20 +76,26 @@ def _extras(args, model, data, res: dict, h: int, c: int) -> None:
 
 
 IWAE_CHUNK_VALUES = 2 ** 24  # metrics.iwae_log_likelihood's default: values of one chunk of samples
+BINARIZE_CHUNK_BYTES = 2 * cost.FLOAT * CHUNK_IMAGES_VALUES   # data.binarized's temporaries: uniforms and grey levels
 
 
 def estimate(args, model, data) -> cost.Estimate:
     """Memory: one batch's chunk of importance samples at the model's widest decode, refused before anything
     is timed if it cannot fit. Time: one real batch evaluated, and one real chunk of its importance samples,
-    each timed once and multiplied by the batches and chunks the job has."""
+    each timed once and multiplied by the batches and chunks the job has. --binarized adds the binary copy of
+    the images (uint8) and the binarizer's temporaries to the memory; its time, a uniform draw a pixel, is
+    far below one batch's and left out."""
     n, k, b = len(data), args.iwae_k, min(args.batch_size, len(data))
+    binary = getattr(args, "binarized", False)
     with torch.inference_mode():
         x, y = next(data.batches(1, model.device, with_labels=bool(model.num_classes), limit=1))
         iwae = k > 0 and model.encode(x, y).logvar is not None and model.as_codebook() is None  # as evaluate_model
     chunk = max(1, min(k, IWAE_CHUNK_VALUES // (b * math.prod(model.config.in_shape)))) if iwae else 1
-    what = f"evaluating {n:,} images" + (f" with IWAE k={k:,} ({n * k:,} decodes)" if iwae else "")
+    what = (f"evaluating {n:,} " + ("binarized " if binary else "") + "images"
+            + (f" with IWAE k={k:,} ({n * k:,} decodes)" if iwae else ""))
     what += f" and the disentanglement metrics at scale {args.disentanglement_scale:g}" if args.disentanglement else ""
-    est = cost.Estimate(what, 0.0, 2 * b * chunk * cost.decode_bytes(model),
+    binary_copy = n * math.prod(model.config.in_shape) + BINARIZE_CHUNK_BYTES if binary else 0  # uint8
+    est = cost.Estimate(what, 0.0, 2 * b * chunk * cost.decode_bytes(model) + binary_copy,
                         "lower --iwae-k" + (" or --disentanglement-scale" if args.disentanglement else "")
                         + " or --batch-size")
     cost.check_memory(est, model.device)
@@ -106,7 +119,11 @@ def run(args) -> int:
     model = load_model(args.model_source, device=args.device, revision=args.revision)
     c, h, w = model.config.in_shape
     data = load_dataset(args.dataset, args.split, image_size=h, channels=c)
+    if args.binarized:
+        _check_binarizable(model, args.model_source)
     cost.check(estimate(args, model, data), args, model.device)
+    if args.binarized:
+        data = binarized_set(data, args.binarize_seed)
     with tqdm(total=len(data), unit="img", disable=args.quiet or args.json, desc="evaluating") as bar:
         res = evaluate_model(model, data, batch_size=args.batch_size, iwae_k=args.iwae_k, seed=args.seed,
                              progress=lambda done, n: bar.update(done - bar.n))
@@ -123,17 +140,29 @@ def run(args) -> int:
     return 0
 
 
+def _check_binarizable(model, source: str) -> None:
+    """--binarized scores 0/1 images: only a Bernoulli likelihood gives them a probability."""
+    if model.config.likelihood != "bernoulli":
+        raise VAEError(f"--binarized scores binary images with a Bernoulli likelihood; {source}'s likelihood is "
+                       f"{model.config.likelihood!r}, whose bits/dim are already discretised: evaluate it without "
+                       "--binarized.")
+
+
 def compare(args, model, res: dict, data) -> dict:
     """The same evaluation of ``args.compare`` on the same images, with the same seed and k, as a table
     beside the evaluated model: parameters, ELBO, IWAE log p(x) and its difference."""
     other = load_model(args.compare, device=args.device)
+    if args.binarized:
+        _check_binarizable(other, args.compare)
     if tuple(other.config.in_shape) != tuple(model.config.in_shape):
         raise VAEError(f"--compare needs a model of the same image shape; {args.compare} takes "
                        f"{list(other.config.in_shape)}, {args.model_source} takes {list(model.config.in_shape)}.")
     theirs = evaluate_model(other, data, batch_size=args.batch_size, iwae_k=args.iwae_k, seed=args.seed)
     rows = [{"model": name, "parameters": sum(p.numel() for p in m.parameters()), "elbo": r.get("elbo"),
-             "log_likelihood": r.get("log_likelihood"), "bits_per_dim": r.get("bits_per_dim")}
+             "log_likelihood": r.get("log_likelihood"), "bits_per_dim": r.get("bits_per_dim"),
+             "scored_as": r.get("scored_as")}
             for name, m, r in ((args.model_source, model, res), (args.compare, other, theirs))]
     table, gap = report.comparison(rows, ours=args.model_source, theirs=args.compare, n_images=res["n_images"],
-                                   dataset=args.dataset, split=args.split, seed=args.seed, iwae_k=args.iwae_k)
+                                   dataset=args.dataset, split=report.which_images(args.split, res), seed=args.seed,
+                                   iwae_k=args.iwae_k)
     return {"models": rows, "log_likelihood_gain": gap, "table": table}

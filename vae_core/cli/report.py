@@ -26,7 +26,8 @@ def epoch_line(ev) -> str:
         codebook = (f"; codebook {ev.losses['codebook_usage']:.0%} used over the epoch (perplexity "
                     f"{ev.losses['perplexity']:.1f})" + (f", {restarted} dead codes re-initialised"
                                                          if restarted else ""))
-    return (f"epoch {ev.epoch}: test ELBO {e['elbo']:.2f} nats (recon {e['recon']:.2f}, "
+    kind = f" as {e['scored_as']}" if "scored_as" in e else ""
+    return (f"epoch {ev.epoch}: test ELBO{kind} {e['elbo']:.2f} nats (recon {e['recon']:.2f}, "
             f"KL {e['kl']:.2f}; nats per image, {e['n_images']:,} images){units}{codebook}")
 
 
@@ -44,17 +45,19 @@ _QUALITY_ROWS = (("psnr", "PSNR (dB)"), ("ssim", "SSIM"), ("classifier_frechet_d
 def _evaluation_rows(res: dict) -> list[tuple[str, object]]:
     rows = []
     if "code_prior" in res:
-        rows += [("log p(x|codes) + log p(codes) (nats)", res["elbo"]),
+        rows += [(f"log p(x|codes) + log p(codes) (nats){_kind(res)}", res["elbo"]),
                  ("  decoder log p(x|codes)", -res["recon"]), ("  code prior log p(codes)", -res["prior_code_nll"]),
                  ("  bits/dim", res["elbo_bits_per_dim"])]
     elif "elbo" in res:
-        rows += [("ELBO, 1 sample per image (nats)", res["elbo"]),
+        rows += [(f"ELBO, 1 sample per image (nats){_kind(res)}", res["elbo"]),
                  ("  reconstruction -log p(x|z) (nats)", res["recon"]), ("  KL (nats)", res["kl"])]
     else:
         rows.append(("reconstruction -log p(x|z) (nats)", res["recon"]))
     if "log_likelihood" in res:
-        rows += [(f"IWAE log p(x), k={res['iwae_k']} (nats)", res["log_likelihood"]),
-                 ("  bits/dim", res["bits_per_dim"])]
+        low, high = res["log_likelihood_ci95"]
+        rows += [(f"IWAE log p(x), k={res['iwae_k']} (nats){_kind(res)}", res["log_likelihood"]),
+                 ("  95% interval over images (nats)", f"[{low:.2f}, {high:.2f}] (se {res['log_likelihood_se']:.3f})"),
+                 ("  bits/dim" + (", discretised" if "density" in res["scored_as"] else ""), res["bits_per_dim"])]
     if "active_units" in res:
         rows.append(("active units", f"{res['active_units']}/{res['latent_units']}"))
     if "mutual_information" in res:
@@ -67,11 +70,24 @@ def _evaluation_rows(res: dict) -> list[tuple[str, object]]:
     return rows
 
 
+def _kind(res: dict) -> str:
+    """A likelihood figure's name suffix: what it scores (the grey-level cross-entropy, binarized images, ...)."""
+    return f" [{res['scored_as']}]" if "scored_as" in res else ""
+
+
+def which_images(split: str, res: dict) -> str:
+    """Which images a figure is on: the split and, if they were binarized, with which seed."""
+    seed = res.get("binarization_seed")
+    return f"binarized {split} split with binarization seed {seed}" if seed is not None else f"{split} split"
+
+
 def evaluation(source: str, dataset: str, split: str, res: dict) -> str:
     """evaluate's table: one metric a line, then what binarisation and the code prior mean, then warnings."""
-    lines = [f"{source} on {dataset} ({split} split, {res['n_images']:,} images, seed {res['seed']})"]
-    lines += [f"  {k:<36} {v:.4f}" if isinstance(v, float) else f"  {k:<36} {v}" for k, v in _evaluation_rows(res)]
+    lines = [f"{source} on {dataset} ({which_images(split, res)}, {res['n_images']:,} images, seed {res['seed']})"]
+    lines += [f"  {k:<60} {v:.4f}" if isinstance(v, float) else f"  {k:<60} {v}" for k, v in _evaluation_rows(res)]
     lines.append(f"  binarisation: {res['binarisation']}")
+    if "estimator" in res:
+        lines.append(f"  estimator: {res['estimator']}")
     if "code_prior" in res:
         lines.append(f"  a VQ-VAE's posterior is one code grid, so log p(x) >= log p(x|codes) + log p(codes) under "
                      f"its {res['code_prior']} code prior: this ELBO is its log-likelihood bound (no IWAE applies)")
@@ -86,9 +102,9 @@ def comparison(rows: list[dict], *, ours: str, theirs: str, n_images: int, datas
     """evaluate --compare's table beside the evaluated model, and the log-likelihood gain (None without IWAE)."""
     fmt = lambda v: "-" if v is None else f"{v:.2f}" if isinstance(v, float) else f"{v:,}"
     lines = [f"\nBeside {theirs}, on the same {n_images} images of {dataset} ({split}), seed {seed}, IWAE k={iwae_k}:",
-             f"  {'model':<28} {'parameters':>11} {'ELBO':>9} {'IWAE log p(x)':>14} {'bits/dim':>9}"]
+             f"  {'model':<28} {'parameters':>11} {'ELBO':>9} {'IWAE log p(x)':>14} {'bits/dim':>9}  scored as"]
     lines += [f"  {r['model'][-28:]:<28} {fmt(r['parameters']):>11} {fmt(r['elbo']):>9} "
-              f"{fmt(r['log_likelihood']):>14} {r['bits_per_dim'] or 0:>9.4f}" for r in rows]
+              f"{fmt(r['log_likelihood']):>14} {r['bits_per_dim'] or 0:>9.4f}  {r.get('scored_as') or ''}" for r in rows]
     gap = None
     if rows[0]["log_likelihood"] is not None and rows[1]["log_likelihood"] is not None:
         gap = rows[0]["log_likelihood"] - rows[1]["log_likelihood"]

@@ -28,6 +28,7 @@ class ImageSet:
     class_names: tuple[str, ...] = ()
     name: str = ""
     warnings: tuple[str, ...] = ()          # what the loader skipped or changed, one line each
+    binarization: int | None = None         # the seed of the fixed binarization these images are (data.binarize)
 
     def __post_init__(self):
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:

@@ -18,8 +18,11 @@ LIBRARY_NAME = "vae-latent-explorer"
 
 
 def model_card(model: VAEBase, *, training: dict | None = None, metrics: dict | None = None,
-               command: str | None = None, sample_image: str | None = None, extra: str = "") -> str:
-    """The README.md of a model folder: Hub front matter, how to load it, its metrics and configs."""
+               command: str | None = None, sample_image: str | None = None, extra: str = "",
+               scored_as: str | None = None, metrics_note: str = "") -> str:
+    """The README.md of a model folder: Hub front matter, how to load it, its metrics and configs.
+    ``scored_as`` (evaluation.metrics.scored_as: the grey-level cross-entropy, a binarized log p(x), a density)
+    heads the metrics table, so the figures are never read as what they are not; ``metrics_note`` follows it."""
     cfg = model.config
     dataset = (training or {}).get("dataset")
     front = ["---", f"library_name: {LIBRARY_NAME}", "tags:", "- vae", "- variational-autoencoder",
@@ -40,7 +43,9 @@ def model_card(model: VAEBase, *, training: dict | None = None, metrics: dict | 
         lines += ["## Reproduce", "", "```bash", command, "```", ""]
     if metrics:
         lines += ["## Metrics (held-out test split)", "", "| metric | value |", "|---|---|"]
+        lines += [f"| scored_as | {scored_as} |"] if scored_as else []
         lines += [f"| {k} | {_fmt(v)} |" for k, v in metrics.items()]
+        lines += ["", f"Images scored: {metrics_note}."] if metrics_note else []
         lines.append("")
     lines += ["## Model config", "", "```json", json.dumps(cfg.to_dict(), indent=2), "```", ""]
     if training:

@@ -46,6 +46,9 @@ class RunConfig:
     model: ModelConfig
     train: TrainConfig
 
+    def __post_init__(self):
+        self.model.check_targets(self.train)       # before any data is loaded: what the likelihood can score
+
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
         if not isinstance(d, dict) or set(d) - {"model", "train"}:
@@ -274,6 +277,7 @@ def save_run(out: Path, config: RunConfig, model: VAEBase, opt: torch.optim.Opti
     setup = setup or {}
     card_metrics = summarize_metrics(metrics) if metrics else None
     card = model_card(model, training=config.to_dict()["train"], metrics=card_metrics,
+                      scored_as=(metrics or {}).get("scored_as"), metrics_note=(metrics or {}).get("binarisation", ""),
                       command=config.command(), sample_image="samples.png",
                       extra=f"Trained for {epoch} epochs ({step} steps, {elapsed:.1f} s)"
                             f"{precision_note(setup.get('precision'), config.train.precision)}")

@@ -146,6 +146,14 @@ class ModelConfig:
             raise VAEError(f"labels_per_class hides labels from a semi-supervised model (--model m2); a "
                            f"{self.model_type} model does not use it.")
 
+    def check_targets(self, train: TrainConfig) -> None:
+        """Refuse training targets this config's likelihood cannot score: binarized images are 0s and 1s,
+        data only a Bernoulli likelihood models (a density on [0, 1] would be fitted to two values)."""
+        if train.binarize != "none" and self.likelihood != "bernoulli":
+            raise VAEError(f"--binarize {train.binarize} draws 0/1 images for a Bernoulli likelihood; this "
+                           f"{self.model_type} model's likelihood is {self.likelihood!r}. Use --likelihood "
+                           "bernoulli, or train without --binarize.")
+
     def trains_distributed(self) -> bool:
         """Whether a run may be split over processes (torchrun)."""
         return True

@@ -288,8 +288,8 @@ class TrainingJob:
             elif ev.kind == "epoch":
                 s.epoch = ev.epoch
                 if ev.eval:
-                    s.evals.append({"epoch": ev.epoch, **{k: v for k, v in ev.eval.items()
-                                                         if isinstance(v, (int, float))}})
+                    s.evals.append({"epoch": ev.epoch, **{k: v for k, v in ev.eval.items()      # not the lists
+                                                         if isinstance(v, (int, float, str))}})
                 if ev.samples is not None:
                     s.samples, s.samples_epoch = ev.samples, ev.epoch
             elif ev.kind == "done":
@@ -310,7 +310,9 @@ class TrainingJob:
         snap = self.snapshot()
         metrics = summarize_metrics(snap.evals[-1]) if snap.evals else None
         model, config = self.model, self.config
+        last = snap.evals[-1] if snap.evals else {}
         card = model_card(model, training=config.to_dict()["train"], metrics=metrics,
+                          scored_as=last.get("scored_as"), metrics_note=last.get("binarisation", ""),
                           command=config.command(), sample_image="samples.png",
                           extra=f"Trained in the explorer for {snap.epoch} epochs ({snap.step} steps, "
                                 f"{snap.elapsed:.1f} s); {snap.status}.")

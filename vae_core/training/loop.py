@@ -28,13 +28,13 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from ..data import ImageSet, class_balanced_indices, load_dataset
-from ..device import pick_device, resolve_precision
+from ..data import TEST_BINARIZATION_SEED, ImageSet, bernoulli_draw, binarized_set, class_balanced_indices, load_dataset
+from ..device import pick_device
 from ..errors import TrainingDiverged, VAEError
 from ..evaluation.metrics import evaluate_model
 from ..io.run_folder import PRIOR_FILES, RunConfig, resume_run, save_run
-from ..models import ModelConfig, VAEBase, build_model, kernels
-from . import snapshots
+from ..models import ModelConfig, VAEBase, build_model
+from . import route, snapshots
 from .code_use import CodeUse
 from .engine import Event, run_epochs
 from .objectives import StepResult, training_step
@@ -206,7 +206,7 @@ def train(config: RunConfig, data: ImageSet | None = None, test_data: ImageSet |
     the generator stops the run; the last checkpoint stays as it was.
     """
     run = _prepare(config, data, test_data, Path(out_dir) if out_dir else None, resume, model, log_every)
-    run.message = _choose_route(run) + _stale_prior_note(run.out, resume)
+    run.message = route.choose(run) + _stale_prior_note(run.out, resume)
     yield from run_epochs(run)
 
 
@@ -239,6 +239,8 @@ def _prepare(config: RunConfig, data: ImageSet | None, test_data: ImageSet | Non
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     data, test_data = _checked_data(config, data, test_data, world)
+    if cfg.binarize != "none" and test_data is not None and test_data.binarization is None:
+        test_data = binarized_set(test_data, TEST_BINARIZATION_SEED)   # held out as evaluate --binarized scores it
     model = (model if model is not None else init_model(config.model, cfg.seed)).to(device).train()
     opt = make_optimizer(model, cfg, device)
     start_epoch, history, elapsed, saved = 0, [], 0.0, {}
@@ -277,26 +279,9 @@ def _stale_prior_note(out: Path | None, resume: bool) -> str:
             f"saved run leaves it out; fit a new one with `python -m vae_core train-prior {out}`.")
 
 
-def _choose_route(run: _Run) -> str:
-    """Precision and kernels for the run (a resumed run keeps the ones it started with, whatever this machine
-    would pick); returns the start event's message."""
-    cfg, device, model = run.config.train, run.device, run.model
-    precision = run.saved.get("precision") or resolve_precision(cfg.precision, device)
-    run.amp = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
-    route = kernels.choose_route(model, cfg.kernels, device, precision, run.saved.get("kernels"),
-                                 run.total_steps - run.step,
-                   lambda: training_step(model, *_measure_batch(run.images, run.labels, run.labelled, run.local_batch,
-                                                                cfg.batch_size), cfg, step=0,
-                                         total_steps=run.total_steps, randn=_scratch_randn(device), dataset_size=run.n,
-                                         labelled_share=run.labelled_share).parts)
-    run.setup = {"precision": precision, "kernels": list(route)}
-    how = "bf16 autocast" if precision == "bf16" else ", ".join(filter(None, ["fp32", kernels.describe(model)]))
-    return f"training on {device} in {how} ({run.n} images, {run.steps_per_epoch} steps per epoch)."
-
-
 def _batch(run: _Run, perm: torch.Tensor, i: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Step ``i``'s images (b, C, H, W) in [0, 1] and labels on this rank; with a labelled subset (M2), its
-    images join the batch, whose own labels are hidden (-1)."""
+    images join the batch, whose own labels are hidden (-1); with --binarize dynamic, Bernoulli draws of them."""
     B, b, r = run.config.train.batch_size, run.local_batch, run.rank
     idx = perm[i * B + r * b: i * B + (r + 1) * b]
     x = run.images.index_select(0, idx).float().div_(255.0)
@@ -305,6 +290,10 @@ def _batch(run: _Run, perm: torch.Tensor, i: int, gen: torch.Generator) -> tuple
         pick = run.labelled[torch.randperm(len(run.labelled), generator=gen, device=run.device)[:B]]
         x = torch.cat([x, run.images.index_select(0, pick).float().div_(255.0)])     # (b + l, C, H, W)
         y = torch.cat([torch.full_like(y, -1), run.labels.index_select(0, pick)])
+    if run.config.train.binarize == "dynamic":
+        # A new Bernoulli draw of the grey levels every step, from the epoch's seeded generator: the same
+        # seed gives the same draws, and each rank keeps its slice of the global batch's draw.
+        x = bernoulli_draw(x, gen, rows=(r * len(x), run.world * len(x)))
     return x, y
 
 
@@ -353,6 +342,8 @@ def _keep(run: _Run, epochs_done: int, *, evaluate: bool, sample: bool, snapshot
         # Without held-out data the training images stand in. A seeded random sample, never the first images
         # (a dataset may be sorted by class).
         held = (run.test_data if run.test_data is not None else run.data).seeded_subset(2000, cfg.seed)[0]
+        if cfg.binarize != "none" and held.binarization is None:
+            held = binarized_set(held, TEST_BINARIZATION_SEED)     # scored on the binary images it models
         metrics = evaluate_model(model, held, seed=cfg.seed)
     samples = fixed_samples(model, cfg.seed) if sample else None
     run.history.append({"epoch": epochs_done, "step": run.step, **{k: round(v, 5) for k, v in run.means.items()},
@@ -365,25 +356,6 @@ def _keep(run: _Run, epochs_done: int, *, evaluate: bool, sample: bool, snapshot
                  elapsed=run.elapsed, metrics=metrics, samples=samples, setup=run.setup,
                  extra_files={snapshots.FILE: run.snaps.to_bytes()} if run.snaps is not None else None)
     return metrics, samples
-
-
-def _measure_batch(images: torch.Tensor, labels: torch.Tensor | None, labelled: torch.Tensor | None, local_B: int,
-                   B: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """A batch shaped like a training step's, for measuring the kernels: with a labelled subset (M2), the
-    step's unlabelled images (labels hidden, -1) and the subset's labelled ones; no other label is read."""
-    x = images[:local_B].float().div_(255.0)
-    if labelled is None:
-        return x, labels[:local_B] if labels is not None else None
-    pick = labelled[:B]
-    x = torch.cat([x, images.index_select(0, pick).float().div_(255.0)])
-    return x, torch.cat([torch.full((local_B,), -1, dtype=labels.dtype, device=labels.device),
-                         labels.index_select(0, pick)])
-
-
-def _scratch_randn(device: torch.device):
-    """Noise for the one forward pass that measures the kernels: its own generator, so the run's draws are untouched."""
-    gen = torch.Generator(device=device).manual_seed(0)
-    return lambda shape, batch_axis=0: torch.randn(shape, generator=gen, device=device)
 
 
 @torch.inference_mode()

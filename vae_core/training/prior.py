@@ -278,7 +278,8 @@ def prior_card(folder: Path, model: VQVAE, run, prior_cfg: CodePriorConfig, cfg:
         *trained])
     commands = run.command() + "\n" + cfg.command("RUN_DIR", prior_cfg)
     return model_card(model, training=run.to_dict()["train"], metrics=card_metrics, command=commands,
-                      sample_image="samples.png", extra=extra)
+                      sample_image="samples.png", extra=extra, scored_as=metrics.get("scored_as"),
+                      metrics_note=metrics.get("binarisation", ""))
 
 
 __all__ = ["PriorTrainConfig", "code_nll", "encode_codes", "prior_card", "train_prior"]

@@ -46,7 +46,8 @@ DEFAULT_EXPERIMENT = "vae_core"
 RECON_COUNT = 8           # held-out images shown above their reconstructions every epoch
 MLFLOW_PARAMS_PER_CALL = 100
 SERVER_TIMEOUT_S = 5.0    # how long an MLflow server's /health may take to answer before the sink is dropped
-SKIP_EVAL = frozenset({"n_images", "latent_units", "iwae_k"})    # counts that describe the evaluation, not the model
+# counts and seeds that describe the evaluation, not the model
+SKIP_EVAL = frozenset({"n_images", "latent_units", "iwae_k", "binarization_seed"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,7 +118,8 @@ def card_metrics(last_eval: dict | None) -> dict[str, float]:
     """The model card's metrics (``summarize_metrics`` of the last evaluation) as ``card/...``."""
     from ..io.run_folder import summarize_metrics
 
-    return {f"card/{k}": float(v) for k, v in summarize_metrics(last_eval).items()} if last_eval else {}
+    return {f"card/{k}": float(v) for k, v in summarize_metrics(last_eval).items()
+            if isinstance(v, (int, float))} if last_eval else {}         # numbers: the card's words are not logged
 
 
 @torch.inference_mode()
