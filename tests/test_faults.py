@@ -18,7 +18,7 @@ from tests.waiting import wait_for
 from vae_core import VAEError, load_model, train
 
 CMD = [sys.executable, "-m", "vae_core", "train", "--model", "mlp", "--dataset", "digits", "--hidden-dims", "32",
-       "--latent-dim", "2", "--batch-size", "256", "--eval-every", "1000", "--quiet"]
+       "--latent-dim", "2", "--batch-size", "256", "--eval-every", "1000", "--checkpoint-seconds", "0", "--quiet"]
 
 
 def test_a_run_killed_at_random_moments_always_leaves_a_loadable_checkpoint(tmp_path):
