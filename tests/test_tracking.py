@@ -96,18 +96,20 @@ def test_a_command_line_run_in_both_trackers_matches_its_card_and_ships_its_fold
     acc = _tensorboard(tb / "run")
     for k, v in card.items():
         assert acc.Scalars(f"card/{k}")[-1].value == pytest.approx(v, rel=1e-6)
+    kept = [r for r in state["history"] if "test_elbo" in r]   # the epochs evaluated (at most every 5 s: the last)
+    assert kept and kept[-1]["epoch"] == 2
     for row in state["history"]:                      # the per-epoch history the run folder keeps (rounded)
         assert [s.value for s in acc.Scalars("test/elbo") if s.step == row["step"]] == \
-            [pytest.approx(row["test_elbo"], abs=1e-4)]
-    assert [i.step for i in acc.Images("samples")] == [r["step"] for r in state["history"]]
-    assert [i.step for i in acc.Images("reconstructions")] == [r["step"] for r in state["history"]]
+            ([pytest.approx(row["test_elbo"], abs=1e-4)] if row in kept else [])
+    assert [i.step for i in acc.Images("samples")] == [r["step"] for r in kept]
+    assert [i.step for i in acc.Images("reconstructions")] == [r["step"] for r in kept]
     assert acc.Tags()["tensors"], "the config as hyperparameters (HParams tab)"
 
     client, [run] = _mlflow_run(uri, "cli", "run")
     assert {k: run.data.metrics[f"card/{k}"] for k in card} == {k: float(v) for k, v in card.items()}
     assert run.data.params["train.epochs"] == "2"
     images = [f.path for f in client.list_artifacts(run.info.run_id, "samples")]
-    assert len(images) == 2
+    assert len(images) == len(kept)
     folder = client.download_artifacts(run.info.run_id, "run", str(tmp_path / "download"))
     assert load_model(folder).config == load_model(out).config
 
